@@ -1,0 +1,145 @@
+"""One ``Settings`` class for the whole control plane (env prefix ``TCC_``).
+
+Development runs on embedded defaults: SQLite under ``data_dir``, the Temporal dev
+server, the local secret store with a generated master key, the offline demo model,
+billing off, and the sandbox Telegram. Outside development every secret must be set
+explicitly and placeholder values are refused.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changethis", "secret", "password", "dev"})
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    """Every knob of the control plane, API, worker and gateway."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TCC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    environment: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    log_level: str = "INFO"
+
+    # HTTP front end
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_url: str | None = None
+    session_secret: SecretStr | None = None
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_ui_port: int = 8233
+    temporal_ui_url: str | None = None
+    temporal_task_queue_prefix: str = "tcc"
+    codec_key: SecretStr | None = None  # base64 AES-256 key for the payload codec
+
+    # Secret store
+    secret_store: Literal["local", "vault"] = "local"
+    master_key_file: Path | None = None
+    vault_url: str = "http://127.0.0.1:8200"
+    vault_token: SecretStr | None = None
+    vault_mount: str = "secret"
+    vault_transit_mount: str | None = None
+    vault_transit_key: str = "tinyclaw"
+
+    # Runtimes
+    # "auto": Docker when an engine answers, else the dev-only process driver.
+    runtime_driver: Literal["auto", "docker", "process"] = "auto"
+    runtime_image: str = "tinyclaw/runtime:dev"
+    runtime_health_timeout_s: float = 60.0
+    # How a runtime reaches services on this host (gateway, sandbox Telegram).
+    runtime_host_alias: str = "host.docker.internal"
+
+    # Provider gateway
+    gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it
+    gateway_port: int = 8100
+    gateway_public_url: str | None = None  # as seen from a runtime
+    upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
+    upstream_api_key: SecretStr | None = None
+    upstream_timeout_s: float = 60.0
+
+    # Channels
+    telegram_api_base: str = "https://api.telegram.org"
+    sandbox_telegram: bool = False
+    sandbox_telegram_port: int = 8081
+
+    # Billing (off when no Stripe key is configured)
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str | None = None
+    stripe_price_ids: dict[str, str] = Field(default_factory=dict)  # plan id -> price id
+    grace_period_days: int = 7
+    retention_days: int = 30
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> Settings:
+        if self.environment is Environment.DEVELOPMENT or self.environment is Environment.TEST:
+            return self
+        required: dict[str, SecretStr | None] = {
+            "TCC_SESSION_SECRET": self.session_secret,
+            "TCC_CODEC_KEY": self.codec_key,
+        }
+        if self.secret_store == "vault":
+            required["TCC_VAULT_TOKEN"] = self.vault_token
+        if self.stripe_secret_key is not None:
+            required["TCC_STRIPE_WEBHOOK_SECRET"] = self.stripe_webhook_secret
+        for name, value in required.items():
+            if value is None or value.get_secret_value().strip().lower() in PLACEHOLDERS:
+                raise ValueError(f"{name} must be set to a real secret outside development")
+        if self.database_url is None:
+            raise ValueError("TCC_DATABASE_URL must be set outside development")
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.environment is not Environment.PRODUCTION
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL: the configured one, else a SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'tinyclaw.db').resolve()}"
+
+    @property
+    def resolved_master_key_file(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    @property
+    def resolved_temporal_ui_url(self) -> str:
+        return self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
+    def resolved_gateway_public_url(self) -> str:
+        """The gateway's OpenAI-compatible base URL as a tenant runtime sees it."""
+        if self.gateway_public_url:
+            return self.gateway_public_url
+        host = self.runtime_host_alias if self.runtime_driver != "process" else "127.0.0.1"
+        return f"http://{host}:{self.gateway_port}/v1"
+
+    @property
+    def billing_enabled(self) -> bool:
+        return self.stripe_secret_key is not None
+
+    def ensure_data_dir(self) -> Path:
+        """Create ``data_dir`` (mode 0700: it holds the SQLite file and the master key)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.data_dir

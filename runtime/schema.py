@@ -1,0 +1,208 @@
+"""A tiny JSON-schema-like validator whose messages name the field path."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+def validate(value: Any, schema: dict[str, Any], path: str) -> list[str]:
+    """Return a list of 'path: problem' messages; empty when value matches schema."""
+    types = schema.get("type")
+    if types is not None:
+        names = types if isinstance(types, list) else [types]
+        if not _is_type(value, names):
+            return [f"{path}: must be {' or '.join(names)}"]
+    errors: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: must be one of {', '.join(map(str, schema['enum']))}")
+    if isinstance(value, str):
+        errors += _check_string(value, schema, path)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{path}: must be >= {schema['minimum']}")
+    if isinstance(value, dict):
+        errors += _check_object(value, schema, path)
+    if isinstance(value, list):
+        errors += _check_array(value, schema, path)
+    return errors
+
+
+def _is_type(value: Any, names: list[str]) -> bool:
+    for name in names:
+        # bool is an int subclass in Python but never a number in JSON.
+        if name in ("integer", "number") and isinstance(value, bool):
+            continue
+        if name == "null" and value is None:
+            return True
+        if isinstance(value, _TYPES.get(name, ())):
+            return True
+    return False
+
+
+def _check_string(value: str, schema: dict[str, Any], path: str) -> list[str]:
+    errors = []
+    if schema.get("min_length") and len(value) < schema["min_length"]:
+        errors.append(f"{path}: must not be empty")
+    if "pattern" in schema and not re.match(schema["pattern"], value):
+        errors.append(f"{path}: {schema.get('pattern_hint', 'has an invalid format')}")
+    return errors
+
+
+def _check_object(value: dict, schema: dict[str, Any], path: str) -> list[str]:
+    errors = []
+    for key in schema.get("required", []):
+        if key not in value or value[key] is None:
+            errors.append(f"{path}.{key}: required")
+    props = schema.get("properties", {})
+    for key, item in value.items():
+        if key in props:
+            if item is not None:
+                errors += validate(item, props[key], f"{path}.{key}")
+        elif "values" in schema:
+            if "key_pattern" in schema and not re.match(schema["key_pattern"], key):
+                errors.append(f"{path}.{key}: id must be lowercase letters, digits, - or _")
+            errors += validate(item, schema["values"], f"{path}.{key}")
+    if schema.get("min_properties") and len(value) < schema["min_properties"]:
+        errors.append(f"{path}: must not be empty")
+    return errors
+
+
+def _check_array(value: list, schema: dict[str, Any], path: str) -> list[str]:
+    errors = []
+    if "items" in schema:
+        for index, item in enumerate(value):
+            errors += validate(item, schema["items"], f"{path}[{index}]")
+    if schema.get("min_items") and len(value) < schema["min_items"]:
+        errors.append(f"{path}: must not be empty")
+    return errors
+
+
+_HEARTBEAT = {
+    "type": "object",
+    "properties": {
+        "enabled": {"type": "boolean"},
+        "interval": {"type": "integer", "minimum": 1},
+    },
+}
+
+_AGENT = {
+    "type": "object",
+    "required": ["name", "model"],
+    "properties": {
+        "name": {"type": "string", "min_length": 1},
+        "provider": {
+            "type": "string",
+            "pattern": r"^(openai|custom:[a-z0-9][a-z0-9_-]*)$",
+            "pattern_hint": "must be 'openai' or 'custom:<id>'",
+        },
+        "model": {"type": "string", "min_length": 1},
+        "working_directory": {"type": "string"},
+        "system_prompt": {"type": "string"},
+        "prompt_file": {"type": "string"},
+        "heartbeat": _HEARTBEAT,
+    },
+}
+
+SETTINGS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["agents"],
+    "properties": {
+        "workspace": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}, "name": {"type": "string"}},
+        },
+        "channels": {
+            "type": "object",
+            "properties": {
+                "enabled": {"type": "array", "items": {"type": "string"}},
+                "telegram": {"type": "object", "properties": {"bot_token": {"type": "string"}}},
+            },
+        },
+        "models": {"type": "object"},
+        "agents": {
+            "type": "object",
+            "min_properties": 1,
+            "key_pattern": ID_PATTERN,
+            "values": _AGENT,
+        },
+        "custom_providers": {
+            "type": "object",
+            "key_pattern": ID_PATTERN,
+            "values": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "harness": {"type": "string"},
+                    "base_url": {"type": "string"},
+                    "model": {"type": "string"},
+                },
+            },
+        },
+        "teams": {
+            "type": "object",
+            "key_pattern": ID_PATTERN,
+            "values": {
+                "type": "object",
+                "required": ["agents", "leader_agent"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "agents": {"type": "array", "min_items": 1, "items": {"type": "string"}},
+                    "leader_agent": {"type": "string"},
+                },
+            },
+        },
+        "monitoring": {
+            "type": "object",
+            "properties": {"heartbeat_interval": {"type": "integer", "minimum": 1}},
+        },
+        "policy": {
+            "type": "object",
+            "properties": {
+                "max_chain_depth": {"type": "integer", "minimum": 0},
+                "max_messages_per_conversation_per_hour": {"type": "integer", "minimum": 1},
+                "max_message_chars": {"type": "integer", "minimum": 1},
+            },
+        },
+        "default_agent": {"type": "string"},
+    },
+}
+
+PAIRING_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "approved": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sender_id"],
+                "properties": {
+                    "sender_id": {"type": ["string", "integer"]},
+                    "name": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "pending": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sender_id", "code"],
+                "properties": {
+                    "sender_id": {"type": ["string", "integer"]},
+                    "code": {"type": "string"},
+                },
+            },
+        },
+    },
+}
