@@ -1,0 +1,41 @@
+# TinyClaw Cloud. `make up` runs the platform on its embedded defaults; `make test` runs the tests.
+SHELL := /bin/bash
+export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+
+.PHONY: up test deps system lint format typecheck bench clean
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+deps: $(UV)  ## Python environment from the lock file
+	$(UV) sync --frozen
+
+system:  ## Docker engine, PostgreSQL, Chromium and the runtime image (root, Debian)
+	scripts/setup-system.sh
+
+up: deps  ## Run API + worker + gateway + Temporal (with Web UI) on embedded defaults
+	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then scripts/build-runtime-image.sh; \
+	  else echo "No Docker engine: tenant runtimes will run as local processes (development isolation only)."; fi
+	$(PY) -m cli up
+
+test: deps system  ## The whole test suite against real services
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: deps
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: deps
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+typecheck: deps
+	.venv/bin/mypy
+
+bench: deps system  ## Benchmarks; each prints its figures
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

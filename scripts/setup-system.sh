@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs and starts what the platform and its tests need on a fresh Debian machine
+# (run as root): Docker engine, PostgreSQL, debootstrap, Chromium; then the local base
+# and runtime images. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v chromium >/dev/null || need+=(chromium)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" iptables >/dev/null
+fi
+
+# Docker engine: start it in the background when nothing answers.
+if ! docker info >/dev/null 2>&1; then
+  echo "starting dockerd"
+  (dockerd >/var/log/tcc-dockerd.log 2>&1 &)
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/tcc-dockerd.log" >&2; exit 1; }
+fi
+
+# PostgreSQL: the Debian cluster, a role and a database for the tests.
+if ! pg_lsclusters -h 2>/dev/null | grep -q online; then
+  cluster=$(pg_lsclusters -h | awk 'NR==1{print $1" "$2}')
+  if [ -z "$cluster" ]; then
+    ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    pg_createcluster "$ver" main >/dev/null
+    cluster="$ver main"
+  fi
+  pg_ctlcluster $cluster start
+fi
+su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='tcc'\"" | grep -q 1 \
+  || su postgres -c "psql -qc \"CREATE ROLE tcc LOGIN SUPERUSER PASSWORD 'tcc'\""
+su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='tcc_test'\"" | grep -q 1 \
+  || su postgres -c "createdb -O tcc tcc_test"
+
+scripts/build-runtime-image.sh
