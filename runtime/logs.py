@@ -12,7 +12,12 @@ import time
 from collections.abc import Iterable, Mapping
 
 # Env names whose values are secrets regardless of their suffix.
-SECRET_ENV_NAMES = ("TELEGRAM_BOT_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "RUNTIME_API_TOKEN")
+SECRET_ENV_NAMES = (
+    "TELEGRAM_BOT_TOKEN",
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "RUNTIME_API_TOKEN",
+)
 SECRET_SUFFIXES = ("_TOKEN", "_KEY", "_SECRET", "_PASSWORD")
 # Shorter values would redact innocent substrings all over the logs.
 MIN_SECRET_LEN = 6
@@ -36,6 +41,12 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = [s for s in secrets if s]
+
+    def add(self, secret: str) -> None:
+        """Redact one more value (for example a token read from settings.json)."""
+        if len(secret) >= MIN_SECRET_LEN and secret not in self._secrets:
+            self._secrets.append(secret)
+            self._secrets.sort(key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         """Return text with every secret replaced."""
@@ -91,9 +102,10 @@ class RingHandler(logging.Handler):
         return list(self.lines)[-count:]
 
 
-def setup_logging(environ: Mapping[str, str], level: str = "INFO") -> RingHandler:
-    """Configure the root logger for stdout + ring buffer; return the ring."""
-    formatter = JsonFormatter(Redactor(secret_values(environ)))
+def setup_logging(environ: Mapping[str, str], level: str = "INFO") -> tuple[RingHandler, Redactor]:
+    """Configure the root logger for stdout + ring buffer; return the ring and redactor."""
+    redactor = Redactor(secret_values(environ))
+    formatter = JsonFormatter(redactor)
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
@@ -102,7 +114,7 @@ def setup_logging(environ: Mapping[str, str], level: str = "INFO") -> RingHandle
     for handler in (stream, ring):
         handler.setFormatter(formatter)
         root.addHandler(handler)
-    return ring
+    return ring, redactor
 
 
 def add_file_handler(log_dir: str, max_bytes: int = 1_000_000, backups: int = 3) -> None:

@@ -1,0 +1,251 @@
+"""The process runtime driver: `python -m runtime` as a local subprocess per tenant.
+
+DEVELOPMENT ISOLATION ONLY. Every runtime runs as the control plane's own user
+with no memory, CPU or pids limits and no network isolation; it exists so the
+product can run where no Docker engine is present. The tenant's env (which holds
+its secrets) is kept in a 0600 file in the driver's state directory, outside the
+runtime home, so that start/stop work across control-plane restarts.
+
+Layout under data_dir: tenants/<id>/{home/, state.json, env.json, runtime.out}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.runtimes._home import reset_flag_files
+from core.runtimes.base import RuntimeDriverError, RuntimeNotFoundError, RuntimeSpec, RuntimeStatus
+
+TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # same rule as RuntimeSpec
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the runtime package
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class ProcessDriver:
+    """RuntimeDriver with local subprocesses (see the module docstring: dev only)."""
+
+    def __init__(
+        self, data_dir: str | Path, python: str = sys.executable, host: str = "127.0.0.1"
+    ) -> None:
+        self._root = Path(data_dir) / "tenants"
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._python = python
+        self._host = host
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def ensure(self, spec: RuntimeSpec) -> None:
+        """Create the tenant dir, write files and env; restart a running runtime on change."""
+        tenant = self._dir(spec.tenant_id)
+        home = tenant / "home"
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for rel, content in spec.files.items():
+            path = home / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        state = self._state(spec.tenant_id)
+        changed = state.get("config_hash") != spec.config_hash()
+        state.update(config_hash=spec.config_hash(), deployment_id=spec.deployment_id)
+        state.setdefault("port", _free_port(self._host))
+        self._write_state(spec.tenant_id, state)
+        env_file = tenant / "env.json"
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(spec.env, handle)
+        if changed and self._pid_alive(spec.tenant_id):
+            self.stop(spec.tenant_id)
+            self.start(spec.tenant_id)
+
+    def start(self, tenant_id: str) -> None:
+        """Spawn the runtime (no-op when running)."""
+        tenant = self._existing(tenant_id)
+        if self._pid_alive(tenant_id):
+            return
+        state = self._state(tenant_id)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(REPO_ROOT),
+            **json.loads((tenant / "env.json").read_text()),
+            "TINYAGI_HOME": str(tenant / "home"),
+            "TINYAGI_API_HOST": self._host,
+            "TINYAGI_API_PORT": str(state["port"]),
+        }
+        with open(tenant / "runtime.out", "ab") as out:
+            child = subprocess.Popen(
+                [self._python, "-m", "runtime"],
+                env=env,
+                cwd=str(REPO_ROOT),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # survives the control plane; no shared signals
+            )
+        self._children[tenant_id] = child
+        state.update(pid=child.pid, started_at=datetime.now(UTC).isoformat(), exit_code=None)
+        self._write_state(tenant_id, state)
+
+    def stop(self, tenant_id: str, timeout: int = 10) -> None:
+        """SIGTERM, then SIGKILL after timeout (no-op when stopped)."""
+        self._existing(tenant_id)
+        state = self._state(tenant_id)
+        if not self._pid_alive(tenant_id):
+            return
+        pid = int(state["pid"])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self._pid_alive(tenant_id) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._pid_alive(tenant_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            while self._pid_alive(tenant_id):
+                time.sleep(0.02)
+
+    def remove(self, tenant_id: str, keep_volume: bool = False) -> None:
+        """Stop and delete the tenant's state, and its home unless kept."""
+        tenant = self._dir(tenant_id)
+        if not tenant.exists():
+            return
+        if (tenant / "state.json").exists():
+            self.stop(tenant_id, timeout=5)
+        for name in ("state.json", "env.json", "runtime.out"):
+            (tenant / name).unlink(missing_ok=True)
+        if not keep_volume:
+            _rmtree(tenant)
+        self._children.pop(tenant_id, None)
+
+    # --- inspection ---------------------------------------------------------------
+
+    def status(self, tenant_id: str) -> RuntimeStatus:
+        """Whether the subprocess is alive."""
+        if not (self._dir(tenant_id) / "state.json").exists():
+            return RuntimeStatus(exists=False, running=False, state="missing")
+        state = self._state(tenant_id)
+        if self._pid_alive(tenant_id):
+            return RuntimeStatus(
+                exists=True, running=True, state="running", started_at=state.get("started_at")
+            )
+        child = self._children.get(tenant_id)
+        exit_code = child.returncode if child is not None else state.get("exit_code")
+        label = "created" if "pid" not in state else "exited"
+        return RuntimeStatus(
+            exists=True,
+            running=False,
+            state=label,
+            exit_code=exit_code,
+            started_at=state.get("started_at"),
+        )
+
+    def logs(self, tenant_id: str, tail: int = 200) -> list[str]:
+        """The last lines the runtime printed."""
+        out = self._existing(tenant_id) / "runtime.out"
+        if not out.exists():
+            return []
+        return out.read_text(encoding="utf-8", errors="replace").splitlines()[-tail:]
+
+    def address(self, tenant_id: str) -> str:
+        """http://127.0.0.1:<port>."""
+        self._existing(tenant_id)
+        return f"http://{self._host}:{self._state(tenant_id)['port']}"
+
+    def image_present(self, image: str) -> bool:
+        """Always true: this driver runs the runtime from source and ignores images."""
+        return True
+
+    def list_tenants(self) -> list[str]:
+        """Every tenant directory with a home."""
+        return sorted(p.name for p in self._root.iterdir() if (p / "home").is_dir())
+
+    # --- home ---------------------------------------------------------------------
+
+    def exec_reset(self, tenant_id: str, agent: str | None, full: bool) -> None:
+        """Write reset_flag files into the home."""
+        home = self._existing(tenant_id) / "home"
+        try:
+            settings = (home / "settings.json").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RuntimeDriverError("settings.json is missing in the runtime home") from None
+        for rel, content in reset_flag_files(settings, agent, full).items():
+            (home / rel).parent.mkdir(parents=True, exist_ok=True)
+            (home / rel).write_text(content, encoding="utf-8")
+
+    def snapshot(self, tenant_id: str, dest_path: str) -> str:
+        """A tar of the home with top directory 'tinyagi/' (same shape as the docker driver)."""
+        home = self._existing(tenant_id) / "home"
+        with tarfile.open(dest_path, "w") as tar:
+            tar.add(home, arcname="tinyagi")
+        return dest_path
+
+    def restore(self, tenant_id: str, src_path: str) -> None:
+        """Empty the home and unpack a snapshot into it."""
+        home = self._existing(tenant_id) / "home"
+        for child in home.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                _rmtree(child)
+            else:
+                child.unlink()
+        with tarfile.open(src_path) as tar:
+            members = [m for m in tar.getmembers() if m.name.partition("/")[2]]
+            for member in members:
+                member.name = member.name.partition("/")[2]
+            tar.extractall(home, members=members, filter="data")
+
+    # --- internals ----------------------------------------------------------------
+
+    def _dir(self, tenant_id: str) -> Path:
+        if not TENANT_ID.match(tenant_id):
+            raise RuntimeDriverError(f"invalid tenant id {tenant_id!r}")
+        return self._root / tenant_id
+
+    def _existing(self, tenant_id: str) -> Path:
+        tenant = self._dir(tenant_id)
+        if not (tenant / "state.json").exists():
+            raise RuntimeNotFoundError(f"no runtime for tenant {tenant_id}")
+        return tenant
+
+    def _state(self, tenant_id: str) -> dict:
+        path = self._dir(tenant_id) / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _write_state(self, tenant_id: str, state: dict) -> None:
+        path = self._dir(tenant_id) / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path)
+
+    def _pid_alive(self, tenant_id: str) -> bool:
+        child = self._children.get(tenant_id)
+        if child is not None:
+            return child.poll() is None  # also reaps our own exited children
+        pid = self._state(tenant_id).get("pid")
+        if not pid:
+            return False
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        # A recycled pid belongs to someone else; a zombie is not running.
+        return b"runtime" in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _rmtree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,238 @@
+"""Wires the runtime together: store, channel, workers, heartbeat, API and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from runtime.api import ApiError, ApiServer
+from runtime.config import Env, Settings
+from runtime.heartbeat import Heartbeat, worth_sending
+from runtime.logs import RingHandler
+from runtime.model import ModelClient
+from runtime.pairing import Pairing
+from runtime.queue import Message, Store
+from runtime.router import Router
+from runtime.telegram import TelegramChannel
+
+log = logging.getLogger("runtime.app")
+
+API_WAIT = 120.0
+IDLE_POLL = 1.0  # also picks up messages whose retry backoff has expired
+
+
+class App:
+    """One runtime process."""
+
+    def __init__(self, env: Env, settings: Settings, ring: RingHandler) -> None:
+        self.env = env
+        self.settings = settings
+        self.ring = ring
+        self.started = time.time()
+        self.store = Store(os.path.join(env.home, "tinyagi.db"))
+        self.pairing = Pairing(env.home)
+        self.router = Router(
+            settings,
+            self.store,
+            ModelClient(env.openai_base_url, env.openai_api_key, timeout=env.model_timeout),
+        )
+        self.telegram: TelegramChannel | None = None
+        token = env.telegram_token or settings.file_telegram_token
+        if "telegram" in settings.channels and token:
+            self.telegram = TelegramChannel(
+                token,
+                env.telegram_api_base,
+                self.store,
+                self.pairing,
+                self.notify,
+                env.telegram_poll_timeout,
+            )
+        self.api = ApiServer(env.api_token)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._register_routes()
+
+    def notify(self) -> None:
+        """Wake idle workers: something was enqueued."""
+        self._wake.set()
+        self._wake.clear()
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT, then shut down cleanly."""
+        recovered = self.store.recover()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.api.start(self.env.api_host, self.env.api_port)
+        background = [
+            asyncio.create_task(Heartbeat(self.settings, self.store, self.notify).run(a))
+            for a in Heartbeat(self.settings, self.store, self.notify).agents()
+        ]
+        if self.telegram:
+            background.append(asyncio.create_task(self.telegram.run()))
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.env.workers)]
+        log.info(
+            "runtime started",
+            extra={
+                "port": self.env.api_port,
+                "recovered": recovered,
+                "agents": list(self.settings.agents),
+            },
+        )
+        await stop.wait()
+        await self._shutdown(background, workers)
+
+    async def _shutdown(self, background: list[asyncio.Task], workers: list[asyncio.Task]) -> None:
+        log.info("shutting down")
+        self._stopping = True
+        for task in background:
+            task.cancel()
+        self._wake.set()
+        _, late = await asyncio.wait(workers, timeout=self.env.shutdown_grace)
+        for task in late:
+            task.cancel()  # the worker requeues its message on cancellation
+        await asyncio.gather(*background, *workers, return_exceptions=True)
+        await self.api.stop()
+        self.store.close()
+        log.info("stopped", extra={"requeued": len(late)})
+
+    async def _worker(self) -> None:
+        while not self._stopping:
+            message = self.store.claim()
+            if message is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
+                continue
+            await self._process(message)
+
+    async def _process(self, message: Message) -> None:
+        try:
+            if message.reply is None:
+                reply = await self.router.handle(
+                    message.conversation,
+                    message.text,
+                    message.agent,
+                    capped=message.channel != "heartbeat",
+                )
+                text, agent, failed = reply.text, reply.agent, reply.model_failed
+                self.store.save_reply(message.id, text, agent)
+            else:  # a delivery retry: the model already answered
+                text, agent, failed = message.reply, message.reply_agent or "", False
+            await self._deliver(message, text, agent, failed)
+            self.store.complete(message.id)
+        except asyncio.CancelledError:
+            self.store.requeue(message.id)
+            log.info("message requeued at shutdown", extra={"message_id": message.id})
+            raise
+        except Exception as exc:
+            state = self.store.fail(message.id, f"{exc.__class__.__name__}: {exc}")
+            log.warning(
+                "message failed",
+                extra={
+                    "message_id": message.id,
+                    "state": state,
+                    "error": f"{exc.__class__.__name__}: {exc}",
+                },
+            )
+
+    async def _deliver(self, message: Message, text: str, agent: str, failed: bool) -> None:
+        if message.channel == "telegram" and self.telegram and message.chat_id:
+            await self.telegram.send(message.chat_id, text)
+        elif message.channel == "heartbeat":
+            log.info(
+                "heartbeat result", extra={"agent": agent, "chars": len(text), "failed": failed}
+            )
+            owner = self.pairing.owner()
+            if self.telegram and owner and not failed and worth_sending(text):
+                await self.telegram.send(owner, text)
+        waiter = self._waiters.pop(message.id, None)
+        if waiter and not waiter.done():
+            waiter.set_result({"reply": text, "agent": agent, "message_id": message.id})
+        log.info("message completed", extra={"message_id": message.id, "channel": message.channel})
+
+    def _register_routes(self) -> None:
+        self.api.route("GET", "/healthz", self._healthz)
+        self.api.route("GET", "/api/status", self._status)
+        self.api.route("POST", "/api/message", self._message)
+        self.api.route("POST", "/api/reset", self._reset)
+        self.api.route("GET", "/api/logs", self._logs)
+
+    async def _healthz(self, body: dict, query: dict) -> dict[str, Any]:
+        """Liveness only: the process is up and serving."""
+        return {"ok": True}
+
+    async def _status(self, body: dict, query: dict) -> dict[str, Any]:
+        """Health: ok only when every enabled channel is running."""
+        channels = (
+            {"telegram": {"running": bool(self.telegram and self.telegram.running)}}
+            if "telegram" in self.settings.channels
+            else {}
+        )
+        last = self.store.last_message_at()
+        last_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None
+        return {
+            "ok": all(c["running"] for c in channels.values()),
+            "uptime": round(time.time() - self.started, 3),
+            "channels": channels,
+            "queue": self.store.counts(),
+            "last_message_at": last_iso,
+        }
+
+    async def _message(self, body: dict, query: dict) -> dict[str, Any]:
+        """Process a message through the queue as if from a channel and return the reply."""
+        text, agent = body.get("message"), body.get("agent")
+        if not isinstance(text, str) or not text.strip():
+            raise ApiError(400, "message: required")
+        if agent is not None and agent not in self.settings.agents:
+            raise ApiError(400, "agent: unknown agent")
+        sender_id = str(body.get("sender_id") or "api")
+        message_id = self.store.enqueue(
+            "api",
+            f"api:{sender_id}",
+            text,
+            sender=body.get("sender"),
+            sender_id=sender_id,
+            agent=agent,
+        )
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters[message_id] = waiter
+        self.notify()
+        try:
+            return await asyncio.wait_for(waiter, API_WAIT)
+        except TimeoutError:
+            raise ApiError(504, f"message {message_id} is still queued") from None
+        finally:
+            self._waiters.pop(message_id, None)
+
+    async def _reset(self, body: dict, query: dict) -> dict[str, Any]:
+        """Reset one agent's (or every agent's) session; full also clears memory/."""
+        agent, full = body.get("agent"), bool(body.get("full", False))
+        if agent is not None and agent not in self.settings.agents:
+            raise ApiError(400, "agent: unknown agent")
+        targets = [self.settings.agents[agent]] if agent else list(self.settings.agents.values())
+        for target in targets:
+            write_reset_flag(target.workdir, full)
+            self.router.apply_reset_flag(target)
+        return {"ok": True, "reset": [t.id for t in targets], "full": full}
+
+    async def _logs(self, body: dict, query: dict) -> dict[str, Any]:
+        """Recent log lines (already redacted), oldest first."""
+        try:
+            count = min(int((query.get("lines") or ["100"])[0]), 1000)
+        except ValueError:
+            raise ApiError(400, "lines: must be an integer") from None
+        return {"ok": True, "lines": self.ring.tail(count)}
+
+
+def write_reset_flag(workdir: str, full: bool) -> None:
+    """Write <workdir>/reset_flag ('full' also clears memory/ when applied)."""
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "reset_flag"), "w", encoding="utf-8") as handle:
+        handle.write("full" if full else "")

@@ -1,0 +1,216 @@
+"""Runtime configuration: the environment, settings.json and the home layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from runtime.schema import SETTINGS_SCHEMA, validate
+
+SUPPORTED_CHANNELS = ("telegram",)
+DEFAULT_POLICY = {
+    "max_chain_depth": 3,
+    "max_messages_per_conversation_per_hour": 60,
+    "max_message_chars": 4000,
+}
+DEFAULT_HEARTBEAT_INTERVAL = 3600
+
+
+class ConfigError(Exception):
+    """Raised when the environment or a home file is unusable; the message is user-facing."""
+
+
+@dataclass(frozen=True)
+class Env:
+    """Everything the runtime reads from its environment (secrets only live here)."""
+
+    home: str
+    api_host: str
+    api_port: int
+    api_token: str
+    telegram_token: str | None
+    telegram_api_base: str
+    openai_base_url: str
+    openai_api_key: str | None
+    log_level: str
+    telegram_poll_timeout: int
+    shutdown_grace: float
+    workers: int
+    model_timeout: float
+
+    def __repr__(self) -> str:  # never let a secret reach a log line or traceback
+        return f"Env(home={self.home!r}, api={self.api_host}:{self.api_port})"
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent from settings.json, with its resolved working directory."""
+
+    id: str
+    name: str
+    model: str
+    provider: str
+    workdir: str
+    system_prompt: str | None = None
+    prompt_file: str | None = None
+    heartbeat_enabled: bool = False
+    heartbeat_interval: int = DEFAULT_HEARTBEAT_INTERVAL
+
+
+@dataclass(frozen=True)
+class Team:
+    """A team: its members and the leader that receives @team messages."""
+
+    id: str
+    name: str
+    agents: tuple[str, ...]
+    leader: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated content of settings.json."""
+
+    agents: dict[str, Agent]
+    teams: dict[str, Team]
+    default_agent: str
+    channels: tuple[str, ...]
+    file_telegram_token: str | None
+    policy: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_POLICY))
+
+    def teammates(self, agent_id: str) -> set[str]:
+        """Return the agents sharing at least one team with agent_id (excluding itself)."""
+        mates: set[str] = set()
+        for team in self.teams.values():
+            if agent_id in team.agents:
+                mates.update(team.agents)
+        mates.discard(agent_id)
+        return mates
+
+
+def _int_env(environ: dict[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"environment: {name}: must be an integer") from None
+
+
+def load_env(environ: dict[str, str]) -> Env:
+    """Read and check the environment; raise ConfigError naming the variable."""
+    token = environ.get("RUNTIME_API_TOKEN", "")
+    if not token:
+        raise ConfigError("environment: RUNTIME_API_TOKEN: required")
+    home = environ.get("TINYAGI_HOME") or os.path.expanduser("~/.tinyagi")
+    return Env(
+        home=os.path.abspath(home),
+        api_host=environ.get("TINYAGI_API_HOST", "0.0.0.0"),
+        api_port=_int_env(environ, "TINYAGI_API_PORT", 3777),
+        api_token=token,
+        telegram_token=environ.get("TELEGRAM_BOT_TOKEN") or None,
+        telegram_api_base=environ.get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/"),
+        openai_base_url=environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
+        openai_api_key=environ.get("OPENAI_API_KEY") or None,
+        log_level=environ.get("TINYAGI_LOG_LEVEL", "INFO"),
+        telegram_poll_timeout=_int_env(environ, "TELEGRAM_POLL_TIMEOUT", 25),
+        shutdown_grace=float(_int_env(environ, "TINYAGI_SHUTDOWN_GRACE", 5)),
+        workers=max(1, _int_env(environ, "TINYAGI_WORKERS", 3)),
+        model_timeout=float(_int_env(environ, "TINYAGI_MODEL_TIMEOUT", 60)),
+    )
+
+
+def read_json(path: str, label: str) -> Any:
+    """Load a JSON file, turning syntax errors into a ConfigError naming the file."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{label}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{label}: cannot read: {exc.__class__.__name__}") from None
+
+
+def workspace_dir(home: str, raw: dict[str, Any]) -> str:
+    """Resolve settings.workspace.path (relative paths are relative to the home)."""
+    path = (raw.get("workspace") or {}).get("path") or "workspace"
+    return path if os.path.isabs(path) else os.path.join(home, path)
+
+
+def load_settings(home: str, env: Env | None = None) -> Settings:
+    """Read, validate and resolve home/settings.json; raise ConfigError on any problem."""
+    raw = read_json(os.path.join(home, "settings.json"), "settings.json")
+    errors = validate(raw, SETTINGS_SCHEMA, "settings.json")
+    if not errors:
+        errors = _cross_check(raw, env)
+    if errors:
+        raise ConfigError("; ".join(errors[:5]))
+    return _build(home, raw)
+
+
+def _cross_check(raw: dict[str, Any], env: Env | None) -> list[str]:
+    """Checks between fields that the schema cannot express."""
+    errors: list[str] = []
+    agents = raw["agents"]
+    providers = raw.get("custom_providers") or {}
+    for agent_id, agent in agents.items():
+        provider = agent.get("provider", "openai")
+        if provider.startswith("custom:") and provider[7:] not in providers:
+            errors.append(f"settings.json: agents.{agent_id}.provider: unknown custom provider")
+    for team_id, team in (raw.get("teams") or {}).items():
+        for index, member in enumerate(team["agents"]):
+            if member not in agents:
+                errors.append(f"settings.json: teams.{team_id}.agents[{index}]: unknown agent")
+        if team["leader_agent"] not in team["agents"]:
+            errors.append(f"settings.json: teams.{team_id}.leader_agent: must be a team member")
+    default = raw.get("default_agent")
+    if default is not None and default not in agents:
+        errors.append("settings.json: default_agent: unknown agent")
+    channels = raw.get("channels") or {}
+    for index, name in enumerate(channels.get("enabled") or []):
+        if name not in SUPPORTED_CHANNELS:
+            errors.append(f"settings.json: channels.enabled[{index}]: {name} is not supported")
+    if "telegram" in (channels.get("enabled") or []):
+        has_file_token = bool((channels.get("telegram") or {}).get("bot_token"))
+        if not has_file_token and not (env and env.telegram_token):
+            errors.append(
+                "settings.json: channels.telegram.bot_token: required (or TELEGRAM_BOT_TOKEN)"
+            )
+    return errors
+
+
+def _build(home: str, raw: dict[str, Any]) -> Settings:
+    workspace = workspace_dir(home, raw)
+    monitoring = raw.get("monitoring") or {}
+    default_interval = monitoring.get("heartbeat_interval", DEFAULT_HEARTBEAT_INTERVAL)
+    agents = {}
+    for agent_id, item in raw["agents"].items():
+        heartbeat = item.get("heartbeat") or {}
+        workdir = item.get("working_directory") or os.path.join(workspace, agent_id)
+        agents[agent_id] = Agent(
+            id=agent_id,
+            name=item["name"],
+            model=item["model"],
+            provider=item.get("provider", "openai"),
+            workdir=workdir if os.path.isabs(workdir) else os.path.join(home, workdir),
+            system_prompt=item.get("system_prompt"),
+            prompt_file=item.get("prompt_file"),
+            heartbeat_enabled=bool(heartbeat.get("enabled", False)),
+            heartbeat_interval=int(heartbeat.get("interval") or default_interval),
+        )
+    teams = {
+        tid: Team(tid, item.get("name", tid), tuple(item["agents"]), item["leader_agent"])
+        for tid, item in (raw.get("teams") or {}).items()
+    }
+    channels = raw.get("channels") or {}
+    return Settings(
+        agents=agents,
+        teams=teams,
+        default_agent=raw.get("default_agent") or next(iter(agents)),
+        channels=tuple(channels.get("enabled") or ()),
+        file_telegram_token=(channels.get("telegram") or {}).get("bot_token") or None,
+        policy={**DEFAULT_POLICY, **(raw.get("policy") or {})},
+    )
