@@ -1,0 +1,38 @@
+"""Run the gateway: ``python -m gateway`` (host, port and upstreams from ``TCC_*``)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from core.db import Database, run_migrations
+from core.secrets import build_secret_store
+from core.settings import Settings
+
+
+def main() -> None:
+    """Apply migrations, build the app and serve it with uvicorn."""
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    settings.ensure_data_dir()
+    url = settings.resolved_database_url
+    run_migrations(url)
+    db = Database(url)
+
+    from gateway.app import create_app
+
+    app = create_app(settings, db, build_secret_store(settings, db))
+    uvicorn.run(
+        app,
+        host=settings.gateway_host,
+        port=settings.gateway_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Gateway-specific errors and their OpenAI- / Anthropic-shaped bodies.
+
+Every refusal is a ``core.errors.TinyClawError`` subclass with a stable code;
+``OUTCOMES`` maps that code to the ``usage_events.outcome`` it is metered as.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.errors import Forbidden, NotFound, PaymentRequired, RateLimited, TinyClawError
+
+
+class ModelNotAllowed(Forbidden):
+    default_code = "model_not_allowed"
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+
+class ProviderKeyMissing(Forbidden):
+    default_code = "provider_key_missing"
+
+
+class BudgetExceeded(PaymentRequired):
+    default_code = "budget_exceeded"
+
+
+class RateLimitExceeded(RateLimited):
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamRejected(TinyClawError):
+    """The provider refused the request (4xx); its own text is withheld: it may echo keys."""
+
+    status_code = 400
+    default_code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int, code: str | None = None, **kw: Any) -> None:
+        super().__init__(message, code=code, **kw)
+        self.status = status
+
+
+OUTCOMES = {
+    "model_not_allowed": "refused_model",
+    "model_not_found": "refused_model",
+    "provider_key_missing": "refused_no_key",
+    "budget_exceeded": "refused_budget",
+    "rate_limit_exceeded": "refused_rate",
+    "invalid_input": "refused_invalid",
+    "upstream_unavailable": "upstream_error",
+    "upstream_rejected": "upstream_rejected",
+    "upstream_auth_failed": "upstream_rejected",
+    "upstream_rate_limited": "upstream_rejected",
+}
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+}
+
+
+def status_of(exc: TinyClawError) -> int:
+    """The HTTP status to answer with."""
+    return exc.status if isinstance(exc, UpstreamRejected) else exc.status_code
+
+
+def openai_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """``{"error": {"message", "type", "code"}}`` as OpenAI clients expect."""
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "code": code}}
+
+
+def anthropic_body(status: int, message: str) -> dict[str, Any]:
+    """``{"type": "error", "error": {"type", "message"}}`` as Anthropic clients expect."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def upstream_rejection(status: int, byok: bool) -> UpstreamRejected:
+    """A safe error for an upstream 4xx: a fixed message per status, never upstream text."""
+    if status in (401, 403):
+        msg = (
+            "The model provider rejected your own API key. Update it in the dashboard."
+            if byok
+            else "The platform's model provider refused the request; we have been alerted."
+        )
+        return UpstreamRejected(msg, status=502, code="upstream_auth_failed")
+    if status == 429:
+        return UpstreamRejected(
+            "The model provider is rate limiting; retry shortly.",
+            status=429,
+            code="upstream_rate_limited",
+        )
+    return UpstreamRejected(
+        f"The model provider rejected the request (HTTP {status}). Check the model name "
+        "and parameters.",
+        status=status if 400 <= status < 500 else 502,
+    )

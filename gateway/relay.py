@@ -1,0 +1,216 @@
+"""Getting an answer and relaying it: JSON, OpenAI SSE passthrough, Anthropic SSE.
+
+Streams are passed through chunk by chunk; a tap watches the data lines for the
+usage block (we ask upstreams for ``stream_options.include_usage``). If the
+upstream never sends usage, tokens are estimated with the demo rule and the
+call is metered as ``ok_estimated``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+
+from core.plans import DEMO_MODEL
+from gateway import demo
+from gateway.anthropic import StreamEncoder
+from gateway.errors import upstream_rejection
+from gateway.service import DEMO_UPSTREAM, Call, Gateway
+from gateway.upstreams import NoUpstreamAvailable
+
+log = logging.getLogger("gateway.relay")
+STREAM_ERROR = "The model provider stopped answering mid-stream."
+
+
+async def _noop() -> None:
+    return None
+
+
+@dataclass
+class StreamSource:
+    """Raw SSE bytes from an upstream (or the demo model) and how to release them."""
+
+    chunks: AsyncIterator[bytes]
+    aclose: Callable[[], Awaitable[None]] = _noop
+
+
+def request_id() -> str:
+    """An OpenAI-looking completion id."""
+    return "chatcmpl-" + uuid.uuid4().hex
+
+
+async def _reject(gw: Gateway, call: Call, response: httpx.Response) -> None:
+    # Drain and drop the body: provider error text can quote the key we sent.
+    status = response.status_code
+    await response.aclose()
+    log.info("upstream %s refused a call with HTTP %d", call.upstream, status)
+    raise upstream_rejection(status, byok=call.ctx.mode == "byok")
+
+
+async def fetch_json(
+    gw: Gateway, call: Call, payload: dict[str, Any], raw: bytes
+) -> tuple[bytes, dict[str, Any]]:
+    """A non-streamed completion as (body bytes, dict): demo, or upstream with failover."""
+    if call.model == DEMO_MODEL:
+        call.upstream = DEMO_UPSTREAM
+        data = demo.completion(payload, request_id())
+        return json.dumps(data).encode(), data
+    response = await gw.send(call, raw, stream=False)
+    if response.status_code >= 400:
+        await _reject(gw, call, response)
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise NoUpstreamAvailable("The model provider sent an unreadable answer.")
+    return response.content, data
+
+
+def usage_of(
+    call: Call, payload: dict[str, Any], usage: Any, out_chars: int
+) -> tuple[int, int, str]:
+    """``(input, output, outcome)`` from an upstream usage block, else estimated."""
+    if isinstance(usage, dict) and "prompt_tokens" in usage:
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), "ok"
+    est_out = (out_chars + 3) // 4
+    return demo.prompt_tokens(payload.get("messages") or []), est_out, "ok_estimated"
+
+
+def message_chars(data: dict[str, Any]) -> int:
+    """Characters of generated text in a non-streamed answer (for estimates)."""
+    total = 0
+    for choice in data.get("choices") or []:
+        msg = choice.get("message") or {}
+        total += len(msg.get("content") or "")
+        for call in msg.get("tool_calls") or []:
+            total += len((call.get("function") or {}).get("arguments") or "")
+    return total
+
+
+async def open_stream(gw: Gateway, call: Call, payload: dict[str, Any]) -> StreamSource:
+    """Start a streamed completion; errors before the first byte raise normally."""
+    call.streamed = True
+    if call.model == DEMO_MODEL:
+        call.upstream = DEMO_UPSTREAM
+        return StreamSource(demo.stream_bytes(payload, request_id()))
+    body = dict(payload)
+    body["stream"] = True
+    body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
+    response = await gw.send(call, json.dumps(body).encode(), stream=True)
+    if response.status_code >= 400:
+        await _reject(gw, call, response)
+    return StreamSource(response.aiter_raw(), response.aclose)
+
+
+class SseTap:
+    """Splits SSE bytes into lines and notes usage and generated text length."""
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.usage: dict[str, Any] | None = None
+        self.out_chars = 0
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, dict[str, Any] | None]]:
+        """Complete lines in ``chunk`` (with what came before), each with its parsed data."""
+        lines = (self._tail + chunk).split(b"\n")
+        self._tail = lines.pop()
+        return [(line, self._parse(line)) for line in lines]
+
+    def rest(self) -> bytes:
+        """Bytes after the last newline (a stream that did not end cleanly)."""
+        tail, self._tail = self._tail, b""
+        return tail
+
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
+        if not line.startswith(b"data:"):
+            return None
+        data = line[5:].strip()
+        if not data.startswith(b"{"):
+            return None
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        if isinstance(obj.get("usage"), dict):
+            self.usage = obj["usage"]
+        for choice in obj.get("choices") or ():
+            delta = choice.get("delta") or {}
+            self.out_chars += len(delta.get("content") or "")
+            for tc in delta.get("tool_calls") or ():
+                self.out_chars += len((tc.get("function") or {}).get("arguments") or "")
+        return obj
+
+
+async def _release(source: StreamSource) -> None:
+    # Shielded: a client disconnect cancels us, but the upstream connection must go back.
+    with anyio.move_on_after(2, shield=True):
+        await source.aclose()
+
+
+async def relay_openai(
+    gw: Gateway, call: Call, payload: dict[str, Any], source: StreamSource, keep_usage: bool
+) -> AsyncIterator[bytes]:
+    """Pass OpenAI SSE through; drop the usage-only chunk unless the client asked for it."""
+    tap, outcome = SseTap(), "cancelled"
+    try:
+        async for raw in source.chunks:
+            out = bytearray()
+            for line, obj in tap.feed(raw):
+                if obj is not None and not keep_usage and "usage" in obj and not obj.get("choices"):
+                    continue
+                out += line + b"\n"
+            if out:
+                yield bytes(out)
+        if tail := tap.rest():
+            yield tail + b"\n\n"
+        outcome = "ok"
+    except httpx.HTTPError as exc:
+        log.warning("stream from %s broke (%s)", call.upstream, type(exc).__name__)
+        outcome = "upstream_error"
+        err = {"error": {"message": STREAM_ERROR, "type": "server_error", "code": "upstream_error"}}
+        yield b"data: " + json.dumps(err).encode() + b"\n\n"
+    finally:
+        _meter_stream(gw, call, payload, tap, outcome)
+        await _release(source)
+
+
+async def relay_anthropic(
+    gw: Gateway, call: Call, payload: dict[str, Any], source: StreamSource, enc: StreamEncoder
+) -> AsyncIterator[bytes]:
+    """Re-encode OpenAI SSE as Anthropic events (message_start ... message_stop)."""
+    tap, outcome = SseTap(), "cancelled"
+    try:
+        yield enc.start()
+        async for raw in source.chunks:
+            out = b"".join(enc.chunk(obj) for _, obj in tap.feed(raw) if obj is not None)
+            if out:
+                yield out
+        inp, outp, _ = usage_of(call, payload, tap.usage, tap.out_chars)
+        outcome = "ok"
+        yield enc.finish(inp, outp)
+    except httpx.HTTPError as exc:
+        log.warning("stream from %s broke (%s)", call.upstream, type(exc).__name__)
+        outcome = "upstream_error"
+        err = {"type": "error", "error": {"type": "api_error", "message": STREAM_ERROR}}
+        yield f"event: error\ndata: {json.dumps(err)}\n\n".encode()
+    finally:
+        _meter_stream(gw, call, payload, tap, outcome)
+        await _release(source)
+
+
+def _meter_stream(
+    gw: Gateway, call: Call, payload: dict[str, Any], tap: SseTap, outcome: str
+) -> None:
+    inp, outp, usage_outcome = usage_of(call, payload, tap.usage, tap.out_chars)
+    # A cut or cancelled stream still consumed tokens: meter what we saw.
+    gw.record(call, usage_outcome if outcome == "ok" else outcome, inp, outp)
