@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -9,10 +10,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[2]
 API_TOKEN = "rt-test-token-0123456789"
@@ -26,6 +26,49 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def api_call(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = API_TOKEN,
+    timeout: float = 30,
+) -> tuple[int, dict[str, Any]]:
+    """Call a runtime API at base_url; returns (status, decoded JSON body)."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout
+    )
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        conn.request(method, path, None if body is None else json.dumps(body), headers)
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, json.loads(raw) if raw else {}
+    finally:
+        conn.close()
+
+
+def wait_healthy(base_url: str, timeout: float = 15.0, alive: Any = None) -> dict[str, Any]:
+    """Poll GET /api/status until ok is true; alive() may raise to stop early."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if alive is not None:
+            alive()
+        try:
+            status, body = api_call(base_url, "GET", "/api/status", timeout=2)
+            last = (status, body)
+            if status == 200 and body.get("ok"):
+                return body
+        except OSError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise AssertionError(f"runtime at {base_url} not healthy: {last}")
 
 
 def team_settings(**overrides: Any) -> dict[str, Any]:
@@ -90,6 +133,7 @@ class RuntimeProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_path = home.parent / f"runtime-{self.port}.out"
+        self.stderr_path = home.parent / f"runtime-{self.port}.err"
 
     @property
     def url(self) -> str:
@@ -98,56 +142,44 @@ class RuntimeProcess:
 
     def start(self, wait: bool = True) -> RuntimeProcess:
         """Spawn the process; by default wait until /api/status says ok."""
-        out = open(self.stdout_path, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime"],
-            env=self.env,
-            cwd=str(REPO),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "runtime"],
+                env=self.env,
+                cwd=str(REPO),
+                stdout=out,
+                stderr=err,
+            )
         if wait:
             self.wait_healthy()
         return self
 
     def wait_healthy(self, timeout: float = 15.0) -> dict[str, Any]:
-        """Poll /api/status until ok is true; raise with the output on failure."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"runtime exited {self.proc.returncode}: {self.output()}")
-            try:
-                status, body = self.call("GET", "/api/status")
-                if status == 200 and body.get("ok"):
-                    return body
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"runtime not healthy: {self.output()}")
+        """Wait until /api/status says ok; fail fast with the output if the process died."""
+        return wait_healthy(self.url, timeout, alive=self._check_alive)
+
+    def _check_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"runtime exited {self.proc.returncode}: {self.output()}")
 
     def call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        token: str | None = API_TOKEN,
-        timeout: float = 30,
+        self, method: str, path: str, body: Any = None, token: str | None = API_TOKEN
     ) -> tuple[int, dict[str, Any]]:
-        """Call the runtime API; returns (status, json)."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
+        """Call this runtime's API."""
+        return api_call(self.url, method, path, body, token)
 
     def output(self) -> str:
-        """Everything the process printed."""
+        """Everything the process printed (stdout, then stderr)."""
+        return self.stdout() + self.stderr()
+
+    def stdout(self) -> str:
+        """What the process printed on stdout (the JSON log)."""
         return self.stdout_path.read_text() if self.stdout_path.exists() else ""
+
+    def stderr(self) -> str:
+        """What the process printed on stderr."""
+        return self.stderr_path.read_text() if self.stderr_path.exists() else ""
 
     def terminate(self, timeout: float = 15) -> int:
         """SIGTERM and wait; returns the exit code."""
