@@ -1,0 +1,265 @@
+"""The bundle catalog: load every ``<id>/<version>/bundle.toml``, resolve one for a plan.
+
+Layout: ``bundles/catalog/<bundle id>/<version>/bundle.toml`` with the prompt
+templates it names beside it. Loading checks everything a deploy would trip over
+later (schema, directory names, template files and their Jinja syntax), so a
+malformed bundle fails at start-up with the file, the field and the reason.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bundles.schema import BundleManifest
+from core.db.models import Bundle, BundleVersion
+from core.errors import InvalidInput, NotFound, PlanLimitExceeded
+from core.plans import Plan, get_plan
+
+CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+PROJECT_ROOT = CATALOG_DIR.parent.parent
+MANIFEST_FILE = "bundle.toml"
+
+
+@dataclass(frozen=True)
+class LoadedBundle:
+    """A manifest and the directory holding its templates."""
+
+    manifest: BundleManifest
+    directory: Path
+
+    def template(self, name: str) -> str:
+        """The text of template ``name`` (a path the manifest validated as relative)."""
+        return (self.directory / name).read_text(encoding="utf-8")
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if part == "[key]":
+            continue  # the key itself is the last name already
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
+def _reason(error: Any) -> tuple[str, str]:
+    """(field path, reason) of one pydantic error, phrased for a bundle author."""
+    ctx = error.get("ctx") or {}
+    path = ctx.get("path") or _field_path(error["loc"]) or "(manifest)"
+    if error["type"] == "string_pattern_mismatch" and "[key]" in error["loc"]:
+        return path, "ids must be lowercase letters, digits, - or _ (no spaces)"
+    if error["type"] == "extra_forbidden":
+        return path, "unknown field"
+    return path, str(error["msg"]).removeprefix("Value error, ")
+
+
+def _invalid(file: Path, path: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{_display(file)}: {path}: {reason}", code="invalid_bundle", field=path)
+
+
+def load_bundle(directory: Path) -> LoadedBundle:
+    """Load and check one bundle version directory; ``InvalidInput`` names what is wrong."""
+    file = directory / MANIFEST_FILE
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise _invalid(file, "(toml)", str(exc)) from None
+    try:
+        manifest = BundleManifest.model_validate(raw)
+    except ValidationError as exc:
+        path, reason = _reason(exc.errors()[0])
+        raise _invalid(file, path, reason) from None
+    if manifest.id != directory.parent.name:
+        raise _invalid(
+            file, "id", f"'{manifest.id}' must match its directory '{directory.parent.name}'"
+        )
+    if manifest.version != directory.name:
+        raise _invalid(
+            file, "version", f"'{manifest.version}' must match its directory '{directory.name}'"
+        )
+    bundle = LoadedBundle(manifest, directory)
+    _check_templates(file, bundle)
+    return bundle
+
+
+def _check_templates(file: Path, bundle: LoadedBundle) -> None:
+    # Rendering owns the template environment; a trial render catches syntax errors
+    # and unknown variables now rather than at a customer's deploy.
+    from core.rendering import TemplateProblem, TenantChoices, render_runtime_config
+
+    manifest = bundle.manifest
+    fields = {manifest.prompts.heartbeat: "prompts.heartbeat"}
+    for agent_id, spec in manifest.agents.items():
+        fields.setdefault(spec.prompt_template, f"agents.{agent_id}.prompt_template")
+    for name, field in fields.items():
+        if not (bundle.directory / name).is_file():
+            raise _invalid(file, field, f"template file '{name}' not found beside the manifest")
+    sample = TenantChoices(tenant_id="sample", tenant_name="Sample tenant", owner_telegram_id=1)
+    try:
+        render_runtime_config(manifest, bundle.template, sample)
+    except TemplateProblem as exc:
+        raise _invalid(
+            file, fields[exc.template], f"template '{exc.template}': {exc.reason}"
+        ) from None
+    except InvalidInput as exc:
+        raise _invalid(file, "(rendered)", exc.message) from None
+
+
+def plan_problems(manifest: BundleManifest, plan: Plan) -> list[str]:
+    """Why ``manifest`` cannot run on ``plan``, as customer-readable sentences (empty: it can)."""
+    problems = []
+    if plan.id not in manifest.plans:
+        problems.append(
+            f"The {manifest.name} bundle is not available on the {plan.name} plan "
+            f"(available on: {', '.join(manifest.plans)})."
+        )
+    if len(manifest.agents) > plan.max_agents:
+        problems.append(
+            f"The {plan.name} plan allows {plan.max_agents} agent(s); "
+            f"the {manifest.name} bundle has {len(manifest.agents)}."
+        )
+    if manifest.teams and not plan.multi_agent_teams:
+        problems.append(
+            f"The {manifest.name} bundle uses agent teams, which the {plan.name} plan lacks."
+        )
+    for agent_id, agent in manifest.agents.items():
+        if not plan.allows_model(agent.model):
+            problems.append(
+                f"Agent '{agent_id}' uses model '{agent.model}', "
+                f"which the {plan.name} plan does not allow."
+            )
+    return problems
+
+
+class Catalog:
+    """Every bundle version, newest first per bundle."""
+
+    def __init__(self, root: Path, bundles: list[LoadedBundle]) -> None:
+        self.root = root
+        self._by_id: dict[str, list[LoadedBundle]] = {}
+        for bundle in bundles:
+            self._by_id.setdefault(bundle.manifest.id, []).append(bundle)
+        for versions in self._by_id.values():
+            versions.sort(key=lambda b: b.manifest.semver, reverse=True)
+
+    def __iter__(self) -> Iterator[BundleManifest]:
+        for versions in self._by_id.values():
+            yield from (b.manifest for b in versions)
+
+    def ids(self) -> list[str]:
+        """Bundle ids, sorted."""
+        return sorted(self._by_id)
+
+    def versions(self, bundle_id: str) -> list[BundleManifest]:
+        """Every version of ``bundle_id``, newest first; ``NotFound`` for an unknown bundle."""
+        return [b.manifest for b in self._versions(bundle_id)]
+
+    def _versions(self, bundle_id: str) -> list[LoadedBundle]:
+        if bundle_id not in self._by_id:
+            raise NotFound(
+                f"Unknown bundle '{bundle_id}'. Available bundles: {', '.join(self.ids())}.",
+                code="unknown_bundle",
+                bundle=bundle_id,
+            )
+        return self._by_id[bundle_id]
+
+    def loaded(self, bundle_id: str, version: str) -> LoadedBundle:
+        """The loaded bundle at an exact version; ``NotFound`` (``unknown_bundle``) otherwise."""
+        for bundle in self._versions(bundle_id):
+            if bundle.manifest.version == version:
+                return bundle
+        raise NotFound(
+            f"Bundle '{bundle_id}' has no version {version}.",
+            code="unknown_bundle",
+            bundle=bundle_id,
+        )
+
+    def get(self, bundle_id: str, version: str) -> BundleManifest:
+        """The manifest of ``bundle_id`` at ``version``."""
+        return self.loaded(bundle_id, version).manifest
+
+    def template_loader(self, manifest: BundleManifest) -> Callable[[str], str]:
+        """A function reading ``manifest``'s template files, for ``render_runtime_config``."""
+        return self.loaded(manifest.id, manifest.version).template
+
+    def resolve(self, bundle_id: str, plan_id: str, version: str | None = None) -> BundleManifest:
+        """The latest (or the given) version of ``bundle_id`` that runs on ``plan_id``."""
+        plan = get_plan(plan_id)
+        if version is not None:
+            candidates = [self.get(bundle_id, version)]
+        else:
+            # Pre-releases are only ever picked by asking for them explicitly.
+            candidates = [m for m in self.versions(bundle_id) if m.semver.prerelease is None]
+        for manifest in candidates:
+            if not plan_problems(manifest, plan):
+                return manifest
+        problems = plan_problems(candidates[0], plan) if candidates else ["no released version"]
+        raise PlanLimitExceeded(
+            " ".join(problems), code="bundle_not_allowed", bundle=bundle_id, plan=plan_id
+        )
+
+    def list_for_plan(self, plan_id: str) -> list[BundleManifest]:
+        """The latest compatible version of every bundle ``plan_id`` may use."""
+        found = []
+        for bundle_id in self.ids():
+            try:
+                found.append(self.resolve(bundle_id, plan_id))
+            except PlanLimitExceeded:
+                continue
+        return found
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Load every bundle under ``path`` (default: the shipped catalog); fail on a bad one."""
+    root = Path(path) if path is not None else CATALOG_DIR
+    if not root.is_dir():
+        raise InvalidInput(f"bundle catalog {root} is not a directory", code="invalid_bundle")
+    directories = sorted(p.parent for p in root.glob(f"*/*/{MANIFEST_FILE}"))
+    return Catalog(root, [load_bundle(directory) for directory in directories])
+
+
+def sync_catalog_to_db(session: Session, catalog: Catalog) -> int:
+    """Upsert ``bundles`` and ``bundle_versions`` from the catalog; return rows changed."""
+    changed = 0
+    for bundle_id in catalog.ids():
+        latest = catalog.versions(bundle_id)[0]
+        row = session.get(Bundle, bundle_id)
+        if row is None:
+            row = Bundle(id=bundle_id)
+            session.add(row)
+        if (row.name, row.description) != (latest.name, latest.description):
+            row.name, row.description = latest.name, latest.description
+            changed += 1
+        existing = {
+            v.version: v
+            for v in session.scalars(
+                select(BundleVersion).where(BundleVersion.bundle_id == bundle_id)
+            )
+        }
+        for manifest in catalog.versions(bundle_id):
+            data = manifest.model_dump(mode="json")
+            version_row = existing.get(manifest.version)
+            if version_row is None:
+                session.add(
+                    BundleVersion(bundle_id=bundle_id, version=manifest.version, manifest=data)
+                )
+                changed += 1
+            elif version_row.manifest != data:
+                version_row.manifest = data
+                changed += 1
+    session.flush()
+    return changed
