@@ -201,3 +201,39 @@ def test_repr_never_shows_key_material(local_store: LocalSecretStore, key_file: 
     key_text = key_file.read_text().splitlines()[-1].split(":", 1)[1]
     for thing in (local_store, ref):
         assert key_text not in repr(thing) and TOKEN not in repr(thing) and TOKEN not in str(thing)
+
+
+def test_rotation_walks_every_batch(
+    local_store: LocalSecretStore, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.secrets import local
+
+    monkeypatch.setattr(local, "REWRAP_BATCH", 2)
+    for index in range(5):
+        local_store.put(f"t{index % 2}", f"s{index}", f"value {index}")
+    local_store.rotate_master_key()
+    assert {b.key_version for b in blobs(db)} == {2}
+    assert local_store.get(secret_ref("t0", "s4")) == "value 4"
+
+
+def test_concurrent_puts_of_one_ref_all_succeed(
+    local_store: LocalSecretStore, db: Database
+) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def put(index: int) -> None:
+        try:
+            local_store.put("t1", "telegram_bot_token", f"value {index}")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(blobs(db)) == 1
+    assert local_store.get(secret_ref("t1", "telegram_bot_token")).startswith("value ")
