@@ -66,6 +66,21 @@ class EchoingFakeOpenAI(FakeOpenAI):
         self.handler_class = _EchoingHandler
 
 
+class _NoUsageHandler(_Handler):
+    """Streams without the usage chunk, like providers that ignore ``include_usage``."""
+
+    def _stream(self, completion_id: str, body: dict, text: str, usage: dict) -> None:
+        super()._stream(completion_id, {**body, "stream_options": None}, text, usage)
+
+
+class NoUsageFakeOpenAI(FakeOpenAI):
+    """The shared fake, but streams never carry a usage block."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handler_class = _NoUsageHandler
+
+
 def create_tenant(db: Database, plan: str = "starter", mode: str = "managed") -> str:
     """A tenant row; returns its id."""
     with db.system_session() as session:
