@@ -207,7 +207,7 @@ def subscription_info(sub: Mapping[str, Any], price_ids: Mapping[str, str]) -> S
     period_end = item.get("current_period_end") or sub.get("current_period_end")
     return SubscriptionInfo(
         id=str(sub["id"]),
-        customer_id=_id_of(sub.get("customer")),
+        customer_id=id_of(sub.get("customer")),
         status=str(sub.get("status") or "unknown"),
         plan=plan_for_price(price_ids, price_id) or metadata.get("plan"),
         current_period_end=from_timestamp(period_end),
@@ -225,9 +225,10 @@ def _first_item(sub: Mapping[str, Any]) -> Mapping[str, Any]:
     return items[0] if items else {}
 
 
-def _id_of(value: Any) -> str | None:
+def id_of(value: Any) -> str | None:
+    """The id of an expanded Stripe object or of a plain id string."""
     if isinstance(value, Mapping):
-        return str(value.get("id"))
+        return str(value["id"]) if value.get("id") else None
     return str(value) if value else None
 
 
