@@ -10,22 +10,64 @@ from typing import Any
 
 from temporalio.worker import Worker
 
+import httpx
+
+from activities.lifecycle import LifecycleActivities
 from activities.system import SystemActivities
+from bundles.catalog import load_catalog
+from core.provisioning import Provisioner
+from core.runtimes.select import select_driver
+from core.secrets import build_secret_store
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.settings import Settings
 from core.temporal import search_attributes
+from workflows.deploy import DeployTenantWorkflow
+from workflows.operations import (
+    DeleteTenantWorkflow,
+    PauseTenantWorkflow,
+    ResetMemoryWorkflow,
+    RestartTenantWorkflow,
+    ResumeTenantWorkflow,
+    SuspendTenantWorkflow,
+    UnsuspendTenantWorkflow,
+)
 from workflows.ping import PingWorkflow
+from workflows.switch_bundle import SwitchBundleWorkflow
+from workflows.tenant import TenantWorkflow
 
 log = logging.getLogger("tcc.worker")
 
-WORKFLOWS: list[type] = [PingWorkflow]
+WORKFLOWS: list[type] = [
+    PingWorkflow, TenantWorkflow, DeployTenantWorkflow, PauseTenantWorkflow,
+    ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
+    SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow,
+]  # fmt: skip
+
+
+def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
+    """The lifecycle activities with their adapters chosen by configuration."""
+    existing = ctx.extras.get("lifecycle")
+    if existing is not None:
+        return existing  # type: ignore[no-any-return]
+    kind, driver = select_driver(ctx.settings)
+    provisioner = Provisioner(
+        settings=ctx.settings, store=build_secret_store(ctx.settings, ctx.db),
+        catalog=load_catalog(), driver=driver, driver_kind=kind,
+    )  # fmt: skip
+    acts = LifecycleActivities(
+        db=ctx.db, provisioner=provisioner,
+        http=httpx.AsyncClient(timeout=httpx.Timeout(30, connect=5)),
+        backups_dir=ctx.settings.data_dir / "backups",
+    )  # fmt: skip
+    ctx.extras["lifecycle"] = acts
+    return acts
 
 
 def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     """Every activity function, bound to the clients in ``ctx``."""
     system = SystemActivities(ctx.db)
-    return [system.ping_database]
+    return [system.ping_database, *lifecycle_activities(ctx).all()]
 
 
 def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:

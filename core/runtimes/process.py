@@ -50,6 +50,10 @@ class ProcessDriver:
         self._host = host
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
+    def home_dir(self, tenant_id: str) -> str:
+        """The runtime home on this host (settings.json paths must point inside it)."""
+        return str((self._root / tenant_id / "home").resolve())
+
     # --- lifecycle ----------------------------------------------------------------
 
     def ensure(self, spec: RuntimeSpec) -> None:

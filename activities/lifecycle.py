@@ -1,0 +1,432 @@
+"""Lifecycle activities: thin, idempotent steps that call core services and adapters.
+
+Every expected failure becomes an ``ApplicationError`` whose type is the error's
+stable code; client errors (4xx) are non-retryable, the rest are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from bundles.switch import check_switch
+from core import credentials as creds
+from core.channels.telegram import get_me
+from core.db import Database
+from core.db.models import AuditLog
+from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
+from core.deployment_state import DeploymentState as S
+from core.errors import TinyClawError
+from core.plans import get_plan
+from core.provisioning import MissingCredential, Provisioner
+from core.runtimes import ImageMissingError, RuntimeDriverError
+from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
+from workflows.activity_models import (
+    HealthInput, HealthResult, NotifyInput, PrepareDeployInput, PreparedDeploy, PurgeInput,
+    RemoveRuntimeInput, ResetInput, RestoreInput, RuntimeStarted, SnapshotInput, SnapshotRef,
+    StartRuntimeInput, SwitchCheckInput, SwitchCheckResult, TelegramIdentity, TenantRef,
+    TestMessageResult, TransitionInput,
+)  # fmt: skip
+
+P = ParamSpec("P")
+R = TypeVar("R")
+DEFAULT_BUNDLE = "starter"
+TEST_MESSAGE = "Hello from TinyClaw Cloud: this is the deploy check. Please answer briefly."
+
+
+def _as_application_error(exc: Exception) -> ApplicationError:
+    if isinstance(exc, ImageMissingError):
+        return ApplicationError(
+            "The runtime image is missing on the host. An operator must build it.",
+            type="image_missing", non_retryable=True,
+        )  # fmt: skip
+    if isinstance(exc, TinyClawError):
+        return ApplicationError(exc.message, type=exc.code, non_retryable=exc.status_code < 500)
+    if isinstance(exc, RuntimeDriverError):
+        return ApplicationError(str(exc), type="runtime_error")
+    raise exc
+
+
+def mapped(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Turn our expected errors into typed ``ApplicationError``s; leave others to retry."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except (TinyClawError, RuntimeDriverError) as exc:
+            raise _as_application_error(exc) from None
+
+    return wrapper
+
+
+@dataclass
+class LifecycleActivities:
+    """The lifecycle steps, bound to the worker's clients."""
+
+    db: Database
+    provisioner: Provisioner
+    http: httpx.AsyncClient
+    backups_dir: Path
+
+    @property
+    def store(self) -> Any:
+        return self.provisioner.store
+
+    @property
+    def driver(self) -> Any:
+        return self.provisioner.driver
+
+    async def _thread(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    # ---- deploy -----------------------------------------------------------------------
+    @activity.defn
+    @mapped
+    async def prepare_deploy(self, data: PrepareDeployInput) -> PreparedDeploy:
+        """Mark provisioning, check credentials, resolve the bundle, create generated secrets."""
+        return await self._thread(self._prepare, data)
+
+    def _prepare(self, data: PrepareDeployInput) -> PreparedDeploy:
+        tid = data.tenant_id
+        with self.db.tenant_session(tid) as session:
+            tenant = get_tenant(session, tid)
+            record_transition(
+                session, tid, S.PROVISIONING, reason="Provisioning your bot.",
+                key=f"{data.workflow_id}:provisioning", workflow_id=data.workflow_id,
+            )  # fmt: skip
+        # Committed first, so that a failed check below still ends the deploy as `failed`.
+        with self.db.tenant_session(tid) as session:
+            tenant = get_tenant(session, tid)
+            if creds.credential(session, tid, creds.TELEGRAM) is None:
+                raise MissingCredential("Connect a Telegram bot token before deploying.")
+            byok = tenant.model_mode == "byok"
+            if byok and creds.credential(session, tid, creds.PROVIDER_KEY) is None:
+                raise MissingCredential(
+                    "Add your provider API key, or switch to managed mode.",
+                    code="missing_provider_key",
+                )
+            bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
+            manifest = self.provisioner.catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+            deployment_id = ensure_deployment(session, tid).id
+        if not self.driver.image_present(manifest.runtime_image):
+            raise ImageMissingError(manifest.runtime_image)
+        creds.ensure_generated(self.db, self.store, tid, creds.RUNTIME_API_TOKEN, "tcrt")
+        self._ensure_gateway_token(tid, deployment_id)
+        return PreparedDeploy(
+            deployment_id=deployment_id, bundle_id=manifest.id, bundle_version=manifest.version,
+            image=manifest.runtime_image,
+        )  # fmt: skip
+
+    def _ensure_gateway_token(self, tid: str, deployment_id: str) -> None:
+        token = creds.read_secret(self.db, self.store, tid, creds.GATEWAY_TOKEN)
+        if token:
+            with self.db.system_session() as session:
+                if authenticate(session, token) is not None:
+                    return
+        with self.db.tenant_session(tid) as session:
+            token = issue_token(session, tid, deployment_id)
+        creds.store_credential(self.db, self.store, tid, creds.GATEWAY_TOKEN, token)
+
+    @activity.defn
+    @mapped
+    async def start_runtime(self, data: StartRuntimeInput) -> RuntimeStarted:
+        """Render the config, create (or update) the runtime and start it."""
+
+        def run() -> str:
+            manifest = self.provisioner.catalog.get(data.bundle_id, data.bundle_version)
+            with self.db.tenant_session(data.tenant_id) as session:
+                dep = current_deployment(session, data.tenant_id)
+                deployment_id = dep.id if dep else ""
+            spec = self.provisioner.spec(self.db, data.tenant_id, deployment_id, manifest)
+            # A running runtime reads its files at start: re-rendered files need a restart.
+            was_running = self.driver.status(data.tenant_id).running
+            self.driver.ensure(spec)
+            if was_running:
+                self.driver.stop(data.tenant_id)
+            self.driver.start(data.tenant_id)
+            return str(self.driver.address(data.tenant_id))
+
+        return RuntimeStarted(address=await self._thread(run))
+
+    @activity.defn
+    @mapped
+    async def verify_telegram(self, data: TenantRef) -> TelegramIdentity:
+        """Check the bot token with Telegram's getMe."""
+        token = await self._thread(
+            creds.read_secret, self.db, self.store, data.tenant_id, creds.TELEGRAM
+        )
+        if not token:
+            raise MissingCredential("Connect a Telegram bot token before deploying.")
+        me = await get_me(self.http, self.provisioner.settings.telegram_api_base, token)
+        with self.db.tenant_session(data.tenant_id) as session:
+            get_tenant(session, data.tenant_id).telegram_bot_username = me.username
+        return TelegramIdentity(bot_id=me.bot_id, username=me.username)
+
+    @activity.defn
+    @mapped
+    async def wait_healthy(self, data: HealthInput) -> HealthResult:
+        """Poll the runtime's status until every channel runs; heartbeat so it can be cancelled."""
+        started = time.monotonic()
+        deadline = started + data.timeout_s
+        address, headers = await self._runtime_api(data.tenant_id)
+        while time.monotonic() < deadline:
+            activity.heartbeat()
+            if await self._healthy(address, headers):
+                return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
+            status = await self._thread(self.driver.status, data.tenant_id)
+            if (
+                status.exists
+                and not status.running
+                and status.state not in ("created", "restarting")
+            ):
+                raise ApplicationError(
+                    f"The runtime stopped during start-up (exit code {status.exit_code}).",
+                    type="runtime_failed", non_retryable=True,
+                )  # fmt: skip
+            await asyncio.sleep(0.05)
+        raise ApplicationError(
+            f"The runtime did not become healthy within {data.timeout_s:.0f} seconds.",
+            type="health_timeout", non_retryable=True,
+        )  # fmt: skip
+
+    async def _healthy(self, address: str, headers: dict[str, str]) -> bool:
+        try:
+            resp = await self.http.get(f"{address}/api/status", headers=headers, timeout=2)
+        except httpx.HTTPError:
+            return False
+        return resp.status_code == 200 and bool(resp.json().get("ok"))
+
+    async def _runtime_api(self, tenant_id: str) -> tuple[str, dict[str, str]]:
+        token = await self._thread(
+            creds.read_secret, self.db, self.store, tenant_id, creds.RUNTIME_API_TOKEN
+        )
+        address = await self._thread(self.driver.address, tenant_id)
+        return str(address), {"Authorization": f"Bearer {token}"}
+
+    @activity.defn
+    @mapped
+    async def send_test_message(self, data: TenantRef) -> TestMessageResult:
+        """Send a message through the runtime API and require a reply."""
+        address, headers = await self._runtime_api(data.tenant_id)
+        resp = await self.http.post(
+            f"{address}/api/message", headers=headers, timeout=60,
+            json={"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"},
+        )  # fmt: skip
+        if resp.status_code != 200 or not resp.json().get("reply"):
+            raise ApplicationError(
+                f"The test message got no reply (HTTP {resp.status_code}).",
+                type="test_message_failed",
+            )
+        body = resp.json()
+        return TestMessageResult(agent=str(body.get("agent", "")), reply_chars=len(body["reply"]))
+
+    @activity.defn
+    @mapped
+    async def record_transition(self, data: TransitionInput) -> None:
+        """Record a deployment state change (once per key)."""
+
+        def run() -> None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                record_transition(
+                    session, data.tenant_id, data.to_state, reason=data.reason, key=data.key,
+                    workflow_id=data.workflow_id, bundle_id=data.bundle_id,
+                    bundle_version=data.bundle_version,
+                )  # fmt: skip
+
+        await self._thread(run)
+
+    # ---- operations -------------------------------------------------------------------
+    @activity.defn
+    @mapped
+    async def stop_runtime(self, data: TenantRef) -> None:
+        """Stop the runtime (idempotent: a missing or stopped runtime is fine)."""
+        status = await self._thread(self.driver.status, data.tenant_id)
+        if status.exists:
+            await self._thread(self.driver.stop, data.tenant_id)
+
+    @activity.defn
+    @mapped
+    async def restart_runtime(self, data: TenantRef) -> None:
+        """Stop and start the runtime's container."""
+        await self.stop_runtime(data)
+        await self._thread(self.driver.start, data.tenant_id)
+
+    @activity.defn
+    @mapped
+    async def reset_runtime(self, data: ResetInput) -> None:
+        """Fresh sessions for one or all agents, through the runtime API or the home volume."""
+        status = await self._thread(self.driver.status, data.tenant_id)
+        if status.running:
+            address, headers = await self._runtime_api(data.tenant_id)
+            body: dict[str, Any] = {"full": data.full}
+            if data.agent:
+                body["agent"] = data.agent
+            resp = await self.http.post(
+                f"{address}/api/reset", json=body, headers=headers, timeout=15
+            )
+            if resp.status_code == 404 and data.agent:
+                raise ApplicationError(
+                    f"There is no agent called '{data.agent}'.",
+                    type="unknown_agent",
+                    non_retryable=True,
+                )
+            resp.raise_for_status()
+            return
+        await self._thread(self.driver.exec_reset, data.tenant_id, data.agent, data.full)
+
+    @activity.defn
+    @mapped
+    async def remove_runtime(self, data: RemoveRuntimeInput) -> None:
+        """Remove the container and network (and the volume unless kept); idempotent."""
+        await self._thread(self.driver.remove, data.tenant_id, keep_volume=data.keep_volume)
+
+    @activity.defn
+    @mapped
+    async def revoke_gateway_tokens(self, data: TenantRef) -> None:
+        """Revoke the tenant's gateway tokens and forget the stored one."""
+
+        def run() -> None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                revoke_tenant_tokens(session, data.tenant_id)
+            creds.delete_credential(self.db, self.store, data.tenant_id, creds.GATEWAY_TOKEN)
+
+        await self._thread(run)
+
+    @activity.defn
+    @mapped
+    async def revoke_generated_secrets(self, data: TenantRef) -> None:
+        """Compensation: revoke gateway tokens, delete every secret the platform generated."""
+
+        def run() -> None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                revoke_tenant_tokens(session, data.tenant_id)
+            for kind in creds.GENERATED:
+                creds.delete_credential(self.db, self.store, data.tenant_id, kind)
+
+        await self._thread(run)
+
+    @activity.defn
+    @mapped
+    async def delete_tenant_secrets(self, data: TenantRef) -> None:
+        """Delete every secret and credential row of the tenant (the customer's too)."""
+
+        def run() -> None:
+            for kind in (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED):
+                creds.delete_credential(self.db, self.store, data.tenant_id, kind)
+            self.store.delete_tenant(data.tenant_id)
+
+        await self._thread(run)
+
+    # ---- volumes: snapshots and backups -------------------------------------------------
+    def _tenant_dir(self, kind: str, tenant_id: str) -> Path:
+        path = self.backups_dir / kind / tenant_id
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
+
+    @activity.defn
+    @mapped
+    async def snapshot_runtime(self, data: SnapshotInput) -> SnapshotRef:
+        """Tar the runtime home before a risky change (idempotent per label)."""
+        dest = self._tenant_dir("snapshots", data.tenant_id) / f"{data.label}.tar"
+        if not dest.exists():
+            tmp = dest.with_suffix(".partial")
+            await self._thread(self.driver.snapshot, data.tenant_id, str(tmp))
+            tmp.rename(dest)
+        return SnapshotRef(path=str(dest))
+
+    @activity.defn
+    @mapped
+    async def restore_runtime(self, data: RestoreInput) -> None:
+        """Put a snapshot back into the runtime home."""
+        await self.stop_runtime(TenantRef(tenant_id=data.tenant_id))
+        await self._thread(self.driver.restore, data.tenant_id, data.path)
+
+    @activity.defn
+    @mapped
+    async def backup_runtime(self, data: TenantRef) -> None:
+        """Keep a final backup of the home for the retention period (if there is a runtime)."""
+        status = await self._thread(self.driver.status, data.tenant_id)
+        dest = self._tenant_dir("backups", data.tenant_id) / "final.tar"
+        if status.exists and not dest.exists():
+            tmp = dest.with_suffix(".partial")
+            await self._thread(self.driver.snapshot, data.tenant_id, str(tmp))
+            tmp.rename(dest)
+
+    @activity.defn
+    @mapped
+    async def purge_backups(self, data: PurgeInput) -> None:
+        """Delete the tenant's backups and snapshots once the retention period is over."""
+
+        def run() -> None:
+            for kind in ("backups", "snapshots"):
+                folder = self.backups_dir / kind / data.tenant_id
+                for file in folder.glob("*") if folder.exists() else []:
+                    file.unlink(missing_ok=True)
+                if folder.exists():
+                    folder.rmdir()
+
+        await self._thread(run)
+
+    # ---- bundle switch and notifications ----------------------------------------------
+    @activity.defn
+    @mapped
+    async def check_bundle_switch(self, data: SwitchCheckInput) -> SwitchCheckResult:
+        """Safe-migration checks: plan compatibility, schema change, removed agents."""
+        catalog = self.provisioner.catalog
+        with self.db.tenant_session(data.tenant_id) as session:
+            tenant = get_tenant(session, data.tenant_id)
+            dep = current_deployment(session, data.tenant_id)
+            plan_id = tenant.plan
+            cur_id = dep.bundle_id if dep else None
+            cur_ver = dep.bundle_version if dep else None
+        target = catalog.resolve(data.bundle_id, plan_id, data.bundle_version)
+        reasons: list[str] = []
+        schema_change = False
+        if cur_id and cur_ver:
+            verdict = check_switch(catalog.get(cur_id, cur_ver), target, get_plan(plan_id))
+            reasons, schema_change = list(verdict.reasons), verdict.schema_change
+            if cur_id == target.id and cur_ver == target.version:
+                reasons.append(f"Already running {target.id} {target.version}.")
+        return SwitchCheckResult(
+            ok=not reasons, reasons=reasons, current_bundle_id=cur_id, current_version=cur_ver,
+            target_bundle_id=target.id, target_version=target.version, schema_change=schema_change,
+        )  # fmt: skip
+
+    @activity.defn
+    @mapped
+    async def notify(self, data: NotifyInput) -> None:
+        """Write a lifecycle event to the audit log (what the dashboard's activity feed shows)."""
+
+        def run() -> None:
+            with self.db.system_session() as session:
+                session.add(
+                    AuditLog(
+                        tenant_id=data.tenant_id,
+                        actor=data.actor,
+                        action=data.event,
+                        detail={"message": data.message},
+                    )
+                )
+
+        await self._thread(run)
+
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity of this class, for the worker."""
+        return [
+            self.prepare_deploy, self.start_runtime, self.verify_telegram, self.wait_healthy,
+            self.send_test_message, self.record_transition, self.stop_runtime,
+            self.restart_runtime, self.reset_runtime, self.remove_runtime,
+            self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
+            self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
+            self.check_bundle_switch, self.notify,
+        ]  # fmt: skip

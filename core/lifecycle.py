@@ -1,0 +1,115 @@
+"""The control plane's side of the tenant workflow: start it, send commands, read state.
+
+The API and the webhook endpoint call these; they never touch Docker or the
+secret store's generated secrets. Every call is an Update (validated at once)
+or a Query on ``tenant-{id}``, started on demand with update-with-start.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.context import AppContext
+from core.db.models import Tenant
+from core.deployments import current_deployment, get_tenant
+from core.errors import Conflict, ServiceUnavailable
+from workflows.models import (
+    BillingEvent,
+    BillingEventResult,
+    Command,
+    CommandAccepted,
+    TenantState,
+    TenantWorkflowInput,
+)
+from workflows.tenant import TenantWorkflow
+
+
+def workflow_id(tenant_id: str) -> str:
+    """The tenant workflow's deterministic ID."""
+    return f"tenant-{tenant_id}"
+
+
+def _start_input(ctx: AppContext, tenant: Tenant, state: str) -> TenantWorkflowInput:
+    return TenantWorkflowInput(
+        tenant_id=tenant.id, plan=tenant.plan, bundle_id=tenant.bundle_id,
+        billing_status=tenant.billing_status, state=state,
+        grace_period_days=ctx.settings.grace_period_days,
+        retention_days=ctx.settings.retention_days,
+    )  # fmt: skip
+
+
+def _start_operation(
+    ctx: AppContext, tenant_id: str
+) -> WithStartWorkflowOperation[TenantWorkflowInput, TenantState]:
+    with ctx.db.tenant_session(tenant_id) as session:
+        tenant = get_tenant(session, tenant_id)
+        dep = current_deployment(session, tenant_id)
+        data = _start_input(ctx, tenant, dep.state if dep else "pending")
+    return WithStartWorkflowOperation(
+        TenantWorkflow.run, data, id=workflow_id(tenant_id), task_queue=ctx.queues.lifecycle,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )  # fmt: skip
+
+
+def _rejection(err: WorkflowUpdateFailedError) -> Conflict:
+    cause = err.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.cause
+    message = cause.message if isinstance(cause, ApplicationError) else "The command was rejected."
+    return Conflict(message, code="command_rejected")
+
+
+async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
+    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now."""
+    op = _start_operation(ctx, tenant_id)
+    try:
+        return await ctx.temporal.execute_update_with_start_workflow(
+            TenantWorkflow.command, command, start_workflow_operation=op
+        )
+    except WorkflowUpdateFailedError as err:
+        raise _rejection(err) from None
+    except RPCError as err:
+        raise ServiceUnavailable(
+            f"The workflow engine is unavailable ({err.status.name})."
+        ) from None
+
+
+async def send_billing_event(
+    ctx: AppContext, tenant_id: str, event: BillingEvent
+) -> BillingEventResult:
+    """Hand a verified billing event to the tenant workflow (update ID = event ID)."""
+    op = _start_operation(ctx, tenant_id)
+    try:
+        return await ctx.temporal.execute_update_with_start_workflow(
+            TenantWorkflow.billing_event, event, start_workflow_operation=op, id=event.event_id
+        )
+    except WorkflowUpdateFailedError as err:
+        raise _rejection(err) from None
+    except RPCError as err:
+        raise ServiceUnavailable(
+            f"The workflow engine is unavailable ({err.status.name})."
+        ) from None
+
+
+def handle(ctx: AppContext, tenant_id: str) -> WorkflowHandle[TenantWorkflow, TenantState]:
+    """The tenant workflow's handle (for queries and signals)."""
+    return ctx.temporal.get_workflow_handle_for(TenantWorkflow.run, workflow_id(tenant_id))
+
+
+async def query_state(ctx: AppContext, tenant_id: str) -> TenantState | None:
+    """The tenant workflow's state, or None when it was never started."""
+    try:
+        return await handle(ctx, tenant_id).query(TenantWorkflow.state)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise ServiceUnavailable(
+            f"The workflow engine is unavailable ({err.status.name})."
+        ) from None

@@ -1,0 +1,89 @@
+"""What a tenant's runtime looks like: rendered files, environment and limits.
+
+Used by the lifecycle activities; secrets are read here and go only into the
+runtime's environment, never into files or workflow payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+
+from bundles.catalog import Catalog
+from bundles.schema import BundleManifest
+from core import credentials as creds
+from core.db import Database
+from core.deployments import get_tenant
+from core.errors import InvalidInput
+from core.plans import get_plan
+from core.rendering import TenantChoices, render_runtime_config, runtime_env
+from core.runtimes import RuntimeDriver, RuntimeSpec
+from core.runtimes.base import HOME_IN_RUNTIME
+from core.secrets import SecretStore
+from core.settings import Settings
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1"})
+
+
+class MissingCredential(InvalidInput):
+    default_code = "missing_telegram_token"
+
+
+@dataclass
+class Provisioner:
+    """Builds runtime specs from the database, the secret store and the bundle catalog."""
+
+    settings: Settings
+    store: SecretStore
+    catalog: Catalog
+    driver: RuntimeDriver
+    driver_kind: str
+
+    def home_for(self, tenant_id: str) -> str:
+        """The runtime home as the runtime sees it (absolute)."""
+        home_dir = getattr(self.driver, "home_dir", None)
+        return str(home_dir(tenant_id)) if callable(home_dir) else HOME_IN_RUNTIME
+
+    def reachable(self, url: str) -> str:
+        """``url`` as a containerised runtime reaches it (loopback -> the host alias)."""
+        if self.driver_kind != "docker":
+            return url
+        parts = urlsplit(url)
+        if parts.hostname in LOOPBACK_HOSTS:
+            netloc = self.settings.runtime_host_alias + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+        return url
+
+    def spec(
+        self, db: Database, tenant_id: str, deployment_id: str, manifest: BundleManifest
+    ) -> RuntimeSpec:
+        """The full runtime spec (files, secret env, plan limits) for one tenant."""
+        with db.tenant_session(tenant_id) as session:
+            tenant = get_tenant(session, tenant_id)
+            plan = get_plan(tenant.plan)
+            choices = TenantChoices(
+                tenant_id=tenant.id, tenant_name=tenant.name,
+                owner_telegram_id=tenant.telegram_owner_id,
+                model_mode="byok" if tenant.model_mode == "byok" else "managed",
+            )  # fmt: skip
+        rendered = render_runtime_config(
+            manifest, self.catalog.template_loader(manifest), choices, home=self.home_for(tenant_id)
+        )
+        token = creds.read_secret(db, self.store, tenant_id, creds.TELEGRAM)
+        if not token:
+            raise MissingCredential("Connect a Telegram bot token before deploying.")
+        env = runtime_env({
+            "TELEGRAM_BOT_TOKEN": token,
+            # Managed and BYOK both go through the gateway: a BYOK key never leaves the
+            # control plane, and usage is metered either way.
+            "OPENAI_BASE_URL": self.reachable(self.settings.resolved_gateway_public_url),
+            "OPENAI_API_KEY": creds.read_secret(db, self.store, tenant_id, creds.GATEWAY_TOKEN) or "",
+            "RUNTIME_API_TOKEN": creds.read_secret(db, self.store, tenant_id, creds.RUNTIME_API_TOKEN) or "",
+            "TELEGRAM_API_BASE": self.reachable(self.settings.telegram_api_base),
+        }, home=self.home_for(tenant_id))  # fmt: skip
+        return RuntimeSpec(
+            tenant_id=tenant_id, deployment_id=deployment_id, image=manifest.runtime_image,
+            env=dict(env), files=rendered.files, memory_mb=plan.memory_mb, cpus=plan.cpus,
+            pids_limit=plan.pids_limit,
+        )  # fmt: skip

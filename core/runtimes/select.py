@@ -1,0 +1,37 @@
+"""Choose the runtime driver from settings: Docker when an engine answers, else processes."""
+
+from __future__ import annotations
+
+import logging
+
+from core.runtimes import RuntimeDriver, build_driver
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def docker_available() -> bool:
+    """Whether a Docker engine answers on the default socket."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+        return True
+    except Exception:
+        return False
+
+
+def select_driver(settings: Settings) -> tuple[str, RuntimeDriver]:
+    """The configured driver; ``auto`` means Docker if an engine answers, else ``process``."""
+    kind = settings.runtime_driver
+    if kind == "auto":
+        kind = "docker" if docker_available() else "process"
+        if kind == "process":
+            log.warning(
+                "no Docker engine: tenant runtimes run as local processes (development only)"
+            )
+    if kind == "docker":
+        return kind, build_driver("docker")
+    return kind, build_driver("process", data_dir=settings.data_dir / "runtimes")

@@ -1,0 +1,60 @@
+"""Tenants and their members: creation, membership checks, the customer's choices."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.db.models import AuditLog, Membership, Tenant
+from core.errors import InvalidInput, NotFound
+from core.plans import get_plan
+
+ROLES = ("owner", "member")
+
+
+def create_tenant(
+    session: Session, *, owner_id: str, name: str, plan: str, bundle_id: str | None = None
+) -> Tenant:
+    """Create a tenant on ``plan`` with ``owner_id`` as its owner."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidInput("The bot's name must be 1 to 200 characters.", field="name")
+    get_plan(plan)
+    tenant = Tenant(name=name, plan=plan, bundle_id=bundle_id)
+    session.add(tenant)
+    session.flush()
+    session.add(Membership(tenant_id=tenant.id, user_id=owner_id, role="owner"))
+    return tenant
+
+
+def membership(session: Session, tenant_id: str, user_id: str) -> Membership | None:
+    """The user's membership of the tenant, if any (system session: this is the access check)."""
+    return session.scalars(
+        select(Membership).where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
+    ).first()
+
+
+def tenants_of(session: Session, user_id: str) -> list[tuple[Tenant, str]]:
+    """Every live tenant the user belongs to, with the user's role."""
+    rows = session.execute(
+        select(Tenant, Membership.role)
+        .join(Membership, Membership.tenant_id == Tenant.id)
+        .where(Membership.user_id == user_id, Tenant.deleted_at.is_(None))
+        .order_by(Tenant.created_at)
+    )
+    return [(t, role) for t, role in rows.all()]
+
+
+def require_tenant(session: Session, tenant_id: str) -> Tenant:
+    """The tenant or ``NotFound`` (also for another tenant's id: never reveal existence)."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("No such bot.", code="tenant_not_found")
+    return tenant
+
+
+def audit(
+    session: Session, *, tenant_id: str | None, actor: str, action: str, **detail: object
+) -> None:
+    """Append to the audit log (never pass secret values in ``detail``)."""
+    session.add(AuditLog(tenant_id=tenant_id, actor=actor, action=action, detail=detail or None))

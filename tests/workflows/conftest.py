@@ -1,0 +1,103 @@
+"""A real lifecycle stack for workflow tests: dev server, worker, fakes, a driver."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from core import credentials as creds
+from core.context import AppContext
+from core.db import Database, run_migrations
+from core.db.models import User
+from core.settings import Settings
+from core.temporal import TaskQueues
+from core.tenants import create_tenant
+from tests.conftest import make_settings
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.telegram import FakeTelegram
+from worker import build_worker, lifecycle_activities
+
+
+@pytest.fixture(scope="session")
+def fakes() -> Iterator[tuple[FakeTelegram, FakeOpenAI]]:
+    """Fake Telegram and model upstream on 0.0.0.0 (containers reach them via the host alias)."""
+    telegram = FakeTelegram(host="0.0.0.0").start()
+    upstream = FakeOpenAI(host="0.0.0.0").start()
+    yield telegram, upstream
+    telegram.stop()
+    upstream.stop()
+
+
+@dataclass
+class Stack:
+    ctx: AppContext
+    env: WorkflowEnvironment
+    telegram: FakeTelegram
+    upstream: FakeOpenAI
+    worker: Worker
+    user_id: str
+
+    @property
+    def db(self) -> Database:
+        return self.ctx.db
+
+    def new_tenant(
+        self, *, plan: str = "starter", bundle: str | None = None, token: str | None = None
+    ) -> str:
+        """A tenant with a (fake-Telegram-approved) bot token stored; returns its id."""
+        token = token or f"{uuid.uuid4().int % 10**9}:AA{uuid.uuid4().hex}{uuid.uuid4().hex[:8]}"
+        self.telegram.add_bot(token, username=f"bot{uuid.uuid4().hex[:6]}")
+        acts = lifecycle_activities(self.ctx)
+        with self.db.system_session() as s:
+            tenant = create_tenant(
+                s, owner_id=self.user_id, name="Test bot", plan=plan, bundle_id=bundle
+            )
+            tid = tenant.id
+        creds.store_credential(self.db, acts.store, tid, creds.TELEGRAM, token)
+        return tid
+
+
+def stack_settings(
+    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str
+) -> Settings:
+    return make_settings(
+        tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
+        gateway_public_url=upstream.base_url, runtime_health_timeout_s=30,
+    )  # fmt: skip
+
+
+async def start_stack(
+    tmp: Path, env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI], driver: str
+) -> AsyncIterator[Stack]:
+    telegram, upstream = fakes
+    settings = stack_settings(tmp, telegram, upstream, driver)
+    run_migrations(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    queues = TaskQueues(prefix=f"t{uuid.uuid4().hex[:8]}")
+    ctx = AppContext(settings=settings, db=db, temporal=env.client, queues=queues)
+    with db.system_session() as s:
+        user = User(email=f"{uuid.uuid4().hex[:8]}@example.com", password_hash="x")
+        s.add(user)
+        s.flush()
+        uid = user.id
+    worker = build_worker(ctx)
+    async with worker:
+        yield Stack(
+            ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
+        )
+    await lifecycle_activities(ctx).http.aclose()
+    db.dispose()
+
+
+@pytest.fixture
+async def process_stack(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI]
+) -> AsyncIterator[Stack]:
+    async for stack in start_stack(tmp_path, temporal_env, fakes, "process"):
+        yield stack

@@ -1,0 +1,38 @@
+"""Helpers for lifecycle tests: send commands and wait for the tenant to settle."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy import select
+
+from core.db.models import Deployment, DeploymentEvent
+from core.lifecycle import query_state, send_command
+from tests.workflows.conftest import Stack
+from workflows.models import Action, Command, TenantState
+
+
+async def settle(stack: Stack, tid: str, timeout: float = 60) -> TenantState:
+    """Wait until nothing is in flight or queued; return the final state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = await query_state(stack.ctx, tid)
+        if state is not None and state.in_flight is None and not state.queued:
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"tenant {tid} did not settle in {timeout}s: {state}")
+
+
+async def run(stack: Stack, tid: str, action: Action, **kw: object) -> TenantState:
+    """Send a command and wait for it to finish."""
+    await send_command(stack.ctx, tid, Command(action=action, actor="user:test", **kw))  # type: ignore[arg-type]
+    return await settle(stack, tid)
+
+
+def db_state(stack: Stack, tid: str) -> tuple[str, list[str]]:
+    """The deployment's state in the database and its state history."""
+    with stack.db.tenant_session(tid) as s:
+        dep = s.scalars(select(Deployment).order_by(Deployment.created_at.desc())).first()
+        events = s.scalars(select(DeploymentEvent).order_by(DeploymentEvent.id)).all()
+        return (dep.state if dep else "none", [e.to_state for e in events])

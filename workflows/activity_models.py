@@ -1,0 +1,122 @@
+"""Inputs and results of the lifecycle activities: one model each, identifiers only."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from core.deployment_state import DeploymentState
+
+
+class TenantRef(BaseModel):
+    tenant_id: str
+
+
+class PrepareDeployInput(BaseModel):
+    tenant_id: str
+    workflow_id: str
+    bundle_id: str | None = None
+    bundle_version: str | None = None
+
+
+class PreparedDeploy(BaseModel):
+    deployment_id: str
+    bundle_id: str
+    bundle_version: str
+    image: str
+
+
+class ImageInput(BaseModel):
+    image: str
+
+
+class StartRuntimeInput(BaseModel):
+    tenant_id: str
+    deployment_id: str
+    bundle_id: str
+    bundle_version: str
+
+
+class RuntimeStarted(BaseModel):
+    address: str
+
+
+class HealthInput(BaseModel):
+    tenant_id: str
+    timeout_s: float
+
+
+class HealthResult(BaseModel):
+    waited_ms: int
+
+
+class TelegramIdentity(BaseModel):
+    bot_id: int
+    username: str
+
+
+class TestMessageResult(BaseModel):
+    agent: str
+    reply_chars: int
+
+
+class TransitionInput(BaseModel):
+    tenant_id: str
+    to_state: DeploymentState
+    reason: str | None = None
+    workflow_id: str
+    # Unique per (workflow, step): a retried activity never records the change twice.
+    key: str
+    bundle_id: str | None = None
+    bundle_version: str | None = None
+
+
+class RemoveRuntimeInput(BaseModel):
+    tenant_id: str
+    keep_volume: bool = False
+
+
+class ResetInput(BaseModel):
+    tenant_id: str
+    agent: str | None = None
+    full: bool = False
+
+
+class SnapshotInput(BaseModel):
+    tenant_id: str
+    label: str
+
+
+class SnapshotRef(BaseModel):
+    path: str
+
+
+class RestoreInput(BaseModel):
+    tenant_id: str
+    path: str
+
+
+class SwitchCheckInput(BaseModel):
+    tenant_id: str
+    bundle_id: str
+    bundle_version: str | None = None
+
+
+class SwitchCheckResult(BaseModel):
+    ok: bool
+    reasons: list[str]
+    current_bundle_id: str | None
+    current_version: str | None
+    target_bundle_id: str
+    target_version: str
+    schema_change: bool
+
+
+class NotifyInput(BaseModel):
+    tenant_id: str
+    event: str
+    message: str
+    actor: str = "system"
+
+
+class PurgeInput(BaseModel):
+    tenant_id: str

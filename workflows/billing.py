@@ -1,0 +1,121 @@
+"""How billing events move a tenant: a pure function, so it is deterministic and testable.
+
+Status events (subscription updated/deleted, invoice failed/paid) are ordered by the
+provider's creation time: an event older than the last applied one changes nothing, so
+duplicates and out-of-order deliveries end in the same state as the in-order sequence.
+Checkout completion is an activation, applied whenever it arrives (unless the
+subscription was already cancelled by a newer event).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from core.deployment_state import DeploymentState as S
+from workflows.models import Action, BillingEvent, BillingEventResult, Command, TenantWorkflowInput
+
+STATUS_EVENTS = frozenset({
+    "customer.subscription.updated", "customer.subscription.deleted",
+    "invoice.payment_failed", "invoice.paid",
+})  # fmt: skip
+SUBSCRIPTION_STATUS = {
+    "active": "active", "trialing": "active", "past_due": "past_due",
+    "unpaid": "unpaid", "canceled": "canceled", "incomplete": "incomplete",
+    "incomplete_expired": "canceled", "paused": "paused",
+}  # fmt: skip
+
+
+class BillingOutcome(BaseModel):
+    result: BillingEventResult
+    commands: list[Command]
+
+
+def _ignored(s: TenantWorkflowInput, reason: str) -> BillingOutcome:
+    return BillingOutcome(
+        result=BillingEventResult(applied=False, billing_status=s.billing_status, reason=reason),
+        commands=[],
+    )
+
+
+def apply_billing_event(
+    s: TenantWorkflowInput, event: BillingEvent, now: datetime
+) -> BillingOutcome:
+    """Mutate ``s`` for ``event`` and return the lifecycle commands it calls for."""
+    last = s.last_billing_event_at
+    if event.type in STATUS_EVENTS and last is not None and event.created < last:
+        return _ignored(s, "older than the last applied billing event")
+    handler = _HANDLERS.get(event.type)
+    if handler is None:
+        return _ignored(s, f"event type {event.type} does not affect the tenant")
+    commands = handler(s, event, now)
+    if commands is None:
+        return _ignored(s, "subscription already cancelled by a newer event")
+    if event.type in STATUS_EVENTS:
+        s.last_billing_event_at = event.created
+    return BillingOutcome(
+        result=BillingEventResult(applied=True, billing_status=s.billing_status), commands=commands
+    )
+
+
+def _checkout_completed(
+    s: TenantWorkflowInput, e: BillingEvent, _now: datetime
+) -> list[Command] | None:
+    if (
+        s.billing_status == "canceled"
+        and s.last_billing_event_at
+        and e.created < s.last_billing_event_at
+    ):
+        return None
+    if e.plan:
+        s.plan = e.plan
+    if s.billing_status in ("off", "incomplete", "canceled", "pending"):
+        s.billing_status = "active"
+    if s.state in (S.PENDING, S.FAILED):
+        return [Command(action=Action.DEPLOY, actor="billing", reason="Subscription started.")]
+    return []
+
+
+def _subscription_updated(s: TenantWorkflowInput, e: BillingEvent, _now: datetime) -> list[Command]:
+    if e.plan:
+        s.plan = e.plan
+    if e.subscription_status:
+        s.billing_status = SUBSCRIPTION_STATUS.get(e.subscription_status, s.billing_status)
+    return []
+
+
+def _subscription_deleted(s: TenantWorkflowInput, _e: BillingEvent, now: datetime) -> list[Command]:
+    s.billing_status = "canceled"
+    s.grace_deadline = None
+    s.delete_at = now + timedelta(days=s.retention_days)
+    return [Command(action=Action.SUSPEND, actor="billing", reason="Subscription cancelled.")]
+
+
+def _payment_failed(s: TenantWorkflowInput, _e: BillingEvent, now: datetime) -> list[Command]:
+    if s.billing_status == "canceled":
+        return []
+    s.billing_status = "past_due" if not s.suspended_for_billing else s.billing_status
+    if s.grace_deadline is None and not s.suspended_for_billing:
+        s.grace_deadline = now + timedelta(days=s.grace_period_days)
+    return []
+
+
+def _invoice_paid(s: TenantWorkflowInput, _e: BillingEvent, _now: datetime) -> list[Command]:
+    if s.billing_status == "canceled":
+        return []
+    s.billing_status = "active"
+    s.grace_deadline = None
+    if s.suspended_for_billing:
+        s.suspended_for_billing = False
+        return [Command(action=Action.UNSUSPEND, actor="billing", reason="Payment received.")]
+    return []
+
+
+_HANDLERS = {
+    "checkout.session.completed": _checkout_completed,
+    "customer.subscription.updated": _subscription_updated,
+    "customer.subscription.deleted": _subscription_deleted,
+    "invoice.payment_failed": _payment_failed,
+    "invoice.paid": _invoice_paid,
+}

@@ -1,0 +1,69 @@
+"""Shared activity options and the saga helper for the lifecycle workflows."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+# Business failures: retrying cannot help, the customer must act.
+PERMANENT_ERRORS = [
+    "missing_telegram_token", "bad_telegram_token", "unknown_bundle", "bundle_not_allowed",
+    "plan_limit_exceeded", "image_missing", "health_timeout", "runtime_failed",
+    "switch_refused", "missing_provider_key", "tenant_not_found", "illegal_transition",
+]  # fmt: skip
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=6,
+    non_retryable_error_types=PERMANENT_ERRORS,
+)
+
+SHORT = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
+CONTAINER = {"start_to_close_timeout": timedelta(seconds=120), "retry_policy": RETRY}
+
+
+def failure_reason(err: BaseException) -> str:
+    """A customer-readable reason from an activity/child failure (never a stack trace)."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError) and cause.type in PERMANENT_ERRORS:
+        return cause.message
+    if isinstance(cause, ApplicationError):
+        return f"An internal step failed ({cause.type or 'error'}). Our team has been notified."
+    return "An internal step failed. Our team has been notified."
+
+
+def failure_type(err: BaseException) -> str | None:
+    """The ``ApplicationError`` type at the root of a failure, if any."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
+        cause = cause.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+class Saga:
+    """Compensations registered before each step; run in reverse on failure."""
+
+    def __init__(self) -> None:
+        self._compensations: list[Callable[[], Awaitable[Any]]] = []
+
+    def add(self, compensation: Callable[[], Awaitable[Any]]) -> None:
+        """Register ``compensation`` (idempotent) before running the step it undoes."""
+        self._compensations.append(compensation)
+
+    async def compensate(self) -> None:
+        """Run every compensation in reverse; one failing does not stop the others."""
+        for comp in reversed(self._compensations):
+            try:
+                await comp()
+            except Exception as exc:  # keep compensating; the failure is in the history
+                workflow.logger.warning("compensation failed: %s", type(exc).__name__)
+        self._compensations.clear()

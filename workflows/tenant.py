@@ -1,0 +1,340 @@
+"""The long-lived tenant workflow (``tenant-{id}``): serialises every lifecycle action.
+
+Commands arrive as Updates with validators (an illegal command for the projected state
+is rejected at once with a reason), billing events as an Update keyed by the event ID,
+state is read by Query, support staff use Signals. Each action runs as its own child
+workflow ``tenant-{id}-{seq}-{action}``. Dunning and retention are durable timers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
+
+from core.deployment_state import DeploymentState as S
+from workflows.activity_models import PurgeInput
+from workflows.common import SHORT, failure_reason
+from workflows.deploy import DeployTenantWorkflow
+from workflows.models import (
+    Action,
+    ActionInput,
+    ActionRecord,
+    ActionResult,
+    BillingEvent,
+    BillingEventResult,
+    Command,
+    CommandAccepted,
+    Note,
+    TenantState,
+    TenantWorkflowInput,
+)
+from workflows.operations import (
+    DeleteTenantWorkflow,
+    PauseTenantWorkflow,
+    ResetMemoryWorkflow,
+    RestartTenantWorkflow,
+    ResumeTenantWorkflow,
+    SuspendTenantWorkflow,
+    UnsuspendTenantWorkflow,
+)
+from workflows.switch_bundle import SwitchBundleWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lifecycle import LifecycleActivities as A
+    from core.temporal import search_attributes as sa
+    from workflows.billing import apply_billing_event
+
+CHILDREN: dict[Action, type] = {
+    Action.DEPLOY: DeployTenantWorkflow,
+    Action.PAUSE: PauseTenantWorkflow,
+    Action.RESUME: ResumeTenantWorkflow,
+    Action.RESTART: RestartTenantWorkflow,
+    Action.RESET_MEMORY: ResetMemoryWorkflow,
+    Action.SWITCH_BUNDLE: SwitchBundleWorkflow,
+    Action.SUSPEND: SuspendTenantWorkflow,
+    Action.UNSUSPEND: UnsuspendTenantWorkflow,
+    Action.DELETE: DeleteTenantWorkflow,
+}
+
+# The states each action may start from, and the state it leads to when it succeeds.
+SOURCES: dict[Action, frozenset[S]] = {
+    Action.DEPLOY: frozenset({S.PENDING, S.FAILED}),
+    Action.PAUSE: frozenset({S.HEALTHY}),
+    Action.RESUME: frozenset({S.PAUSED}),
+    Action.RESTART: frozenset({S.HEALTHY, S.FAILED}),
+    Action.RESET_MEMORY: frozenset({S.HEALTHY}),
+    Action.SWITCH_BUNDLE: frozenset({S.HEALTHY}),
+    Action.SUSPEND: frozenset({S.HEALTHY, S.PAUSED, S.FAILED}),
+    Action.UNSUSPEND: frozenset({S.SUSPENDED}),
+    Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
+}
+TARGETS: dict[Action, S] = {
+    Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
+    Action.RESTART: S.HEALTHY, Action.RESET_MEMORY: S.HEALTHY, Action.SWITCH_BUNDLE: S.HEALTHY,
+    Action.SUSPEND: S.SUSPENDED, Action.UNSUSPEND: S.HEALTHY, Action.DELETE: S.DELETED,
+}  # fmt: skip
+# Only these may run while billing blocks the tenant or support has pulled the kill switch.
+BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
+HISTORY_KEEP = 50
+
+
+def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
+
+
+@workflow.defn
+class TenantWorkflow:
+    """One per tenant; the source of truth for what is in flight."""
+
+    @workflow.init
+    def __init__(self, data: TenantWorkflowInput) -> None:
+        self.s = data.model_copy(deep=True)
+        self.in_flight: ActionRecord | None = None
+
+    # ---- run loop -------------------------------------------------------------------
+    @workflow.run
+    async def run(self, data: TenantWorkflowInput) -> TenantState:
+        self._upsert_search_attributes()
+        while True:
+            await self._wait_for_work()
+            self._fire_due_timers()
+            if self.s.queue:
+                wf_id, cmd = self.s.queue.pop(0)
+                await self._run_action(wf_id, cmd)
+                continue
+            if self.s.state == S.DELETED and (
+                await self._purge_if_due() or self.s.purge_at is None
+            ):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self.state()
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self.s)
+
+    async def _wait_for_work(self) -> None:
+        deadline = self._next_deadline()
+        timeout = max(deadline - workflow.now(), timedelta(0)) if deadline else None
+        try:
+            await workflow.wait_condition(
+                lambda: (
+                    bool(self.s.queue)
+                    or workflow.info().is_continue_as_new_suggested()
+                    or (self.s.state == S.DELETED and self.s.purge_at is None)
+                ),
+                timeout=timeout,
+            )
+        except TimeoutError:
+            pass
+
+    def _next_deadline(self) -> datetime | None:
+        times = [t for t in (self.s.grace_deadline, self.s.delete_at, self.s.purge_at) if t]
+        return min(times) if times else None
+
+    def _fire_due_timers(self) -> None:
+        now = workflow.now()
+        if self.s.grace_deadline and self.s.grace_deadline <= now:
+            self.s.grace_deadline = None
+            if self.s.billing_status == "past_due":
+                self.s.billing_status = "unpaid"
+                self.s.suspended_for_billing = True
+                self._enqueue(
+                    Command(
+                        action=Action.SUSPEND,
+                        actor="billing",
+                        reason="Payment failed and the grace period ended.",
+                    )
+                )
+                self._upsert_search_attributes()
+        if self.s.delete_at and self.s.delete_at <= now:
+            self.s.delete_at = None
+            self._enqueue(
+                Command(
+                    action=Action.DELETE,
+                    actor="billing",
+                    reason="Subscription cancelled and the retention period ended.",
+                )
+            )
+
+    async def _purge_if_due(self) -> bool:
+        """After deletion, drop the backup once the retention period is over."""
+        if self.s.purge_at is None or self.s.purge_at > workflow.now():
+            return False
+        await workflow.execute_activity_method(
+            A.purge_backups, PurgeInput(tenant_id=self.s.tenant_id), **SHORT
+        )
+        self.s.purge_at = None
+        return True
+
+    async def _run_action(self, wf_id: str, cmd: Command) -> None:
+        record = self._record(wf_id)
+        problem = self._check(cmd, self.s.state)
+        if problem:
+            record.status, record.reason, record.finished_at = "rejected", problem, workflow.now()
+            return
+        record.status, record.started_at = "running", workflow.now()
+        self.in_flight = record
+        try:
+            result: ActionResult = await workflow.execute_child_workflow(
+                CHILDREN[cmd.action],
+                ActionInput(tenant_id=self.s.tenant_id, command=cmd, from_state=self.s.state),
+                id=wf_id,
+                search_attributes=self._search_attributes(),
+                execution_timeout=timedelta(minutes=30),
+            )
+        except ChildWorkflowError as err:
+            record.status, record.reason = "failed", failure_reason(err)
+        else:
+            self.s.state = result.state
+            self.s.bundle_id = result.bundle_id or self.s.bundle_id
+            ok = result.state == TARGETS[cmd.action]
+            record.status, record.reason = ("succeeded" if ok else "failed"), result.reason
+        record.finished_at = workflow.now()
+        self.in_flight = None
+        if self.s.state == S.DELETED and self.s.purge_at is None:
+            self.s.grace_deadline = self.s.delete_at = None
+            self.s.purge_at = workflow.now() + timedelta(days=self.s.retention_days)
+        self._upsert_search_attributes()
+
+    # ---- validation and queueing --------------------------------------------------------
+    def _projected_state(self) -> S:
+        """The state once the in-flight and queued actions have succeeded."""
+        state = self.s.state
+        if self.in_flight is not None:
+            state = TARGETS[self.in_flight.action]
+        for _, cmd in self.s.queue:
+            state = TARGETS[cmd.action]
+        return state
+
+    def _check(self, cmd: Command, state: S) -> str | None:
+        """Why ``cmd`` cannot run from ``state`` (None when it can)."""
+        action = cmd.action
+        verb = action.value.replace("_", " ")
+        is_support = cmd.actor.startswith("support") or cmd.actor == "admin"
+        if self.s.killed and action not in BLOCKED_ALLOWED and not is_support:
+            return f"Cannot {verb}: support has suspended this bot. Contact support."
+        if self.s.suspended_for_billing and action not in BLOCKED_ALLOWED:
+            return f"Cannot {verb}: a payment is overdue. Update your payment method."
+        if state not in SOURCES[action]:
+            return (
+                f"Cannot {verb} while the bot is {state.value}"
+                f" (allowed when: {', '.join(sorted(SOURCES[action]))})."
+            )
+        if action == Action.SWITCH_BUNDLE and not cmd.bundle_id:
+            return "A bundle switch needs the bundle to switch to."
+        return None
+
+    def _enqueue(self, cmd: Command) -> CommandAccepted:
+        self.s.seq += 1
+        wf_id = f"tenant-{self.s.tenant_id}-{self.s.seq}-{cmd.action.value.replace('_', '-')}"
+        self.s.queue.append((wf_id, cmd))
+        self.s.history.append(
+            ActionRecord(
+                action=cmd.action,
+                workflow_id=wf_id,
+                actor=cmd.actor,
+                status="queued",
+                reason=cmd.reason,
+            )
+        )
+        del self.s.history[:-HISTORY_KEEP]
+        return CommandAccepted(action=cmd.action, workflow_id=wf_id, position=len(self.s.queue))
+
+    def _record(self, wf_id: str) -> ActionRecord:
+        for rec in reversed(self.s.history):
+            if rec.workflow_id == wf_id:
+                return rec
+        raise ApplicationError(f"no record of {wf_id}", type="internal")
+
+    # ---- handlers ---------------------------------------------------------------------
+    @workflow.update
+    async def command(self, cmd: Command) -> CommandAccepted:
+        """Queue a lifecycle command; answers at once with the child workflow's ID."""
+        return self._enqueue(cmd)
+
+    @command.validator
+    def _validate_command(self, cmd: Command) -> None:
+        problem = self._check(cmd, self._projected_state())
+        if problem:
+            raise rejected(problem)
+
+    @workflow.update
+    async def billing_event(self, event: BillingEvent) -> BillingEventResult:
+        """Apply a verified billing event (update ID = provider event ID, so redelivery is a no-op)."""
+        outcome = apply_billing_event(self.s, event, workflow.now())
+        for cmd in outcome.commands:
+            if self._check(cmd, self._projected_state()) is None:
+                self._enqueue(cmd)
+        self._upsert_search_attributes()
+        return outcome.result
+
+    @workflow.query
+    def state(self) -> TenantState:
+        """The tenant's state, what is in flight and queued, recent history and notes."""
+        queued = [self._record(wf_id) for wf_id, _ in self.s.queue]
+        return TenantState(
+            tenant_id=self.s.tenant_id, state=self.s.state, plan=self.s.plan,
+            bundle_id=self.s.bundle_id, billing_status=self.s.billing_status,
+            in_flight=self.in_flight, queued=queued, history=list(self.s.history),
+            notes=list(self.s.notes), grace_deadline=self.s.grace_deadline,
+            delete_at=self.s.delete_at, killed=self.s.killed,
+        )  # fmt: skip
+
+    @workflow.signal
+    def force_restart(self, reason: str) -> None:
+        """Support: restart the runtime now (queued behind what is in flight)."""
+        cmd = Command(
+            action=Action.RESTART, actor="support", reason=reason or "Restarted by support."
+        )
+        if self._check(cmd, self._projected_state()) is None:
+            self._enqueue(cmd)
+
+    @workflow.signal
+    def extend_grace_period(self, days: int) -> None:
+        """Support: give a customer with a failed payment more time."""
+        if self.s.grace_deadline is not None and days > 0:
+            self.s.grace_deadline += timedelta(days=days)
+
+    @workflow.signal
+    def kill_switch(self, reason: str) -> None:
+        """Support: suspend now and refuse customer commands until support unsuspends."""
+        self.s.killed = True
+        cmd = Command(
+            action=Action.SUSPEND, actor="support", reason=reason or "Suspended by support."
+        )
+        if self._check(cmd, self._projected_state()) is None:
+            self._enqueue(cmd)
+
+    @workflow.signal
+    def lift_kill_switch(self, reason: str) -> None:
+        """Support: undo the kill switch and bring the bot back."""
+        self.s.killed = False
+        cmd = Command(
+            action=Action.UNSUSPEND, actor="support", reason=reason or "Restored by support."
+        )
+        if not self.s.suspended_for_billing and self._check(cmd, self._projected_state()) is None:
+            self._enqueue(cmd)
+
+    @workflow.signal
+    def add_note(self, note: Note) -> None:
+        """Support: attach a note to the tenant (shown to admins)."""
+        self.s.notes.append(note)
+        del self.s.notes[:-HISTORY_KEEP]
+
+    # ---- search attributes ------------------------------------------------------------
+    def _search_attributes(self) -> TypedSearchAttributes:
+        values: list[tuple[SearchAttributeKey[str], str | None]] = [
+            (sa.TENANT_ID, self.s.tenant_id),
+            (sa.TENANT_PLAN, self.s.plan),
+            (sa.DEPLOYMENT_STATE, self.s.state.value),
+            (sa.BUNDLE_ID, self.s.bundle_id),
+            (sa.BILLING_STATUS, self.s.billing_status),
+        ]
+        return TypedSearchAttributes([SearchAttributePair(k, v) for k, v in values if v])
+
+    def _upsert_search_attributes(self) -> None:
+        workflow.upsert_search_attributes(
+            [pair.key.value_set(pair.value) for pair in self._search_attributes()]
+        )
