@@ -143,7 +143,7 @@ def workspace_dir(home: str, raw: dict[str, Any]) -> str:
 def load_settings(home: str, env: Env | None = None) -> Settings:
     """Read, validate and resolve home/settings.json; raise ConfigError on any problem."""
     raw = read_json(os.path.join(home, "settings.json"), "settings.json")
-    errors = validate(raw, SETTINGS_SCHEMA, "settings.json")
+    errors = [f"settings.json: {e}" for e in validate(raw, SETTINGS_SCHEMA)]
     if not errors:
         errors = _cross_check(raw, env)
     if errors:

@@ -26,7 +26,7 @@ class Pairing:
         if not os.path.exists(self._path):
             return {"approved": [], "pending": []}
         data = read_json(self._path, "pairing.json")
-        errors = validate(data, PAIRING_SCHEMA, "pairing.json")
+        errors = [f"pairing.json: {e}" for e in validate(data, PAIRING_SCHEMA)]
         if errors:
             raise ConfigError("; ".join(errors[:5]))
         data.setdefault("approved", [])

@@ -17,21 +17,31 @@ _TYPES: dict[str, tuple[type, ...]] = {
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 
-def validate(value: Any, schema: dict[str, Any], path: str) -> list[str]:
-    """Return a list of 'path: problem' messages; empty when value matches schema."""
+def validate(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Return 'path: problem' messages (path like agents.coder.model); empty when valid."""
+    return [
+        f"{where or '(top level)'}: {problem}" for where, problem in _validate(value, schema, path)
+    ]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _validate(value: Any, schema: dict[str, Any], path: str) -> list[tuple[str, str]]:
     types = schema.get("type")
     if types is not None:
         names = types if isinstance(types, list) else [types]
         if not _is_type(value, names):
-            return [f"{path}: must be {' or '.join(names)}"]
-    errors: list[str] = []
+            return [(path, f"must be {' or '.join(names)}")]
+    errors: list[tuple[str, str]] = []
     if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{path}: must be one of {', '.join(map(str, schema['enum']))}")
+        errors.append((path, f"must be one of {', '.join(map(str, schema['enum']))}"))
     if isinstance(value, str):
         errors += _check_string(value, schema, path)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{path}: must be >= {schema['minimum']}")
+            errors.append((path, f"must be >= {schema['minimum']}"))
     if isinstance(value, dict):
         errors += _check_object(value, schema, path)
     if isinstance(value, list):
@@ -51,41 +61,41 @@ def _is_type(value: Any, names: list[str]) -> bool:
     return False
 
 
-def _check_string(value: str, schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
+def _check_string(value: str, schema: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
     if schema.get("min_length") and len(value) < schema["min_length"]:
-        errors.append(f"{path}: must not be empty")
+        errors.append((path, "must not be empty"))
     if "pattern" in schema and not re.match(schema["pattern"], value):
-        errors.append(f"{path}: {schema.get('pattern_hint', 'has an invalid format')}")
+        errors.append((path, schema.get("pattern_hint", "has an invalid format")))
     return errors
 
 
-def _check_object(value: dict, schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
+def _check_object(value: dict, schema: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
     for key in schema.get("required", []):
         if key not in value or value[key] is None:
-            errors.append(f"{path}.{key}: required")
+            errors.append((_join(path, key), "required"))
     props = schema.get("properties", {})
     for key, item in value.items():
         if key in props:
             if item is not None:
-                errors += validate(item, props[key], f"{path}.{key}")
+                errors += _validate(item, props[key], _join(path, key))
         elif "values" in schema:
             if "key_pattern" in schema and not re.match(schema["key_pattern"], key):
-                errors.append(f"{path}.{key}: id must be lowercase letters, digits, - or _")
-            errors += validate(item, schema["values"], f"{path}.{key}")
+                errors.append((_join(path, key), "id must be lowercase letters, digits, - or _"))
+            errors += _validate(item, schema["values"], _join(path, key))
     if schema.get("min_properties") and len(value) < schema["min_properties"]:
-        errors.append(f"{path}: must not be empty")
+        errors.append((path, "must not be empty"))
     return errors
 
 
-def _check_array(value: list, schema: dict[str, Any], path: str) -> list[str]:
-    errors = []
+def _check_array(value: list, schema: dict[str, Any], path: str) -> list[tuple[str, str]]:
+    errors: list[tuple[str, str]] = []
     if "items" in schema:
         for index, item in enumerate(value):
-            errors += validate(item, schema["items"], f"{path}[{index}]")
+            errors += _validate(item, schema["items"], f"{path}[{index}]")
     if schema.get("min_items") and len(value) < schema["min_items"]:
-        errors.append(f"{path}: must not be empty")
+        errors.append((path, "must not be empty"))
     return errors
 
 

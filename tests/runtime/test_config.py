@@ -35,7 +35,10 @@ def test_valid_settings_resolve_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
-        (lambda s: s["agents"]["coder"].pop("model"), "settings.json.agents.coder.model: required"),
+        (
+            lambda s: s["agents"]["coder"].pop("model"),
+            "settings.json: agents.coder.model: required",
+        ),
         (
             lambda s: s["agents"]["coder"].update(provider="anthropic"),
             "agents.coder.provider: must be 'openai' or 'custom:<id>'",
@@ -64,7 +67,7 @@ def test_valid_settings_resolve_defaults(tmp_path: Path) -> None:
             lambda s: s.update(policy={"max_chain_depth": "3"}),
             "policy.max_chain_depth: must be integer",
         ),
-        (lambda s: s.update(agents={}), "settings.json.agents: must not be empty"),
+        (lambda s: s.update(agents={}), "settings.json: agents: must not be empty"),
     ],
 )
 def test_invalid_settings_name_the_field(tmp_path: Path, mutate, expected: str) -> None:
@@ -95,7 +98,7 @@ def test_env_requires_api_token() -> None:
     ("content", "expected"),
     [
         ('{"agents": {', "settings.json: invalid JSON"),
-        (json.dumps({"agents": {"a": {"name": "A"}}}), "settings.json.agents.a.model: required"),
+        (json.dumps({"agents": {"a": {"name": "A"}}}), "settings.json: agents.a.model: required"),
     ],
 )
 def test_runtime_refuses_to_start_on_broken_settings(
