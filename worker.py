@@ -13,11 +13,11 @@ from temporalio.worker import Worker
 import httpx
 
 from activities.lifecycle import LifecycleActivities
+from activities.runtime_io import RuntimeIOActivities
 from activities.system import SystemActivities
 from bundles.catalog import load_catalog
 from core.provisioning import Provisioner
 from core.runtimes.select import select_driver
-from core.secrets import build_secret_store
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.settings import Settings
@@ -33,6 +33,7 @@ from workflows.operations import (
     UnsuspendTenantWorkflow,
 )
 from workflows.ping import PingWorkflow
+from workflows.runtime_call import CallRuntimeWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
 from workflows.tenant import TenantWorkflow
 
@@ -41,7 +42,7 @@ log = logging.getLogger("tcc.worker")
 WORKFLOWS: list[type] = [
     PingWorkflow, TenantWorkflow, DeployTenantWorkflow, PauseTenantWorkflow,
     ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
-    SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow,
+    SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow, CallRuntimeWorkflow,
 ]  # fmt: skip
 
 
@@ -52,7 +53,7 @@ def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
         return existing  # type: ignore[no-any-return]
     kind, driver = select_driver(ctx.settings)
     provisioner = Provisioner(
-        settings=ctx.settings, store=build_secret_store(ctx.settings, ctx.db),
+        settings=ctx.settings, store=ctx.secrets,
         catalog=load_catalog(), driver=driver, driver_kind=kind,
     )  # fmt: skip
     acts = LifecycleActivities(
@@ -67,7 +68,11 @@ def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
 def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     """Every activity function, bound to the clients in ``ctx``."""
     system = SystemActivities(ctx.db)
-    return [system.ping_database, *lifecycle_activities(ctx).all()]
+    lifecycle = lifecycle_activities(ctx)
+    runtime_io = RuntimeIOActivities(
+        db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
+    )
+    return [system.ping_database, *lifecycle.all(), runtime_io.call_runtime]
 
 
 def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:

@@ -207,11 +207,7 @@ class LifecycleActivities:
         return resp.status_code == 200 and bool(resp.json().get("ok"))
 
     async def _runtime_api(self, tenant_id: str) -> tuple[str, dict[str, str]]:
-        token = await self._thread(
-            creds.read_secret, self.db, self.store, tenant_id, creds.RUNTIME_API_TOKEN
-        )
-        address = await self._thread(self.driver.address, tenant_id)
-        return str(address), {"Authorization": f"Bearer {token}"}
+        return await self._thread(self.provisioner.runtime_endpoint, self.db, tenant_id)
 
     @activity.defn
     @mapped

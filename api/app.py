@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
-from api import errors, health
+from api import admin, auth, catalog, codec, errors, health, webhooks
+from api.tenants import endpoints as tenants
+from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.settings import Settings
@@ -22,11 +25,16 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         configure_logging(settings.log_level)
         ctx = context or await build_context(settings)
         app.state.ctx = ctx
-        try:
-            yield
-        finally:
-            if context is None:
-                await ctx.close()
+        app.state.catalog = load_catalog()
+        with ctx.db.system_session() as session:
+            sync_catalog_to_db(session, app.state.catalog)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(15, connect=5)) as http:
+            app.state.http = http
+            try:
+                yield
+            finally:
+                if context is None:
+                    await ctx.close()
 
     app = FastAPI(
         title="TinyClaw Cloud",
@@ -35,5 +43,14 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         lifespan=lifespan,
     )
     errors.install(app)
-    app.include_router(health.router)
+    for router in (
+        health.router,
+        auth.router,
+        catalog.router,
+        tenants.router,
+        webhooks.router,
+        admin.router,
+        codec.router,
+    ):
+        app.include_router(router)
     return app

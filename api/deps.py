@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
+from core.accounts import Principal, principal_for_token
 from core.context import AppContext
+from core.errors import Forbidden, NotFound, Unauthorized
+from core.tenants import membership
 
 
 def get_context(request: Request) -> AppContext:
@@ -16,3 +20,72 @@ def get_context(request: Request) -> AppContext:
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def current_user(request: Request, ctx: ContextDep) -> Principal:
+    """The caller: a personal API token (``Authorization: Bearer tcp_...``) or a web session."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        with ctx.db.system_session() as session:
+            principal = principal_for_token(session, header[7:].strip())
+        if principal is None:
+            raise Unauthorized("This API token is invalid or revoked.", code="bad_token")
+        return principal
+    # The dashboard's session middleware puts the logged-in user here.
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        return principal
+    raise Unauthorized("Log in, or send a personal API token as 'Authorization: Bearer ...'.")
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+@dataclass(frozen=True)
+class TenantAccessInfo:
+    """A checked right to act on one tenant."""
+
+    tenant_id: str
+    role: str  # owner | member | admin
+    user: Principal
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user.user_id}"
+
+
+def tenant_access(
+    ctx: ContextDep, user: CurrentUser, tenant_id: Annotated[str, Path(max_length=64)]
+) -> TenantAccessInfo:
+    """Membership check: another tenant's id answers 404, never its data."""
+    with ctx.db.system_session() as session:
+        member = membership(session, tenant_id, user.user_id)
+        role = member.role if member is not None else None
+    if role is None and user.is_platform_admin:
+        role = "admin"
+    if role is None:
+        raise NotFound("No such bot.", code="tenant_not_found")
+    return TenantAccessInfo(tenant_id=tenant_id, role=role, user=user)
+
+
+TenantAccess = Annotated[TenantAccessInfo, Depends(tenant_access)]
+
+
+def tenant_owner(access: TenantAccess) -> TenantAccessInfo:
+    """Only the tenant's owner (or a platform admin) may do this."""
+    if access.role not in ("owner", "admin"):
+        raise Forbidden("Only the bot's owner can do this.", code="owner_only")
+    return access
+
+
+TenantOwner = Annotated[TenantAccessInfo, Depends(tenant_owner)]
+
+
+def platform_admin(user: CurrentUser) -> Principal:
+    """Only platform admins (support staff)."""
+    if not user.is_platform_admin:
+        raise NotFound("Not found.")
+    return user
+
+
+PlatformAdmin = Annotated[Principal, Depends(platform_admin)]

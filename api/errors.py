@@ -33,7 +33,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TinyClawError)
     async def _domain(_req: Request, exc: TinyClawError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.details["retry_after"])} if "retry_after" in exc.details else None
+        headers = (
+            {"Retry-After": str(exc.details["retry_after"])}
+            if "retry_after" in exc.details
+            else None
+        )
         return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

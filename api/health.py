@@ -27,4 +27,6 @@ async def healthz(ctx: ContextDep) -> JSONResponse:
     except Exception as exc:
         checks["temporal"] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503)
+    return JSONResponse(
+        {"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503
+    )

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.deps import ContextDep
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 BillingDispatcher = Callable[[AppContext, str, BillingEvent], Awaitable[BillingEventResult]]
-# Stripe gives up on a delivery after about 20 s; stay well inside it.
-HANDOFF_TIMEOUT_S = 10.0
+# Stripe gives up on a delivery after about 20 s; stay inside it. A timed-out hand-off is
+# retried by Stripe and deduped by the workflow (update ID = event ID).
+HANDOFF_TIMEOUT_S = 15.0
 
 
 def get_dispatcher(request: Request) -> BillingDispatcher:
@@ -116,7 +117,7 @@ async def _hand_off(
     try:
         async with asyncio.timeout(HANDOFF_TIMEOUT_S):
             return await dispatch(ctx, tenant_id, billing)
-    except (ServiceUnavailable, RPCError, TimeoutError) as exc:
+    except (ServiceUnavailable, RPCError, RPCTimeoutOrCancelledError, TimeoutError) as exc:
         await run_in_threadpool(_fail, ctx, event_id, tenant_id, type(exc).__name__)
         raise ServiceUnavailable(
             "The workflow engine is unavailable; Stripe will retry this event.",

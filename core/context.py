@@ -12,6 +12,7 @@ from typing import Any
 from temporalio.client import Client
 
 from core.db import Database, run_migrations
+from core.secrets import SecretStore, build_secret_store
 from core.settings import Settings
 from core.temporal import TaskQueues, connect
 
@@ -25,6 +26,14 @@ class AppContext:
     temporal: Client
     queues: TaskQueues
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def secrets(self) -> SecretStore:
+        """The secret store chosen by configuration (built on first use)."""
+        store = self.extras.get("secrets")
+        if store is None:
+            store = self.extras["secrets"] = build_secret_store(self.settings, self.db)
+        return store  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Release what the context holds."""

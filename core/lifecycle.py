@@ -58,12 +58,14 @@ def _start_operation(
     )  # fmt: skip
 
 
-def _rejection(err: WorkflowUpdateFailedError) -> Conflict:
-    cause = err.cause
+def rejection(err: BaseException) -> Conflict:
+    """The ``Conflict`` carrying the reason a workflow gave for refusing or failing."""
+    cause: BaseException | None = getattr(err, "cause", None)
     while cause is not None and not isinstance(cause, ApplicationError):
-        cause = cause.cause
-    message = cause.message if isinstance(cause, ApplicationError) else "The command was rejected."
-    return Conflict(message, code="command_rejected")
+        cause = getattr(cause, "cause", None)
+    if isinstance(cause, ApplicationError):
+        return Conflict(cause.message, code=cause.type or "command_rejected")
+    return Conflict("The command was rejected.", code="command_rejected")
 
 
 async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
@@ -74,7 +76,7 @@ async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> Com
             TenantWorkflow.command, command, start_workflow_operation=op
         )
     except WorkflowUpdateFailedError as err:
-        raise _rejection(err) from None
+        raise rejection(err) from None
     except RPCError as err:
         raise ServiceUnavailable(
             f"The workflow engine is unavailable ({err.status.name})."
@@ -91,7 +93,7 @@ async def send_billing_event(
             TenantWorkflow.billing_event, event, start_workflow_operation=op, id=event.event_id
         )
     except WorkflowUpdateFailedError as err:
-        raise _rejection(err) from None
+        raise rejection(err) from None
     except RPCError as err:
         raise ServiceUnavailable(
             f"The workflow engine is unavailable ({err.status.name})."

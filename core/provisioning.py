@@ -87,3 +87,10 @@ class Provisioner:
             env=dict(env), files=rendered.files, memory_mb=plan.memory_mb, cpus=plan.cpus,
             pids_limit=plan.pids_limit,
         )  # fmt: skip
+
+    def runtime_endpoint(self, db: Database, tenant_id: str) -> tuple[str, dict[str, str]]:
+        """The runtime API's base URL and auth header, for the control plane on this host."""
+        token = creds.read_secret(db, self.store, tenant_id, creds.RUNTIME_API_TOKEN)
+        if not token:
+            raise MissingCredential("This bot has not been deployed yet.", code="not_deployed")
+        return str(self.driver.address(tenant_id)), {"Authorization": f"Bearer {token}"}

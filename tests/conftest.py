@@ -18,6 +18,8 @@ from core.db import Database, run_migrations
 from core.settings import Environment, Settings
 from core.temporal import data_converter, search_attributes
 
+pytest_plugins = ["tests.lifecycle_stack"]
+
 TEST_CODEC_KEY = base64.b64encode(b"k" * 32).decode()
 PG_URL = os.environ.get(
     "TCC_TEST_POSTGRES_URL", "postgresql+psycopg://tcc:tcc@127.0.0.1:5432/tcc_test"

@@ -120,3 +120,19 @@ class NotifyInput(BaseModel):
 
 class PurgeInput(BaseModel):
     tenant_id: str
+
+
+class RuntimeCallInput(BaseModel):
+    """A read or a test message through the runtime API (no state change)."""
+
+    tenant_id: str
+    op: str  # message | logs | status
+    text: str | None = None
+    lines: int = 100
+
+
+class RuntimeCallResult(BaseModel):
+    reply: str | None = None
+    agent: str | None = None
+    lines: list[str] = []
+    status: dict[str, object] = {}

@@ -45,7 +45,10 @@ def _app() -> FastAPI:
 def test_domain_errors_map_to_status_and_code() -> None:
     client = TestClient(_app(), raise_server_exceptions=False)
     r = client.get("/missing")
-    assert (r.status_code, r.json()) == (404, {"code": "not_found", "message": "No tenant with that id."})
+    assert (r.status_code, r.json()) == (
+        404,
+        {"code": "not_found", "message": "No tenant with that id."},
+    )
     r = client.get("/limit")
     assert r.status_code == 403 and r.json()["code"] == "plan_limit_exceeded"
     r = client.get("/slow")

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from core.db.models import Deployment, DeploymentEvent
 from core.lifecycle import query_state, send_command
-from tests.workflows.conftest import Stack
+from tests.lifecycle_stack import Stack
 from workflows.models import Action, Command, TenantState
 
 

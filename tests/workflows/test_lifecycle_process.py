@@ -6,7 +6,7 @@ import pytest
 
 from core.errors import Conflict
 from core.lifecycle import send_command
-from tests.workflows.conftest import Stack
+from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, run, settle
 from workflows.models import Action, Command
 

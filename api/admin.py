@@ -1,0 +1,85 @@
+"""Platform admin (support) API: every tenant, and the support signals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from api.deps import ContextDep, PlatformAdmin
+from api.tenants.service import temporal_ui_link
+from core.db.models import Tenant
+from core.deployments import current_deployment
+from core.lifecycle import handle
+from core.tenants import audit, require_tenant
+from workflows.models import Note
+from workflows.tenant import TenantWorkflow
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+class AdminTenant(BaseModel):
+    id: str
+    name: str
+    plan: str
+    billing_status: str
+    state: str
+    temporal_ui_url: str
+
+
+class SignalIn(BaseModel):
+    signal: Literal[
+        "force_restart", "extend_grace_period", "kill_switch", "lift_kill_switch", "add_note"
+    ]
+    reason: str = Field(default="", max_length=500)
+    days: int = Field(default=0, ge=0, le=90)
+
+
+@router.get("/tenants")
+def all_tenants(_admin: PlatformAdmin, ctx: ContextDep) -> list[AdminTenant]:
+    """Every tenant with state, plan, billing status and a Temporal UI link."""
+    with ctx.db.system_session() as session:
+        out = []
+        for t in session.scalars(select(Tenant).order_by(Tenant.created_at.desc())):
+            dep = current_deployment(session, t.id)
+            out.append(AdminTenant(
+                id=t.id, name=t.name, plan=t.plan, billing_status=t.billing_status,
+                state=dep.state if dep else "pending", temporal_ui_url=temporal_ui_link(ctx, t.id),
+            ))  # fmt: skip
+        return out
+
+
+@router.post("/tenants/{tenant_id}/signals", status_code=status.HTTP_202_ACCEPTED)
+async def send_signal(
+    tenant_id: str, body: SignalIn, admin: PlatformAdmin, ctx: ContextDep
+) -> dict[str, str]:
+    """Send a support signal to the tenant workflow (force restart, grace, kill switch, note)."""
+    with ctx.db.system_session() as session:
+        require_tenant(session, tenant_id)
+        audit(
+            session,
+            tenant_id=tenant_id,
+            actor=f"support:{admin.email}",
+            action=f"signal.{body.signal}",
+            reason=body.reason,
+            days=body.days,
+        )
+    h = handle(ctx, tenant_id)
+    reason = body.reason or f"by {admin.email}"
+    if body.signal == "force_restart":
+        await h.signal(TenantWorkflow.force_restart, reason)
+    elif body.signal == "extend_grace_period":
+        await h.signal(TenantWorkflow.extend_grace_period, body.days)
+    elif body.signal == "kill_switch":
+        await h.signal(TenantWorkflow.kill_switch, reason)
+    elif body.signal == "lift_kill_switch":
+        await h.signal(TenantWorkflow.lift_kill_switch, reason)
+    else:
+        await h.signal(
+            TenantWorkflow.add_note,
+            Note(author=admin.email, text=body.reason, at=datetime.now(UTC)),
+        )
+    return {"signal": body.signal, "workflow_id": h.id}

@@ -1,0 +1,259 @@
+"""The tenants API: create, credentials, lifecycle actions, state, test messages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import httpx
+from fastapi import APIRouter, Query, Request, status
+
+from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOwner
+from api.tenants import schemas as s
+from api.tenants.service import call_runtime, check_provider_key, events_view, tenant_view
+from core import credentials as creds
+from core.billing.service import assign_plan_without_payment
+from core.channels.telegram import get_me
+from core.errors import InvalidInput, PaymentRequired, RateLimited
+from core.lifecycle import send_command
+from core.ratelimit import SlidingWindow
+from core.tenants import audit, create_tenant, require_tenant, tenants_of
+from workflows.models import Action, Command
+
+router = APIRouter(prefix="/tenants", tags=["tenants"])
+MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60)
+BILLING_BLOCKED = ("incomplete", "unpaid", "canceled")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create(body: s.TenantIn, user: CurrentUser, ctx: ContextDep) -> s.TenantOut:
+    """Create a bot (a tenant) on a plan; with billing off the plan is assigned at once."""
+    with ctx.db.system_session() as session:
+        tenant = create_tenant(
+            session, owner_id=user.user_id, name=body.name, plan=body.plan, bundle_id=body.bundle_id
+        )
+        if ctx.settings.billing_enabled:
+            tenant.billing_status = "incomplete"  # until Stripe Checkout completes
+        else:
+            assign_plan_without_payment(session, tenant.id, body.plan, actor=f"user:{user.user_id}")
+        audit(
+            session,
+            tenant_id=tenant.id,
+            actor=f"user:{user.user_id}",
+            action="tenant.create",
+            plan=body.plan,
+        )
+        tid = tenant.id
+    return await tenant_view(ctx, tid, "owner", detail=False)
+
+
+@router.get("")
+async def list_mine(user: CurrentUser, ctx: ContextDep) -> list[s.TenantOut]:
+    """Every bot you belong to."""
+    with ctx.db.system_session() as session:
+        mine = [(t.id, role) for t, role in tenants_of(session, user.user_id)]
+    return [await tenant_view(ctx, tid, role, detail=False) for tid, role in mine]
+
+
+@router.get("/{tenant_id}")
+async def get(access: TenantAccess, ctx: ContextDep) -> s.TenantOut:
+    """One bot: its state, deployment, credentials (last four only) and what is in flight."""
+    return await tenant_view(ctx, access.tenant_id, access.role)
+
+
+@router.get("/{tenant_id}/events")
+def events(
+    access: TenantAccess, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> list[s.EventOut]:
+    """The deployment's state history (newest first), with times and reasons."""
+    return events_view(ctx, access.tenant_id, limit)
+
+
+@router.put("/{tenant_id}/telegram")
+async def set_telegram_token(
+    body: s.TelegramTokenIn, access: TenantOwner, ctx: ContextDep, request: Request
+) -> s.CredentialOut:
+    """Connect a Telegram bot token (checked with getMe at once)."""
+    http: httpx.AsyncClient = request.app.state.http
+    me = await get_me(http, ctx.settings.telegram_api_base, body.token)
+    store = ctx.secrets
+    row = creds.store_credential(
+        ctx.db,
+        store,
+        access.tenant_id,
+        creds.TELEGRAM,
+        body.token.strip(),
+        detail={"username": me.username},
+    )
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        tenant = require_tenant(session, access.tenant_id)
+        tenant.telegram_bot_username = me.username
+        if body.owner_telegram_id is not None:
+            tenant.telegram_owner_id = body.owner_telegram_id
+        audit(
+            session,
+            tenant_id=access.tenant_id,
+            actor=access.actor,
+            action="telegram.token_set",
+            bot=me.username,
+        )
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+
+
+@router.put("/{tenant_id}/provider-key")
+async def set_provider_key(
+    body: s.ProviderKeyIn, access: TenantOwner, ctx: ContextDep
+) -> s.CredentialOut:
+    """Bring your own model key (checked against the provider) and switch to BYOK mode."""
+    base_url = body.base_url or (
+        ctx.settings.upstream_urls[0] if ctx.settings.upstream_urls else None
+    )
+    if not base_url:
+        raise InvalidInput("Give the provider's base URL (OpenAI-compatible).", field="base_url")
+    await check_provider_key(base_url, body.api_key)
+    detail = {"base_url": base_url, **({"model": body.model} if body.model else {})}
+    row = creds.store_credential(
+        ctx.db, ctx.secrets, access.tenant_id, creds.PROVIDER_KEY, body.api_key, detail=detail
+    )
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        require_tenant(session, access.tenant_id).model_mode = "byok"
+        audit(session, tenant_id=access.tenant_id, actor=access.actor, action="provider_key.set")
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+
+
+@router.put("/{tenant_id}/model-mode")
+def set_model_mode(body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep) -> dict[str, str]:
+    """Managed (our keys) or BYOK (your key); takes effect at the next restart."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        if (
+            body.mode == "byok"
+            and creds.credential(session, access.tenant_id, creds.PROVIDER_KEY) is None
+        ):
+            raise InvalidInput("Add your provider key first.", field="mode")
+        require_tenant(session, access.tenant_id).model_mode = body.mode
+        audit(
+            session,
+            tenant_id=access.tenant_id,
+            actor=access.actor,
+            action="model_mode.set",
+            mode=body.mode,
+        )
+    return {"mode": body.mode}
+
+
+async def _command(ctx: ContextDep, access: TenantAccess, command: Command) -> s.AcceptedOut:
+    if command.action in (Action.DEPLOY, Action.RESUME):
+        with ctx.db.tenant_session(access.tenant_id) as session:
+            if require_tenant(session, access.tenant_id).billing_status in BILLING_BLOCKED:
+                raise PaymentRequired("Complete checkout (or update your payment method) first.")
+    accepted = await send_command(ctx, access.tenant_id, command)
+    with ctx.db.system_session() as session:
+        audit(
+            session,
+            tenant_id=access.tenant_id,
+            actor=access.actor,
+            action=f"command.{command.action.value}",
+            workflow_id=accepted.workflow_id,
+        )
+    return s.AcceptedOut(
+        action=accepted.action.value,
+        workflow_id=accepted.workflow_id,
+        position=accepted.position,
+        status_url=f"/tenants/{access.tenant_id}",
+    )
+
+
+@router.post("/{tenant_id}/deploy", status_code=status.HTTP_202_ACCEPTED)
+async def deploy(
+    access: TenantAccess, ctx: ContextDep, body: s.DeployIn | None = None
+) -> s.AcceptedOut:
+    """Deploy the bot (or redeploy after a failure). Answers at once; follow the state."""
+    body = body or s.DeployIn()
+    return await _command(
+        ctx,
+        access,
+        Command(
+            action=Action.DEPLOY,
+            actor=access.actor,
+            bundle_id=body.bundle_id,
+            bundle_version=body.bundle_version,
+        ),
+    )
+
+
+@router.post("/{tenant_id}/pause", status_code=status.HTTP_202_ACCEPTED)
+async def pause(access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+    """Stop the bot; nothing is lost."""
+    return await _command(ctx, access, Command(action=Action.PAUSE, actor=access.actor))
+
+
+@router.post("/{tenant_id}/resume", status_code=status.HTTP_202_ACCEPTED)
+async def resume(access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+    """Start a paused bot again."""
+    return await _command(ctx, access, Command(action=Action.RESUME, actor=access.actor))
+
+
+@router.post("/{tenant_id}/restart", status_code=status.HTTP_202_ACCEPTED)
+async def restart(access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+    """Restart the bot's runtime."""
+    return await _command(ctx, access, Command(action=Action.RESTART, actor=access.actor))
+
+
+@router.post("/{tenant_id}/reset-memory", status_code=status.HTTP_202_ACCEPTED)
+async def reset_memory(body: s.ResetIn, access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+    """Start fresh conversations for one or all agents (``full`` also clears memory)."""
+    if not body.confirm:
+        raise InvalidInput(
+            "Set confirm to true: a reset forgets the conversations.", field="confirm"
+        )
+    return await _command(
+        ctx,
+        access,
+        Command(
+            action=Action.RESET_MEMORY, actor=access.actor, agent=body.agent, full_reset=body.full
+        ),
+    )
+
+
+@router.post("/{tenant_id}/switch-bundle", status_code=status.HTTP_202_ACCEPTED)
+async def switch_bundle(body: s.SwitchIn, access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+    """Move to another bundle; rolls back automatically if the new one is unhealthy."""
+    return await _command(
+        ctx,
+        access,
+        Command(
+            action=Action.SWITCH_BUNDLE,
+            actor=access.actor,
+            bundle_id=body.bundle_id,
+            bundle_version=body.bundle_version,
+        ),
+    )
+
+
+@router.post("/{tenant_id}/delete", status_code=status.HTTP_202_ACCEPTED)
+async def delete(body: s.DeleteIn, access: TenantOwner, ctx: ContextDep) -> s.AcceptedOut:
+    """Delete the bot: its runtime, data and secrets (a backup is kept for the retention period)."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        if body.confirm_name.strip() != require_tenant(session, access.tenant_id).name:
+            raise InvalidInput(
+                "Type the bot's exact name to confirm deletion.", field="confirm_name"
+            )
+    return await _command(ctx, access, Command(action=Action.DELETE, actor=access.actor))
+
+
+@router.post("/{tenant_id}/messages")
+async def test_message(body: s.MessageIn, access: TenantAccess, ctx: ContextDep) -> s.MessageOut:
+    """Send a test message to the bot and get its reply."""
+    wait = MESSAGE_LIMIT.hit(access.tenant_id)
+    if wait is not None:
+        raise RateLimited("Too many test messages; wait a moment.", retry_after=int(wait) + 1)
+    result = await call_runtime(ctx, access.tenant_id, "message", text=body.text)
+    return s.MessageOut(reply=result.reply or "", agent=result.agent)
+
+
+@router.get("/{tenant_id}/logs")
+async def logs(
+    access: TenantAccess, ctx: ContextDep, lines: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, list[str]]:
+    """Recent runtime log lines (secrets redacted by the runtime)."""
+    result = await call_runtime(ctx, access.tenant_id, "logs", lines=lines)
+    return {"lines": result.lines}

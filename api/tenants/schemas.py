@@ -1,0 +1,122 @@
+"""Request and response models of the tenants API (never a secret value)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from workflows.models import ActionRecord, Note
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    plan: str = Field(default="starter", max_length=32)
+    bundle_id: str | None = Field(default=None, max_length=64)
+
+
+class TelegramTokenIn(BaseModel):
+    token: str = Field(min_length=1, max_length=200, description="the token from BotFather")
+    owner_telegram_id: int | None = Field(
+        default=None, description="pre-approve this Telegram user"
+    )
+
+
+class ProviderKeyIn(BaseModel):
+    api_key: str = Field(min_length=8, max_length=500)
+    base_url: str | None = Field(
+        default=None, max_length=500, description="OpenAI-compatible base URL"
+    )
+    model: str | None = Field(default=None, max_length=200)
+
+
+class ModelModeIn(BaseModel):
+    mode: Literal["managed", "byok"]
+
+
+class DeployIn(BaseModel):
+    bundle_id: str | None = Field(default=None, max_length=64)
+    bundle_version: str | None = Field(default=None, max_length=32)
+
+
+class SwitchIn(BaseModel):
+    bundle_id: str = Field(min_length=1, max_length=64)
+    bundle_version: str | None = Field(default=None, max_length=32)
+
+
+class ResetIn(BaseModel):
+    agent: str | None = Field(default=None, max_length=64)
+    full: bool = False
+    confirm: bool = Field(default=False, description="must be true: a reset loses conversations")
+
+
+class DeleteIn(BaseModel):
+    confirm_name: str = Field(description="type the bot's name to confirm: deletion loses data")
+
+
+class MessageIn(BaseModel):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class CredentialOut(BaseModel):
+    kind: str
+    last4: str | None
+    detail: dict[str, object] | None = None
+
+
+class DeploymentOut(BaseModel):
+    id: str
+    state: str
+    reason: str | None
+    bundle_id: str | None
+    bundle_version: str | None
+    updated_at: datetime
+    healthy_at: datetime | None
+
+
+class EventOut(BaseModel):
+    from_state: str | None
+    to_state: str
+    reason: str | None
+    workflow_id: str | None
+    at: datetime
+
+
+class WorkflowView(BaseModel):
+    in_flight: ActionRecord | None
+    queued: list[ActionRecord]
+    history: list[ActionRecord]
+    notes: list[Note]
+    grace_deadline: datetime | None
+    delete_at: datetime | None
+    killed: bool
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    plan: str
+    role: str
+    bundle_id: str | None
+    model_mode: str
+    billing_status: str
+    telegram_bot_username: str | None
+    created_at: datetime
+    state: str
+    deployment: DeploymentOut | None = None
+    credentials: list[CredentialOut] = []
+    workflow: WorkflowView | None = None
+    temporal_ui_url: str | None = None
+
+
+class AcceptedOut(BaseModel):
+    action: str
+    workflow_id: str
+    position: int
+    status_url: str
+
+
+class MessageOut(BaseModel):
+    reply: str
+    agent: str | None
