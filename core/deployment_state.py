@@ -49,7 +49,9 @@ def can_transition(current: DeploymentState | str, target: DeploymentState | str
     return DeploymentState(target) in TRANSITIONS[DeploymentState(current)]
 
 
-def ensure_transition(current: DeploymentState | str, target: DeploymentState | str) -> DeploymentState:
+def ensure_transition(
+    current: DeploymentState | str, target: DeploymentState | str
+) -> DeploymentState:
     """Return ``target`` as a state, or raise ``IllegalTransition`` naming both ends."""
     cur, tgt = DeploymentState(current), DeploymentState(target)
     if tgt not in TRANSITIONS[cur]:

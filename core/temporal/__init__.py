@@ -25,9 +25,7 @@ def codec_key(settings: Settings) -> bytes:
     """The payload codec key: from settings, else (development) a key file under data_dir."""
     if settings.codec_key is not None:
         return base64.b64decode(settings.codec_key.get_secret_value())
-    return load_or_create_key(
-        settings.data_dir / "codec.key", create=settings.is_development
-    )
+    return load_or_create_key(settings.data_dir / "codec.key", create=settings.is_development)
 
 
 def data_converter(settings: Settings) -> DataConverter:

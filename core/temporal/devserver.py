@@ -72,7 +72,9 @@ class DevServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"temporal dev server exited with code {self.process.returncode}")
+                raise RuntimeError(
+                    f"temporal dev server exited with code {self.process.returncode}"
+                )
             if port_open(self.host, self.port):
                 return self
             time.sleep(0.1)
