@@ -106,7 +106,7 @@ async def _read_response(reader: asyncio.StreamReader) -> Response:
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     total = 0
     while True:
         size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)

@@ -194,11 +194,11 @@ class Store:
         row = self._db.execute("SELECT value FROM kv WHERE key=?", (key,)).fetchone()
         return row["value"] if row else None
 
-    def set_value(self, key: str, value: str | int) -> None:
+    def set_value(self, key: str, value: str | float) -> None:
         """Persist a small value."""
         self._set(key, value)
 
-    def _set(self, key: str, value: str | int) -> None:
+    def _set(self, key: str, value: str | float) -> None:
         self._db.execute(
             "INSERT INTO kv (key, value) VALUES (?, ?)"
             " ON CONFLICT(key) DO UPDATE SET value=excluded.value",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from runtime.config import ConfigError
 from runtime.httpclient import HttpError, request_json
@@ -42,7 +43,7 @@ class TelegramChannel:
         self.running = False
         self.username: str | None = None
 
-    async def call(self, method: str, payload: dict | None = None, wait: float = 30) -> object:
+    async def call(self, method: str, payload: dict | None = None, wait: float = 30) -> Any:
         """Call a Bot API method, waiting out 429 retry_after; return its result."""
         for _ in range(5):
             try:
@@ -68,7 +69,7 @@ class TelegramChannel:
             try:
                 if self.username is None:
                     me = await self.call("getMe")
-                    self.username = (me or {}).get("username", "")  # type: ignore[union-attr]
+                    self.username = (me or {}).get("username", "")
                     self.running = True
                     log.info("telegram connected", extra={"bot": self.username})
                 await self._poll_once()
@@ -82,7 +83,7 @@ class TelegramChannel:
         offset = int(self._store.get_value(OFFSET_KEY) or 0)
         payload = {"offset": offset, "timeout": self._poll_timeout, "allowed_updates": ["message"]}
         updates = await self.call("getUpdates", payload, wait=self._poll_timeout + 15)
-        for update in updates or []:  # type: ignore[union-attr]
+        for update in updates or []:
             await self._handle_update(update)
 
     async def _handle_update(self, update: dict) -> None:
