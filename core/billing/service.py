@@ -25,19 +25,21 @@ class BillingStatus(StrEnum):
     """The tenant's billing standing, as shown on the tenant and in ``BillingStatus``."""
 
     OFF = "off"  # billing off: plan assigned without payment
+    INCOMPLETE = "incomplete"  # billing on, checkout not completed yet
     ACTIVE = "active"
     PAST_DUE = "past_due"  # payment failed, inside the grace period
     CANCELED = "canceled"
     UNPAID = "unpaid"  # grace period over without payment
+    PAUSED = "paused"  # Stripe paused the subscription (trial ended without a card)
 
 
 _FROM_STRIPE = {
     "active": BillingStatus.ACTIVE,
     "trialing": BillingStatus.ACTIVE,
     "past_due": BillingStatus.PAST_DUE,
-    "incomplete": BillingStatus.PAST_DUE,
+    "incomplete": BillingStatus.INCOMPLETE,
     "unpaid": BillingStatus.UNPAID,
-    "paused": BillingStatus.UNPAID,
+    "paused": BillingStatus.PAUSED,
     "canceled": BillingStatus.CANCELED,
     "incomplete_expired": BillingStatus.CANCELED,
     "off": BillingStatus.OFF,
@@ -149,7 +151,8 @@ def set_billing_status(session: Session, tenant_id: str, status: str) -> None:
     """Show ``status`` on the tenant (the dashboard's view of the workflow's answer)."""
     tenant = session.get(Tenant, tenant_id)
     if tenant is not None:
-        tenant.billing_status = BillingStatus(status).value
+        # Stored as the workflow answered: it is the authority on billing status values.
+        tenant.billing_status = status
 
 
 def assign_plan_without_payment(
