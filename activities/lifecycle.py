@@ -178,17 +178,15 @@ class LifecycleActivities:
         """Poll the runtime's status until every channel runs; heartbeat so it can be cancelled."""
         started = time.monotonic()
         deadline = started + data.timeout_s
-        address, headers = await self._runtime_api(data.tenant_id)
         while time.monotonic() < deadline:
             activity.heartbeat()
-            if await self._healthy(address, headers):
-                return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
             status = await self._thread(self.driver.status, data.tenant_id)
-            if (
-                status.exists
-                and not status.running
-                and status.state not in ("created", "restarting")
-            ):
+            if status.running:
+                address, headers = await self._runtime_api(data.tenant_id)
+                if await self._healthy(address, headers):
+                    return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
+            elif status.exists and status.state != "created" and (status.exit_code or status.state == "exited"):
+                # Crashed (or crash-looping under the restart policy): waiting cannot help.
                 raise ApplicationError(
                     f"The runtime stopped during start-up (exit code {status.exit_code}).",
                     type="runtime_failed", non_retryable=True,

@@ -73,7 +73,8 @@ def stack_settings(
 
 
 async def start_stack(
-    tmp: Path, env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI], driver: str
+    tmp: Path, env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI], driver: str,
+    catalog: object | None = None,
 ) -> AsyncIterator[Stack]:
     telegram, upstream = fakes
     settings = stack_settings(tmp, telegram, upstream, driver)
@@ -86,6 +87,8 @@ async def start_stack(
         s.add(user)
         s.flush()
         uid = user.id
+    if catalog is not None:
+        lifecycle_activities(ctx).provisioner.catalog = catalog  # type: ignore[assignment]
     worker = build_worker(ctx)
     async with worker:
         yield Stack(
@@ -100,4 +103,72 @@ async def process_stack(
     tmp_path: Path, temporal_env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI]
 ) -> AsyncIterator[Stack]:
     async for stack in start_stack(tmp_path, temporal_env, fakes, "process"):
+        yield stack
+
+
+RUNTIME_IMAGE = "tinyclaw/runtime:dev"
+BROKEN_IMAGE = "tcc-test/broken-runtime:1"
+
+
+@pytest.fixture(scope="session")
+def docker_images() -> Iterator[None]:
+    """The runtime image (built by the project script) and a runtime that exits at once."""
+    import io
+    import os
+    import subprocess
+
+    import docker
+
+    if os.environ.get("TCC_SKIP_DOCKER") == "1":
+        pytest.skip("TCC_SKIP_DOCKER=1")
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([str(root / "scripts/build-runtime-image.sh")], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.fail(f"runtime image build failed:\n{result.stdout}\n{result.stderr}")
+    client = docker.from_env()
+    dockerfile = f'FROM {RUNTIME_IMAGE}\nCMD ["python3", "-c", "import sys; sys.exit(3)"]\n'
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=BROKEN_IMAGE, rm=True)
+    yield
+    _cleanup_containers(client)
+    client.close()
+
+
+def _cleanup_containers(client: object) -> None:
+    """Remove every tenant container, volume and network the tests created."""
+    import docker
+
+    assert isinstance(client, docker.DockerClient)
+    for c in client.containers.list(all=True, filters={"label": "tinyclaw.managed=true"}):
+        c.remove(force=True)
+    for v in client.volumes.list(filters={"label": "tinyclaw.managed=true"}):
+        v.remove(force=True)
+    for n in client.networks.list(filters={"label": "tinyclaw.managed=true"}):
+        n.remove()
+
+
+def make_test_catalog(tmp: Path) -> Path:
+    """The shipped catalog plus a 'broken' bundle whose runtime exits at start."""
+    import shutil
+
+    root = Path(__file__).resolve().parent.parent / "bundles" / "catalog"
+    dest = tmp / "catalog"
+    shutil.copytree(root, dest)
+    broken = dest / "broken" / "1.0.0"
+    shutil.copytree(root / "starter" / "1.0.0", broken)
+    toml = (broken / "bundle.toml").read_text()
+    toml = toml.replace('id = "starter"', 'id = "broken"').replace(RUNTIME_IMAGE, BROKEN_IMAGE)
+    (broken / "bundle.toml").write_text(toml)
+    return dest
+
+
+@pytest.fixture
+async def docker_stack(
+    tmp_path: Path, temporal_env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI],
+    docker_images: None,
+) -> AsyncIterator[Stack]:  # fmt: skip
+    from bundles.catalog import load_catalog
+
+    async for stack in start_stack(
+        tmp_path, temporal_env, fakes, "docker", catalog=load_catalog(make_test_catalog(tmp_path))
+    ):
         yield stack

@@ -1,0 +1,110 @@
+"""Every lifecycle action against real Docker containers and the real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import docker
+import pytest
+
+from core.lifecycle import send_command
+from tests.lifecycle_stack import Stack
+from tests.workflows.helpers import db_state, run, settle
+from workflows.models import Action, Command
+
+pytestmark = pytest.mark.docker
+
+
+def containers(tid: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        return [c.status for c in client.containers.list(all=True, filters={"label": f"tinyclaw.tenant={tid}"})]
+    finally:
+        client.close()
+
+
+def docker_objects(tid: str) -> tuple[int, int, int]:
+    client = docker.from_env()
+    try:
+        label = {"label": f"tinyclaw.tenant={tid}"}
+        return (
+            len(client.containers.list(all=True, filters=label)),
+            len(client.volumes.list(filters=label)),
+            len(client.networks.list(filters=label)),
+        )
+    finally:
+        client.close()
+
+
+async def test_full_lifecycle_with_docker(docker_stack: Stack) -> None:
+    stack = docker_stack
+    tid = stack.new_tenant(plan="pro")
+    state = await run(stack, tid, Action.DEPLOY)
+    assert state.state == "healthy", state.history[-1]
+    assert containers(tid) == ["running"]
+    assert db_state(stack, tid) == ("healthy", ["pending", "provisioning", "healthy"])
+
+    for action in (Action.RESTART, Action.RESET_MEMORY):
+        state = await run(stack, tid, action)
+        assert state.state == "healthy", state.history[-1]
+        assert state.history[-1].status == "succeeded"
+
+    state = await run(stack, tid, Action.PAUSE)
+    assert state.state == "paused" and containers(tid) == ["exited"]
+    state = await run(stack, tid, Action.RESUME)
+    assert state.state == "healthy" and containers(tid) == ["running"]
+
+    state = await run(stack, tid, Action.SWITCH_BUNDLE, bundle_id="pro")
+    assert state.state == "healthy" and state.bundle_id == "pro", state.history[-1]
+
+    state = await run(stack, tid, Action.SUSPEND)
+    assert state.state == "suspended" and containers(tid) == ["exited"]
+    state = await run(stack, tid, Action.UNSUSPEND)
+    assert state.state == "healthy", state.history[-1]
+
+    state = await run(stack, tid, Action.DELETE)
+    assert state.state == "deleted"
+    assert docker_objects(tid) == (0, 0, 0)
+    backups = stack.ctx.settings.data_dir / "backups" / "backups" / tid
+    assert (backups / "final.tar").exists()
+
+
+async def test_bundle_switch_rolls_back_when_new_bundle_is_unhealthy(docker_stack: Stack) -> None:
+    stack = docker_stack
+    tid = stack.new_tenant(plan="pro")
+    assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
+    state = await run(stack, tid, Action.SWITCH_BUNDLE, bundle_id="broken")
+    last = state.history[-1]
+    assert state.state == "healthy" and state.bundle_id == "starter"
+    assert "rolled back to starter" in (last.reason or ""), last
+    assert containers(tid) == ["running"]
+    # The old bundle really answers again.
+    reply = await asyncio.wait_for(_test_message(stack, tid), 30)
+    assert reply
+
+
+async def _test_message(stack: Stack, tid: str) -> str:
+    from api.tenants.service import call_runtime
+
+    result = await call_runtime(stack.ctx, tid, "message", text="are you back?")
+    return result.reply or ""
+
+
+async def test_switch_to_bundle_not_on_plan_is_refused(docker_stack: Stack) -> None:
+    stack = docker_stack
+    tid = stack.new_tenant(plan="starter")
+    assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
+    state = await run(stack, tid, Action.SWITCH_BUNDLE, bundle_id="pro")
+    assert state.state == "healthy" and state.history[-1].status == "failed"
+    assert "not available" in (state.history[-1].reason or "") or "plan" in (state.history[-1].reason or "")
+
+
+async def test_concurrent_commands_are_serialised(docker_stack: Stack) -> None:
+    stack = docker_stack
+    tid = stack.new_tenant()
+    await send_command(stack.ctx, tid, Command(action=Action.DEPLOY))
+    # Queued behind the deploy, validated against the projected state.
+    await send_command(stack.ctx, tid, Command(action=Action.PAUSE))
+    state = await settle(stack, tid)
+    assert [r.status for r in state.history[-2:]] == ["succeeded", "succeeded"]
+    assert state.state == "paused" and containers(tid) == ["exited"]
