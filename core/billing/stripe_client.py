@@ -24,6 +24,8 @@ from typing import Any
 
 import stripe
 from pydantic import SecretStr
+from stripe.params.billing_portal import SessionCreateParams as PortalParams
+from stripe.params.checkout import SessionCreateParams as CheckoutParams
 
 from core.errors import InvalidInput, ServiceUnavailable, TinyClawError
 from core.plans import get_plan
@@ -145,7 +147,7 @@ class StripeBilling:
     ) -> CheckoutLink:
         """A subscription Checkout Session for ``plan_id``, tagged with the tenant."""
         metadata = {"tenant_id": tenant_id, "plan": plan_id}
-        params: dict[str, Any] = {
+        params: CheckoutParams = {
             "mode": "subscription",
             "line_items": [{"price": self.price_for(plan_id), "quantity": 1}],
             "client_reference_id": tenant_id,
@@ -169,7 +171,7 @@ class StripeBilling:
         self, customer_id: str, return_url: str, idempotency_key: str
     ) -> PortalLink:
         """A Customer Portal session where the customer manages payment and plan."""
-        params = {"customer": customer_id, "return_url": return_url}
+        params: PortalParams = {"customer": customer_id, "return_url": return_url}
         with self._translated("open the billing portal"):
             session = await self._client.v1.billing_portal.sessions.create_async(
                 params, _options(idempotency_key)

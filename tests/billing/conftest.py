@@ -32,12 +32,14 @@ WEBHOOK_SECRET = "whsec_test_0123456789"
 
 @pytest.fixture
 def fake_stripe() -> Iterator[FakeStripe]:
+    """The local Stripe API, knowing our three prices."""
     with FakeStripe(prices={price: plan for plan, price in PRICES.items()}) as fake:
         yield fake
 
 
 @pytest.fixture
 def billing_settings(tmp_path: Path, fake_stripe: FakeStripe) -> Settings:
+    """Billing on, against the fake (same data dir and database as ``settings``)."""
     return make_settings(
         tmp_path,
         stripe_secret_key=SecretStr(fake_stripe.api_key),
@@ -125,6 +127,7 @@ def billing_app(ctx: AppContext, dispatcher: RecordingDispatcher | None = None) 
 
 @pytest.fixture
 async def harness(billing_settings: Settings, db: Database) -> AsyncIterator[WebhookHarness]:
+    """The webhook endpoint with billing on and a recording dispatcher."""
     ctx = AppContext(
         settings=billing_settings,
         db=db,

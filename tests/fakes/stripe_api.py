@@ -42,7 +42,7 @@ def make_event(
         "id": id or _new_id("evt"),
         "object": "event",
         "api_version": STRIPE_API_VERSION,
-        "created": int(created if created is not None else time.time()),
+        "created": _now(created),
         "data": {"object": data_object},
         "livemode": False,
         "pending_webhooks": 1,
@@ -53,7 +53,7 @@ def make_event(
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
     """The ``Stripe-Signature`` header for ``payload``: ``t=<ts>,v1=<hmac>``."""
-    ts = int(timestamp if timestamp is not None else time.time())
+    ts = _now(timestamp)
     signed = f"{ts}.".encode() + payload
     digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return f"t={ts},v1={digest}"
@@ -85,12 +85,18 @@ def _listify(node: Any) -> Any:
     return {k: _listify(v) for k, v in node.items()}
 
 
+def _now(ts: int | None) -> int:
+    return int(ts if ts is not None else time.time())
+
+
 def _new_id(prefix: str) -> str:
     return f"{prefix}_test_{secrets.token_hex(12)}"
 
 
 @dataclass
 class RecordedRequest:
+    """One request as the fake saw it (headers lower-cased, body decoded)."""
+
     method: str
     path: str
     headers: dict[str, str]
@@ -105,6 +111,7 @@ class StripeFailure(Exception):
         self.status, self.type, self.message, self.param = status, type, message, param
 
     def body(self) -> dict[str, Any]:
+        """The JSON error body Stripe would send."""
         error = {"type": self.type, "message": self.message}
         if self.param:
             error["param"] = self.param
@@ -146,10 +153,12 @@ class FakeStripe:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeStripe:
+        """Serve in a background thread; returns self."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and release the port."""
         self._server.shutdown()
         self._server.server_close()
 
@@ -291,7 +300,7 @@ class FakeStripe:
 
     def complete_checkout(self, session_id: str, created: int | None = None) -> list[dict]:
         """Pay a checkout session: customer, subscription, paid invoice, and their events."""
-        ts = int(created if created is not None else time.time())
+        ts = _now(created)
         with self._lock:
             session = self.checkout_sessions[session_id]
             customer_id = (
@@ -352,7 +361,7 @@ class FakeStripe:
         created: int | None = None,
     ) -> dict[str, Any]:
         """Change price and/or status; returns ``customer.subscription.updated``."""
-        ts = int(created if created is not None else time.time())
+        ts = _now(created)
         with self._lock:
             sub = self.subscriptions[sub_id]
             if price is not None:
@@ -363,7 +372,7 @@ class FakeStripe:
 
     def cancel_subscription(self, sub_id: str, created: int | None = None) -> dict[str, Any]:
         """Cancel now; returns ``customer.subscription.deleted``."""
-        ts = int(created if created is not None else time.time())
+        ts = _now(created)
         with self._lock:
             sub = self.subscriptions[sub_id]
             sub["status"] = "canceled"
@@ -371,7 +380,7 @@ class FakeStripe:
 
     def fail_payment(self, sub_id: str, created: int | None = None) -> dict[str, Any]:
         """A renewal charge fails; returns ``invoice.payment_failed``."""
-        ts = int(created if created is not None else time.time())
+        ts = _now(created)
         with self._lock:
             sub = self.subscriptions[sub_id]
             sub["status"] = "past_due"
@@ -379,7 +388,7 @@ class FakeStripe:
 
     def pay_invoice(self, sub_id: str, created: int | None = None) -> dict[str, Any]:
         """A renewal charge succeeds; returns ``invoice.paid``."""
-        ts = int(created if created is not None else time.time())
+        ts = _now(created)
         with self._lock:
             sub = self.subscriptions[sub_id]
             sub["status"] = "active"
