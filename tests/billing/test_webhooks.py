@@ -237,3 +237,13 @@ async def test_out_of_order_events_never_move_the_subscription_back(
     # Late events still fill in ids, and the workflow still sees them (it orders by created).
     assert sub.stripe_customer_id == fake_stripe.subscriptions[sub_id]["customer"]
     assert len(harness.dispatcher.calls) == 4
+
+
+async def test_billing_on_without_a_webhook_secret_is_503(
+    harness: WebhookHarness, billing_settings: Settings
+) -> None:
+    harness.ctx.settings = billing_settings.model_copy(update={"stripe_webhook_secret": None})
+    body, header = signed(_event(), harness.secret)
+    resp = await harness.post_raw(body, header)
+    assert (resp.status_code, resp.json()["code"]) == (503, "billing_misconfigured")
+    assert harness.webhook_rows() == []
