@@ -125,6 +125,7 @@ class LifecycleActivities:
         return PreparedDeploy(
             deployment_id=deployment_id, bundle_id=manifest.id, bundle_version=manifest.version,
             image=manifest.runtime_image,
+            health_timeout_s=self.provisioner.settings.runtime_health_timeout_s,
         )  # fmt: skip
 
     def _ensure_gateway_token(self, tid: str, deployment_id: str) -> None:
@@ -181,16 +182,24 @@ class LifecycleActivities:
         while time.monotonic() < deadline:
             activity.heartbeat()
             status = await self._thread(self.driver.status, data.tenant_id)
-            if status.running:
-                address, headers = await self._runtime_api(data.tenant_id)
-                if await self._healthy(address, headers):
-                    return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
-            elif status.exists and status.state != "created" and (status.exit_code or status.state == "exited"):
+            crashed = status.state == "restarting" or (
+                status.exists and not status.running and status.state != "created"
+                and (bool(status.exit_code) or status.state == "exited")
+            )  # fmt: skip
+            if crashed:
                 # Crashed (or crash-looping under the restart policy): waiting cannot help.
                 raise ApplicationError(
-                    f"The runtime stopped during start-up (exit code {status.exit_code}).",
+                    "The runtime stopped during start-up"
+                    + (f" (exit code {status.exit_code})." if status.exit_code else "."),
                     type="runtime_failed", non_retryable=True,
                 )  # fmt: skip
+            if status.running:
+                try:
+                    address, headers = await self._runtime_api(data.tenant_id)
+                except RuntimeDriverError:
+                    continue  # it stopped between the two calls: the next status tells why
+                if await self._healthy(address, headers):
+                    return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
             await asyncio.sleep(0.05)
         raise ApplicationError(
             f"The runtime did not become healthy within {data.timeout_s:.0f} seconds.",

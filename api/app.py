@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import admin, auth, catalog, codec, errors, health, webhooks
+from api import admin, auth, billing, catalog, codec, errors, health, webhooks
 from api.tenants import endpoints as tenants
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
@@ -33,6 +33,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             try:
                 yield
             finally:
+                if (stripe_client := ctx.extras.get("billing.stripe")) is not None:
+                    await stripe_client.aclose()
                 if context is None:
                     await ctx.close()
 

@@ -68,7 +68,7 @@ def stack_settings(
 ) -> Settings:
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
-        gateway_public_url=upstream.base_url, runtime_health_timeout_s=30,
+        gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
     )  # fmt: skip
 
 
@@ -108,6 +108,18 @@ async def process_stack(
 
 RUNTIME_IMAGE = "tinyclaw/runtime:dev"
 BROKEN_IMAGE = "tcc-test/broken-runtime:1"
+# Test images: a runtime that exits at once, one that never answers, one Docker cannot start.
+TEST_IMAGES = {
+    BROKEN_IMAGE: 'CMD ["python3", "-c", "import sys; sys.exit(3)"]',
+    "tcc-test/sleepy-runtime:1": 'CMD ["python3", "-c", "import time; time.sleep(10**6)"]',
+    "tcc-test/unstartable-runtime:1": 'ENTRYPOINT ["/nonexistent-binary"]',
+}
+TEST_BUNDLES = {
+    "broken": BROKEN_IMAGE,
+    "sleepy": "tcc-test/sleepy-runtime:1",
+    "unstartable": "tcc-test/unstartable-runtime:1",
+    "ghost": "tcc-test/never-built:1",
+}
 
 
 @pytest.fixture(scope="session")
@@ -126,8 +138,9 @@ def docker_images() -> Iterator[None]:
     if result.returncode != 0:
         pytest.fail(f"runtime image build failed:\n{result.stdout}\n{result.stderr}")
     client = docker.from_env()
-    dockerfile = f'FROM {RUNTIME_IMAGE}\nCMD ["python3", "-c", "import sys; sys.exit(3)"]\n'
-    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=BROKEN_IMAGE, rm=True)
+    for tag, line in TEST_IMAGES.items():
+        dockerfile = f"FROM {RUNTIME_IMAGE}\n{line}\n"
+        client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     yield
     _cleanup_containers(client)
     client.close()
@@ -147,17 +160,18 @@ def _cleanup_containers(client: object) -> None:
 
 
 def make_test_catalog(tmp: Path) -> Path:
-    """The shipped catalog plus a 'broken' bundle whose runtime exits at start."""
+    """The shipped catalog plus bundles whose runtimes fail in each way (see TEST_BUNDLES)."""
     import shutil
 
     root = Path(__file__).resolve().parent.parent / "bundles" / "catalog"
     dest = tmp / "catalog"
     shutil.copytree(root, dest)
-    broken = dest / "broken" / "1.0.0"
-    shutil.copytree(root / "starter" / "1.0.0", broken)
-    toml = (broken / "bundle.toml").read_text()
-    toml = toml.replace('id = "starter"', 'id = "broken"').replace(RUNTIME_IMAGE, BROKEN_IMAGE)
-    (broken / "bundle.toml").write_text(toml)
+    for bundle_id, image in TEST_BUNDLES.items():
+        target = dest / bundle_id / "1.0.0"
+        shutil.copytree(root / "starter" / "1.0.0", target)
+        toml = (target / "bundle.toml").read_text()
+        toml = toml.replace('id = "starter"', f'id = "{bundle_id}"').replace(RUNTIME_IMAGE, image)
+        (target / "bundle.toml").write_text(toml)
     return dest
 
 

@@ -23,6 +23,7 @@ class PreparedDeploy(BaseModel):
     bundle_id: str
     bundle_version: str
     image: str
+    health_timeout_s: float = 60.0
 
 
 class ImageInput(BaseModel):

@@ -64,16 +64,21 @@ async def bring_up(tenant_id: str, prepared: PreparedDeploy, saga: Saga, keep_vo
     verify = workflow.execute_activity_method(
         A.verify_telegram, TenantRef(tenant_id=tenant_id), **SHORT
     )
-    await asyncio.gather(start, verify)
-    await wait_healthy(tenant_id)
+    # Wait for both even when one fails: compensating while the container is still being
+    # created would leave it behind.
+    results = await asyncio.gather(start, verify, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    await wait_healthy(tenant_id, prepared.health_timeout_s)
 
 
-async def wait_healthy(tenant_id: str) -> None:
+async def wait_healthy(tenant_id: str, timeout_s: float = HEALTH_TIMEOUT_S) -> None:
     """Wait (heartbeating) until the runtime reports every channel running."""
     await workflow.execute_activity_method(
         A.wait_healthy,
-        HealthInput(tenant_id=tenant_id, timeout_s=HEALTH_TIMEOUT_S),
-        start_to_close_timeout=timedelta(seconds=HEALTH_TIMEOUT_S + 15),
+        HealthInput(tenant_id=tenant_id, timeout_s=timeout_s),
+        start_to_close_timeout=timedelta(seconds=timeout_s + 15),
         heartbeat_timeout=timedelta(seconds=10),
         retry_policy=SHORT["retry_policy"],
     )

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import PurgeInput
 from workflows.common import SHORT, failure_reason
+from workflows.billing import apply_billing_event
 from workflows.deploy import DeployTenantWorkflow
 from workflows.models import (
     Action,
@@ -45,7 +46,6 @@ from workflows.switch_bundle import SwitchBundleWorkflow
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
     from core.temporal import search_attributes as sa
-    from workflows.billing import apply_billing_event
 
 CHILDREN: dict[Action, type] = {
     Action.DEPLOY: DeployTenantWorkflow,

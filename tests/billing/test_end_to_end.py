@@ -43,11 +43,6 @@ def _billing_event(settings: Settings, event: dict) -> BillingEvent:
     return billing_event(facts)
 
 
-@pytest.mark.xfail(
-    reason="workflows/tenant.py imports workflows.billing through imports_passed_through(), so "
-    "its Command is not the sandbox's and the deploy it queues fails validation (reported)",
-    strict=False,
-)
 async def test_checkout_completed_reaches_the_tenant_workflow(
     temporal_env: WorkflowEnvironment,
     billing_settings: Settings,
