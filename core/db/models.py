@@ -283,3 +283,5 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(100))
     detail: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+from core.db.sessions_model import WebSession  # noqa: E402, F401 (registers the table)
