@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import admin, auth, billing, catalog, codec, errors, health, webhooks
+from api import admin, auth, billing, catalog, codec, dashboard, errors, health, webhooks
 from api.tenants import endpoints as tenants
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
@@ -55,4 +55,5 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         codec.router,
     ):
         app.include_router(router)
+    dashboard.install(app)
     return app

@@ -1,0 +1,76 @@
+"""The customer dashboard: server-rendered pages under ``/app`` over the same services as the API.
+
+``install(app)`` adds the session/CSRF middleware, the page routers, the static files
+and HTML error pages for ``/app`` (the JSON API keeps its JSON errors).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from api import sandbox
+from api.dashboard import admin_views, auth_views, live, operations, wizard
+from api.dashboard.middleware import DASHBOARD_PREFIX, SessionMiddleware
+from api.dashboard.render import page, redirect
+from core.errors import TinyClawError, Unauthorized
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+
+def _wants_page(request: Request) -> bool:
+    return request.url.path.startswith(DASHBOARD_PREFIX)
+
+
+def _install_error_pages(app: FastAPI) -> None:
+    json_domain = app.exception_handlers[TinyClawError]
+    json_validation = app.exception_handlers[RequestValidationError]
+
+    async def domain(request: Request, exc: Exception) -> Any:
+        if not _wants_page(request) or not isinstance(exc, TinyClawError):
+            return await json_domain(request, exc)
+        if isinstance(exc, Unauthorized):
+            return redirect(request, "/app/login")
+        return page(request, "error.html", exc.status_code, message=exc.message)
+
+    async def validation(request: Request, exc: Exception) -> Any:
+        if not _wants_page(request):
+            return await json_validation(request, exc)
+        message = "Some fields are missing or too long. Check the form and try again."
+        return page(request, "error.html", 422, message=message)
+
+    app.add_exception_handler(TinyClawError, domain)
+    app.add_exception_handler(RequestValidationError, validation)
+
+
+def install(app: FastAPI) -> None:
+    """Mount the dashboard on ``app`` (after ``api.errors.install``)."""
+    app.add_middleware(SessionMiddleware, context=lambda: app.state.ctx)
+    for router in (
+        auth_views.router, wizard.router, live.router, operations.router,
+        admin_views.router, sandbox.router,
+    ):  # fmt: skip
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _install_error_pages(app)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return RedirectResponse("/app", status_code=303)
+
+    @app.middleware("http")
+    async def billing_return(request: Request, call_next: Any) -> Response:
+        # Stripe sends the browser back to the API's tenant URL: show the dashboard page.
+        path, outcome = request.url.path, request.query_params.get("billing")
+        if (
+            outcome and request.method == "GET" and path.startswith("/tenants/")
+            and path.count("/") == 2 and "text/html" in request.headers.get("accept", "")
+        ):  # fmt: skip
+            return RedirectResponse(f"/app/bots/{path.split('/')[2]}?billing={outcome}", 303)
+        response: Response = await call_next(request)
+        return response

@@ -1,0 +1,116 @@
+"""Sign-up, login and logout pages, and the list of the user's bots."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import Response
+
+from api.auth import check_login_rate
+from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
+from api.tenants.endpoints import list_mine
+from core import accounts, sessions
+from core.accounts import Principal
+from core.errors import TinyClawError, Unauthorized
+from core.tenants import audit
+
+router = APIRouter(prefix="/app", include_in_schema=False)
+
+
+def web_user(request: Request) -> Principal:
+    """The logged-in browser user; anonymous visitors are sent to the login page."""
+    login = web_login(request)
+    if login is None:
+        raise Unauthorized("Log in to continue.", code="login_required")
+    return login.principal
+
+
+WebUser = Annotated[Principal, Depends(web_user)]
+Email = Annotated[str, Form(max_length=320)]
+Password = Annotated[str, Form(max_length=200)]
+
+
+def _login_response(request: Request, token: str, to: str) -> Response:
+    response = redirect(request, to)
+    response.set_cookie(
+        sessions.COOKIE_NAME, token, max_age=int(sessions.SESSION_TTL.total_seconds()),
+        httponly=True, samesite="lax", secure=is_https(request), path="/",
+    )  # fmt: skip
+    return response
+
+
+@router.get("")
+async def home(request: Request, user: WebUser) -> Response:
+    """The user's bots, or the wizard when there are none yet."""
+    ctx = context_of(request)
+    bots = await list_mine(user, ctx)
+    if not bots and not request.query_params.get("notice"):
+        return redirect(request, "/app/new")
+    return page(request, "bots.html", bots=bots)
+
+
+@router.get("/signup")
+def signup_form(request: Request) -> Response:
+    """The sign-up page."""
+    return page(request, "signup.html")
+
+
+@router.post("/signup")
+def signup(request: Request, email: Email, password: Password) -> Response:
+    """Create an account and log in."""
+    ctx = context_of(request)
+    try:
+        with ctx.db.system_session() as session:
+            user = accounts.sign_up(session, email, password)
+            token = sessions.start_session(session, user.id)
+            audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup")
+            audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
+    except TinyClawError as exc:
+        return page(request, "signup.html", exc.status_code, error=exc.message, email=email)
+    return _login_response(request, token, "/app/new?notice=signed_up")
+
+
+@router.get("/login")
+def login_form(request: Request) -> Response:
+    """The login page."""
+    if web_login(request) is not None:
+        return redirect(request, "/app")
+    return page(request, "login.html")
+
+
+@router.post("/login")
+def login(request: Request, email: Email, password: Password) -> Response:
+    """Log in with email and password (rate-limited per email and per address)."""
+    ctx = context_of(request)
+    try:
+        check_login_rate(request, email)
+        with ctx.db.system_session() as session:
+            user = accounts.authenticate_password(session, email, password)
+            token = sessions.start_session(session, user.id)
+            audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
+    except TinyClawError as exc:
+        response = page(request, "login.html", exc.status_code, error=exc.message, email=email)
+        if "retry_after" in exc.details:
+            response.headers["Retry-After"] = str(exc.details["retry_after"])
+        return response
+    return _login_response(request, token, "/app")
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End this browser's session."""
+    ctx = context_of(request)
+    token = request.cookies.get(sessions.COOKIE_NAME, "")
+    login = web_login(request)
+
+    def end() -> None:
+        with ctx.db.system_session() as session:
+            if sessions.end_session(session, token) and login is not None:
+                audit(session, tenant_id=None, actor=actor(login.principal), action="session.end")
+
+    await asyncio.to_thread(end)
+    response = redirect(request, "/app/login?notice=logged_out")
+    response.delete_cookie(sessions.COOKIE_NAME, path="/")
+    return response

@@ -1,0 +1,144 @@
+"""The operations page of one bot, and its actions (each one a workflow command)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from api.dashboard.progress import current_action, workflow_steps
+from api.dashboard.render import NOTICES, context_of, page, redirect
+from api.dashboard.wizard import bundles_for
+from api.deps import TenantAccess, TenantOwner
+from api.tenants import endpoints as api
+from api.tenants import schemas as s
+from api.tenants.service import events_view, tenant_view
+from core.db.models import AuditLog
+from core.errors import InvalidInput, TinyClawError
+from gateway.rollup import usage_summary
+
+router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)
+SIMPLE_ACTIONS = {"pause": api.pause, "resume": api.resume, "restart": api.restart}
+FEED_SIZE = 15
+
+
+def period_start(now: datetime | None = None) -> datetime:
+    """The start of the current usage period (the calendar month, UTC)."""
+    now = now or datetime.now(UTC)
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def _feed_and_usage(request: Request, tenant_id: str) -> tuple[list[AuditLog], dict[str, Any]]:
+    ctx = context_of(request)
+    with ctx.db.tenant_session(tenant_id) as session:
+        usage = usage_summary(session, tenant_id, period_start())
+    with ctx.db.system_session() as session:
+        # audit_log is not tenant-owned (it also holds account events): filter explicitly.
+        feed = list(
+            session.scalars(
+                select(AuditLog)
+                .where(AuditLog.tenant_id == tenant_id)
+                .order_by(AuditLog.id.desc())
+                .limit(FEED_SIZE)
+            )
+        )
+    return feed, usage
+
+
+async def render_bot(
+    request: Request, access: TenantAccess, status_code: int = 200, **extra: object
+) -> Response:
+    """The operations page."""
+    ctx = context_of(request)
+    bot = await tenant_view(ctx, access.tenant_id, access.role)
+    feed, usage = _feed_and_usage(request, access.tenant_id)
+    action = current_action(bot)
+    steps = await workflow_steps(ctx, action.workflow_id) if action else []
+    history = list(reversed(bot.workflow.history)) if bot.workflow else []
+    return page(
+        request, "bot.html", status_code, bot=bot, feed=feed, usage=usage, history=history,
+        events=events_view(ctx, access.tenant_id, 20), action=action, steps=steps,
+        settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
+        bundles=bundles_for(request, bot.plan), period=period_start(), **extra,
+    )  # fmt: skip
+
+
+@router.get("")
+async def bot_page(request: Request, access: TenantAccess) -> Response:
+    """Status and health, activity, logs, actions, usage and billing of one bot."""
+    billing = request.query_params.get("billing")
+    notice = f"billing_{billing}" if billing in ("success", "cancelled", "portal") else None
+    if notice:
+        return await render_bot(request, access, notice=NOTICES[notice])
+    return await render_bot(request, access)
+
+
+@router.post("/actions/{name}")
+async def simple_action(request: Request, access: TenantAccess, name: str) -> Response:
+    """Pause, resume or restart."""
+    handler = SIMPLE_ACTIONS.get(name)
+    if handler is None:
+        return await render_bot(request, access, 404, error="Unknown action.")
+    return await _run(request, access, handler(access, context_of(request)), "accepted")
+
+
+async def _run(request: Request, access: TenantAccess, call: Any, notice: str) -> Response:
+    try:
+        await call
+    except TinyClawError as exc:
+        return await render_bot(request, access, exc.status_code, error=exc.message)
+    return redirect(request, f"/app/bots/{access.tenant_id}?notice={notice}")
+
+
+@router.post("/reset")
+async def reset(
+    request: Request,
+    access: TenantAccess,
+    confirm: Annotated[str, Form(max_length=8)] = "",
+    full: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Reset conversations (and memory, when asked), after an explicit confirmation."""
+    body = s.ResetIn(confirm=confirm == "yes", full=full == "yes")
+    return await _run(request, access, api.reset_memory(body, access, context_of(request)), "reset")
+
+
+@router.post("/switch")
+async def switch(
+    request: Request, access: TenantAccess, bundle_id: Annotated[str, Form(max_length=64)]
+) -> Response:
+    """Switch bundle; the result (switched, refused, rolled back) shows in the history."""
+    body = s.SwitchIn(bundle_id=bundle_id)
+    return await _run(
+        request, access, api.switch_bundle(body, access, context_of(request)), "accepted"
+    )
+
+
+@router.post("/delete")
+async def delete(
+    request: Request, access: TenantOwner, confirm_name: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Delete the bot after the owner typed its exact name."""
+    ctx = context_of(request)
+    try:
+        await api.delete(s.DeleteIn(confirm_name=confirm_name), access, ctx)
+    except TinyClawError as exc:
+        return await render_bot(request, access, exc.status_code, delete_error=exc.message)
+    return redirect(request, "/app?notice=deleted")
+
+
+@router.post("/billing/portal")
+async def billing_portal(request: Request, access: TenantOwner) -> Response:
+    """Open the Stripe Customer Portal (billing on only)."""
+    ctx = context_of(request)
+    try:
+        if not ctx.settings.billing_enabled:
+            raise InvalidInput("Billing is off on this installation.")
+        from api.billing import portal  # the billing router owns the portal
+
+        out = await portal(access, ctx, request, None)
+    except TinyClawError as exc:
+        return await render_bot(request, access, exc.status_code, error=exc.message)
+    return redirect(request, out.url)

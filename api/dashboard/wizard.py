@@ -1,0 +1,185 @@
+"""The onboarding wizard: plan -> Telegram -> model -> bundle -> deploy -> live progress."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+
+from api.dashboard.auth_views import WebUser
+from api.dashboard.render import context_of, page, redirect
+from api.deps import TenantAccess, TenantOwner, tenant_access
+from api.sandbox import sandbox_chat_id
+from api.tenants import endpoints as api
+from api.tenants import schemas as s
+from api.tenants.service import tenant_view
+from bundles.catalog import Catalog
+from core.errors import TinyClawError
+from core.plans import PLANS
+from core.sandbox import generate_token
+
+router = APIRouter(prefix="/app", include_in_schema=False)
+Text = Annotated[str, Form(max_length=500)]
+OptText = Annotated[str, Form(max_length=500)]
+
+
+def _validation_message(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or "input"
+    return f"{field}: {first.get('msg', 'invalid')}"
+
+
+@router.get("/new")
+def new_bot_form(request: Request, user: WebUser) -> Response:
+    """Step 1: name the bot and choose a plan."""
+    return page(request, "wizard_plan.html", plans=list(PLANS.values()), step=1)
+
+
+@router.post("/new")
+async def new_bot(
+    request: Request, user: WebUser, name: Text, plan: Annotated[str, Form(max_length=32)]
+) -> Response:
+    """Create the bot; billing on goes to Stripe Checkout, billing off assigns the plan."""
+    ctx = context_of(request)
+    try:
+        created = await api.create(s.TenantIn(name=name, plan=plan), user, ctx)
+        if ctx.settings.billing_enabled:
+            from api.billing import CheckoutIn, checkout  # the billing router owns checkout
+
+            owner = tenant_access(ctx, user, created.id)
+            out = await checkout(CheckoutIn(plan=plan), owner, ctx, request, None)
+            if out.url:
+                return redirect(request, out.url)
+    except ValidationError as err:
+        return _plan_error(request, _validation_message(err), 422)
+    except TinyClawError as exc:
+        return _plan_error(request, exc.message, exc.status_code)
+    notice = "" if ctx.settings.billing_enabled else "?notice=billing_off"
+    return redirect(request, f"/app/bots/{created.id}/setup/telegram{notice}")
+
+
+def _plan_error(request: Request, message: str, status: int) -> Response:
+    plans = list(PLANS.values())
+    return page(request, "wizard_plan.html", status, plans=plans, step=1, error=message)
+
+
+async def _bot(request: Request, access: TenantAccess) -> s.TenantOut:
+    return await tenant_view(context_of(request), access.tenant_id, access.role, detail=False)
+
+
+@router.get("/bots/{tenant_id}/setup/telegram")
+async def telegram_form(request: Request, access: TenantOwner) -> Response:
+    """Step 2: connect the Telegram bot token."""
+    return page(request, "wizard_telegram.html", bot=await _bot(request, access), step=2)
+
+
+@router.post("/bots/{tenant_id}/setup/telegram")
+async def telegram_save(
+    request: Request, access: TenantOwner, token: Text, owner_telegram_id: OptText = ""
+) -> Response:
+    """Check the token with Telegram at once and store it (the page never shows it again)."""
+    ctx = context_of(request)
+    owner_id = owner_telegram_id.strip()
+    try:
+        if owner_id and not owner_id.isdigit():
+            raise ValueError("Your Telegram user id is a number (ask @userinfobot).")
+        pre_approved = int(owner_id) if owner_id else None
+        if ctx.settings.sandbox_telegram and pre_approved is None:
+            pre_approved = sandbox_chat_id(access.user.user_id)
+        body = s.TelegramTokenIn(token=token, owner_telegram_id=pre_approved)
+        await api.set_telegram_token(body, access, ctx, request)
+    except (TinyClawError, ValidationError, ValueError) as exc:
+        return await _telegram_error(request, access, exc)
+    return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
+
+
+async def _telegram_error(request: Request, access: TenantOwner, exc: Exception) -> Response:
+    if isinstance(exc, TinyClawError):
+        message, status = exc.message, exc.status_code
+    elif isinstance(exc, ValidationError):
+        message, status = "Paste the token BotFather gave you.", 422
+    else:
+        message, status = str(exc), 422
+    bot = await _bot(request, access)
+    return page(request, "wizard_telegram.html", status, bot=bot, step=2, error=message)
+
+
+@router.post("/bots/{tenant_id}/setup/telegram/sandbox")
+async def telegram_sandbox(request: Request, access: TenantOwner) -> Response:
+    """Sandbox only: generate a sandbox bot token and connect it in one click."""
+    ctx = context_of(request)
+    if not ctx.settings.sandbox_telegram:
+        return await _telegram_error(request, access, ValueError("The sandbox is not running."))
+    body = s.TelegramTokenIn(
+        token=generate_token(), owner_telegram_id=sandbox_chat_id(access.user.user_id)
+    )
+    try:
+        await api.set_telegram_token(body, access, ctx, request)
+    except TinyClawError as exc:
+        return await _telegram_error(request, access, exc)
+    return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
+
+
+@router.get("/bots/{tenant_id}/setup/model")
+async def model_form(request: Request, access: TenantOwner) -> Response:
+    """Step 3: managed model access, or bring your own key."""
+    return page(request, "wizard_model.html", bot=await _bot(request, access), step=3)
+
+
+@router.post("/bots/{tenant_id}/setup/model")
+async def model_save(
+    request: Request,
+    access: TenantOwner,
+    mode: Annotated[str, Form(max_length=16)],
+    api_key: OptText = "",
+    base_url: OptText = "",
+    model: OptText = "",
+) -> Response:
+    """Save the model mode; a BYOK key is checked against the provider before it is stored."""
+    ctx = context_of(request)
+    try:
+        if mode == "byok":
+            body = s.ProviderKeyIn(api_key=api_key, base_url=base_url or None, model=model or None)
+            await api.set_provider_key(body, access, ctx)
+        else:
+            api.set_model_mode(s.ModelModeIn(mode="managed"), access, ctx)
+    except (TinyClawError, ValidationError) as exc:
+        message = exc.message if isinstance(exc, TinyClawError) else _validation_message(exc)
+        status = exc.status_code if isinstance(exc, TinyClawError) else 422
+        bot = await _bot(request, access)
+        return page(request, "wizard_model.html", status, bot=bot, step=3, error=message)
+    return redirect(request, f"/app/bots/{access.tenant_id}/setup/bundle?notice=model_saved")
+
+
+def bundles_for(request: Request, plan: str) -> list[object]:
+    """The bundles a plan may use, with their agents and teams."""
+    catalog: Catalog = request.app.state.catalog
+    return list(catalog.list_for_plan(plan))
+
+
+@router.get("/bots/{tenant_id}/setup/bundle")
+async def bundle_form(request: Request, access: TenantOwner) -> Response:
+    """Step 4: pick a bundle, then deploy."""
+    bot = await _bot(request, access)
+    bundles = bundles_for(request, bot.plan)
+    return page(request, "wizard_bundle.html", bot=bot, bundles=bundles, step=4)
+
+
+@router.post("/bots/{tenant_id}/deploy")
+async def deploy(
+    request: Request, access: TenantAccess, bundle_id: Annotated[str, Form(max_length=64)] = ""
+) -> Response:
+    """Deploy (step 5) and go to the live progress page."""
+    ctx = context_of(request)
+    try:
+        await api.deploy(access, ctx, s.DeployIn(bundle_id=bundle_id or None))
+    except TinyClawError as exc:
+        bot = await _bot(request, access)
+        bundles = bundles_for(request, bot.plan)
+        return page(
+            request, "wizard_bundle.html", exc.status_code, bot=bot, bundles=bundles, step=4,
+            error=exc.message,
+        )  # fmt: skip
+    return redirect(request, f"/app/bots/{access.tenant_id}/progress")

@@ -1,0 +1,88 @@
+"""Browser-like clients (cookie jars, CSRF tokens from the pages) over the real app and stack."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from api.app import create_app
+from tests.lifecycle_stack import Stack
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+PASSWORD = "correct horse battery"
+
+
+@dataclass
+class Browser:
+    """One user's cookie jar and the CSRF token of their session."""
+
+    client: httpx.AsyncClient
+    email: str
+    csrf: str = ""
+
+    async def csrf_from(self, path: str) -> str:
+        """Load a page and keep its CSRF token."""
+        r = await self.client.get(path)
+        found = CSRF.search(r.text)
+        assert found, f"no CSRF token on {path}: {r.status_code}"
+        self.csrf = found.group(1)
+        return self.csrf
+
+    async def post(
+        self, path: str, data: dict[str, str] | None = None, **kw: object
+    ) -> httpx.Response:
+        """Submit a form with the session's CSRF token."""
+        return await self.client.post(path, data={"csrf_token": self.csrf, **(data or {})}, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def app(process_stack: Stack) -> AsyncIterator[FastAPI]:
+    application = create_app(context=process_stack.ctx)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def browsers(app: FastAPI) -> AsyncIterator[Callable[[], httpx.AsyncClient]]:
+    clients: list[httpx.AsyncClient] = []
+
+    def make() -> httpx.AsyncClient:
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+async def sign_up(make: Callable[[], httpx.AsyncClient], email: str | None = None) -> Browser:
+    """A new account, logged in through the sign-up form."""
+    b = Browser(make(), email or f"{uuid.uuid4().hex[:10]}@example.com")
+    await b.csrf_from("/app/signup")
+    r = await b.post("/app/signup", {"email": b.email, "password": PASSWORD})
+    assert r.status_code == 303, r.text
+    await b.csrf_from("/app/new")
+    return b
+
+
+async def new_bot(b: Browser, name: str = "Helper bot", plan: str = "starter") -> str:
+    """Create a bot through the wizard's first step; return its id."""
+    r = await b.post("/app/new", {"name": name, "plan": plan})
+    assert r.status_code == 303, r.text
+    found = re.search(r"/app/bots/([0-9a-f]{32})/", r.headers["location"])
+    assert found, r.headers["location"]
+    return found.group(1)
+
+
+def bot_token() -> str:
+    """A well-formed Telegram token nobody registered."""
+    return f"{uuid.uuid4().int % 10**9 + 10**8}:AA{uuid.uuid4().hex}{uuid.uuid4().hex[:6]}"
