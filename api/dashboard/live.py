@@ -35,9 +35,7 @@ def redact(line: str) -> str:
 @router.get("/progress")
 async def progress_page(request: Request, access: TenantAccess) -> Response:
     """Step 6: live progress of the deploy, then the "bot live" box."""
-    ctx = context_of(request)
-    bot = await tenant_view(ctx, access.tenant_id, access.role)
-    return page(request, "progress.html", bot=bot, step=6, **await _live_values(request, access))
+    return page(request, "progress.html", step=6, **await _live_values(request, access))
 
 
 async def _live_values(request: Request, access: TenantAccess) -> dict[str, object]:

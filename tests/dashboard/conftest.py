@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -86,3 +87,29 @@ async def new_bot(b: Browser, name: str = "Helper bot", plan: str = "starter") -
 def bot_token() -> str:
     """A well-formed Telegram token nobody registered."""
     return f"{uuid.uuid4().int % 10**9 + 10**8}:AA{uuid.uuid4().hex}{uuid.uuid4().hex[:6]}"
+
+
+async def wait_settled(b: Browser, tid: str, state: str, wait_s: float = 60) -> str:
+    """Poll the live fragment until nothing is in flight and the bot is in ``state``."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    text = ""
+    while asyncio.get_running_loop().time() < deadline:
+        text = (await b.client.get(f"/app/bots/{tid}/live")).text
+        if 'data-settled="yes"' in text and f'data-state="{state}"' in text:
+            return text
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never settled in {state}: {text[:2000]}")
+
+
+async def live_bot(b: Browser, stack: Stack, name: str = "Helper bot") -> tuple[str, str]:
+    """A deployed, healthy bot made through the wizard; returns (tenant id, its token)."""
+    tid = await new_bot(b, name)
+    token = bot_token()
+    stack.telegram.add_bot(token, username=f"bot_{uuid.uuid4().hex[:6]}")
+    r = await b.post(f"/app/bots/{tid}/setup/telegram", {"token": token})
+    assert r.status_code == 303, r.text
+    assert (await b.post(f"/app/bots/{tid}/setup/model", {"mode": "managed"})).status_code == 303
+    r = await b.post(f"/app/bots/{tid}/deploy", {"bundle_id": "starter"})
+    assert r.status_code == 303, r.text
+    await wait_settled(b, tid, "healthy")
+    return tid, token
