@@ -1,44 +1,50 @@
 """The gateway's HTTP surface: OpenAI- and Anthropic-compatible endpoints, health, metrics.
 
 ``create_app`` wires everything from arguments (no module-level clients); the
-pooled upstream client and the usage writer live in the lifespan.
+pooled upstream client and the usage writer live in the lifespan. The two
+model-call routes are raw ASGI handlers (``gateway.fastpath``) dispatched before
+FastAPI's stack; ``/v1/models``, ``/healthz`` and ``/metrics`` are FastAPI routes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.db import Database
-from core.errors import InvalidInput, TinyClawError
+from core.errors import TinyClawError
 from core.plans import DEMO_MODEL, Plan
 from core.secrets.base import SecretStore
 from core.settings import Settings
-from gateway import anthropic, demo, pricing
+from gateway import pricing
 from gateway.config import GatewayConfig
-from gateway.errors import OUTCOMES, anthropic_body, openai_body, status_of
+from gateway.errors import openai_body, status_of
+from gateway.fastpath import ANTHROPIC_PATH, FastRoutes, Receive, Scope, Send, token_of
 from gateway.limits import RateLimiter, retry_after_header
-from gateway.relay import (
-    fetch_json,
-    message_chars,
-    open_stream,
-    relay_anthropic,
-    relay_openai,
-    usage_of,
-)
-from gateway.service import Call, Gateway
+from gateway.service import Gateway
 from gateway.upstreams import Upstream, upstreams_from_urls
 
 log = logging.getLogger("gateway")
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-ANTHROPIC_PATH = "/v1/messages"
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with the model-call routes served by raw ASGI handlers ahead of its stack."""
+
+    fast_routes: dict[str, Any]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self.fast_routes.get(scope["path"])
+            if handler is not None:
+                await handler(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)  # type: ignore[arg-type]
 
 
 def create_app(
@@ -50,7 +56,7 @@ def create_app(
     config: GatewayConfig | None = None,
     plans: Mapping[str, Plan] | None = None,
     limiter: RateLimiter | None = None,
-) -> FastAPI:
+) -> GatewayApp:
     """Build the gateway app; ``upstreams`` overrides ``settings.upstream_urls``."""
     config = config or GatewayConfig.from_env()
     gw = Gateway(
@@ -71,7 +77,7 @@ def create_app(
         finally:
             await gw.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="TinyClaw provider gateway", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.gateway = gw
@@ -92,50 +98,12 @@ def _resolve_upstreams(
 
 
 def _token(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key")
+    return token_of(request.scope["headers"])
 
 
-def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise InvalidInput("The request body must be JSON.") from None
-    if not isinstance(body, dict):
-        raise InvalidInput("The request body must be a JSON object.")
-    return body
-
-
-async def _metered(gw: Gateway, call: Call, work: Callable[[], Awaitable[Response]]) -> Response:
-    """Run ``work``; any refusal or failure is metered with its outcome, then re-raised."""
-    try:
-        return await work()
-    except TinyClawError as exc:
-        gw.record(call, OUTCOMES.get(exc.code, "error"))
-        raise
-    except Exception:
-        gw.record(call, "error")
-        raise
-
-
-def _add_routes(app: FastAPI, gw: Gateway) -> None:
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        """OpenAI-compatible chat completions, streamed (SSE) or not; metered per tenant."""
-        ctx = await gw.authenticate(_token(request))
-        call = Call(route="chat", ctx=ctx, plan=gw.plan_for(ctx))
-        raw = await request.body()
-        return await _metered(gw, call, lambda: _chat(gw, call, raw))
-
-    @app.post(ANTHROPIC_PATH)
-    async def messages(request: Request) -> Response:
-        """Anthropic-compatible Messages API, streamed or not (translated for the upstream)."""
-        ctx = await gw.authenticate(_token(request))
-        call = Call(route="messages", ctx=ctx, plan=gw.plan_for(ctx))
-        raw = await request.body()
-        return await _metered(gw, call, lambda: _messages(gw, call, raw))
+def _add_routes(app: GatewayApp, gw: Gateway) -> None:
+    fast = FastRoutes(gw)
+    app.fast_routes = {"/v1/chat/completions": fast.chat, ANTHROPIC_PATH: fast.messages}
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
@@ -162,66 +130,11 @@ def _add_routes(app: FastAPI, gw: Gateway) -> None:
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _log_prompt(gw: Gateway, call: Call, body: dict[str, Any]) -> None:
-    if gw.config.log_prompts:  # opt-in debugging only: prompts are customer data
-        log.debug(
-            "prompt tenant=%s model=%s messages=%s",
-            call.ctx.tenant_id,
-            call.model,
-            json.dumps(body.get("messages"))[:4000],
-        )
-
-
-async def _chat(gw: Gateway, call: Call, raw: bytes) -> Response:
-    body = _parse(raw)
-    model = body.get("model")
-    call.model = model if isinstance(model, str) else ""
-    call.est_input = demo.prompt_tokens(body.get("messages") or [])
-    await gw.admit(call)
-    _log_prompt(gw, call, body)
-    if body.get("stream"):
-        source = await open_stream(gw, call, body)
-        keep_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(
-            relay_openai(gw, call, body, source, keep_usage),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
-    content, data = await fetch_json(gw, call, body, raw)
-    inp, out, outcome = usage_of(call, body, data.get("usage"), message_chars(data))
-    gw.record(call, outcome, inp, out)
-    return Response(content, media_type="application/json")
-
-
-async def _messages(gw: Gateway, call: Call, raw: bytes) -> Response:
-    body = _parse(raw)
-    payload = anthropic.to_openai_request(body)
-    model = payload.get("model")
-    call.model = model if isinstance(model, str) else ""
-    call.est_input = demo.prompt_tokens(payload["messages"])
-    await gw.admit(call)
-    _log_prompt(gw, call, payload)
-    if payload["stream"]:
-        source = await open_stream(gw, call, payload)
-        encoder = anthropic.StreamEncoder(call.model, call.est_input)
-        return StreamingResponse(
-            relay_anthropic(gw, call, payload, source, encoder),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
-        )
-    _, data = await fetch_json(gw, call, payload, json.dumps(payload).encode())
-    inp, out, outcome = usage_of(call, payload, data.get("usage"), message_chars(data))
-    gw.record(call, outcome, inp, out)
-    return JSONResponse(anthropic.to_anthropic_response(data, call.model, (inp, out)))
-
-
 async def _error_response(request: Request, exc: TinyClawError) -> Response:
     status = status_of(exc)
     headers = {}
     if "retry_after" in exc.details:
         headers["retry-after"] = retry_after_header(float(exc.details["retry_after"]))
-    if request.url.path == ANTHROPIC_PATH:
-        return JSONResponse(anthropic_body(status, exc.message), status, headers)
     return JSONResponse(openai_body(status, exc.code, exc.message), status, headers)
 
 
@@ -233,7 +146,4 @@ async def _unexpected_response(request: Request, exc: Exception) -> Response:
         request.url.path,
         exc_info=log.isEnabledFor(logging.DEBUG),
     )
-    message = "Internal gateway error."
-    if request.url.path == ANTHROPIC_PATH:
-        return JSONResponse(anthropic_body(500, message), 500)
-    return JSONResponse(openai_body(500, "internal_error", message), 500)
+    return JSONResponse(openai_body(500, "internal_error", "Internal gateway error."), 500)

@@ -20,8 +20,9 @@ class GatewayConfig:
     breaker_failures: int = 3
     breaker_cooldown_s: float = 30.0
     connect_timeout_s: float = 5.0
-    max_connections: int = 256
-    max_keepalive: int = 128
+    max_connections: int = 256  # per upstream host
+    # Idle upstream connections older than this are not reused (servers drop them).
+    keepalive_expiry_s: float = 15.0
     flush_interval_s: float = 0.1
     flush_max_rows: int = 500
     # Prompt bodies are personal data: only ever logged when explicitly asked.

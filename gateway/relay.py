@@ -15,13 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import httpx
-
 from core.plans import DEMO_MODEL
 from gateway import demo
 from gateway.anthropic import StreamEncoder
 from gateway.errors import upstream_rejection
+from gateway.httpclient import Response, UpstreamError
 from gateway.service import DEMO_UPSTREAM, Call, Gateway
 from gateway.upstreams import NoUpstreamAvailable
 
@@ -33,12 +31,21 @@ async def _noop() -> None:
     return None
 
 
-@dataclass
+def _nothing() -> None:
+    return None
+
+
+@dataclass(slots=True)
 class StreamSource:
-    """Raw SSE bytes from an upstream (or the demo model) and how to release them."""
+    """Raw SSE bytes from an upstream (or the demo model) and how to release them.
+
+    ``abort`` stops a read in progress (the client went away): the reader gets
+    ``ResponseAborted``, which is not an upstream failure.
+    """
 
     chunks: AsyncIterator[bytes]
     aclose: Callable[[], Awaitable[None]] = _noop
+    abort: Callable[[], None] = _nothing
 
 
 def request_id() -> str:
@@ -46,9 +53,9 @@ def request_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex
 
 
-async def _reject(gw: Gateway, call: Call, response: httpx.Response) -> None:
-    # Drain and drop the body: provider error text can quote the key we sent.
-    status = response.status_code
+async def _reject(gw: Gateway, call: Call, response: Response) -> None:
+    # Drop the body unread: provider error text can quote the key we sent.
+    status = response.status
     await response.aclose()
     log.info("upstream %s refused a call with HTTP %d", call.upstream, status)
     raise upstream_rejection(status, byok=call.ctx.mode == "byok")
@@ -62,16 +69,21 @@ async def fetch_json(
         call.upstream = DEMO_UPSTREAM
         data = demo.completion(payload, request_id())
         return json.dumps(data).encode(), data
-    response = await gw.send(call, raw, stream=False)
-    if response.status_code >= 400:
+    response = await gw.send(call, raw)
+    if response.status >= 400:
         await _reject(gw, call, response)
     try:
-        data = response.json()
+        content = await response.aread()
+    except UpstreamError:
+        log.warning("answer from %s broke off", call.upstream)
+        raise NoUpstreamAvailable("The model provider stopped answering mid-response.") from None
+    try:
+        parsed = json.loads(content)
     except ValueError:
-        data = None
-    if not isinstance(data, dict):
+        parsed = None
+    if not isinstance(parsed, dict):
         raise NoUpstreamAvailable("The model provider sent an unreadable answer.")
-    return response.content, data
+    return content, parsed
 
 
 def usage_of(
@@ -104,10 +116,10 @@ async def open_stream(gw: Gateway, call: Call, payload: dict[str, Any]) -> Strea
     body = dict(payload)
     body["stream"] = True
     body["stream_options"] = {**(payload.get("stream_options") or {}), "include_usage": True}
-    response = await gw.send(call, json.dumps(body).encode(), stream=True)
-    if response.status_code >= 400:
+    response = await gw.send(call, json.dumps(body).encode())
+    if response.status >= 400:
         await _reject(gw, call, response)
-    return StreamSource(response.aiter_raw(), response.aclose)
+    return StreamSource(response, response.aclose, response.abort)
 
 
 class SseTap:
@@ -152,9 +164,8 @@ class SseTap:
 
 
 async def _release(source: StreamSource) -> None:
-    # Shielded: a client disconnect cancels us, but the upstream connection must go back.
-    with anyio.move_on_after(2, shield=True):
-        await source.aclose()
+    # Never suspends for an upstream response, so a cancellation cannot leak the connection.
+    await source.aclose()
 
 
 async def relay_openai(
@@ -174,7 +185,7 @@ async def relay_openai(
         if tail := tap.rest():
             yield tail + b"\n\n"
         outcome = "ok"
-    except httpx.HTTPError as exc:
+    except UpstreamError as exc:
         log.warning("stream from %s broke (%s)", call.upstream, type(exc).__name__)
         outcome = "upstream_error"
         err = {"error": {"message": STREAM_ERROR, "type": "server_error", "code": "upstream_error"}}
@@ -198,7 +209,7 @@ async def relay_anthropic(
         inp, outp, _ = usage_of(call, payload, tap.usage, tap.out_chars)
         outcome = "ok"
         yield enc.finish(inp, outp)
-    except httpx.HTTPError as exc:
+    except UpstreamError as exc:
         log.warning("stream from %s broke (%s)", call.upstream, type(exc).__name__)
         outcome = "upstream_error"
         err = {"type": "error", "error": {"type": "api_error", "message": STREAM_ERROR}}

@@ -12,7 +12,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import httpx
 from pydantic import SecretStr
 
 from core.db import Database
@@ -29,6 +28,7 @@ from gateway.errors import (
     ProviderKeyMissing,
     RateLimitExceeded,
 )
+from gateway.httpclient import HttpClient, Response
 from gateway.limits import InProcessLimiter, RateLimiter
 from gateway.metering import SpendTracker, UsageRecord, UsageWriter
 from gateway.metrics import GatewayMetrics
@@ -84,21 +84,16 @@ class Gateway:
         self.key_cache = TtlCache(config.auth_cache_ttl_s)
         self.writer = UsageWriter(db, config.flush_interval_s, config.flush_max_rows)
         self.spend = SpendTracker(db, self.writer, config.auth_cache_ttl_s)
-        self.client: httpx.AsyncClient | None = None
+        self.client: HttpClient | None = None
 
     async def start(self) -> None:
         """Open the pooled upstream client and start the usage writer."""
-        timeout = httpx.Timeout(
-            self.settings.upstream_timeout_s,
-            connect=self.config.connect_timeout_s,
-            pool=self.config.connect_timeout_s,
-        )
-        limits = httpx.Limits(
+        self.client = HttpClient(
+            connect_timeout=self.config.connect_timeout_s,
+            read_timeout=self.settings.upstream_timeout_s,
             max_connections=self.config.max_connections,
-            max_keepalive_connections=self.config.max_keepalive,
-            keepalive_expiry=30,
+            keepalive_expiry=self.config.keepalive_expiry_s,
         )
-        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False)
         self.writer.start()
 
     async def stop(self) -> None:
@@ -212,13 +207,13 @@ class Gateway:
         # A tenant's key is never sent to another provider, so BYOK has no failover.
         return [(upstream, None)]
 
-    async def send(self, call: Call, body: bytes, *, stream: bool) -> httpx.Response:
-        """POST to the call's targets with failover; record upstream latency."""
+    async def send(self, call: Call, body: bytes) -> Response:
+        """POST to the call's targets with failover; record time to response headers."""
         assert self.client is not None, "Gateway.start() was not awaited"
         targets = await self.targets(call.ctx)
         t0 = time.perf_counter()
         response, upstream = await send_with_failover(
-            self.client, targets, body, stream=stream, on_failure=self._on_failure
+            self.client, targets, body, on_failure=self._on_failure
         )
         call.upstream = upstream.name
         self.metrics.upstream_latency.labels(upstream.name).observe(time.perf_counter() - t0)

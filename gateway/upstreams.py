@@ -8,25 +8,18 @@ Upstream error bodies are never read into messages or logs: they can echo keys.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import SecretStr
 
 from core.errors import ServiceUnavailable
+from gateway.httpclient import HttpClient, Response, UpstreamError
 
 log = logging.getLogger("gateway.upstreams")
-
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # httpcore imports sniffio on every request; a failed import is not cached and
-    # costs ~1 ms per call. A None entry makes the import fail fast (asyncio assumed).
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -37,9 +30,17 @@ class Upstream:
     base_url: str
     api_key: SecretStr | None = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def chat_url(self) -> str:
         return self.base_url.rstrip("/") + "/chat/completions"
+
+    @cached_property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Request headers for this upstream (the key is only ever put on the wire)."""
+        base = (("content-type", "application/json"), ("accept-encoding", "identity"))
+        if self.api_key is None:
+            return base
+        return (*base, ("authorization", "Bearer " + self.api_key.get_secret_value()))
 
 
 def upstream_name(url: str) -> str:
@@ -111,25 +112,27 @@ FailureHook = Callable[[str, str], None]
 
 
 async def send_with_failover(
-    client: httpx.AsyncClient,
+    client: HttpClient,
     targets: list[tuple[Upstream, CircuitBreaker | None]],
     body: bytes,
     *,
-    stream: bool,
     on_failure: FailureHook | None = None,
-) -> tuple[httpx.Response, Upstream]:
-    """POST ``body`` to the first healthy target; return the response (status < 500)."""
+) -> tuple[Response, Upstream]:
+    """POST ``body`` to the first healthy target; return the response (status < 500).
+
+    The response's headers are in; its body is still to be read (or streamed).
+    """
     for upstream, breaker in targets:
         if breaker is not None and not breaker.allow():
             continue
-        reason = await _attempt(client, upstream, body, stream)
-        if isinstance(reason, httpx.Response):
+        reason = await _attempt(client, upstream, body)
+        if isinstance(reason, Response):
             if breaker is not None:
                 breaker.success()
             return reason, upstream
         if breaker is not None:
             breaker.failure()
-        # Exception class only: httpx messages may carry URLs, upstream text may carry keys.
+        # Exception class only: upstream text may carry keys.
         log.warning("upstream %s failed (%s), trying the next one", upstream.name, reason)
         if on_failure is not None:
             on_failure(upstream.name, reason)
@@ -139,18 +142,12 @@ async def send_with_failover(
     )
 
 
-async def _attempt(
-    client: httpx.AsyncClient, upstream: Upstream, body: bytes, stream: bool
-) -> httpx.Response | str:
-    headers = {"content-type": "application/json", "accept-encoding": "identity"}
-    if upstream.api_key is not None:
-        headers["authorization"] = "Bearer " + upstream.api_key.get_secret_value()
+async def _attempt(client: HttpClient, upstream: Upstream, body: bytes) -> Response | str:
     try:
-        request = client.build_request("POST", upstream.chat_url, content=body, headers=headers)
-        response = await client.send(request, stream=stream)
-    except httpx.TransportError as exc:  # connect errors and every timeout
+        response = await client.post(upstream.chat_url, body, upstream.headers)
+    except UpstreamError as exc:  # connect errors, every timeout, broken connections
         return type(exc).__name__
-    if response.status_code >= 500:
+    if response.status >= 500:
         await response.aclose()
-        return f"HTTP {response.status_code}"
+        return f"HTTP {response.status}"
     return response
