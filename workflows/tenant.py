@@ -123,6 +123,9 @@ class TenantWorkflow:
                     bool(self.s.queue)
                     or workflow.info().is_continue_as_new_suggested()
                     or (self.s.state == S.DELETED and self.s.purge_at is None)
+                    # A handler set or moved a deadline (payment failed, grace extended):
+                    # wake up and wait again with a timer for the new one.
+                    or self._next_deadline() != deadline
                 ),
                 timeout=timeout,
             )
