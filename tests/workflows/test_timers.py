@@ -15,7 +15,7 @@ from itertools import count
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -199,10 +199,11 @@ async def test_payment_after_a_billing_suspension_brings_the_bot_back(
     assert state.state == "suspended"
 
     # While suspended for billing, the customer cannot bring the bot back themselves.
-    with pytest.raises(Exception, match="payment is overdue"):
+    with pytest.raises(WorkflowUpdateFailedError) as info:
         await tenant.handle.execute_update(
             TenantWorkflow.command, Command(action=Action.UNSUSPEND, actor="user:1")
         )
+    assert "payment is overdue" in str(info.value.cause)
 
     fake.calls.clear()
     await tenant.billing("invoice.paid")
