@@ -115,9 +115,10 @@ class SandboxTelegram:
                 if remaining <= 0:
                     break
                 try:
-                    await asyncio.wait_for(self.changed.wait(), remaining)
+                    # Wake at least once a second so a shutdown never waits on a long poll.
+                    await asyncio.wait_for(self.changed.wait(), min(remaining, 1.0))
                 except TimeoutError:
-                    break
+                    continue
         return bot.updates[:limit]
 
     async def stop(self) -> None:
@@ -229,8 +230,13 @@ class SandboxServer:
     """The sandbox served by uvicorn on its own thread (tests, embedded use)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._state = SandboxTelegram()
         config = uvicorn.Config(
-            build_app(), host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
+            build_app(self._state),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True, name="sandbox-tg")
@@ -257,6 +263,8 @@ class SandboxServer:
         return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
+        """Release the long polls and stop serving."""
+        self._state.stopping = True
         self._server.should_exit = True
         self._thread.join(10)
 

@@ -52,7 +52,12 @@ async def _live_values(request: Request, access: TenantAccess) -> dict[str, obje
 async def live(request: Request, access: TenantAccess) -> Response:
     """The progress fragment; it stops asking to be polled once nothing is in flight."""
     wizard = request.query_params.get("wizard") == "1"
-    return page(request, "_live.html", wizard=wizard, **await _live_values(request, access))
+    values = await _live_values(request, access)
+    response = page(request, "_live.html", wizard=wizard, **values)
+    if values["settled"] and not wizard and request.headers.get("hx-request"):
+        # The action finished: reload the operations page once so every section agrees.
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @router.get("/status")
