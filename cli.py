@@ -72,7 +72,11 @@ def _wait_http(host: str, port: int, proc: subprocess.Popen[bytes], timeout: flo
 def up(settings: Settings) -> int:
     """Start the embedded stack and block until Ctrl-C or a service dies."""
     host, _, tport = settings.temporal_address.rpartition(":")
+    # No Bot API configured: bots talk to the local sandbox Telegram (dashboard chat page).
+    sandbox = settings.sandbox_telegram or "telegram_api_base" not in settings.model_fields_set
+    sandbox_port = ("0.0.0.0", settings.sandbox_telegram_port) if sandbox else None
     check_ports({
+        **({"sandbox Telegram (TCC_SANDBOX_TELEGRAM_PORT)": sandbox_port} if sandbox_port else {}),
         "API (TCC_API_PORT)": (settings.api_host, settings.api_port),
         "gateway (TCC_GATEWAY_PORT)": (settings.gateway_host, settings.gateway_port),
         "Temporal (TCC_TEMPORAL_ADDRESS)": (host, int(tport)),
@@ -92,7 +96,15 @@ def up(settings: Settings) -> int:
     env = _child_env(settings, server.address)
     py = sys.executable
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    if sandbox:
+        sandbox_url = f"http://127.0.0.1:{settings.sandbox_telegram_port}"
+        env.update(TCC_SANDBOX_TELEGRAM="true", TCC_TELEGRAM_API_BASE=sandbox_url)
     try:
+        if sandbox:  # on the gateway's host: runtimes in containers must reach it too
+            procs["sandbox"] = _spawn(
+                [py, "-m", "core.sandbox", "--host", settings.gateway_host,
+                 "--port", str(settings.sandbox_telegram_port)], env, logs / "sandbox.log",
+            )  # fmt: skip
         procs["worker"] = _spawn([py, "-m", "worker"], env, logs / "worker.log")
         procs["gateway"] = _spawn([py, "-m", "gateway"], env, logs / "gateway.log")
         procs["api"] = _spawn(
@@ -101,8 +113,12 @@ def up(settings: Settings) -> int:
             env, logs / "api.log",
         )  # fmt: skip
         _wait_http(settings.api_host, settings.api_port, procs["api"], 60)
+        telegram = env.get("TCC_TELEGRAM_API_BASE", settings.telegram_api_base)
+        telegram += " (SANDBOX: simulated, offline)" if sandbox else ""
         print(
             "TinyClaw Cloud is up (embedded defaults).\n"
+            f"  Dashboard:    {api_url}/app  (start here: sign up, then follow the steps)\n"
+            f"  Telegram:     {telegram}\n"
             f"  API:          {api_url}\n"
             f"  OpenAPI docs: {api_url}/docs\n"
             f"  Temporal UI:  {settings.resolved_temporal_ui_url}\n"
