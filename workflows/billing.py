@@ -68,7 +68,8 @@ def _checkout_completed(
         and e.created < s.last_billing_event_at
     ):
         return None
-    if e.plan:
+    # A plan change newer than this checkout wins; a late checkout must not revert it.
+    if e.plan and (s.last_billing_event_at is None or e.created >= s.last_billing_event_at):
         s.plan = e.plan
     if s.billing_status in ("off", "incomplete", "canceled", "pending"):
         s.billing_status = "active"
@@ -77,15 +78,24 @@ def _checkout_completed(
     return []
 
 
-def _subscription_updated(s: TenantWorkflowInput, e: BillingEvent, _now: datetime) -> list[Command]:
+def _subscription_updated(s: TenantWorkflowInput, e: BillingEvent, now: datetime) -> list[Command]:
     if e.plan:
         s.plan = e.plan
-    if e.subscription_status:
-        s.billing_status = SUBSCRIPTION_STATUS.get(e.subscription_status, s.billing_status)
+    status = SUBSCRIPTION_STATUS.get(e.subscription_status or "")
+    # The subscription reports a payment outcome as well as its invoice event does, and
+    # whichever arrives first makes the other one "older": act on it the same way.
+    if status == "active":
+        return _invoice_paid(s, e, now)
+    if status == "past_due":
+        return _payment_failed(s, e, now)
+    if status:
+        s.billing_status = status
     return []
 
 
-def _subscription_deleted(s: TenantWorkflowInput, _e: BillingEvent, now: datetime) -> list[Command]:
+def _subscription_deleted(s: TenantWorkflowInput, e: BillingEvent, now: datetime) -> list[Command]:
+    if e.plan:
+        s.plan = e.plan
     s.billing_status = "canceled"
     s.grace_deadline = None
     s.delete_at = now + timedelta(days=s.retention_days)
