@@ -1,19 +1,32 @@
-"""Added latency and throughput of the provider gateway over a fast fake upstream.
+"""Added latency and throughput of the provider gateway over the same fake upstream.
 
-    .venv/bin/python bench/gateway_overhead.py [--pin] [--no-litellm] [--scale 1.0]
+    .venv/bin/python bench/gateway_overhead.py [--pin] [--no-litellm] [--seconds 12]
 
-Starts, each in its own subprocess on loopback: a minimal asyncio upstream that
-answers instantly (JSON, or SSE with a few chunks and a usage block), the gateway
-under uvicorn (uvloop + httptools), and, if ``/tmp/litellm-venv`` has
-``litellm[proxy]``, LiteLLM's proxy over the same upstream. One httpx load
-generator then drives each target with the same requests at concurrency 1, 10
-and 50 (50 = streaming) and prints latency median/p99, the overhead added over
-calling the upstream directly, and requests per second.
+Three kinds of process, each separate, all on loopback: a fake upstream (uvloop,
+raw asyncio protocol), the proxy under test (the gateway under uvicorn with
+uvloop + httptools; and, if ``/tmp/litellm-venv`` has ``litellm[proxy]``,
+LiteLLM's proxy over the same upstream), and this process as the load generator.
 
-On a small box the load generator, upstream and proxy share the CPU, which
-inflates every number under load. ``--pin`` puts the proxy under test on CPU 1
-and the upstream and load generator on CPU 0, so the proxy's cost is not mixed
-with the load generator's.
+Latency is measured OPEN-LOOP: requests start on a fixed schedule (rate chosen
+well below saturation), whether or not earlier ones finished, and each latency
+is counted from its scheduled start, so a slow proxy cannot hide behind a
+slowed-down load generator (no coordinated omission). Streams are paced like a
+model: the upstream sends 10 content chunks 20 ms apart (~200 ms per stream),
+so at ``rate = c / 0.2 s`` about ``c`` streams are in flight at any time:
+
+    json      non-streamed JSON, 100 req/s (about 0.1 in flight)
+    c=1       paced streams,   5 req/s  (1 stream open at a time)
+    c=10      paced streams,  50 req/s  (10 open)
+    c=50      paced streams, 250 req/s  (50 open)
+
+Every target (direct = the upstream itself, gateway, litellm) gets exactly the
+same schedule and bodies. Overhead = quantile(proxy) - quantile(direct), for
+time to first byte and time to the last byte. Then a CLOSED-LOOP phase (50
+workers, upstream answering instantly, no pacing) measures saturated
+throughput in req/s, for JSON and for streams.
+
+On a 2-core box every process shares the CPU. ``--pin`` puts the proxy under
+test on CPU 1 and the upstream and load generator on CPU 0 (``taskset``).
 """
 
 from __future__ import annotations
@@ -28,23 +41,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
-try:
-    import sniffio  # noqa: F401
-except ImportError:
-    # Same fix as gateway/upstreams.py: without it httpcore retries a failed import of
-    # sniffio on every request (~1 ms), which would slow the load generator, not the proxy.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gateway.httpclient import HttpClient  # noqa: E402 (after the path fix)
+
 LITELLM_PY = Path("/tmp/litellm-venv/bin/python")  # noqa: S108 (where the brief installs it)
 MODEL = "openai/gpt-4o-mini"
 BENCH_PLAN = "bench"
-CHUNKS = ("Hello", " from", " the", " fast", " upstream.")
+CHUNKS = tuple(f" word{i}" for i in range(10))
+CHUNK_INTERVAL_S = 0.020
+UPSTREAM_KEY = "sk-bench-platform"
 
 
 # --------------------------------------------------------------------------- upstream
@@ -64,34 +74,51 @@ def _completion_body() -> bytes:
                     "finish_reason": "stop",
                 }
             ],
-            "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+            "usage": {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19},
         }
     ).encode()
 
 
-def _sse_events(include_usage: bool) -> list[bytes]:
+def _chunked(event: bytes) -> bytes:
+    return f"{len(event):x}\r\n".encode() + event + b"\r\n"
+
+
+def _sse_frames() -> list[bytes]:
+    """One chunked frame per content event; the last one also carries stop, usage, [DONE]."""
     base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0}
     base["model"] = "gpt-4o-mini"
-    events = []
+
+    def ev(obj: dict) -> bytes:
+        return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+    frames = []
     for text in CHUNKS:
         choice = {"index": 0, "delta": {"content": text}, "finish_reason": None}
-        events.append({**base, "choices": [choice]})
-    events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    if include_usage:
-        usage = {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
-        events.append({**base, "choices": [], "usage": usage})
-    out = [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events]
-    return [*out, b"data: [DONE]\n\n"]
+        frames.append(_chunked(ev({**base, "choices": [choice]})))
+    usage = {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19}
+    tail = (
+        ev({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        + ev({**base, "choices": [], "usage": usage})
+        + b"data: [DONE]\n\n"
+    )
+    frames[-1] += _chunked(tail) + b"0\r\n\r\n"
+    return frames
 
 
 class _Upstream(asyncio.Protocol):
-    """HTTP/1.1 keep-alive, pipelining-safe, answers every POST instantly."""
+    """HTTP/1.1 keep-alive; JSON at once, streams paced (or instant after GET /mode/instant)."""
 
     JSON = _completion_body()
+    FRAMES = _sse_frames()
+    SSE_HEAD = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    )
+    paced = True  # class-wide: the orchestrator flips it between phases
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.buf = b""
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -109,39 +136,37 @@ class _Upstream(asyncio.Protocol):
     def _respond(self, head: bytes, body: bytes) -> None:
         write = self.transport.write  # type: ignore[attr-defined]
         if not head.startswith(b"post"):
+            if head.startswith(b"get /mode/"):
+                _Upstream.paced = head.startswith(b"get /mode/paced")
             write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
             )
             return
         if b'"stream": true' not in body and b'"stream":true' not in body:
-            hdr = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-            write(f"{hdr}content-length: {len(self.JSON)}\r\n\r\n".encode() + self.JSON)
+            hdr = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            write(hdr + b"content-length: %d\r\n\r\n" % len(self.JSON) + self.JSON)
             return
-        parts = [
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
-            b"transfer-encoding: chunked\r\n\r\n"
-        ]
-        for event in _sse_events(b"include_usage" in body):
-            parts.append(f"{len(event):x}\r\n".encode() + event + b"\r\n")
-        write(b"".join(parts) + b"0\r\n\r\n")
+        if not _Upstream.paced:
+            write(self.SSE_HEAD + b"".join(self.FRAMES))
+            return
+        write(self.SSE_HEAD)
+        start = self.loop.time()
+        for i, frame in enumerate(self.FRAMES, 1):
+            self.loop.call_at(start + i * CHUNK_INTERVAL_S, self._write, frame)
+
+    def _write(self, frame: bytes) -> None:
+        if not self.transport.is_closing():  # type: ignore[attr-defined]
+            self.transport.write(frame)  # type: ignore[attr-defined]
 
 
 def serve_upstream(port: int) -> None:
-    """Run the fast upstream until killed."""
-    _use_uvloop()
-    loop = asyncio.new_event_loop()
-    server = loop.run_until_complete(loop.create_server(_Upstream, "127.0.0.1", port, backlog=1024))
+    """Run the fake upstream until killed."""
+    import uvloop
+
+    loop = uvloop.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(_Upstream, "127.0.0.1", port, backlog=4096))
     print(f"upstream ready on {port}", flush=True)
     loop.run_until_complete(server.serve_forever())
-
-
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
 
 
 # --------------------------------------------------------------------------- gateway
@@ -228,72 +253,153 @@ def _litellm_config(path: Path, upstream_url: str, master_key: str) -> None:
 @dataclass
 class Phase:
     name: str
-    concurrency: int
     stream: bool
-    requests: int
+    rate: float  # requests per second (open loop); 0 = closed loop
+    seconds: float
+    workers: int = 0  # closed loop only
 
 
 @dataclass
 class Result:
-    latencies_ms: list[float]
-    rps: float
-    errors: int
+    ttfb_ms: list[float] = field(default_factory=list)
+    total_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    sent: int = 0
+    wall_s: float = 0.0
+    max_lag_ms: float = 0.0  # how late the load generator started a request, worst case
 
     @property
-    def median(self) -> float:
-        return statistics.median(self.latencies_ms)
-
-    @property
-    def p99(self) -> float:
-        data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(len(data) * 0.99))]
+    def rps(self) -> float:
+        return len(self.total_ms) / self.wall_s if self.wall_s else 0.0
 
 
-async def _one(
-    client: httpx.AsyncClient, url: str, body: bytes, headers: dict, stream: bool
-) -> bool:
-    if stream:
-        async with client.stream("POST", url, content=body, headers=headers) as r:
-            async for _ in r.aiter_raw():
-                pass
-            return r.status_code == 200
-    r = await client.post(url, content=body, headers=headers)
-    return r.status_code == 200
+def q(data: list[float], p: float) -> float:
+    """The ``p`` quantile (nearest rank) of ``data``."""
+    if not data:
+        return float("nan")
+    if p == 0.5:
+        return statistics.median(data)
+    ordered = sorted(data)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
 
 
-async def run_phase(base: str, key: str, phase: Phase, max_s: float) -> Result:
-    """Drive ``base`` with ``phase.concurrency`` workers; latency per full response."""
-    msg = {"role": "user", "content": "Say hello in five words."}
-    payload: dict = {"model": MODEL, "messages": [msg], "stream": phase.stream}
-    body = json.dumps(payload).encode()
-    headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+async def _one(client: HttpClient, url: str, body: bytes, headers: list, t0: float, res: Result):
+    clock = time.perf_counter  # uvloop's loop.time() only has millisecond resolution
+    try:
+        response = await asyncio.wait_for(client.post(url, body, headers), 30)
+        first = None
+        async for _ in response:
+            if first is None:
+                first = clock()
+        end = clock()
+        if response.status != 200:
+            res.errors += 1
+            return
+        res.ttfb_ms.append(((first or end) - t0) * 1000)
+        res.total_ms.append((end - t0) * 1000)
+    except Exception:
+        res.errors += 1
+
+
+def _request(phase: Phase, key: str) -> tuple[bytes, list[tuple[str, str]]]:
+    msg = {"role": "user", "content": "Say hello in ten words."}
+    body = json.dumps({"model": MODEL, "messages": [msg], "stream": phase.stream}).encode()
+    headers = [("authorization", f"Bearer {key}"), ("content-type", "application/json")]
+    return body, headers
+
+
+async def run_open(base: str, key: str, phase: Phase) -> Result:
+    """Start requests at ``phase.rate`` per second for ``phase.seconds``, on schedule."""
+    body, headers = _request(phase, key)
     url = base + "/chat/completions"
-    limits = httpx.Limits(
-        max_connections=phase.concurrency, max_keepalive_connections=phase.concurrency
+    client = HttpClient(read_timeout=30, max_connections=4096)
+    clock = time.perf_counter
+    res = Result()
+    # Warm up: connections and caches (auth, spend) on every side, not measured.
+    await asyncio.gather(*(_one(client, url, body, headers, clock(), Result()) for _ in range(20)))
+    n = int(phase.rate * phase.seconds)
+    interval = 1.0 / phase.rate
+    tasks = []
+    start = clock() + 0.05
+    for i in range(n):
+        at = start + i * interval
+        delay = at - clock()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        res.max_lag_ms = max(res.max_lag_ms, (clock() - at) * 1000)
+        tasks.append(asyncio.create_task(_one(client, url, body, headers, at, res)))
+    await asyncio.gather(*tasks)
+    res.sent = n
+    res.wall_s = clock() - start
+    await client.aclose()
+    return res
+
+
+async def run_closed(base: str, key: str, phase: Phase) -> Result:
+    """``phase.workers`` workers back to back for ``phase.seconds``: saturated req/s."""
+    body, headers = _request(phase, key)
+    url = base + "/chat/completions"
+    client = HttpClient(read_timeout=30, max_connections=phase.workers)
+    loop = asyncio.get_running_loop()
+    clock = time.perf_counter
+    res = Result()
+    await asyncio.gather(
+        *(_one(client, url, body, headers, loop.time(), Result()) for _ in range(phase.workers))
     )
-    async with httpx.AsyncClient(limits=limits, timeout=30, trust_env=False) as client:
-        warm = [
-            _one(client, url, body, headers, phase.stream) for _ in range(phase.concurrency * 4)
-        ]
-        await asyncio.gather(*warm)
-        latencies: list[float] = []
-        errors = 0
-        remaining = phase.requests
-        deadline = time.perf_counter() + max_s
+    deadline = loop.time() + phase.seconds
 
-        async def worker() -> None:
-            nonlocal remaining, errors
-            while remaining > 0 and time.perf_counter() < deadline:
-                remaining -= 1
-                t0 = time.perf_counter()
-                ok = await _one(client, url, body, headers, phase.stream)
-                latencies.append((time.perf_counter() - t0) * 1000)
-                errors += not ok
+    async def worker() -> None:
+        while loop.time() < deadline:
+            res.sent += 1
+            await _one(client, url, body, headers, clock(), res)
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(phase.concurrency)))
-        wall = time.perf_counter() - t0
-    return Result(latencies, len(latencies) / wall, errors)
+    t0 = clock()
+    await asyncio.gather(*(worker() for _ in range(phase.workers)))
+    res.wall_s = clock() - t0
+    await client.aclose()
+    return res
+
+
+async def _set_mode(upstream_port: int, paced: bool) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+    mode = "paced" if paced else "instant"
+    writer.write(f"GET /mode/{mode} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    await reader.readuntil(b"{}")
+    writer.close()
+
+
+def measure(
+    phase: Phase, targets: dict[str, tuple[str, str]], upstream_port: int, rounds: int
+) -> dict[str, Result]:
+    """Run ``phase`` against every target, interleaved in ``rounds`` slices.
+
+    Slicing spreads any background noise on the box (other processes) evenly over
+    the targets instead of letting it land on whichever target ran at that moment.
+    """
+    slice_ = Phase(phase.name, phase.stream, phase.rate, phase.seconds / rounds, phase.workers)
+
+    async def go() -> dict[str, Result]:
+        await _set_mode(upstream_port, paced=phase.rate > 0)
+        out = {name: Result() for name in targets}
+        for _ in range(rounds):
+            for name, (base, key) in targets.items():
+                runner = run_open if phase.rate else run_closed
+                r = await runner(base, key, slice_)
+                agg = out[name]
+                agg.ttfb_ms += r.ttfb_ms
+                agg.total_ms += r.total_ms
+                agg.errors += r.errors
+                agg.sent += r.sent
+                agg.wall_s += r.wall_s
+                agg.max_lag_ms = max(agg.max_lag_ms, r.max_lag_ms)
+                await asyncio.sleep(0.3)  # let the proxy's background work (usage flush) settle
+        for name, r in out.items():
+            print(f"  done {phase.name:<16} {name:<8} {r.rps:7.0f} req/s", flush=True)
+        return out
+
+    import uvloop
+
+    return uvloop.run(go())
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -315,17 +421,18 @@ def _spawn(
     )
 
 
-def _wait_ready(
-    url: str, proc: subprocess.Popen, timeout_s: float, headers: dict | None = None
-) -> bool:
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+    import urllib.request
+
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
-            if httpx.get(url, timeout=1, headers=headers, trust_env=False).status_code < 500:
-                return True
-        except httpx.HTTPError:
+            with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 (loopback only)
+                if r.status < 500:
+                    return True
+        except OSError:
             pass
         time.sleep(0.2)
     return False
@@ -334,29 +441,15 @@ def _wait_ready(
 def _start_litellm(
     tmp: Path, upstream_url: str, cpu: str | None
 ) -> tuple[subprocess.Popen | None, str, str]:
-    """Start LiteLLM's proxy if it is installed; return (process, base URL, note)."""
+    """Start LiteLLM's proxy if it is installed; return (process, base URL, key or note)."""
     if not LITELLM_PY.exists():
-        return None, "", f"not installed ({LITELLM_PY} missing; see the install log)"
-    probe = subprocess.run(
-        [str(LITELLM_PY), "-c", "import litellm.proxy.proxy_server"], capture_output=True, text=True
-    )
-    if probe.returncode != 0:
-        return None, "", "installed but does not import: " + probe.stderr.strip().splitlines()[-1]
+        return None, "", f"not installed ({LITELLM_PY} missing)"
     port, key = _free_port(), "sk-bench-master"
     _litellm_config(tmp / "litellm.yaml", upstream_url, key)
     exe = str(LITELLM_PY.parent / "litellm")
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "TELEMETRY": "False"}
-    args = [
-        exe,
-        "--config",
-        str(tmp / "litellm.yaml"),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--num_workers",
-        "1",
-    ]
+    args = [exe, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1"]
+    args += ["--port", str(port), "--num_workers", "1"]
     proc = _spawn(args, cpu, env, tmp / "litellm.log")
     base = f"http://127.0.0.1:{port}"
     if not _wait_ready(base + "/health/liveliness", proc, 180):
@@ -366,55 +459,76 @@ def _start_litellm(
     return proc, base + "/v1", key
 
 
-def _phases(scale: float) -> list[Phase]:
-    return [
-        Phase("c=1", 1, False, max(50, int(500 * scale))),
-        Phase("c=10", 10, False, max(200, int(3000 * scale))),
-        Phase("c=50 stream", 50, True, max(500, int(5000 * scale))),
+def _phases(seconds: float) -> tuple[list[Phase], list[Phase]]:
+    open_loop = [
+        Phase("json (c~0.1)", False, 100, seconds),
+        Phase("c=1 streams", True, 5, max(seconds, 15)),  # 5/s: enough samples needs time
+        Phase("c=10 streams", True, 50, seconds),
+        Phase("c=50 streams", True, 250, seconds),
     ]
+    closed = [
+        Phase("saturated json", False, 0, 6, workers=50),
+        Phase("saturated stream", True, 0, 6, workers=50),
+    ]
+    return open_loop, closed
 
 
-def _report(
-    results: dict[tuple[str, str], Result], phases: list[Phase], targets: list[str]
-) -> None:
-    print(
-        f"\n{'phase':<13}{'target':<9}{'median':>9}{'p99':>9}{'+median':>9}{'+p99':>9}{'req/s':>9}{'err':>5}"
-    )
-    for phase in phases:
-        direct = results[(phase.name, "direct")]
-        for target in targets:
-            r = results[(phase.name, target)]
-            added = (
-                ""
-                if target == "direct"
-                else f"{r.median - direct.median:9.2f}{r.p99 - direct.p99:9.2f}"
-            )
-            print(
-                f"{phase.name:<13}{target:<9}{r.median:9.2f}{r.p99:9.2f}{added or ' ' * 18}"
-                f"{r.rps:9.0f}{r.errors:5d}"
-            )
-    print("(latencies in ms per complete response; + = added over calling the upstream directly)")
-    stream = phases[-1].name
-    direct, gw = results[(stream, "direct")], results[(stream, "gateway")]
-    add_med, add_p99 = gw.median - direct.median, gw.p99 - direct.p99
-    print(
-        f"\nat 50 concurrent streams, gateway adds median {add_med:.2f} ms "
-        f"(target <= 1: {'MET' if add_med <= 1 else 'MISSED'}), p99 {add_p99:.2f} ms "
-        f"(target <= 5: {'MET' if add_p99 <= 5 else 'MISSED'})"
-    )
-    if "litellm" in targets:
-        lite = results[(stream, "litellm")]
-        lm, lp = lite.median - direct.median, lite.p99 - direct.p99
-        ratio_m = lm / add_med if add_med > 0 else float("inf")
-        ratio_p = lp / add_p99 if add_p99 > 0 else float("inf")
+def _report(results: dict, open_loop: list[Phase], closed: list[Phase], names: list[str]) -> None:
+    proxies = [n for n in names if n != "direct"]
+    print("\nOPEN LOOP (fixed rate; ms from scheduled start; + = proxy quantile - direct quantile)")
+    hdr = f"{'phase':<14}{'target':<9}{'rate':>6}{'done':>6}{'err':>5}"
+    hdr += f"{'ttfb p50':>10}{'ttfb p99':>10}{'end p50':>9}{'end p99':>9}"
+    hdr += f"{'+ttfb50':>9}{'+ttfb99':>9}{'+end50':>8}{'+end99':>8}{'lag':>6}"
+    print(hdr)
+    for phase in open_loop:
+        d = results[(phase.name, "direct")]
+        for name in names:
+            r = results[(phase.name, name)]
+            line = f"{phase.name:<14}{name:<9}{phase.rate:6.0f}{len(r.total_ms):6d}{r.errors:5d}"
+            line += f"{q(r.ttfb_ms, 0.5):10.2f}{q(r.ttfb_ms, 0.99):10.2f}"
+            line += f"{q(r.total_ms, 0.5):9.2f}{q(r.total_ms, 0.99):9.2f}"
+            if name == "direct":
+                line += " " * 34
+            else:
+                line += f"{q(r.ttfb_ms, 0.5) - q(d.ttfb_ms, 0.5):9.2f}"
+                line += f"{q(r.ttfb_ms, 0.99) - q(d.ttfb_ms, 0.99):9.2f}"
+                line += f"{q(r.total_ms, 0.5) - q(d.total_ms, 0.5):8.2f}"
+                line += f"{q(r.total_ms, 0.99) - q(d.total_ms, 0.99):8.2f}"
+            print(line + f"{r.max_lag_ms:6.1f}")
+    print("(lag = worst lateness of the load generator starting a request, ms)")
+    print("\nCLOSED LOOP, saturated (50 workers, instant upstream): requests per second")
+    print(f"{'phase':<18}" + "".join(f"{n:>10}" for n in names) + "   errors")
+    for phase in closed:
+        row = [results[(phase.name, n)] for n in names]
         print(
-            f"LiteLLM proxy adds median {lm:.2f} ms, p99 {lp:.2f} ms -> gateway overhead is "
-            f"{ratio_m:.1f}x lower (median), {ratio_p:.1f}x lower (p99) "
-            f"(target >= 5x: {'MET' if min(ratio_m, ratio_p) >= 5 else 'MISSED'})"
+            f"{phase.name:<18}"
+            + "".join(f"{r.rps:10.0f}" for r in row)
+            + "   "
+            + "/".join(str(r.errors) for r in row)
         )
-        print(
-            f"throughput at 50 streams: gateway {gw.rps:.0f} req/s vs LiteLLM {lite.rps:.0f} req/s"
-        )
+    c50 = open_loop[-1].name
+    d = results[(c50, "direct")]
+    print()
+    for name in proxies:
+        r = results[(c50, name)]
+        med = q(r.total_ms, 0.5) - q(d.total_ms, 0.5)
+        p99 = q(r.total_ms, 0.99) - q(d.total_ms, 0.99)
+        line = f"{name}: at 50 concurrent streams adds median {med:.2f} ms, p99 {p99:.2f} ms"
+        if name == "gateway":
+            line += f" (targets <= 1 / <= 5 ms: {'MET' if med <= 1 else 'MISSED'} / "
+            line += f"{'MET' if p99 <= 5 else 'MISSED'})"
+        print(line)
+    if "litellm" in proxies:
+        for phase in open_loop:
+            d, g, lt = (results[(phase.name, n)] for n in ("direct", "gateway", "litellm"))
+            parts = []
+            for label, p in (("median", 0.5), ("p99", 0.99)):
+                gw_add = q(g.total_ms, p) - q(d.total_ms, p)
+                lt_add = q(lt.total_ms, p) - q(d.total_ms, p)
+                ratio = lt_add / gw_add if gw_add > 0 else float("inf")
+                parts.append(f"{label} {lt_add:.2f}/{gw_add:.2f} = {ratio:.1f}x")
+            print(f"LiteLLM/gateway added latency, {phase.name:<14}: " + ", ".join(parts))
+        print("(target: >= 5x lower overhead than LiteLLM at every level)")
 
 
 def _count_usage_rows(db_url: str) -> int:
@@ -425,7 +539,7 @@ def _count_usage_rows(db_url: str) -> int:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Start everything, measure every target at every phase, print the table."""
+    """Start everything, measure every target at every phase, print the tables."""
     proxy_cpu, other_cpu = ("1", "0") if args.pin else (None, None)
     if args.pin:
         os.sched_setaffinity(0, {0})
@@ -436,20 +550,15 @@ def run(args: argparse.Namespace) -> None:
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     me = [sys.executable, str(Path(__file__).resolve())]
     procs = [_spawn([*me, "--serve-upstream", str(up_port)], other_cpu)]
-    procs.append(
-        _spawn(
-            [*me, "--serve-gateway", str(gw_port), upstream_url, db_url],
-            proxy_cpu,
-            log=tmp / "gateway.log",
-        )
-    )
+    gw_args = [*me, "--serve-gateway", str(gw_port), upstream_url, db_url]
+    procs.append(_spawn(gw_args, proxy_cpu, log=tmp / "gateway.log"))
     try:
         assert _wait_ready(f"http://127.0.0.1:{up_port}/", procs[0], 20), "upstream did not start"
         assert _wait_ready(f"http://127.0.0.1:{gw_port}/healthz", procs[1], 30), (
             tmp / "gateway.log"
         ).read_text()
         targets = {
-            "direct": (upstream_url, "sk-bench-platform"),
+            "direct": (upstream_url, UPSTREAM_KEY),
             "gateway": (f"http://127.0.0.1:{gw_port}/v1", token),
         }
         if args.no_litellm:
@@ -462,25 +571,22 @@ def run(args: argparse.Namespace) -> None:
                 procs.append(proc)
                 targets["litellm"] = (base, note)
         print(
-            f"cpus: {os.cpu_count()}, pinned: {bool(args.pin)} "
-            "(if pinned: proxy on cpu 1; upstream + load generator on cpu 0)"
+            f"load average before: {os.getloadavg()[0]:.2f}; "
+            f"cpus: {os.cpu_count()}, pinned: {bool(args.pin)}"
+            + (" (proxy on cpu 1; upstream + load generator on cpu 0)" if args.pin else "")
         )
-        phases = _phases(args.scale)
+        open_loop, closed = _phases(args.seconds)
         results: dict[tuple[str, str], Result] = {}
-        for phase in phases:
-            for name, (base, key) in targets.items():
-                results[(phase.name, name)] = asyncio.run(
-                    run_phase(base, key, phase, args.max_seconds)
-                )
-                print(f"  done {phase.name:<12} {name}", flush=True)
-        _report(results, phases, list(targets))
+        for phase in [*open_loop, *closed]:
+            for name, res in measure(phase, targets, up_port, args.rounds).items():
+                results[(phase.name, name)] = res
+        _report(results, open_loop, closed, list(targets))
+        print(f"load average after: {os.getloadavg()[0]:.2f} (other work on this box inflates p99)")
         time.sleep(0.5)  # let the gateway's 100 ms usage flush land
-        sent = sum(
-            len(results[(p.name, "gateway")].latencies_ms) + p.concurrency * 4 for p in phases
-        )
+        sent = sum(len(results[(p.name, "gateway")].total_ms) for p in [*open_loop, *closed])
         print(
             f"usage_events rows written by the gateway: {_count_usage_rows(db_url)} "
-            f"for {sent} calls"
+            f"(>= {sent} measured calls, plus warm-up)"
         )
     finally:
         for proc in procs:
@@ -501,8 +607,10 @@ def main() -> None:
         "--pin", action="store_true", help="proxy on cpu 1, everything else on cpu 0"
     )
     parser.add_argument("--no-litellm", action="store_true")
-    parser.add_argument("--scale", type=float, default=1.0, help="multiply request counts")
-    parser.add_argument("--max-seconds", type=float, default=40.0, help="cap per phase and target")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved slices per phase")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each open-loop phase"
+    )
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument(
         "--serve-gateway", nargs=3, metavar=("PORT", "UPSTREAM", "DB"), help=argparse.SUPPRESS

@@ -79,7 +79,22 @@ class _Target:
         self.prefix = f"POST {self.path} HTTP/1.1\r\nhost: {host_header}\r\n".encode("latin-1")
 
 
+_HEADER_CACHE: dict[Sequence[tuple[str, str]], bytes] = {}
+
+
 def _header_bytes(headers: Sequence[tuple[str, str]]) -> bytes:
+    """Encoded header lines; a tuple of headers (one per upstream) is encoded once."""
+    if type(headers) is tuple:
+        cached = _HEADER_CACHE.get(headers)
+        if cached is None:
+            if len(_HEADER_CACHE) > 1024:
+                _HEADER_CACHE.clear()
+            cached = _HEADER_CACHE[headers] = _encode_headers(headers)
+        return cached
+    return _encode_headers(headers)
+
+
+def _encode_headers(headers: Sequence[tuple[str, str]]) -> bytes:
     out = []
     for name, value in headers:
         line = f"{name}: {value}\r\n"

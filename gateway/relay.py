@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -122,19 +123,67 @@ async def open_stream(gw: Gateway, call: Call, payload: dict[str, Any]) -> Strea
     return StreamSource(response, response.aclose, response.abort)
 
 
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+_DEFER_LIMIT = 1 << 20  # bytes of unparsed SSE kept for a late text-length estimate
+
+
 class SseTap:
-    """Splits SSE bytes into lines and notes usage and generated text length."""
+    """Splits SSE bytes into lines and notes usage and generated text length.
+
+    ``passthrough`` (OpenAI relay) only JSON-decodes lines that carry a usage
+    object; the other lines are kept aside and decoded only if the stream ends
+    without usage and the text length is needed for an estimate.
+    """
 
     def __init__(self) -> None:
         self._tail = b""
         self.usage: dict[str, Any] | None = None
-        self.out_chars = 0
+        self._chars = 0
+        self._deferred: list[bytes] = []
+        self._deferred_size = 0
+
+    @property
+    def out_chars(self) -> int:
+        """Characters of generated text seen so far."""
+        if self._deferred:
+            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            for block in deferred:
+                for line in block.split(b"\n"):
+                    self._parse(line)
+        return self._chars
+
+    def has_usage(self) -> bool:
+        """Whether the upstream reported usage with token counts."""
+        return self.usage is not None and "prompt_tokens" in self.usage
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, dict[str, Any] | None]]:
         """Complete lines in ``chunk`` (with what came before), each with its parsed data."""
         lines = (self._tail + chunk).split(b"\n")
         self._tail = lines.pop()
         return [(line, self._parse(line)) for line in lines]
+
+    def passthrough(self, chunk: bytes, keep_usage: bool) -> bytes:
+        """The complete lines of ``chunk`` to forward (a usage-only event dropped unless kept)."""
+        data = self._tail + chunk if self._tail else chunk
+        cut = data.rfind(b"\n") + 1
+        self._tail = data[cut:]
+        if not cut:
+            return b""
+        block = data[:cut] if cut < len(data) else data
+        if _USAGE_OBJECT.search(block) is None:
+            if self.usage is None:
+                self._deferred.append(block)
+                self._deferred_size += len(block)
+                if self._deferred_size > _DEFER_LIMIT:
+                    _ = self.out_chars  # bound memory: count now
+            return block
+        out = []
+        for line in block.split(b"\n")[:-1]:
+            obj = self._parse(line)
+            if obj is not None and not keep_usage and "usage" in obj and not obj.get("choices"):
+                continue
+            out.append(line)
+        return b"\n".join(out) + b"\n" if out else b""
 
     def rest(self) -> bytes:
         """Bytes after the last newline (a stream that did not end cleanly)."""
@@ -157,9 +206,9 @@ class SseTap:
             self.usage = obj["usage"]
         for choice in obj.get("choices") or ():
             delta = choice.get("delta") or {}
-            self.out_chars += len(delta.get("content") or "")
+            self._chars += len(delta.get("content") or "")
             for tc in delta.get("tool_calls") or ():
-                self.out_chars += len((tc.get("function") or {}).get("arguments") or "")
+                self._chars += len((tc.get("function") or {}).get("arguments") or "")
         return obj
 
 
@@ -175,13 +224,8 @@ async def relay_openai(
     tap, outcome = SseTap(), "cancelled"
     try:
         async for raw in source.chunks:
-            out = bytearray()
-            for line, obj in tap.feed(raw):
-                if obj is not None and not keep_usage and "usage" in obj and not obj.get("choices"):
-                    continue
-                out += line + b"\n"
-            if out:
-                yield bytes(out)
+            if out := tap.passthrough(raw, keep_usage):
+                yield out
         if tail := tap.rest():
             yield tail + b"\n\n"
         outcome = "ok"
@@ -206,7 +250,8 @@ async def relay_anthropic(
             out = b"".join(enc.chunk(obj) for _, obj in tap.feed(raw) if obj is not None)
             if out:
                 yield out
-        inp, outp, _ = usage_of(call, payload, tap.usage, tap.out_chars)
+        chars = 0 if tap.has_usage() else tap.out_chars
+        inp, outp, _ = usage_of(call, payload, tap.usage, chars)
         outcome = "ok"
         yield enc.finish(inp, outp)
     except UpstreamError as exc:
@@ -222,6 +267,7 @@ async def relay_anthropic(
 def _meter_stream(
     gw: Gateway, call: Call, payload: dict[str, Any], tap: SseTap, outcome: str
 ) -> None:
-    inp, outp, usage_outcome = usage_of(call, payload, tap.usage, tap.out_chars)
+    chars = 0 if tap.has_usage() else tap.out_chars
+    inp, outp, usage_outcome = usage_of(call, payload, tap.usage, chars)
     # A cut or cancelled stream still consumed tokens: meter what we saw.
     gw.record(call, usage_outcome if outcome == "ok" else outcome, inp, outp)

@@ -316,3 +316,19 @@ async def test_client_leaving_mid_stream_aborts_the_upstream_and_meters_cancelle
     assert b'"content": "hi"' in sent[1]["body"]
     (event,) = events(db, tenant)
     assert event.outcome == "cancelled"
+
+
+def test_sse_tap_passthrough_finds_split_usage_and_estimates_lazily() -> None:
+    from gateway.relay import SseTap
+
+    content = b'data: {"choices":[{"delta":{"content":"abcd"}}],"usage":null}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
+    tap = SseTap()
+    assert tap.passthrough(content[:10], keep_usage=False) == b""  # no complete line yet
+    assert tap.passthrough(content[10:], keep_usage=False) == content
+    assert tap.out_chars == 4  # decoded only when asked
+    assert tap.passthrough(usage[:30], keep_usage=False) == b""
+    assert tap.passthrough(usage[30:] + b"data: [DONE]\n\n", False) == b"\ndata: [DONE]\n\n"
+    assert tap.has_usage() and tap.usage == {"prompt_tokens": 3, "completion_tokens": 1}
+    kept = SseTap()
+    assert kept.passthrough(usage, keep_usage=True) == usage
