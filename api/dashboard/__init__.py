@@ -28,8 +28,9 @@ def _wants_page(request: Request) -> bool:
 
 
 def _install_error_pages(app: FastAPI) -> None:
-    json_domain = app.exception_handlers[TinyClawError]
-    json_validation = app.exception_handlers[RequestValidationError]
+    # The JSON handlers of api.errors stay in charge outside /app.
+    json_domain: Any = app.exception_handlers[TinyClawError]
+    json_validation: Any = app.exception_handlers[RequestValidationError]
 
     async def domain(request: Request, exc: Exception) -> Any:
         if not _wants_page(request) or not isinstance(exc, TinyClawError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -38,7 +38,7 @@ async def progress_page(request: Request, access: TenantAccess) -> Response:
     return page(request, "progress.html", step=6, **await _live_values(request, access))
 
 
-async def _live_values(request: Request, access: TenantAccess) -> dict[str, object]:
+async def _live_values(request: Request, access: TenantAccess) -> dict[str, Any]:
     ctx = context_of(request)
     bot = await tenant_view(ctx, access.tenant_id, access.role)
     action = current_action(bot)

@@ -73,9 +73,9 @@ async def workflow_steps(ctx: AppContext, workflow_id: str) -> list[Step]:
                 if sid in steps:
                     steps[sid].status = "running"
             elif event.event_type in TERMINAL:
-                sid = _terminal_scheduled_id(event)
-                if sid in steps:
-                    steps[sid].status = TERMINAL[event.event_type]
+                done = _terminal_scheduled_id(event)
+                if done is not None and done in steps:
+                    steps[done].status = TERMINAL[event.event_type]
     except RPCError:
         return []
     # The feed write is bookkeeping, not a step the customer waits for.
