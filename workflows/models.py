@@ -129,3 +129,6 @@ class ActionResult(BaseModel):
     state: DeploymentState
     reason: str | None = None
     bundle_id: str | None = None
+    # False when the action did not do what was asked even though the tenant is back in
+    # its target state (a refused or rolled-back bundle switch).
+    ok: bool = True

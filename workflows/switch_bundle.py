@@ -54,7 +54,7 @@ class SwitchBundleWorkflow:
         if not check.ok:
             reason = "Bundle switch refused: " + "; ".join(check.reasons)
             return ActionResult(
-                state=data.from_state, reason=reason, bundle_id=check.current_bundle_id
+                state=data.from_state, reason=reason, bundle_id=check.current_bundle_id, ok=False
             )
         await record(
             tid,
@@ -102,4 +102,4 @@ class SwitchBundleWorkflow:
             bundle_id=old_id or "",
             bundle_version=old_version or "",
         )
-        return ActionResult(state=S.HEALTHY, reason=reason, bundle_id=old_id)
+        return ActionResult(state=S.HEALTHY, reason=reason, bundle_id=old_id, ok=False)

@@ -192,8 +192,9 @@ class TenantWorkflow:
         else:
             self.s.state = result.state
             self.s.bundle_id = result.bundle_id or self.s.bundle_id
-            ok = result.state == TARGETS[cmd.action]
-            record.status, record.reason = ("succeeded" if ok else "failed"), result.reason
+            ok = result.ok and result.state == TARGETS[cmd.action]
+            record.status = "succeeded" if ok else "failed"
+            record.reason = result.reason or record.reason
         record.finished_at = workflow.now()
         self.in_flight = None
         if self.s.state == S.DELETED and self.s.purge_at is None:
