@@ -68,9 +68,10 @@ def install(app: FastAPI) -> None:
     async def billing_return(request: Request, call_next: Any) -> Response:
         # Stripe sends the browser back to the API's tenant URL: show the dashboard page.
         path, outcome = request.url.path, request.query_params.get("billing")
+        html = "text/html" in request.headers.get("accept", "")
         if (
-            outcome and request.method == "GET" and path.startswith("/tenants/")
-            and path.count("/") == 2 and "text/html" in request.headers.get("accept", "")
+            outcome in ("success", "cancelled", "portal") and request.method == "GET" and html
+            and path.startswith("/tenants/") and path.count("/") == 2
         ):  # fmt: skip
             return RedirectResponse(f"/app/bots/{path.split('/')[2]}?billing={outcome}", 303)
         response: Response = await call_next(request)
