@@ -57,14 +57,24 @@ def _as_application_error(exc: Exception) -> ApplicationError:
 
 
 def mapped(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn our expected errors into typed ``ApplicationError``s; leave others to retry."""
+    """Heartbeat every second while the step runs (so a dead worker is noticed in seconds,
+    not at the start-to-close timeout) and turn expected errors into typed
+    ``ApplicationError``s; anything else is left to the retry policy."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        task = asyncio.ensure_future(fn(*args, **kwargs))
         try:
-            return await fn(*args, **kwargs)
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=1.0)
+                if done:
+                    return task.result()
+                activity.heartbeat()
         except (TinyClawError, RuntimeDriverError) as exc:
             raise _as_application_error(exc) from None
+        finally:
+            if not task.done():
+                task.cancel()
 
     return wrapper
 

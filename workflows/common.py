@@ -25,8 +25,18 @@ RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_ERRORS,
 )
 
-SHORT = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": RETRY}
-CONTAINER = {"start_to_close_timeout": timedelta(seconds=120), "retry_policy": RETRY}
+# Activities heartbeat while they block, so a worker that dies mid-step is detected in
+# seconds (heartbeat timeout) rather than at the end of the start-to-close timeout.
+SHORT = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "heartbeat_timeout": timedelta(seconds=5),
+    "retry_policy": RETRY,
+}
+CONTAINER = {
+    "start_to_close_timeout": timedelta(seconds=120),
+    "heartbeat_timeout": timedelta(seconds=5),
+    "retry_policy": RETRY,
+}
 
 
 def failure_reason(err: BaseException) -> str:

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.docker
 def containers(tid: str) -> list[str]:
     client = docker.from_env()
     try:
-        return [c.status for c in client.containers.list(all=True, filters={"label": f"tinyclaw.tenant={tid}"})]
+        # sparse: no per-container inspect, so a container replaced meanwhile cannot 404 here.
+        found = client.containers.list(all=True, sparse=True, filters={"label": f"tinyclaw.tenant={tid}"})
+        return [str(c.attrs.get("State")) for c in found]
     finally:
         client.close()
 
