@@ -1,0 +1,179 @@
+"""Record the workflow histories that ``test_replay.py`` replays.
+
+Runs representative flows with the real workflows and fake activities, then writes the
+history of every workflow involved (the tenant workflow and each child) as
+``histories/<workflow id>.json`` (``WorkflowHistory.to_json()``, compacted).
+
+    .venv/bin/python -m tests.workflows.record_histories
+
+Most flows run on a fresh Temporal dev server; the billing flow needs a week to pass, so
+it runs on the time-skipping test server. Payloads are encrypted with the fixed test codec
+key (``TEST_CODEC_KEY`` in tests/conftest.py), so the replay test can decode them.
+
+Re-record ONLY after an intentional change to workflow code whose old histories no longer
+need to replay (nothing in flight runs the old code, e.g. before the first release). A
+change that makes the replay test fail unintentionally is a bug that would break running
+workflows: fix it with ``workflow.patched()`` instead, and keep the old histories. When in
+doubt, add new histories next to the old ones rather than replacing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from core.temporal import data_converter, search_attributes
+from tests.conftest import make_settings
+from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
+from workflows.models import Action, BillingEvent, Command, TenantWorkflowInput
+from workflows.tenant import TenantWorkflow
+
+HERE = Path(__file__).resolve().parent
+HISTORIES = HERE / "histories"
+BIN = Path(sys.executable).parent
+HEALTH_MESSAGE = "The runtime did not become healthy within 60 seconds."
+
+# A flow drives one tenant (fake activities, given task queue) and returns its tenant id.
+Flow = Callable[[Client, str, FakeLifecycle, WorkflowEnvironment], Awaitable[str]]
+
+
+async def _tenant(client: Client, tq: str, tid: str) -> object:
+    await client.start_workflow(
+        TenantWorkflow.run,
+        TenantWorkflowInput(tenant_id=tid, plan="pro", billing_status="active"),
+        id=f"tenant-{tid}",
+        task_queue=tq,
+    )
+    return client.get_workflow_handle_for(TenantWorkflow.run, f"tenant-{tid}")
+
+
+async def _run(handle: object, action: Action, **kw: object) -> None:
+    cmd = Command(action=action, actor="user:rec", **kw)  # type: ignore[arg-type]
+    await handle.execute_update(TenantWorkflow.command, cmd)  # type: ignore[attr-defined]
+    await settle(handle)  # type: ignore[arg-type]
+
+
+async def deploy_ok(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    await _run(await _tenant(client, tq, "deploy-ok"), Action.DEPLOY)
+    return "deploy-ok"
+
+
+async def deploy_failed(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    fake.fail("wait_healthy", "health_timeout", HEALTH_MESSAGE, tenant_id="deploy-failed")
+    await _run(await _tenant(client, tq, "deploy-failed"), Action.DEPLOY)
+    return "deploy-failed"
+
+
+async def pause_resume(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    handle = await _tenant(client, tq, "pause-resume")
+    for action in (Action.DEPLOY, Action.PAUSE, Action.RESUME):
+        await _run(handle, action)
+    return "pause-resume"
+
+
+async def switch_rollback(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    fake.fail(
+        "wait_healthy", "health_timeout", HEALTH_MESSAGE,
+        when=lambda d: fake.running.get(d.tenant_id, ("",))[0] == "pro",
+    )  # fmt: skip
+    handle = await _tenant(client, tq, "switch-rollback")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.SWITCH_BUNDLE, bundle_id="pro")
+    return "switch-rollback"
+
+
+async def billing_grace_suspend(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    handle = await _tenant(client, tq, "billing-grace")
+    await _run(handle, Action.DEPLOY)
+    event = BillingEvent(
+        event_id="evt_rec_failed", type="invoice.payment_failed",
+        created=await env.get_current_time(), subscription_status="past_due",
+    )  # fmt: skip
+    await handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)  # type: ignore[attr-defined]
+    await env.sleep(timedelta(days=8))
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "suspended", state
+    return "billing-grace"
+
+
+DEV_SERVER_FLOWS: list[Flow] = [deploy_ok, deploy_failed, pause_resume, switch_rollback]
+TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend]
+
+
+async def _register_search_attributes(client: Client) -> None:
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={
+                k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in search_attributes.ALL
+            },
+        )
+    )
+
+
+async def _save(client: Client, tids: list[str], out: Path) -> list[str]:
+    """Write the history of each tenant workflow and of every child it ran."""
+    saved = []
+    for tid in tids:
+        state = await client.get_workflow_handle(f"tenant-{tid}").query(TenantWorkflow.state)
+        for wid in [f"tenant-{tid}", *(r.workflow_id for r in state.history)]:
+            history = await client.get_workflow_handle(wid).fetch_history()
+            compact = json.dumps(json.loads(history.to_json()), separators=(",", ":"))
+            (out / f"{wid}.json").write_text(compact + "\n")
+            saved.append(wid)
+    return saved
+
+
+async def _record(env: WorkflowEnvironment, flows: list[Flow], out: Path) -> list[str]:
+    fake = FakeLifecycle()
+    async with fake_worker(env.client, fake) as tq:
+        tids = [await flow(env.client, tq, fake, env) for flow in flows]
+        return await _save(env.client, tids, out)
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        converter = data_converter(make_settings(Path(tmp)))
+        out = Path(tmp) / "histories"
+        out.mkdir()
+        dev = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(BIN / "temporal"),
+            data_converter=converter,
+            search_attributes=search_attributes.ALL,
+            dev_server_log_level="error",
+        )
+        try:
+            saved = await _record(dev, DEV_SERVER_FLOWS, out)
+        finally:
+            await dev.shutdown()
+        skipping = await WorkflowEnvironment.start_time_skipping(
+            test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=converter
+        )
+        try:
+            await _register_search_attributes(skipping.client)
+            saved += await _record(skipping, TIME_SKIPPING_FLOWS, out)
+        finally:
+            await skipping.shutdown()
+        HISTORIES.mkdir(exist_ok=True)
+        for path in out.iterdir():  # overwrite what was re-recorded; keep the rest
+            shutil.copy(path, HISTORIES / path.name)
+    for wid in sorted(saved):
+        size = (HISTORIES / f"{wid}.json").stat().st_size
+        print(f"{size:>8}  {wid}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,111 @@
+"""Replay recorded histories against today's workflow code: a change that would break
+workflows already in flight (non-determinism) fails here, before it reaches a worker.
+
+The histories in ``histories/`` were recorded by ``record_histories.py`` (real workflows,
+fake activities; see its docstring). How to re-record after an INTENTIONAL change:
+
+    .venv/bin/python -m tests.workflows.record_histories
+
+and commit the new JSON files with the change, saying why old histories may break. An
+UNINTENTIONAL failure here must not be "fixed" by re-recording: that hides exactly the
+breakage this test exists to catch. Guard the new behaviour with ``workflow.patched()``
+(so old histories take the old path) and keep the old histories replaying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.converter import DataConverter
+from temporalio.worker import Replayer
+
+from core.temporal import data_converter
+from tests.conftest import make_settings
+from worker import WORKFLOWS
+from workflows.activity_models import TenantRef
+from workflows.common import CONTAINER, SHORT
+from workflows.models import ActionInput, ActionResult
+from workflows.operations import PauseTenantWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lifecycle import LifecycleActivities as A
+
+HISTORIES = Path(__file__).parent / "histories"
+FILES = sorted(HISTORIES.glob("*.json"))
+# Every flow record_histories.py records; a missing one means a recording was lost.
+FLOWS = ["deploy-ok", "deploy-failed", "pause-resume", "switch-rollback", "billing-grace"]
+
+
+@pytest.fixture(scope="module")
+def converter(tmp_path_factory: pytest.TempPathFactory) -> DataConverter:
+    """The test converter: payloads were encrypted with the fixed TEST_CODEC_KEY."""
+    return data_converter(make_settings(tmp_path_factory.mktemp("replay")))
+
+
+def load(path: Path) -> WorkflowHistory:
+    return WorkflowHistory.from_json(path.stem, path.read_text())
+
+
+def test_every_flow_and_workflow_type_has_a_recorded_history() -> None:
+    ids = {p.stem for p in FILES}
+    for flow in FLOWS:
+        assert f"tenant-{flow}" in ids, f"no recorded history for the {flow} flow"
+    recorded_types = {
+        load(p).events[0].workflow_execution_started_event_attributes.workflow_type.name
+        for p in FILES
+    }
+    expected = {
+        "TenantWorkflow", "DeployTenantWorkflow", "PauseTenantWorkflow", "ResumeTenantWorkflow",
+        "SwitchBundleWorkflow", "SuspendTenantWorkflow",
+    }  # fmt: skip
+    assert expected <= recorded_types
+
+
+@pytest.fixture(scope="module")
+async def replay_failures(converter: DataConverter) -> dict[str, Exception | None]:
+    """Replay every recorded history in one replayer; the failure (or None) per file."""
+    histories = {p.stem: load(p) for p in FILES}
+
+    async def each() -> AsyncIterator[WorkflowHistory]:
+        for history in histories.values():
+            yield history
+
+    results = await Replayer(workflows=WORKFLOWS, data_converter=converter).replay_workflows(
+        each(), raise_on_replay_failure=False
+    )
+    return {
+        stem: results.replay_failures.get(history.run_id) for stem, history in histories.items()
+    }
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_recorded_history_replays(path: Path, replay_failures: dict[str, Exception | None]) -> None:
+    failure = replay_failures[path.stem]
+    assert failure is None, f"{path.name} no longer replays: {failure!r}"
+
+
+@workflow.defn(name="PauseTenantWorkflow", sandboxed=False)
+class ReorderedPause:
+    """Pause with its two steps swapped: the kind of change the replay test must catch."""
+
+    @workflow.run
+    async def run(self, data: ActionInput) -> ActionResult:
+        tid = TenantRef(tenant_id=data.tenant_id)
+        await workflow.execute_activity_method(A.revoke_gateway_tokens, tid, **SHORT)
+        await workflow.execute_activity_method(A.stop_runtime, tid, **CONTAINER)
+        return ActionResult(state="paused")
+
+
+async def test_an_incompatible_change_fails_the_replay(converter: DataConverter) -> None:
+    history = load(HISTORIES / "tenant-pause-resume-2-pause.json")
+    await Replayer(workflows=[PauseTenantWorkflow], data_converter=converter).replay_workflow(
+        history
+    )
+    with pytest.raises(workflow.NondeterminismError):
+        await Replayer(workflows=[ReorderedPause], data_converter=converter).replay_workflow(
+            history
+        )
