@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         catalog.router,
         tenants.router,
         webhooks.router,
+        billing.router,
         admin.router,
         codec.router,
     ):

@@ -59,7 +59,8 @@ def stripe_billing(ctx: AppContext) -> StripeBilling:
 
 def _return_url(ctx: AppContext, request: Request, tenant_id: str, outcome: str) -> str:
     base = (ctx.settings.public_url or str(request.base_url)).rstrip("/")
-    return f"{base}/tenants/{tenant_id}?billing={outcome}"
+    # The customer comes back in a browser: to the bot's dashboard page, not the JSON API.
+    return f"{base}/app/bots/{tenant_id}?billing={outcome}"
 
 
 def _audit(ctx: AppContext, owner: TenantAccessInfo, action: str, **detail: str) -> None:

@@ -27,12 +27,13 @@ def _env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
         TCC_TEMPORAL_ADDRESS=f"127.0.0.1:{ports['temporal']}",
         TCC_TEMPORAL_UI_PORT=str(ports["ui"]),
         TCC_RUNTIME_DRIVER="process",
+        TCC_SANDBOX_TELEGRAM_PORT=str(ports["sandbox"]),
     )
     return env
 
 
 def _ports() -> dict[str, int]:
-    return {name: free_port() for name in ("api", "gateway", "temporal", "ui")}
+    return {name: free_port() for name in ("api", "gateway", "temporal", "ui", "sandbox")}
 
 
 def test_up_serves_healthz_and_stops_on_ctrl_c(tmp_path: Path) -> None:

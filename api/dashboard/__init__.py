@@ -63,16 +63,3 @@ def install(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> Response:
         return RedirectResponse("/app", status_code=303)
-
-    @app.middleware("http")
-    async def billing_return(request: Request, call_next: Any) -> Response:
-        # Stripe sends the browser back to the API's tenant URL: show the dashboard page.
-        path, outcome = request.url.path, request.query_params.get("billing")
-        html = "text/html" in request.headers.get("accept", "")
-        if (
-            outcome in ("success", "cancelled", "portal") and request.method == "GET" and html
-            and path.startswith("/tenants/") and path.count("/") == 2
-        ):  # fmt: skip
-            return RedirectResponse(f"/app/bots/{path.split('/')[2]}?billing={outcome}", 303)
-        response: Response = await call_next(request)
-        return response

@@ -121,7 +121,7 @@ async def test_checkout_portal_and_state_with_stripe(api_on: Api, fake_stripe: F
     [session] = fake_stripe.checkout_sessions.values()
     assert session["client_reference_id"] == api_on.tenant_id
     assert session["customer_email"].startswith("owner-")
-    assert session["success_url"].endswith(f"/tenants/{api_on.tenant_id}?billing=success")
+    assert session["success_url"].endswith(f"/app/bots/{api_on.tenant_id}?billing=success")
 
     for event in fake_stripe.complete_checkout(session["id"]):
         body, header = signed(event, WEBHOOK_SECRET)
