@@ -118,6 +118,16 @@ class FakeLifecycle:
         """Make ``check_bundle_switch`` refuse for ``tenant_id`` with ``reasons``."""
         self.refusals[tenant_id] = list(reasons)
 
+    def reset(self) -> None:
+        """Forget calls, planted failures, gates and refusals (between tests)."""
+        for gate in self.gates.values():
+            gate.set()
+        self.calls.clear()
+        self.failures.clear()
+        self.running.clear()
+        self.refusals.clear()
+        self.gates.clear()
+
     def names(self, tenant_id: str) -> list[str]:
         """The activity names called for ``tenant_id``, in order."""
         return [c.name for c in self.calls if c.tenant_id == tenant_id]

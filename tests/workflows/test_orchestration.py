@@ -44,15 +44,23 @@ from workflows.tenant import TenantWorkflow
 HEALTH_MESSAGE = "The runtime did not become healthy within 60 seconds."
 
 
-@pytest.fixture
-def fake() -> FakeLifecycle:
-    return FakeLifecycle()
-
-
-@pytest.fixture
-async def task_queue(temporal_env: WorkflowEnvironment, fake: FakeLifecycle) -> AsyncIterator[str]:
+@pytest.fixture(scope="module")
+async def worker(temporal_env: WorkflowEnvironment) -> AsyncIterator[tuple[FakeLifecycle, str]]:
+    """One worker for the module (starting one costs about a second): fakes and task queue."""
+    fake = FakeLifecycle()
     async with fake_worker(temporal_env.client, fake) as tq:
-        yield tq
+        yield fake, tq
+
+
+@pytest.fixture
+def fake(worker: tuple[FakeLifecycle, str]) -> FakeLifecycle:
+    worker[0].reset()
+    return worker[0]
+
+
+@pytest.fixture
+def task_queue(worker: tuple[FakeLifecycle, str], fake: FakeLifecycle) -> str:
+    return worker[1]
 
 
 class Tenant:
