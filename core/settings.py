@@ -29,7 +29,11 @@ class Settings(BaseSettings):
     """Every knob of the control plane, API, worker and gateway."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TCC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="TCC_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        env_ignore_empty=True,  # an empty line in .env means "not set"
     )
 
     environment: Environment = Environment.DEVELOPMENT

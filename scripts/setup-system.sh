@@ -18,11 +18,25 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" iptables >/dev/null
 fi
 
+# One bridge network per tenant: Docker's default pools allow only ~30 networks, so give
+# it a pool of small subnets (4096 tenant networks of /28) before the engine starts.
+if [ ! -f /etc/docker/daemon.json ]; then
+  mkdir -p /etc/docker
+  cat >/etc/docker/daemon.json <<'JSON'
+{"default-address-pools": [{"base": "10.213.0.0/16", "size": 28}]}
+JSON
+  if docker info >/dev/null 2>&1 && [ -f /var/run/docker.pid ]; then
+    echo "restarting dockerd to apply /etc/docker/daemon.json"
+    kill "$(cat /var/run/docker.pid)"
+    for _ in $(seq 1 60); do [ -f /var/run/docker.pid ] || break; sleep 0.5; done
+  fi
+fi
+
 # Docker engine: start it in the background when nothing answers.
 if ! docker info >/dev/null 2>&1; then
   echo "starting dockerd"
   (dockerd >/var/log/tcc-dockerd.log 2>&1 &)
-  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+  for _ in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/tcc-dockerd.log" >&2; exit 1; }
 fi
 
