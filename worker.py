@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 import httpx
 
 from activities.lifecycle import LifecycleActivities
+from activities.maintenance import MaintenanceActivities
 from activities.runtime_io import RuntimeIOActivities
 from activities.system import SystemActivities
 from bundles.catalog import load_catalog
@@ -22,6 +23,7 @@ from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.settings import Settings
 from core.temporal import search_attributes
+from core.temporal.schedules import ensure_schedules
 from workflows.deploy import DeployTenantWorkflow
 from workflows.operations import (
     DeleteTenantWorkflow,
@@ -32,6 +34,7 @@ from workflows.operations import (
     SuspendTenantWorkflow,
     UnsuspendTenantWorkflow,
 )
+from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 from workflows.ping import PingWorkflow
 from workflows.runtime_call import CallRuntimeWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
@@ -43,6 +46,7 @@ WORKFLOWS: list[type] = [
     PingWorkflow, TenantWorkflow, DeployTenantWorkflow, PauseTenantWorkflow,
     ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
     SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow, CallRuntimeWorkflow,
+    HealthSweepWorkflow, UsageRollupWorkflow,
 ]  # fmt: skip
 
 
@@ -72,7 +76,11 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     runtime_io = RuntimeIOActivities(
         db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
     )
-    return [system.ping_database, *lifecycle.all(), runtime_io.call_runtime]
+    upkeep = MaintenanceActivities(db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http)
+    return [
+        system.ping_database, *lifecycle.all(), runtime_io.call_runtime,
+        upkeep.sweep_runtimes, upkeep.rollup_usage,
+    ]  # fmt: skip
 
 
 def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:
@@ -94,6 +102,9 @@ async def run(settings: Settings | None = None) -> None:
     added = await search_attributes.register(ctx.temporal)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
+    created = await ensure_schedules(ctx.temporal, ctx.queues.lifecycle)
+    if created:
+        log.info("created schedules: %s", ", ".join(created))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -137,3 +137,19 @@ class RuntimeCallResult(BaseModel):
     agent: str | None = None
     lines: list[str] = []
     status: dict[str, object] = {}
+
+
+class SweepResult(BaseModel):
+    """What the health sweep found: tenants to restart, runtimes nobody owns (removed)."""
+
+    unhealthy: list[str] = []
+    orphans_removed: list[str] = []
+    checked: int = 0
+
+
+class RollupInput(BaseModel):
+    days_back: int = 1
+
+
+class RollupResult(BaseModel):
+    rows: int
