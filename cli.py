@@ -44,7 +44,7 @@ def check_ports(ports: dict[str, tuple[str, int]]) -> None:
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")  # noqa: SIM115 - the child owns the handle for its lifetime
+    out = open(log, "ab")
     return subprocess.Popen(
         args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
     )

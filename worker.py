@@ -8,23 +8,23 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from temporalio.worker import Worker
-
 import httpx
+from temporalio.worker import Worker
 
 from activities.lifecycle import LifecycleActivities
 from activities.maintenance import MaintenanceActivities
 from activities.runtime_io import RuntimeIOActivities
 from activities.system import SystemActivities
 from bundles.catalog import load_catalog
-from core.provisioning import Provisioner
-from core.runtimes.select import select_driver
 from core.context import AppContext, build_context
 from core.logging import configure_logging
+from core.provisioning import Provisioner
+from core.runtimes.select import select_driver
 from core.settings import Settings
 from core.temporal import search_attributes
 from core.temporal.schedules import ensure_schedules
 from workflows.deploy import DeployTenantWorkflow
+from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 from workflows.operations import (
     DeleteTenantWorkflow,
     PauseTenantWorkflow,
@@ -34,7 +34,6 @@ from workflows.operations import (
     SuspendTenantWorkflow,
     UnsuspendTenantWorkflow,
 )
-from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 from workflows.ping import PingWorkflow
 from workflows.runtime_call import CallRuntimeWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
@@ -76,7 +75,9 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     runtime_io = RuntimeIOActivities(
         db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
     )
-    upkeep = MaintenanceActivities(db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http)
+    upkeep = MaintenanceActivities(
+        db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
+    )
     return [
         system.ping_database, *lifecycle.all(), runtime_io.call_runtime,
         upkeep.sweep_runtimes, upkeep.rollup_usage,

@@ -23,19 +23,34 @@ from core import credentials as creds
 from core.channels.telegram import get_me
 from core.db import Database
 from core.db.models import AuditLog
-from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
 from core.deployment_state import DeploymentState as S
+from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
 from core.errors import TinyClawError
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 from workflows.activity_models import (
-    HealthInput, HealthResult, NotifyInput, PrepareDeployInput, PreparedDeploy, PurgeInput,
-    RemoveRuntimeInput, ResetInput, RestoreInput, RuntimeStarted, SnapshotInput, SnapshotRef,
-    StartRuntimeInput, SwitchCheckInput, SwitchCheckResult, TelegramIdentity, TenantRef,
-    TestMessageResult, TransitionInput,
-)  # fmt: skip
+    HealthInput,
+    HealthResult,
+    NotifyInput,
+    PreparedDeploy,
+    PrepareDeployInput,
+    PurgeInput,
+    RemoveRuntimeInput,
+    ResetInput,
+    RestoreInput,
+    RuntimeStarted,
+    SnapshotInput,
+    SnapshotRef,
+    StartRuntimeInput,
+    SwitchCheckInput,
+    SwitchCheckResult,
+    TelegramIdentity,
+    TenantRef,
+    TestMessageResult,
+    TransitionInput,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")

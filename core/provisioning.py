@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-
 from bundles.catalog import Catalog
 from bundles.schema import BundleManifest
 from core import credentials as creds

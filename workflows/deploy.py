@@ -14,8 +14,8 @@ from core.deployment_state import DeploymentState as S
 from workflows.activity_models import (
     HealthInput,
     NotifyInput,
-    PrepareDeployInput,
     PreparedDeploy,
+    PrepareDeployInput,
     RemoveRuntimeInput,
     StartRuntimeInput,
     TenantRef,

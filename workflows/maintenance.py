@@ -26,7 +26,9 @@ class HealthSweepWorkflow:
         )  # fmt: skip
         for tid in result.unhealthy:
             handle = workflow.get_external_workflow_handle_for(TenantWorkflow.run, f"tenant-{tid}")
-            await handle.signal(TenantWorkflow.force_restart, "Health sweep: the runtime stopped answering.")
+            await handle.signal(
+                TenantWorkflow.force_restart, "Health sweep: the runtime stopped answering."
+            )
         return result
 
 

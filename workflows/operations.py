@@ -9,8 +9,8 @@ from temporalio.exceptions import ActivityError
 
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import (
-    PrepareDeployInput,
     PreparedDeploy,
+    PrepareDeployInput,
     RemoveRuntimeInput,
     ResetInput,
     TenantRef,

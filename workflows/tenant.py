@@ -16,8 +16,8 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import PurgeInput
-from workflows.common import SHORT, failure_reason
 from workflows.billing import apply_billing_event
+from workflows.common import SHORT, failure_reason
 from workflows.deploy import DeployTenantWorkflow
 from workflows.models import (
     Action,

@@ -11,8 +11,12 @@ from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
 
 from api.tenants.schemas import (
-    CredentialOut, DeploymentOut, EventOut, TenantOut, WorkflowView,
-)  # fmt: skip
+    CredentialOut,
+    DeploymentOut,
+    EventOut,
+    TenantOut,
+    WorkflowView,
+)
 from core import credentials as creds
 from core.context import AppContext
 from core.db.models import Credential

@@ -65,7 +65,7 @@ class DevServer:
 
     def start(self, timeout: float = 60.0) -> DevServer:
         """Start the server and wait until its frontend accepts connections."""
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.process = subprocess.Popen(
             self.command(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )

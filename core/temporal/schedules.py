@@ -31,7 +31,9 @@ def _schedules(task_queue: str) -> dict[str, Schedule]:
         ),
         "tcc-usage-rollup": Schedule(
             action=ScheduleActionStartWorkflow(
-                UsageRollupWorkflow.run, RollupInput(days_back=1), id="tcc-usage-rollup-run",
+                UsageRollupWorkflow.run,
+                RollupInput(days_back=1),
+                id="tcc-usage-rollup-run",
                 task_queue=task_queue,
             ),  # fmt: skip
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
