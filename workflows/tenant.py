@@ -140,7 +140,8 @@ class TenantWorkflow:
         now = workflow.now()
         if self.s.grace_deadline and self.s.grace_deadline <= now:
             self.s.grace_deadline = None
-            if self.s.billing_status == "past_due":
+            # Still unpaid when the grace period ends (a subscription update may say "unpaid").
+            if self.s.billing_status in ("past_due", "unpaid"):
                 self.s.billing_status = "unpaid"
                 self.s.suspended_for_billing = True
                 self._enqueue(
@@ -256,6 +257,10 @@ class TenantWorkflow:
     @workflow.update
     async def command(self, cmd: Command) -> CommandAccepted:
         """Queue a lifecycle command; answers at once with the child workflow's ID."""
+        if cmd.action == Action.UNSUSPEND and (
+            cmd.actor.startswith("support") or cmd.actor == "admin"
+        ):
+            self.s.killed = False  # support unsuspending by command lifts its own kill switch
         return self._enqueue(cmd)
 
     @command.validator
