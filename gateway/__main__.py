@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from core.db import Database, run_migrations
+from core.logging import configure_logging
 from core.secrets import build_secret_store
 from core.settings import Settings
 
@@ -14,9 +13,7 @@ from core.settings import Settings
 def main() -> None:
     """Apply migrations, build the app and serve it with uvicorn."""
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level)  # JSON lines, secrets redacted
     settings.ensure_data_dir()
     url = settings.resolved_database_url
     run_migrations(url)

@@ -16,6 +16,7 @@ URLs, headers or bodies: only the class name is ever logged.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import time
 import zlib
@@ -460,13 +461,17 @@ class HttpClient:
         self._hosts: dict[tuple[bool, str, int], _Host] = {}
 
     def ssl_context(self) -> ssl.SSLContext:
+        """Verifying TLS context: ``SSL_CERT_FILE`` if the operator set one, else certifi's CAs."""
         if self._ssl is None:
-            try:
-                import certifi
+            cafile = os.environ.get("SSL_CERT_FILE")
+            if not cafile:
+                try:
+                    import certifi
 
-                self._ssl = ssl.create_default_context(cafile=certifi.where())
-            except ImportError:  # pragma: no cover - certifi ships with httpx
-                self._ssl = ssl.create_default_context()
+                    cafile = certifi.where()
+                except ImportError:  # pragma: no cover - certifi ships with httpx
+                    cafile = None
+            self._ssl = ssl.create_default_context(cafile=cafile)
         return self._ssl
 
     def _host(self, url: str) -> _Host:
