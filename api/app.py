@@ -57,4 +57,6 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     ):
         app.include_router(router)
     dashboard.install(app)
+    # Outermost: answers the Web UI's preflight before the session middleware sees it.
+    app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
     return app

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
 
 from api.deps import ContextDep, PlatformAdmin
@@ -65,3 +66,44 @@ async def decode(request: Request, ctx: ContextDep, _admin: PlatformAdmin) -> JS
 async def encode(request: Request, ctx: ContextDep, _admin: PlatformAdmin) -> JSONResponse:
     """Encrypt payloads (the UI uses it to send signals with encrypted input)."""
     return _json(await _codec(ctx).encode(_payloads(await request.json())))
+
+
+class CodecCors:
+    """CORS for the codec routes only, and only for the Temporal Web UI's origin.
+
+    The UI calls the codec from the admin's browser with credentials (the dashboard
+    session cookie); every other route keeps the browser's same-origin rule.
+    """
+
+    def __init__(self, app: ASGIApp, origin: str) -> None:
+        self.app = app
+        self.origin = origin.rstrip("/")
+
+    def _cors(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"access-control-allow-origin", self.origin.encode()),
+            (b"access-control-allow-credentials", b"true"),
+            (b"vary", b"Origin"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = dict(scope.get("headers") or []).get(b"origin", b"").decode()
+        if scope["type"] != "http" or not scope["path"].startswith("/codec/") or origin != self.origin:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            headers = self._cors() + [
+                (b"access-control-allow-methods", b"POST, OPTIONS"),
+                (b"access-control-allow-headers", b"content-type, x-namespace, authorization"),
+                (b"access-control-max-age", b"600"),
+            ]
+            await send({"type": "http.response.start", "status": 204, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + self._cors()}
+            await send(message)
+
+        await self.app(scope, receive, with_cors)

@@ -44,3 +44,22 @@ async def test_codec_round_trip_for_admins_only(api: Client, process_stack: Stac
     [again] = r.json()["payloads"]
     assert base64.b64decode(again["metadata"]["encoding"]) == b"binary/encrypted"
     assert (await api.post("/codec/decode", json={"nope": 1}, headers=admin)).status_code == 422
+
+
+async def test_web_ui_origin_may_call_the_codec_with_the_admin_cookie(
+    api: Client, process_stack: Stack
+) -> None:
+    ui = process_stack.ctx.settings.resolved_temporal_ui_url
+    pre = await api.options(
+        "/codec/decode",
+        headers={"Origin": ui, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type,x-namespace"},
+    )  # fmt: skip
+    assert pre.status_code == 204
+    assert pre.headers["access-control-allow-origin"] == ui
+    assert pre.headers["access-control-allow-credentials"] == "true"
+    other = await api.options("/codec/decode", headers={"Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+    # Elsewhere the API stays same-origin, even for the UI's origin.
+    r = await api.get("/plans", headers={"Origin": ui})
+    assert "access-control-allow-origin" not in r.headers
