@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import select
 from temporalio.client import WorkflowFailureError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.tenants.schemas import (
     CredentialOut,
@@ -23,6 +24,7 @@ from core.db.models import Credential
 from core.deployments import current_deployment, deployment_events
 from core.errors import InvalidInput, ServiceUnavailable
 from core.lifecycle import query_state, rejection
+from core.temporal import search_attributes as sa
 from core.tenants import require_tenant
 from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
 from workflows.runtime_call import CallRuntimeWorkflow
@@ -101,6 +103,8 @@ async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: object) -
             id=f"tenant-{tenant_id}-call-{op}-{uuid.uuid4().hex[:12]}",
             task_queue=ctx.queues.lifecycle,
             execution_timeout=timedelta(seconds=120),
+            # Filterable by tenant in the Web UI like every other workflow of the tenant.
+            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.TENANT_ID, tenant_id)]),
         )
     except WorkflowFailureError as err:
         raise rejection(err) from None
