@@ -47,7 +47,7 @@ def _start_input(ctx: AppContext, tenant: Tenant, state: str) -> TenantWorkflowI
 
 def _start_operation(
     ctx: AppContext, tenant_id: str
-) -> WithStartWorkflowOperation[TenantWorkflowInput, TenantState]:
+) -> WithStartWorkflowOperation[TenantWorkflow, TenantState]:
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = get_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)

@@ -116,7 +116,7 @@ def to_openai_request(body: dict[str, Any]) -> dict[str, Any]:
     return req
 
 
-def _tool_input(arguments: str) -> Any:
+def _tool_input(arguments: str | None) -> Any:
     try:
         return json.loads(arguments or "{}")
     except ValueError:

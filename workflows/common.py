@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -25,14 +25,23 @@ RETRY = RetryPolicy(
     non_retryable_error_types=PERMANENT_ERRORS,
 )
 
+
+class ActivityOptions(TypedDict):
+    """The keyword options every lifecycle activity call passes (typed so ``**`` checks)."""
+
+    start_to_close_timeout: timedelta
+    heartbeat_timeout: timedelta
+    retry_policy: RetryPolicy
+
+
 # Activities heartbeat while they block, so a worker that dies mid-step is detected in
 # seconds (heartbeat timeout) rather than at the end of the start-to-close timeout.
-SHORT = {
+SHORT: ActivityOptions = {
     "start_to_close_timeout": timedelta(seconds=30),
     "heartbeat_timeout": timedelta(seconds=5),
     "retry_policy": RETRY,
 }
-CONTAINER = {
+CONTAINER: ActivityOptions = {
     "start_to_close_timeout": timedelta(seconds=120),
     "heartbeat_timeout": timedelta(seconds=5),
     "retry_policy": RETRY,

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -91,7 +92,7 @@ async def notify(tenant_id: str, event: str, message: str) -> None:
     )
 
 
-def revoke_generated(tenant_id: str) -> object:
+def revoke_generated(tenant_id: str) -> Awaitable[None]:
     """Compensation: revoke the gateway token and drop the secrets this deploy generated."""
     return workflow.execute_activity_method(
         A.revoke_generated_secrets, TenantRef(tenant_id=tenant_id), **SHORT
