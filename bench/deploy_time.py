@@ -93,25 +93,51 @@ async def one_deploy(ctx: AppContext, telegram: FakeTelegram, user_id: str) -> t
     return healthy, answered
 
 
-async def main(runs: int, concurrent: int) -> None:
+def build_runtime_image() -> None:
+    """Build the runtime image the Docker driver starts."""
     subprocess.run([str(ROOT / "scripts/build-runtime-image.sh")], check=True, capture_output=True)
+
+
+def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """Run the gateway in its own process and wait until it listens."""
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "gateway"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while not port_open("127.0.0.1", port):
+        time.sleep(0.05)
+    return gateway
+
+
+async def main(runs: int, concurrent: int) -> None:
+    await asyncio.to_thread(build_runtime_image)
     tmp = Path(tempfile.mkdtemp(prefix="tcc-bench-"))
     telegram = FakeTelegram(host="0.0.0.0").start()
     server = DevServer(port=free_port(), ui_port=free_port(), log_file=tmp / "temporal.log").start()
     gw_port = free_port()
     settings = settings_for(tmp, telegram, server.address, gw_port)
     run_migrations(settings.resolved_database_url)
-    env = dict(os.environ, TCC_DATA_DIR=str(tmp), TCC_DATABASE_URL=settings.resolved_database_url,
-               TCC_GATEWAY_PORT=str(gw_port), TCC_GATEWAY_HOST="0.0.0.0", PYTHONPATH=str(ROOT))
-    gateway = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not port_open("127.0.0.1", gw_port):
-        await asyncio.sleep(0.05)
+    env = dict(
+        os.environ,
+        TCC_DATA_DIR=str(tmp),
+        TCC_DATABASE_URL=settings.resolved_database_url,
+        TCC_GATEWAY_PORT=str(gw_port),
+        TCC_GATEWAY_HOST="0.0.0.0",
+        PYTHONPATH=str(ROOT),
+    )
+    gateway = await asyncio.to_thread(start_gateway, env, gw_port)
     db = Database(settings.resolved_database_url)
-    ctx = AppContext(settings=settings, db=db, temporal=await connect(settings),
-                     queues=TaskQueues(settings.temporal_task_queue_prefix))
+    ctx = AppContext(
+        settings=settings,
+        db=db,
+        temporal=await connect(settings),
+        queues=TaskQueues(settings.temporal_task_queue_prefix),
+    )
     with db.system_session() as s:
-        user = User(email="bench@example.com", password_hash="x")
+        user = User(email="bench@example.com", password_hash="x")  # noqa: S106 (never logs in)
         s.add(user)
         s.flush()
         uid = user.id
@@ -120,7 +146,9 @@ async def main(runs: int, concurrent: int) -> None:
             await one_deploy(ctx, telegram, uid)  # warm-up: imports, first container
             seq = [await one_deploy(ctx, telegram, uid) for _ in range(runs)]
             t0 = time.perf_counter()
-            conc = await asyncio.gather(*(one_deploy(ctx, telegram, uid) for _ in range(concurrent)))
+            conc = await asyncio.gather(
+                *(one_deploy(ctx, telegram, uid) for _ in range(concurrent))
+            )
             total = time.perf_counter() - t0
         report(seq, conc, total)
     finally:
@@ -136,12 +164,22 @@ def report(seq: list[tuple[float, float]], conc: list[tuple[float, float]], tota
     """Print the figures."""
     healthy = [h for h, _ in seq]
     answered = [a for _, a in seq]
+    conc_healthy = statistics.median([h for h, _ in conc])
     print(f"sequential deploys (n={len(seq)}), Docker driver, demo model via the gateway:")
-    print(f"  deploy -> healthy:                median {statistics.median(healthy):.2f} s  p95 {pct(healthy, 95):.2f} s")
-    print(f"  deploy -> first answered message: median {statistics.median(answered):.2f} s  p95 {pct(answered, 95):.2f} s")
+    print(
+        f"  deploy -> healthy:                median {statistics.median(healthy):.2f} s"
+        f"  p95 {pct(healthy, 95):.2f} s"
+    )
+    print(
+        f"  deploy -> first answered message: median {statistics.median(answered):.2f} s"
+        f"  p95 {pct(answered, 95):.2f} s"
+    )
     print(f"concurrent deploys (n={len(conc)}):")
-    print(f"  total {total:.2f} s; per-deploy healthy median {statistics.median([h for h, _ in conc]):.2f} s")
-    print("targets: healthy median <= 1.5 s, p95 <= 3 s; first answer median <= 2 s; 20 concurrent <= 20 s")
+    print(f"  total {total:.2f} s; per-deploy healthy median {conc_healthy:.2f} s")
+    print(
+        "targets: healthy median <= 1.5 s, p95 <= 3 s; first answer median <= 2 s;"
+        " 20 concurrent <= 20 s"
+    )
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from core.secrets import SecretNotFound, SecretStore
 
 TELEGRAM = "telegram_bot_token"
 PROVIDER_KEY = "provider_key"
-GATEWAY_TOKEN = "gateway_token"
-RUNTIME_API_TOKEN = "runtime_api_token"
+GATEWAY_TOKEN = "gateway_token"  # noqa: S105 (a credential kind, not a secret)
+RUNTIME_API_TOKEN = "runtime_api_token"  # noqa: S105 (a credential kind, not a secret)
 GENERATED = (GATEWAY_TOKEN, RUNTIME_API_TOKEN)
 
 

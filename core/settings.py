@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     codec_key: SecretStr | None = None  # base64 AES-256 key for the payload codec
 
     # Secret store
-    secret_store: Literal["local", "vault"] = "local"
+    secret_store: Literal["local", "vault"] = "local"  # noqa: S105 (a backend name)
     master_key_file: Path | None = None
     vault_url: str = "http://127.0.0.1:8200"
     vault_token: SecretStr | None = None
@@ -101,7 +101,7 @@ class Settings(BaseSettings):
             "TCC_SESSION_SECRET": self.session_secret,
             "TCC_CODEC_KEY": self.codec_key,
         }
-        if self.secret_store == "vault":
+        if self.secret_store == "vault":  # noqa: S105 (a backend name, not a secret)
             required["TCC_VAULT_TOKEN"] = self.vault_token
         if self.stripe_secret_key is not None:
             required["TCC_STRIPE_WEBHOOK_SECRET"] = self.stripe_webhook_secret

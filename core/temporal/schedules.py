@@ -35,7 +35,7 @@ def _schedules(task_queue: str) -> dict[str, Schedule]:
                 RollupInput(days_back=1),
                 id="tcc-usage-rollup-run",
                 task_queue=task_queue,
-            ),  # fmt: skip
+            ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
             policy=skip,
         ),

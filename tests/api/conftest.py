@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from tests.lifecycle_stack import Stack, process_stack  # noqa: F401 (fixture)
+from tests.lifecycle_stack import Stack
 
 Client = httpx.AsyncClient
 
@@ -23,7 +23,9 @@ async def api(process_stack: Stack) -> AsyncIterator[Client]:
 
 
 async def signup(
-    api: Client, email: str, password: str = "correct horse battery"
+    api: Client,
+    email: str,
+    password: str = "correct horse battery",  # noqa: S107 (a test user's password)
 ) -> dict[str, str]:
     """Sign up and return auth headers."""
     r = await api.post("/auth/signup", json={"email": email, "password": password})

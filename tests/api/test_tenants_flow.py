@@ -11,7 +11,11 @@ from tests.lifecycle_stack import Stack
 
 
 async def wait_state(
-    api: Client, tid: str, headers: dict[str, str], want: str, timeout: float = 60
+    api: Client,
+    tid: str,
+    headers: dict[str, str],
+    want: str,
+    timeout: float = 60,  # noqa: ASYNC109 (a poll deadline: on expiry it reports the last body)
 ) -> dict:
     deadline = time.monotonic() + timeout
     body: dict = {}
@@ -86,12 +90,15 @@ async def test_other_users_get_404(api: Client) -> None:
     other = await signup(api, "b@example.com")
     tid = (await api.post("/tenants", json={"name": "Mine"}, headers=owner)).json()["id"]
     for method, path, body in [
-        ("GET", f"/tenants/{tid}", None), ("GET", f"/tenants/{tid}/events", None),
-        ("PUT", f"/tenants/{tid}/telegram", {"token": "1:x"}), ("POST", f"/tenants/{tid}/deploy", None),
-        ("POST", f"/tenants/{tid}/pause", None), ("POST", f"/tenants/{tid}/messages", {"text": "hi"}),
+        ("GET", f"/tenants/{tid}", None),
+        ("GET", f"/tenants/{tid}/events", None),
+        ("PUT", f"/tenants/{tid}/telegram", {"token": "1:x"}),
+        ("POST", f"/tenants/{tid}/deploy", None),
+        ("POST", f"/tenants/{tid}/pause", None),
+        ("POST", f"/tenants/{tid}/messages", {"text": "hi"}),
         ("GET", f"/tenants/{tid}/logs", None),
         ("POST", f"/tenants/{tid}/delete", {"confirm_name": "Mine"}),
-    ]:  # fmt: skip
+    ]:
         r = await api.request(method, path, json=body, headers=other)
         assert r.status_code == 404, (path, r.status_code, r.text)
         assert "Mine" not in r.text

@@ -13,7 +13,11 @@ from tests.lifecycle_stack import Stack
 from workflows.models import Action, Command, TenantState
 
 
-async def settle(stack: Stack, tid: str, timeout: float = 60) -> TenantState:
+async def settle(
+    stack: Stack,
+    tid: str,
+    timeout: float = 60,  # noqa: ASYNC109 (a poll deadline: on expiry it reports the last state)
+) -> TenantState:
     """Wait until nothing is in flight or queued; return the final state."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -29,7 +29,9 @@ class ServerThread:
     """A uvicorn server for an ASGI app in a background thread."""
 
     def __init__(self, app: object, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> ServerThread:
@@ -62,7 +64,9 @@ async def gateway_stack(
             yield stack
 
 
-async def test_replies_flow_through_the_gateway_and_are_metered(gateway_stack: Stack, gateway_port: int) -> None:
+async def test_replies_flow_through_the_gateway_and_are_metered(
+    gateway_stack: Stack, gateway_port: int
+) -> None:
     stack = gateway_stack
     tid = stack.new_tenant()
     state = await run(stack, tid, Action.DEPLOY)
@@ -71,7 +75,9 @@ async def test_replies_flow_through_the_gateway_and_are_metered(gateway_stack: S
     from api.tenants.service import call_runtime
 
     result = await call_runtime(stack.ctx, tid, "message", text="hello through the gateway")
-    assert "[demo model]" in (result.reply or "") and "hello through the gateway" in (result.reply or "")
+    assert "[demo model]" in (result.reply or "") and "hello through the gateway" in (
+        result.reply or ""
+    )
     await asyncio.sleep(0.5)  # the gateway writes usage rows in small batches
     with stack.db.tenant_session(tid) as s:
         rows = s.scalars(select(UsageEvent)).all()
@@ -83,11 +89,19 @@ async def test_replies_flow_through_the_gateway_and_are_metered(gateway_stack: S
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient() as http:
         # Off the plan's allowlist: a clear 403, never a hang.
-        r = await http.post(f"{base}/chat/completions", headers=headers, timeout=10,
-                            json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]})
+        r = await http.post(
+            f"{base}/chat/completions",
+            headers=headers,
+            timeout=10,
+            json={"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert r.status_code == 403 and r.json()["error"]["code"] == "model_not_allowed"
         # Suspending the tenant revokes its gateway token.
         assert (await run(stack, tid, Action.SUSPEND)).state == "suspended"
-        r = await http.post(f"{base}/chat/completions", headers=headers, timeout=10,
-                            json={"model": "tinyclaw/demo", "messages": [{"role": "user", "content": "hi"}]})
+        r = await http.post(
+            f"{base}/chat/completions",
+            headers=headers,
+            timeout=10,
+            json={"model": "tinyclaw/demo", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert r.status_code == 401
