@@ -31,9 +31,15 @@ class RuntimeIOActivities:
         try:
             if data.op == "message":
                 resp = await self.http.post(
-                    f"{address}/api/message", headers=headers, timeout=60,
-                    json={"message": data.text or "", "sender": "dashboard", "sender_id": "dashboard"},
-                )  # fmt: skip
+                    f"{address}/api/message",
+                    headers=headers,
+                    timeout=60,
+                    json={
+                        "message": data.text or "",
+                        "sender": "dashboard",
+                        "sender_id": "dashboard",
+                    },
+                )
             elif data.op == "logs":
                 resp = await self.http.get(
                     f"{address}/api/logs", params={"lines": data.lines}, headers=headers, timeout=10

@@ -88,11 +88,16 @@ class CodecCors:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin = dict(scope.get("headers") or []).get(b"origin", b"").decode()
-        if scope["type"] != "http" or not scope["path"].startswith("/codec/") or origin != self.origin:
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith("/codec/")
+            or origin != self.origin
+        ):
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS":
-            headers = self._cors() + [
+            headers = [
+                *self._cors(),
                 (b"access-control-allow-methods", b"POST, OPTIONS"),
                 (b"access-control-allow-headers", b"content-type, x-namespace, authorization"),
                 (b"access-control-max-age", b"600"),

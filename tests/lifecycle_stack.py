@@ -73,7 +73,10 @@ def stack_settings(
 
 
 async def start_stack(
-    tmp: Path, env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI], driver: str,
+    tmp: Path,
+    env: WorkflowEnvironment,
+    fakes: tuple[FakeTelegram, FakeOpenAI],
+    driver: str,
     catalog: object | None = None,
 ) -> AsyncIterator[Stack]:
     telegram, upstream = fakes
@@ -134,7 +137,9 @@ def docker_images() -> Iterator[None]:
     if os.environ.get("TCC_SKIP_DOCKER") == "1":
         pytest.skip("TCC_SKIP_DOCKER=1")
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run([str(root / "scripts/build-runtime-image.sh")], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(root / "scripts/build-runtime-image.sh")], capture_output=True, text=True
+    )
     if result.returncode != 0:
         pytest.fail(f"runtime image build failed:\n{result.stdout}\n{result.stderr}")
     client = docker.from_env()

@@ -16,10 +16,24 @@ def test_compose_config_is_valid() -> None:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.fail("docker-compose is missing: `make system` installs Debian's docker-compose")
-    env = dict(os.environ, POSTGRES_PASSWORD="p", TCC_SESSION_SECRET="s", TCC_CODEC_KEY="k", TCC_VAULT_TOKEN="t")
+    env = dict(
+        os.environ,
+        POSTGRES_PASSWORD="p",
+        TCC_SESSION_SECRET="s",
+        TCC_CODEC_KEY="k",
+        TCC_VAULT_TOKEN="t",
+    )
     result = subprocess.run([binary, "config"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    for service in ("postgres:", "temporal:", "temporal-ui:", "openbao:", "api:", "worker:", "gateway:"):
+    for service in (
+        "postgres:",
+        "temporal:",
+        "temporal-ui:",
+        "openbao:",
+        "api:",
+        "worker:",
+        "gateway:",
+    ):
         assert service in result.stdout
 
 

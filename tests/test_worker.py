@@ -22,7 +22,10 @@ async def test_worker_runs_ping_workflow(
     queue = f"test-{uuid.uuid4().hex[:8]}"
     async with build_worker(ctx, task_queue=queue):
         result = await temporal_env.client.execute_workflow(
-            PingWorkflow.run, PingInput(note="hello"), id=f"ping-{uuid.uuid4().hex}", task_queue=queue
+            PingWorkflow.run,
+            PingInput(note="hello"),
+            id=f"ping-{uuid.uuid4().hex}",
+            task_queue=queue,
         )
     assert isinstance(result, PingOutput)
     assert result.note == "hello"
@@ -43,7 +46,10 @@ async def test_payloads_are_encrypted_in_history(
     marker = f"plain-marker-{uuid.uuid4().hex}"
     async with build_worker(ctx, task_queue=queue):
         handle = await temporal_env.client.start_workflow(
-            PingWorkflow.run, PingInput(note=marker), id=f"ping-{uuid.uuid4().hex}", task_queue=queue
+            PingWorkflow.run,
+            PingInput(note=marker),
+            id=f"ping-{uuid.uuid4().hex}",
+            task_queue=queue,
         )
         await handle.result()
     history = await handle.fetch_history()

@@ -73,9 +73,13 @@ class SwitchBundleWorkflow:
         except ActivityError as err:
             return await self._rollback(tid, check, snap, failure_reason(err))
         await record(
-            tid, S.HEALTHY, "healthy", f"Now running {check.target_bundle_id} {check.target_version}.",
-            bundle_id=check.target_bundle_id, bundle_version=check.target_version,
-        )  # fmt: skip
+            tid,
+            S.HEALTHY,
+            "healthy",
+            f"Now running {check.target_bundle_id} {check.target_version}.",
+            bundle_id=check.target_bundle_id,
+            bundle_version=check.target_version,
+        )
         return ActionResult(state=S.HEALTHY, bundle_id=check.target_bundle_id)
 
     async def _rollback(
@@ -93,7 +97,10 @@ class SwitchBundleWorkflow:
             reason = f"Bundle switch failed ({why}) and rollback failed: {failure_reason(err)}"
             await record(tid, S.FAILED, "failed", reason)
             return ActionResult(state=S.FAILED, reason=reason, bundle_id=old_id)
-        reason = f"The new bundle failed its health check ({why}); rolled back to {old_id} {old_version}."
+        reason = (
+            f"The new bundle failed its health check ({why}); "
+            f"rolled back to {old_id} {old_version}."
+        )
         await record(
             tid,
             S.HEALTHY,

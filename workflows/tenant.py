@@ -271,7 +271,7 @@ class TenantWorkflow:
 
     @workflow.update
     async def billing_event(self, event: BillingEvent) -> BillingEventResult:
-        """Apply a verified billing event (update ID = provider event ID, so redelivery is a no-op)."""
+        """Apply a verified billing event (update ID = provider event ID: redelivery is a no-op)."""
         outcome = apply_billing_event(self.s, event, workflow.now())
         for cmd in outcome.commands:
             if self._check(cmd, self._projected_state()) is None:

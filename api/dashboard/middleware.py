@@ -125,7 +125,9 @@ class SessionMiddleware:
         # the Temporal Web UI that calls them cannot send our CSRF token.
         pure = scope["path"] in CSRF_EXEMPT_PATHS
         needs_check = (
-            scope["method"] not in SAFE_METHODS and not _header(scope, b"authorization") and not pure
+            scope["method"] not in SAFE_METHODS
+            and not _header(scope, b"authorization")
+            and not pure
         )
         if needs_check and (login is not None or scope["path"].startswith(DASHBOARD_PREFIX)):
             expected = login.csrf_token if login is not None else state["pre_csrf"]

@@ -284,4 +284,5 @@ class AuditLog(Base):
     detail: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
+
 from core.db.sessions_model import WebSession  # noqa: E402, F401 (registers the table)

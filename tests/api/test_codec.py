@@ -25,7 +25,9 @@ async def test_codec_round_trip_for_admins_only(api: Client, process_stack: Stac
     admin = await signup(api, "admin@example.com")
     customer = await signup(api, "customer@example.com")
     with process_stack.db.system_session() as s:
-        s.execute(update(User).where(User.email == "admin@example.com").values(is_platform_admin=True))
+        s.execute(
+            update(User).where(User.email == "admin@example.com").values(is_platform_admin=True)
+        )
     codec = EncryptionCodec(codec_key(process_stack.ctx.settings))
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"tenant_id": "t1"}')
     [encrypted] = await codec.encode([plain])

@@ -12,7 +12,9 @@ from core.db.scoping import UnscopedQueryError
 
 def _seed(db: Database) -> None:
     with db.system_session() as s:
-        s.add_all([Tenant(id="ta", name="A", plan="starter"), Tenant(id="tb", name="B", plan="pro")])
+        s.add_all(
+            [Tenant(id="ta", name="A", plan="starter"), Tenant(id="tb", name="B", plan="pro")]
+        )
         s.add(User(id="u1", email="a@example.com", password_hash="x"))
     with db.system_session() as s:
         for tid in ("ta", "tb"):

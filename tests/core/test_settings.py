@@ -39,7 +39,12 @@ def test_production_refuses_placeholders(placeholder: str) -> None:
 def test_production_with_vault_needs_a_vault_token() -> None:
     with pytest.raises(ValidationError, match="TCC_VAULT_TOKEN"):
         Settings(_env_file=None, **PROD, secret_store="vault")  # type: ignore[arg-type]
-    ok = Settings(_env_file=None, **PROD, secret_store="vault", vault_token=SecretStr("hvs.realtoken"))  # type: ignore[arg-type]
+    ok = Settings(
+        _env_file=None,
+        **PROD,  # type: ignore[arg-type]
+        secret_store="vault",
+        vault_token=SecretStr("hvs.realtoken"),
+    )
     assert "hvs.realtoken" not in repr(ok)
 
 

@@ -34,14 +34,24 @@ def worker_process(stack: Stack) -> subprocess.Popen[bytes]:
     s = stack.ctx.settings
     env = dict(os.environ)
     env.update(
-        TCC_ENVIRONMENT="test", TCC_DATA_DIR=str(s.data_dir), TCC_DATABASE_URL=s.resolved_database_url,
-        TCC_CODEC_KEY=TEST_CODEC_KEY, TCC_TEMPORAL_ADDRESS=stack.env.client.service_client.config.target_host,
+        TCC_ENVIRONMENT="test",
+        TCC_DATA_DIR=str(s.data_dir),
+        TCC_DATABASE_URL=s.resolved_database_url,
+        TCC_CODEC_KEY=TEST_CODEC_KEY,
+        TCC_TEMPORAL_ADDRESS=stack.env.client.service_client.config.target_host,
         TCC_TEMPORAL_TASK_QUEUE_PREFIX=stack.ctx.queues.lifecycle.removesuffix("-lifecycle"),
-        TCC_TELEGRAM_API_BASE=s.telegram_api_base, TCC_GATEWAY_PUBLIC_URL=s.gateway_public_url or "",
-        TCC_RUNTIME_DRIVER="docker", PYTHONPATH=str(ROOT),
-    )  # fmt: skip
-    return subprocess.Popen([sys.executable, "-m", "worker"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        TCC_TELEGRAM_API_BASE=s.telegram_api_base,
+        TCC_GATEWAY_PUBLIC_URL=s.gateway_public_url or "",
+        TCC_RUNTIME_DRIVER="docker",
+        PYTHONPATH=str(ROOT),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def test_worker_killed_mid_deploy_finishes_with_one_container(docker_stack: Stack) -> None:
@@ -88,7 +98,9 @@ async def _decoded_histories(stack: Stack, tid: str) -> str:
     codec = EncryptionCodec(base64.b64decode(TEST_CODEC_KEY))
     texts: list[str] = []
     async for wf in stack.env.client.list_workflows(f'WorkflowId STARTS_WITH "tenant-{tid}"'):
-        history = await stack.env.client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        history = await stack.env.client.get_workflow_handle(
+            wf.id, run_id=wf.run_id
+        ).fetch_history()
         raw: list[Payload] = []
         _payloads(json.loads(history.to_json()), raw)
         decoded = await codec.decode(raw)
@@ -97,7 +109,9 @@ async def _decoded_histories(stack: Stack, tid: str) -> str:
     return "\n".join(texts)
 
 
-async def test_planted_secret_never_leaves_the_secret_store(docker_stack: Stack, caplog: pytest.LogCaptureFixture) -> None:
+async def test_planted_secret_never_leaves_the_secret_store(
+    docker_stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
     stack = docker_stack
     tid = stack.new_tenant()
     token = creds.read_secret(stack.db, stack.ctx.secrets, tid, creds.TELEGRAM)
@@ -116,8 +130,12 @@ async def test_planted_secret_never_leaves_the_secret_store(docker_stack: Stack,
         assert secret not in caplog.text
         assert secret not in view
     # Nor in the database: only references and ciphertext.
+    tables = ("credentials", "secret_blobs", "deployments", "deployment_events", "audit_log")
     with stack.db.engine.connect() as conn:
-        dump = "\n".join(str(row) for table in ("credentials", "secret_blobs", "deployments", "deployment_events",
-                                                 "audit_log") for row in conn.exec_driver_sql(f"SELECT * FROM {table}"))  # noqa: S608
+        dump = "\n".join(
+            str(row)
+            for table in tables
+            for row in conn.exec_driver_sql(f"SELECT * FROM {table}")  # noqa: S608 (fixed names)
+        )
     for secret in planted:
         assert secret not in dump

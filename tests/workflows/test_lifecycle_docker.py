@@ -19,7 +19,9 @@ def containers(tid: str) -> list[str]:
     client = docker.from_env()
     try:
         # sparse: no per-container inspect, so a container replaced meanwhile cannot 404 here.
-        found = client.containers.list(all=True, sparse=True, filters={"label": f"tinyclaw.tenant={tid}"})
+        found = client.containers.list(
+            all=True, sparse=True, filters={"label": f"tinyclaw.tenant={tid}"}
+        )
         return [str(c.attrs.get("State")) for c in found]
     finally:
         client.close()
@@ -98,7 +100,9 @@ async def test_switch_to_bundle_not_on_plan_is_refused(docker_stack: Stack) -> N
     assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
     state = await run(stack, tid, Action.SWITCH_BUNDLE, bundle_id="pro")
     assert state.state == "healthy" and state.history[-1].status == "failed"
-    assert "not available" in (state.history[-1].reason or "") or "plan" in (state.history[-1].reason or "")
+    assert "not available" in (state.history[-1].reason or "") or "plan" in (
+        state.history[-1].reason or ""
+    )
 
 
 async def test_concurrent_commands_are_serialised(docker_stack: Stack) -> None:

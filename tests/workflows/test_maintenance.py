@@ -34,7 +34,9 @@ async def test_sweep_restarts_a_dead_runtime_and_removes_orphans(docker_stack: S
     assert containers(orphan)
 
     result: SweepResult = await stack.env.client.execute_workflow(
-        HealthSweepWorkflow.run, id=f"sweep-{uuid.uuid4().hex}", task_queue=stack.ctx.queues.lifecycle
+        HealthSweepWorkflow.run,
+        id=f"sweep-{uuid.uuid4().hex}",
+        task_queue=stack.ctx.queues.lifecycle,
     )
     assert tid in result.unhealthy
     assert orphan in result.orphans_removed and containers(orphan) == []
@@ -49,7 +51,9 @@ def driver_spec(stack: Stack, tenant_id: str):  # type: ignore[no-untyped-def]
     from core.runtimes import RuntimeSpec
     from tests.lifecycle_stack import RUNTIME_IMAGE
 
-    return RuntimeSpec(tenant_id=tenant_id, deployment_id="x", image=RUNTIME_IMAGE, env={}, files={})
+    return RuntimeSpec(
+        tenant_id=tenant_id, deployment_id="x", image=RUNTIME_IMAGE, env={}, files={}
+    )
 
 
 async def test_usage_rollup_totals_per_tenant_per_day_idempotently(docker_stack: Stack) -> None:
@@ -61,8 +65,16 @@ async def test_usage_rollup_totals_per_tenant_per_day_idempotently(docker_stack:
     tid = stack.new_tenant()
     with stack.db.tenant_session(tid) as s:
         for tokens_in, tokens_out, cost in ((10, 5, 300), (7, 3, 200)):
-            s.add(UsageEvent(tenant_id=tid, model="tinyclaw/demo", input_tokens=tokens_in,
-                             output_tokens=tokens_out, cost_micros=cost, outcome="ok"))
+            s.add(
+                UsageEvent(
+                    tenant_id=tid,
+                    model="tinyclaw/demo",
+                    input_tokens=tokens_in,
+                    output_tokens=tokens_out,
+                    cost_micros=cost,
+                    outcome="ok",
+                )
+            )
     for _ in range(2):  # re-running gives the same totals
         result: RollupResult = await stack.env.client.execute_workflow(
             UsageRollupWorkflow.run, RollupInput(days_back=1), id=f"rollup-{uuid.uuid4().hex}",
