@@ -27,6 +27,10 @@ class BudgetExceeded(PaymentRequired):
     default_code = "budget_exceeded"
 
 
+class MonthlyMessagesExceeded(PaymentRequired):
+    default_code = "monthly_messages_exceeded"
+
+
 class RateLimitExceeded(RateLimited):
     default_code = "rate_limit_exceeded"
 
@@ -47,6 +51,7 @@ OUTCOMES = {
     "model_not_found": "refused_model",
     "provider_key_missing": "refused_no_key",
     "budget_exceeded": "refused_budget",
+    "monthly_messages_exceeded": "refused_quota",
     "rate_limit_exceeded": "refused_rate",
     "invalid_input": "refused_invalid",
     "upstream_unavailable": "upstream_error",

@@ -103,10 +103,54 @@ class UsageWriter:
             session.execute(insert(UsageEvent), [asdict(r) for r in rows])
 
 
+# Outcomes of calls that produced an answer (the estimate variant lacked upstream usage).
+ANSWERED = ("ok", "ok_estimated")
+
+
 def month_start(now: datetime | None = None) -> datetime:
     """Midnight UTC on the first day of the current calendar month."""
     now = now or datetime.now(UTC)
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+class MessageCounter:
+    """Answered model calls this calendar month per tenant (every mode), cached with a TTL.
+
+    The plan's ``monthly_messages`` counts model calls that succeeded: refusals and
+    upstream failures are not the tenant's usage.
+    """
+
+    def __init__(self, db: Database, ttl_s: float) -> None:
+        self._db = db
+        self._ttl = ttl_s
+        self._cache: dict[str, tuple[float, datetime, int]] = {}  # expires, month, count
+
+    async def count(self, tenant_id: str) -> int:
+        """Answered calls this month (cached; calls recorded here since count at once)."""
+        start = month_start()
+        entry = self._cache.get(tenant_id)
+        if entry and entry[0] > time.monotonic() and entry[1] == start:
+            return entry[2]
+        stored = await asyncio.to_thread(self._load, tenant_id, start)
+        self._cache[tenant_id] = (time.monotonic() + self._ttl, start, stored)
+        return stored
+
+    def add(self, tenant_id: str) -> None:
+        """Count one answered call, so the next check sees it before the cache refreshes."""
+        entry = self._cache.get(tenant_id)
+        if entry is not None:
+            self._cache[tenant_id] = (entry[0], entry[1], entry[2] + 1)
+
+    def _load(self, tenant_id: str, since: datetime) -> int:
+        with self._db.tenant_session(tenant_id) as session:
+            total = session.scalar(
+                select(func.count()).where(
+                    UsageEvent.tenant_id == tenant_id,
+                    UsageEvent.outcome.in_(ANSWERED),
+                    UsageEvent.created_at >= since,
+                )
+            )
+        return int(total or 0)
 
 
 class SpendTracker:

@@ -25,12 +25,13 @@ from gateway.errors import (
     BudgetExceeded,
     ModelNotAllowed,
     ModelNotFound,
+    MonthlyMessagesExceeded,
     ProviderKeyMissing,
     RateLimitExceeded,
 )
 from gateway.httpclient import HttpClient, Response
 from gateway.limits import InProcessLimiter, RateLimiter
-from gateway.metering import SpendTracker, UsageRecord, UsageWriter
+from gateway.metering import ANSWERED, MessageCounter, SpendTracker, UsageRecord, UsageWriter
 from gateway.metrics import GatewayMetrics
 from gateway.tokens import TenantContext, TtlCache, authenticate
 from gateway.upstreams import CircuitBreaker, Upstream, send_with_failover, upstream_name
@@ -84,6 +85,7 @@ class Gateway:
         self.key_cache = TtlCache(config.auth_cache_ttl_s)
         self.writer = UsageWriter(db, config.flush_interval_s, config.flush_max_rows)
         self.spend = SpendTracker(db, self.writer, config.auth_cache_ttl_s)
+        self.messages = MessageCounter(db, config.auth_cache_ttl_s)
         self.client: HttpClient | None = None
 
     async def start(self) -> None:
@@ -164,6 +166,12 @@ class Gateway:
         await self._check_budget(call)
 
     async def _check_budget(self, call: Call) -> None:
+        plan = call.plan
+        if await self.messages.count(call.ctx.tenant_id) >= plan.monthly_messages:
+            raise MonthlyMessagesExceeded(
+                f"This month's {plan.monthly_messages} model calls ({plan.name} plan) are used "
+                "up. Upgrade the plan or wait for next month."
+            )
         price = call.price
         # BYOK spend is the tenant's own money; the free demo model never hits a budget.
         if (
@@ -251,6 +259,8 @@ class Gateway:
         )
         if mode == "managed":
             self.spend.add(call.ctx.tenant_id, cost)
+        if outcome in ANSWERED:
+            self.messages.add(call.ctx.tenant_id)
         self.metrics.requests.labels(call.route, outcome).inc()
         if input_tokens or output_tokens:
             self.metrics.tokens.labels("input", mode).inc(input_tokens)

@@ -160,3 +160,26 @@ async def test_last_months_spend_does_not_count(db, store, upstream) -> None:
             headers=bearer(issue(db, tenant)),
         )
     assert r.status_code == 200
+
+
+async def test_monthly_message_quota_is_402_and_counts_only_answered_calls(db, store) -> None:
+    tenant = create_tenant(db, plan="tiny")
+    plans = {"tiny": PLANS["starter"].model_copy(update={"id": "tiny", "monthly_messages": 2})}
+    async with running_gateway(db, store, plans=plans) as h:
+        token = issue(db, tenant)
+        codes = []
+        # A refused call (model off the plan) is not usage: it does not use up the quota.
+        refused = await h.client.post(
+            "/v1/chat/completions", json=chat("openai/gpt-4o", "hi"), headers=bearer(token)
+        )
+        assert refused.status_code == 403
+        for text in ("one", "two", "three"):
+            r = await h.client.post(
+                "/v1/chat/completions", json=chat(DEMO_MODEL, text), headers=bearer(token)
+            )
+            codes.append(r.status_code)
+            await h.flush()
+    assert codes == [200, 200, 402]
+    assert r.json()["error"]["code"] == "monthly_messages_exceeded"
+    assert "2 model calls" in r.json()["error"]["message"]
+    assert outcomes(db, tenant) == ["refused_model", "ok", "ok", "refused_quota"]
