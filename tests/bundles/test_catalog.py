@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bundles import Catalog, load_catalog, sync_catalog_to_db
 from bundles.catalog import CATALOG_DIR
-from core.db import Database, run_migrations
+from core.db import Database
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
 
@@ -188,15 +187,6 @@ def test_shipped_catalog_errors_name_the_repo_relative_file(tmp_catalog: Path) -
     assert (
         _display(CATALOG_DIR / "pro/1.0.0/bundle.toml") == "bundles/catalog/pro/1.0.0/bundle.toml"
     )
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'bundles.db'}"
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 def test_sync_catalog_to_db_is_idempotent(

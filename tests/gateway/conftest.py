@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from core.db import Database, run_migrations
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.gateway.helpers import MemorySecretStore
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'gw.db'}"
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.db import Database, run_migrations
+from core.db import Database
 from core.secrets.local import LocalSecretStore, load_or_create_master_key
 from tests.fakes.vault import FakeVault
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'secrets.db'}"
-    run_migrations(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 @pytest.fixture
