@@ -12,7 +12,7 @@ from temporalio import activity
 
 from activities.lifecycle import mapped
 from core.db import Database
-from core.db.models import Deployment
+from core.db.models import Deployment, Tenant
 from core.deployment_state import DeploymentState as S
 from core.provisioning import Provisioner
 from gateway.rollup import rollup_day
@@ -29,11 +29,14 @@ class MaintenanceActivities:
     http: httpx.AsyncClient
 
     def _latest_states(self) -> dict[str, str]:
+        """Every tenant of this installation with its deployment state (pending if none)."""
         with self.db.system_session() as session:
+            states = {tid: S.PENDING.value for tid in session.scalars(select(Tenant.id))}
             rows = session.execute(
                 select(Deployment.tenant_id, Deployment.state).order_by(Deployment.created_at)
             ).all()
-        return {tid: state for tid, state in rows}  # the latest row of each tenant wins
+        states.update({tid: state for tid, state in rows})  # the latest row of each tenant wins
+        return states
 
     async def _answers(self, tenant_id: str) -> bool:
         try:
@@ -48,12 +51,17 @@ class MaintenanceActivities:
     @activity.defn
     @mapped
     async def sweep_runtimes(self) -> SweepResult:
-        """Healthy tenants whose runtime does not answer; remove runtimes no tenant owns."""
+        """Healthy tenants whose runtime does not answer; remove runtimes of our tenants that
+        should have none (pending, deleted)."""
         states = await asyncio.to_thread(self._latest_states)
         driver = self.provisioner.driver
         result = SweepResult()
         for tid in await asyncio.to_thread(driver.list_tenants):
-            if states.get(tid) not in OWNED_STATES:
+            if tid not in states:
+                # Not a tenant of this installation (another control plane may share the
+                # engine): report it, never remove it.
+                result.unknown.append(tid)
+            elif states[tid] not in OWNED_STATES:
                 await asyncio.to_thread(driver.remove, tid)
                 result.orphans_removed.append(tid)
         for tid, state in states.items():

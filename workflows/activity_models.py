@@ -144,6 +144,7 @@ class SweepResult(BaseModel):
 
     unhealthy: list[str] = []
     orphans_removed: list[str] = []
+    unknown: list[str] = []  # runtimes of tenants this database does not know: left alone
     checked: int = 0
 
 

@@ -17,21 +17,25 @@ from workflows.models import Action
 pytestmark = pytest.mark.docker
 
 
-async def test_sweep_restarts_a_dead_runtime_and_removes_orphans(docker_stack: Stack) -> None:
+async def test_sweep_restarts_a_dead_runtime_and_removes_our_orphans_only(
+    docker_stack: Stack,
+) -> None:
     stack = docker_stack
     tid = stack.new_tenant()
     assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
     client = docker.from_env()
     client.containers.get(f"tcc-tenant-{tid}").stop(timeout=1)
-    # An orphan: a runtime container whose tenant the database does not know.
-    orphan = f"orphan{uuid.uuid4().hex[:8]}"
-    from activities.lifecycle import LifecycleActivities  # noqa: F401 (type only)
     from worker import lifecycle_activities
 
     driver = lifecycle_activities(stack.ctx).driver
-    spec = driver_spec(stack, orphan)
-    driver.ensure(spec)
-    assert containers(orphan)
+    # An orphan: a runtime for one of our tenants that should have none (never deployed).
+    orphan = stack.new_tenant()
+    driver.ensure(driver_spec(stack, orphan))
+    # A runtime of a tenant this database does not know (another installation on the same
+    # engine): reported, never removed.
+    foreign = f"foreign{uuid.uuid4().hex[:8]}"
+    driver.ensure(driver_spec(stack, foreign))
+    assert containers(orphan) and containers(foreign)
 
     result: SweepResult = await stack.env.client.execute_workflow(
         HealthSweepWorkflow.run,
@@ -40,6 +44,9 @@ async def test_sweep_restarts_a_dead_runtime_and_removes_orphans(docker_stack: S
     )
     assert tid in result.unhealthy
     assert orphan in result.orphans_removed and containers(orphan) == []
+    assert foreign in result.unknown and foreign not in result.orphans_removed
+    assert containers(foreign) != []
+    driver.remove(foreign)
     state = await settle(stack, tid)
     assert state.state == "healthy" and state.history[-1].action == "restart"
     assert state.history[-1].actor == "support"
