@@ -71,6 +71,17 @@ def _as_application_error(exc: Exception) -> ApplicationError:
     raise exc
 
 
+async def status_ok(
+    http: httpx.AsyncClient, address: str, headers: dict[str, str], wait_s: float
+) -> bool:
+    """Whether the runtime answers ``/api/status`` with ``ok: true`` (every channel running)."""
+    try:
+        resp = await http.get(f"{address}/api/status", headers=headers, timeout=wait_s)
+        return resp.status_code == 200 and bool(resp.json().get("ok"))
+    except (httpx.HTTPError, ValueError):  # unreachable, or not the runtime's JSON
+        return False
+
+
 def mapped(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Heartbeat every second while the step runs (so a dead worker is noticed in seconds,
     not at the start-to-close timeout) and turn expected errors into typed
@@ -223,20 +234,13 @@ class LifecycleActivities:
                     address, headers = await self._runtime_api(data.tenant_id)
                 except RuntimeDriverError:
                     continue  # it stopped between the two calls: the next status tells why
-                if await self._healthy(address, headers):
+                if await status_ok(self.http, address, headers, wait_s=2):
                     return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
             await asyncio.sleep(0.05)
         raise ApplicationError(
             f"The runtime did not become healthy within {data.timeout_s:.0f} seconds.",
             type="health_timeout", non_retryable=True,
         )  # fmt: skip
-
-    async def _healthy(self, address: str, headers: dict[str, str]) -> bool:
-        try:
-            resp = await self.http.get(f"{address}/api/status", headers=headers, timeout=2)
-        except httpx.HTTPError:
-            return False
-        return resp.status_code == 200 and bool(resp.json().get("ok"))
 
     async def _runtime_api(self, tenant_id: str) -> tuple[str, dict[str, str]]:
         return await self._thread(self.provisioner.runtime_endpoint, self.db, tenant_id)

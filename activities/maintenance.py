@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import select
 from temporalio import activity
 
-from activities.lifecycle import mapped
+from activities.lifecycle import mapped, status_ok
 from core.db import Database
 from core.db.models import Deployment, Tenant
 from core.deployment_state import DeploymentState as S
@@ -43,10 +43,9 @@ class MaintenanceActivities:
             address, headers = await asyncio.to_thread(
                 self.provisioner.runtime_endpoint, self.db, tenant_id
             )
-            resp = await self.http.get(f"{address}/api/status", headers=headers, timeout=3)
-            return resp.status_code == 200 and bool(resp.json().get("ok"))
-        except Exception:  # any failure to answer is what the sweep looks for
+        except Exception:  # no token or no address: the runtime cannot be answering
             return False
+        return await status_ok(self.http, address, headers, wait_s=3)
 
     @activity.defn
     @mapped

@@ -7,6 +7,8 @@ or a Query on ``tenant-{id}``, started on demand with update-with-start.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
@@ -68,12 +70,14 @@ def rejection(err: BaseException) -> Conflict:
     return Conflict("The command was rejected.", code="command_rejected")
 
 
-async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
-    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now."""
+async def _update_with_start(
+    ctx: AppContext, tenant_id: str, update: Any, arg: Any, **kw: Any
+) -> Any:
+    """Run ``update`` on the tenant workflow, starting it first if needed; map failures."""
     op = _start_operation(ctx, tenant_id)
     try:
         return await ctx.temporal.execute_update_with_start_workflow(
-            TenantWorkflow.command, command, start_workflow_operation=op
+            update, arg, start_workflow_operation=op, **kw
         )
     except WorkflowUpdateFailedError as err:
         raise rejection(err) from None
@@ -81,23 +85,24 @@ async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> Com
         raise ServiceUnavailable(
             f"The workflow engine is unavailable ({err.status.name})."
         ) from None
+
+
+async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
+    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now."""
+    accepted: CommandAccepted = await _update_with_start(
+        ctx, tenant_id, TenantWorkflow.command, command
+    )
+    return accepted
 
 
 async def send_billing_event(
     ctx: AppContext, tenant_id: str, event: BillingEvent
 ) -> BillingEventResult:
     """Hand a verified billing event to the tenant workflow (update ID = event ID)."""
-    op = _start_operation(ctx, tenant_id)
-    try:
-        return await ctx.temporal.execute_update_with_start_workflow(
-            TenantWorkflow.billing_event, event, start_workflow_operation=op, id=event.event_id
-        )
-    except WorkflowUpdateFailedError as err:
-        raise rejection(err) from None
-    except RPCError as err:
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+    result: BillingEventResult = await _update_with_start(
+        ctx, tenant_id, TenantWorkflow.billing_event, event, id=event.event_id
+    )
+    return result
 
 
 def handle(ctx: AppContext, tenant_id: str) -> WorkflowHandle[TenantWorkflow, TenantState]:
