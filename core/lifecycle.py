@@ -20,8 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.context import AppContext
 from core.db.models import Tenant
-from core.deployments import current_deployment, get_tenant
-from core.errors import Conflict, ServiceUnavailable
+from core.deployments import current_deployment, get_tenant, last_command_seq
+from core.errors import Conflict, RateLimited, ServiceUnavailable
 from workflows.models import (
     BillingEvent,
     BillingEventResult,
@@ -38,10 +38,10 @@ def workflow_id(tenant_id: str) -> str:
     return f"tenant-{tenant_id}"
 
 
-def _start_input(ctx: AppContext, tenant: Tenant, state: str) -> TenantWorkflowInput:
+def _start_input(ctx: AppContext, tenant: Tenant, state: str, seq: int) -> TenantWorkflowInput:
     return TenantWorkflowInput(
         tenant_id=tenant.id, plan=tenant.plan, bundle_id=tenant.bundle_id,
-        billing_status=tenant.billing_status, state=state,
+        billing_status=tenant.billing_status, state=state, seq=seq,
         grace_period_days=ctx.settings.grace_period_days,
         retention_days=ctx.settings.retention_days,
     )  # fmt: skip
@@ -53,18 +53,22 @@ def _start_operation(
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = get_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)
-        data = _start_input(ctx, tenant, dep.state if dep else "pending")
+        seq = last_command_seq(session, tenant_id)
+        data = _start_input(ctx, tenant, dep.state if dep else "pending", seq)
     return WithStartWorkflowOperation(
         TenantWorkflow.run, data, id=workflow_id(tenant_id), task_queue=ctx.queues.lifecycle,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )  # fmt: skip
 
 
-def rejection(err: BaseException) -> Conflict:
-    """The ``Conflict`` carrying the reason a workflow gave for refusing or failing."""
+def rejection(err: BaseException) -> Conflict | RateLimited:
+    """The error carrying the reason a workflow gave for refusing or failing."""
     cause: BaseException | None = getattr(err, "cause", None)
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = getattr(cause, "cause", None)
+    if isinstance(cause, ApplicationError) and cause.type == "too_many_pending_commands":
+        length = cause.details[0] if cause.details else None
+        return RateLimited(cause.message, code=cause.type, queue_length=length, retry_after=5)
     if isinstance(cause, ApplicationError):
         return Conflict(cause.message, code=cause.type or "command_rejected")
     return Conflict("The command was rejected.", code="command_rejected")
@@ -82,6 +86,12 @@ async def _update_with_start(
     except WorkflowUpdateFailedError as err:
         raise rejection(err) from None
     except RPCError as err:
+        if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            # Temporal caps the updates in flight per workflow: a flood, not an outage.
+            raise RateLimited(
+                "Too many commands at once for this bot; wait a moment.",
+                code="too_many_pending_commands", retry_after=2,
+            ) from None  # fmt: skip
         raise ServiceUnavailable(
             f"The workflow engine is unavailable ({err.status.name})."
         ) from None

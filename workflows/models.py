@@ -44,6 +44,7 @@ class CommandAccepted(BaseModel):
     action: Action
     workflow_id: str
     position: int
+    duplicate: bool = False  # True: it repeats a pending command, answered with that one
 
 
 class ActionRecord(BaseModel):
