@@ -7,6 +7,7 @@ or a Query on ``tenant-{id}``, started on demand with update-with-start.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from temporalio.client import (
@@ -97,10 +98,20 @@ async def _update_with_start(
         ) from None
 
 
-async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
-    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now."""
+async def send_command(
+    ctx: AppContext, tenant_id: str, command: Command, *, idempotency_key: str | None = None
+) -> CommandAccepted:
+    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now.
+
+    With an ``idempotency_key`` the update ID is derived from it, so Temporal answers a
+    repeated request with the first answer instead of queueing the command twice.
+    """
+    kw = {}
+    if idempotency_key:
+        digest = hashlib.sha256(f"{command.actor}\n{idempotency_key}".encode()).hexdigest()
+        kw["id"] = f"command-{digest[:32]}"
     accepted: CommandAccepted = await _update_with_start(
-        ctx, tenant_id, TenantWorkflow.command, command
+        ctx, tenant_id, TenantWorkflow.command, command, **kw
     )
     return accepted
 
