@@ -11,12 +11,11 @@ from sqlalchemy import select
 
 from api.deps import ContextDep, PlatformAdmin
 from api.tenants.service import temporal_ui_link
+from core import lifecycle
 from core.db.models import Tenant
 from core.deployments import current_deployment
-from core.lifecycle import handle
 from core.tenants import audit, require_tenant
 from workflows.models import Note
-from workflows.tenant import TenantWorkflow
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -67,19 +66,13 @@ async def send_signal(
             reason=body.reason,
             days=body.days,
         )
-    h = handle(ctx, tenant_id)
     reason = body.reason or f"by {admin.email}"
-    if body.signal == "force_restart":
-        await h.signal(TenantWorkflow.force_restart, reason)
-    elif body.signal == "extend_grace_period":
-        await h.signal(TenantWorkflow.extend_grace_period, body.days)
-    elif body.signal == "kill_switch":
-        await h.signal(TenantWorkflow.kill_switch, reason)
-    elif body.signal == "lift_kill_switch":
-        await h.signal(TenantWorkflow.lift_kill_switch, reason)
-    else:
-        await h.signal(
-            TenantWorkflow.add_note,
-            Note(author=admin.email, text=body.reason, at=datetime.now(UTC)),
-        )
-    return {"signal": body.signal, "workflow_id": h.id}
+    arg: object = reason
+    if body.signal == "extend_grace_period":
+        arg = body.days
+    elif body.signal == "add_note":
+        arg = Note(author=admin.email, text=body.reason, at=datetime.now(UTC))
+    return {
+        "signal": body.signal,
+        "workflow_id": await lifecycle.send_signal(ctx, tenant_id, body.signal, arg),
+    }

@@ -48,14 +48,19 @@ def _start_input(ctx: AppContext, tenant: Tenant, state: str, seq: int) -> Tenan
     )  # fmt: skip
 
 
-def _start_operation(
-    ctx: AppContext, tenant_id: str
-) -> WithStartWorkflowOperation[TenantWorkflow, TenantState]:
+def start_data(ctx: AppContext, tenant_id: str) -> TenantWorkflowInput:
+    """The input a fresh tenant workflow starts from, rebuilt from the database."""
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = get_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)
         seq = last_command_seq(session, tenant_id)
-        data = _start_input(ctx, tenant, dep.state if dep else "pending", seq)
+        return _start_input(ctx, tenant, dep.state if dep else "pending", seq)
+
+
+def _start_operation(
+    ctx: AppContext, tenant_id: str
+) -> WithStartWorkflowOperation[TenantWorkflow, TenantState]:
+    data = start_data(ctx, tenant_id)
     return WithStartWorkflowOperation(
         TenantWorkflow.run, data, id=workflow_id(tenant_id), task_queue=ctx.queues.lifecycle,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -141,3 +146,21 @@ async def query_state(ctx: AppContext, tenant_id: str) -> TenantState | None:
         raise ServiceUnavailable(
             f"The workflow engine is unavailable ({err.status.name})."
         ) from None
+
+
+async def send_signal(ctx: AppContext, tenant_id: str, signal: str, arg: Any) -> str:
+    """Signal the tenant workflow, starting it first when it is not running (signal-with-start).
+
+    Support can act on any tenant: one whose workflow never started, finished after a
+    deletion, or was terminated gets a fresh run rebuilt from the database.
+    """
+    try:
+        handle = await ctx.temporal.start_workflow(
+            TenantWorkflow.run, start_data(ctx, tenant_id), id=workflow_id(tenant_id),
+            task_queue=ctx.queues.lifecycle, start_signal=signal, start_signal_args=[arg],
+        )  # fmt: skip
+    except RPCError as err:
+        raise ServiceUnavailable(
+            f"The workflow engine is unavailable ({err.status.name})."
+        ) from None
+    return handle.id
