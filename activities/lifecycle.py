@@ -51,6 +51,7 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
+from workflows.models import TenantDurableState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -452,6 +453,21 @@ class LifecycleActivities:
 
         await self._thread(run)
 
+    @activity.defn
+    @mapped
+    async def save_tenant_state(self, data: TenantDurableState) -> None:
+        """Write the workflow's billing and support state to the tenant row (idempotent)."""
+
+        def run() -> None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                tenant = get_tenant(session, data.tenant_id)
+                fields = data.model_dump(exclude={"tenant_id", "killed"})
+                for name, value in fields.items():
+                    setattr(tenant, name, value)
+                tenant.kill_switch = data.killed
+
+        await self._thread(run)
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this class, for the worker."""
         return [
@@ -460,5 +476,5 @@ class LifecycleActivities:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify,
+            self.check_bundle_switch, self.notify, self.save_tenant_state,
         ]  # fmt: skip

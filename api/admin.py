@@ -58,21 +58,18 @@ async def send_signal(
     """Send a support signal to the tenant workflow (force restart, grace, kill switch, note)."""
     with ctx.db.system_session() as session:
         require_tenant(session, tenant_id)
-        audit(
-            session,
-            tenant_id=tenant_id,
-            actor=f"support:{admin.email}",
-            action=f"signal.{body.signal}",
-            reason=body.reason,
-            days=body.days,
-        )
     reason = body.reason or f"by {admin.email}"
     arg: object = reason
     if body.signal == "extend_grace_period":
         arg = body.days
     elif body.signal == "add_note":
         arg = Note(author=admin.email, text=body.reason, at=datetime.now(UTC))
-    return {
-        "signal": body.signal,
-        "workflow_id": await lifecycle.send_signal(ctx, tenant_id, body.signal, arg),
-    }
+    # Audited after the signal: a fresh run rebuilds its notes from the audit log, and
+    # must not find this note there as well as in its start signal.
+    wf_id = await lifecycle.send_signal(ctx, tenant_id, body.signal, arg)
+    with ctx.db.system_session() as session:
+        audit(
+            session, tenant_id=tenant_id, actor=f"support:{admin.email}",
+            action=f"signal.{body.signal}", reason=body.reason, days=body.days,
+        )  # fmt: skip
+    return {"signal": body.signal, "workflow_id": wf_id}

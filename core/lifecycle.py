@@ -8,8 +8,11 @@ or a Query on ``tenant-{id}``, started on demand with update-with-start.
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
@@ -20,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.context import AppContext
-from core.db.models import Tenant
+from core.db.models import AuditLog, Tenant
 from core.deployments import current_deployment, get_tenant, last_command_seq
 from core.errors import Conflict, RateLimited, ServiceUnavailable
 from workflows.models import (
@@ -28,6 +31,7 @@ from workflows.models import (
     BillingEventResult,
     Command,
     CommandAccepted,
+    Note,
     TenantState,
     TenantWorkflowInput,
 )
@@ -39,13 +43,39 @@ def workflow_id(tenant_id: str) -> str:
     return f"tenant-{tenant_id}"
 
 
-def _start_input(ctx: AppContext, tenant: Tenant, state: str, seq: int) -> TenantWorkflowInput:
+def _start_input(
+    ctx: AppContext, tenant: Tenant, state: str, seq: int, notes: list[Note]
+) -> TenantWorkflowInput:
     return TenantWorkflowInput(
         tenant_id=tenant.id, plan=tenant.plan, bundle_id=tenant.bundle_id,
-        billing_status=tenant.billing_status, state=state, seq=seq,
+        billing_status=tenant.billing_status, state=state, seq=seq, notes=notes,
+        grace_deadline=_aware(tenant.grace_deadline), delete_at=_aware(tenant.delete_at),
+        purge_at=_aware(tenant.purge_at),
+        last_billing_event_at=_aware(tenant.last_billing_event_at),
+        suspended_for_billing=tenant.suspended_for_billing, killed=tenant.kill_switch,
         grace_period_days=ctx.settings.grace_period_days,
         retention_days=ctx.settings.retention_days,
     )  # fmt: skip
+
+
+def _aware(at: datetime | None) -> datetime | None:
+    """``at`` in UTC (SQLite hands back naive datetimes; the workflow compares aware ones)."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def _support_notes(session: Session, tenant_id: str, keep: int = 50) -> list[Note]:
+    """The support notes of the audit log (the newest ``keep``), oldest first."""
+    rows = session.scalars(
+        select(AuditLog)
+        .where(AuditLog.tenant_id == tenant_id, AuditLog.action == "signal.add_note")
+        .order_by(AuditLog.id.desc())
+        .limit(keep)
+    ).all()
+    return [
+        Note(author=r.actor.removeprefix("support:"), text=str((r.detail or {}).get("reason", "")),
+             at=_aware(r.at) or r.at)
+        for r in reversed(rows)
+    ]  # fmt: skip
 
 
 def start_data(ctx: AppContext, tenant_id: str) -> TenantWorkflowInput:
@@ -54,7 +84,8 @@ def start_data(ctx: AppContext, tenant_id: str) -> TenantWorkflowInput:
         tenant = get_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)
         seq = last_command_seq(session, tenant_id)
-        return _start_input(ctx, tenant, dep.state if dep else "pending", seq)
+        notes = _support_notes(session, tenant_id)
+        return _start_input(ctx, tenant, dep.state if dep else "pending", seq, notes)
 
 
 def _start_operation(

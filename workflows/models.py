@@ -101,6 +101,19 @@ class TenantWorkflowInput(BaseModel):
     retention_days: int = 30
 
 
+class TenantDurableState(BaseModel):
+    """What the tenant workflow writes to the database so any fresh run can rebuild it."""
+
+    tenant_id: str
+    billing_status: str
+    grace_deadline: datetime | None = None
+    delete_at: datetime | None = None
+    purge_at: datetime | None = None
+    last_billing_event_at: datetime | None = None
+    suspended_for_billing: bool = False
+    killed: bool = False
+
+
 class TenantState(BaseModel):
     """What the tenant workflow reports by Query: the source of truth for what is in flight."""
 

@@ -17,7 +17,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import PurgeInput
@@ -34,6 +34,7 @@ from workflows.models import (
     Command,
     CommandAccepted,
     Note,
+    TenantDurableState,
     TenantState,
     TenantWorkflowInput,
 )
@@ -96,6 +97,7 @@ BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
 PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"
+PATCH_PERSIST_STATE = "persist-durable-state"
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -111,12 +113,16 @@ class TenantWorkflow:
         self.s = data.model_copy(deep=True)
         self.in_flight: ActionRecord | None = None
         self.in_flight_cmd: tuple[str, Command] | None = None
+        self.persist = False  # decided at the start of run() (a patch guard)
+        self.saved: TenantDurableState | None = None
 
     # ---- run loop -------------------------------------------------------------------
     @workflow.run
     async def run(self, data: TenantWorkflowInput) -> TenantState:
         self._upsert_search_attributes()
+        self.persist = workflow.patched(PATCH_PERSIST_STATE)
         while True:
+            await self._save_durable_state()
             await self._wait_for_work()
             self._fire_due_timers()
             if self.s.queue:
@@ -144,11 +150,34 @@ class TenantWorkflow:
                     # A handler set or moved a deadline (payment failed, grace extended):
                     # wake up and wait again with a timer for the new one.
                     or self._next_deadline() != deadline
+                    # Billing or support state changed: write it down before anything else.
+                    or (self.persist and self._durable() != self.saved)
                 ),
                 timeout=timeout,
             )
         except TimeoutError:
             pass
+
+    def _durable(self) -> TenantDurableState:
+        s = self.s
+        return TenantDurableState(
+            tenant_id=s.tenant_id, billing_status=s.billing_status,
+            grace_deadline=s.grace_deadline, delete_at=s.delete_at, purge_at=s.purge_at,
+            last_billing_event_at=s.last_billing_event_at,
+            suspended_for_billing=s.suspended_for_billing, killed=s.killed,
+        )  # fmt: skip
+
+    async def _save_durable_state(self) -> None:
+        """Write billing and support state to the database, so a fresh run can rebuild it."""
+        current = self._durable()
+        if not self.persist or current == self.saved:
+            return
+        try:
+            await workflow.execute_activity_method(A.save_tenant_state, current, **SHORT)
+        except ActivityError as err:
+            # Never fail the tenant's run over bookkeeping: the next change writes it again.
+            workflow.logger.warning("could not save the tenant state: %s", failure_reason(err))
+        self.saved = current
 
     def _next_deadline(self) -> datetime | None:
         times = [t for t in (self.s.grace_deadline, self.s.delete_at, self.s.purge_at) if t]

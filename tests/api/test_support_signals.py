@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy import update
 
 from core.db.models import User
-from core.lifecycle import query_state, workflow_id
+from core.lifecycle import query_state, send_billing_event, workflow_id
+from core.tenants import require_tenant
 from tests.api.conftest import Client, signup
 from tests.api.test_commands_under_misuse import live_bot
 from tests.api.test_tenants_flow import wait_state
 from tests.lifecycle_stack import Stack
+from workflows.models import BillingEvent
 
 
 async def admin_headers(api: Client, stack: Stack, email: str) -> dict[str, str]:
@@ -19,6 +23,16 @@ async def admin_headers(api: Client, stack: Stack, email: str) -> dict[str, str]
     with stack.db.system_session() as s:
         s.execute(update(User).where(User.email == email).values(is_platform_admin=True))
     return h
+
+
+async def saved_grace_deadline(stack: Stack, tid: str) -> None:
+    """Wait until the tenant workflow has written its grace deadline to the database."""
+    for _ in range(100):
+        with stack.db.tenant_session(tid) as s:
+            if require_tenant(s, tid).grace_deadline is not None:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the grace deadline was never saved")
 
 
 async def test_a_note_on_a_tenant_whose_workflow_never_started(
@@ -51,8 +65,19 @@ async def test_a_terminated_tenant_workflow_restarts_from_the_database(
 ) -> None:
     admin = await admin_headers(api, process_stack, "ops@example.com")
     tid, h = await live_bot(api, process_stack, tokens, "term@example.com")
+    # Dunning under way, a support note and the kill switch's state: all must survive.
+    event = BillingEvent(
+        event_id=f"evt-{tid}", type="invoice.payment_failed", created=datetime.now(UTC),
+        subscription_status="past_due",
+    )  # fmt: skip
+    await send_billing_event(process_stack.ctx, tid, event)
+    r = await api.post(
+        f"/admin/tenants/{tid}/signals", json={"signal": "add_note", "reason": "VIP"}, headers=admin
+    )
+    assert r.status_code == 202
     before = await query_state(process_stack.ctx, tid)
-    assert before is not None
+    assert before is not None and before.grace_deadline is not None
+    await saved_grace_deadline(process_stack, tid)
     used = {r.workflow_id for r in before.history}
     handle = process_stack.env.client.get_workflow_handle(workflow_id(tid))
     await handle.terminate("operator terminated it")
@@ -64,6 +89,9 @@ async def test_a_terminated_tenant_workflow_restarts_from_the_database(
     assert r.status_code == 202, r.text
     after = await query_state(process_stack.ctx, tid)
     assert after is not None and after.state == "healthy"
+    assert after.grace_deadline == before.grace_deadline
+    assert after.billing_status == "past_due"
+    assert [n.text for n in after.notes] == ["VIP", "x"]
 
     # Commands continue the sequence: no child id (nor transition key) is reused.
     r = await api.post(f"/tenants/{tid}/pause", headers=h)
