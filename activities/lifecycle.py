@@ -29,6 +29,7 @@ from core.errors import TinyClawError
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
+from core.tenants import purge_personal_data
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 from workflows.activity_models import (
     HealthInput,
@@ -398,7 +399,8 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def purge_backups(self, data: PurgeInput) -> None:
-        """Delete the tenant's backups and snapshots once the retention period is over."""
+        """After the retention period: delete backups and snapshots (the conversations),
+        then the personal data left in the database (names, Telegram ids, audit details)."""
 
         def run() -> None:
             for kind in ("backups", "snapshots"):
@@ -407,6 +409,8 @@ class LifecycleActivities:
                     file.unlink(missing_ok=True)
                 if folder.exists():
                     folder.rmdir()
+            with self.db.tenant_session(data.tenant_id) as session:
+                purge_personal_data(session, data.tenant_id)
 
         await self._thread(run)
 

@@ -27,6 +27,7 @@ class AdminTenant(BaseModel):
     billing_status: str
     state: str
     temporal_ui_url: str
+    deleted_at: datetime | None = None  # deleted bots leave the customer's list, not this one
 
 
 class SignalIn(BaseModel):
@@ -47,6 +48,7 @@ def all_tenants(_admin: PlatformAdmin, ctx: ContextDep) -> list[AdminTenant]:
             out.append(AdminTenant(
                 id=t.id, name=t.name, plan=t.plan, billing_status=t.billing_status,
                 state=dep.state if dep else "pending", temporal_ui_url=temporal_ui_link(ctx, t.id),
+                deleted_at=t.deleted_at,
             ))  # fmt: skip
         return out
 

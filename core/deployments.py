@@ -72,6 +72,8 @@ def record_transition(
         get_tenant(session, tenant_id).bundle_id = bundle_id
     if to_state == DeploymentState.HEALTHY:
         dep.healthy_at = utcnow()
+    if to_state == DeploymentState.DELETED:
+        get_tenant(session, tenant_id).deleted_at = utcnow()  # leaves the customer's bot list
     session.add(
         DeploymentEvent(
             tenant_id=tenant_id, deployment_id=dep.id, from_state=previous, to_state=to_state,
