@@ -52,6 +52,7 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
+from workflows.common import TEST_MESSAGE_HTTP_TIMEOUT_S
 from workflows.models import TenantDurableState
 
 P = ParamSpec("P")
@@ -252,10 +253,22 @@ class LifecycleActivities:
     async def send_test_message(self, data: TenantRef) -> TestMessageResult:
         """Send a message through the runtime API and require a reply."""
         address, headers = await self._runtime_api(data.tenant_id)
-        resp = await self.http.post(
-            f"{address}/api/message", headers=headers, timeout=60,
-            json={"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"},
-        )  # fmt: skip
+        timeout = httpx.Timeout(TEST_MESSAGE_HTTP_TIMEOUT_S, connect=5)
+        payload = {"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"}
+        try:
+            resp = await self.http.post(
+                f"{address}/api/message", headers=headers, timeout=timeout, json=payload
+            )
+        except httpx.ConnectError:
+            # Nothing reached the runtime (so no model call): safe to retry.
+            raise ApplicationError(
+                "The runtime did not accept the test message.", type="runtime_unreachable"
+            ) from None
+        except httpx.HTTPError:
+            raise ApplicationError(
+                "The test message got no reply in time.", type="test_message_failed",
+                non_retryable=True,
+            ) from None  # fmt: skip
         if resp.status_code != 200 or not resp.json().get("reply"):
             raise ApplicationError(
                 f"The test message got no reply (HTTP {resp.status_code}).",

@@ -142,3 +142,18 @@ def test_trimming_keeps_every_queued_and_running_record() -> None:
     kept = trim_history(pending + done)
     assert kept[:2] == pending
     assert [r.workflow_id for r in kept[2:]] == [r.workflow_id for r in done[-HISTORY_KEEP:]]
+
+
+async def test_the_deploy_test_message_is_never_retried_once_sent(
+    tenant: Tenant, fake: FakeLifecycle
+) -> None:
+    # Raised as if retryable: the policy must still not send the message (and call the
+    # model) a second time.
+    fake.fail(
+        "send_test_message", "test_message_failed", "The test message got no reply in time.",
+        tenant_id=tenant.id, non_retryable=False,
+    )  # fmt: skip
+    state = await tenant.run(Action.DEPLOY)
+    assert state.state == "failed"
+    assert fake.names(tenant.id).count("send_test_message") == 1
+    assert state.history[-1].reason == "The test message got no reply in time."
