@@ -195,9 +195,19 @@ async def billing_recovered(
     return "billing-recovered"
 
 
+async def delete_failed(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A delete whose step fails is recorded as failed, then a retry deletes."""
+    fake.fail("remove_runtime", "runtime_failed", "Docker could not remove it.", times=1)
+    handle = await _tenant(client, tq, "delete-failed")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.DELETE)
+    await _run(handle, Action.DELETE)
+    return "delete-failed"
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
-    every_action, queue_repeats, support_signal_start,
+    every_action, queue_repeats, support_signal_start, delete_failed,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend, billing_cancel_delete, billing_recovered]
 

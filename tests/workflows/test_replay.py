@@ -27,9 +27,9 @@ from core.temporal import data_converter
 from tests.conftest import make_settings
 from worker import WORKFLOWS
 from workflows.activity_models import TenantRef
-from workflows.common import CONTAINER, SHORT
+from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
 from workflows.models import ActionInput, ActionResult
-from workflows.operations import PauseTenantWorkflow
+from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
 from workflows.tenant import (
     CHILDREN,
@@ -50,6 +50,7 @@ FLOWS = [
     # Recorded after the queue, persistence and signal-with-start patches (their markers
     # are in these histories; the ones above replay the unpatched paths).
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
+    "delete-failed",
 ]  # fmt: skip
 
 
@@ -85,7 +86,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
                 markers.add(details["patch-data"].payloads[0].data.decode())
     patches = {
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
-        PATCH_CHILD_ID_POLICY, PATCH_PERSIST_STATE,
+        PATCH_CHILD_ID_POLICY, PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
