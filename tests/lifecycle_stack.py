@@ -34,6 +34,10 @@ def fakes() -> Iterator[tuple[FakeTelegram, FakeOpenAI]]:
     upstream.stop()
 
 
+# Tenants created by this test session (their Docker objects are removed at the end).
+CREATED: set[str] = set()
+
+
 @dataclass
 class Stack:
     ctx: AppContext
@@ -59,6 +63,7 @@ class Stack:
                 s, owner_id=self.user_id, name="Test bot", plan=plan, bundle_id=bundle
             )
             tid = tenant.id
+        CREATED.add(tid)
         creds.store_credential(self.db, acts.store, tid, creds.TELEGRAM, token)
         return tid
 
@@ -152,16 +157,28 @@ def docker_images() -> Iterator[None]:
 
 
 def _cleanup_containers(client: object) -> None:
-    """Remove every tenant container, volume and network the tests created."""
+    """Remove every tenant container, volume and network THIS session's tests created.
+
+    Other test sessions may share the engine: their runtimes (and helper containers) are
+    none of ours, so only tenants created here are removed, and a piece another session
+    still holds is left rather than failing the run.
+    """
+    import contextlib
+
     import docker
 
     assert isinstance(client, docker.DockerClient)
-    for c in client.containers.list(all=True, filters={"label": "tinyclaw.managed=true"}):
-        c.remove(force=True)
-    for v in client.volumes.list(filters={"label": "tinyclaw.managed=true"}):
-        v.remove(force=True)
-    for n in client.networks.list(filters={"label": "tinyclaw.managed=true"}):
-        n.remove()
+    for tid in sorted(CREATED):
+        label = {"label": f"tinyclaw.tenant={tid}"}
+        found = client.containers.list(all=True, filters=label)
+        removals = [
+            *(lambda c=c: c.remove(force=True) for c in found),
+            *(lambda v=v: v.remove(force=True) for v in client.volumes.list(filters=label)),
+            *(n.remove for n in client.networks.list(filters=label)),
+        ]
+        for remove in removals:
+            with contextlib.suppress(docker.errors.APIError):
+                remove()
 
 
 def make_test_catalog(tmp: Path) -> Path:

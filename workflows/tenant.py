@@ -20,7 +20,7 @@ from temporalio.common import (
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
-from workflows.activity_models import PurgeInput
+from workflows.activity_models import PurgeInput, TransitionInput
 from workflows.billing import apply_billing_event
 from workflows.common import SHORT, failure_reason
 from workflows.deploy import DeployTenantWorkflow
@@ -98,6 +98,10 @@ PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
 PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"
 PATCH_PERSIST_STATE = "persist-durable-state"
+PATCH_RECOVER_INTERRUPTED = "recover-interrupted-action"
+# A fresh run that starts in one of these states was interrupted mid-action (the previous
+# run failed or was terminated, and its child with it): it starts as failed instead.
+INTERRUPTED = frozenset({S.PROVISIONING, S.UPDATING, S.DELETING})
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -115,12 +119,17 @@ class TenantWorkflow:
         self.in_flight_cmd: tuple[str, Command] | None = None
         self.persist = False  # decided at the start of run() (a patch guard)
         self.saved: TenantDurableState | None = None
+        self.interrupted: S | None = None
+        if self.s.state in INTERRUPTED and workflow.patched(PATCH_RECOVER_INTERRUPTED):
+            # Set before any handler runs, so the first command is validated against it.
+            self.interrupted, self.s.state = self.s.state, S.FAILED
 
     # ---- run loop -------------------------------------------------------------------
     @workflow.run
     async def run(self, data: TenantWorkflowInput) -> TenantState:
         self._upsert_search_attributes()
         self.persist = workflow.patched(PATCH_PERSIST_STATE)
+        await self._record_interruption()
         while True:
             await self._save_durable_state()
             await self._wait_for_work()
@@ -157,6 +166,22 @@ class TenantWorkflow:
             )
         except TimeoutError:
             pass
+
+    async def _record_interruption(self) -> None:
+        """Tell the database (and so the customer) that the interrupted action failed."""
+        if self.interrupted is None:
+            return
+        wf_id = workflow.info().workflow_id
+        step = TransitionInput(
+            tenant_id=self.s.tenant_id, to_state=S.FAILED, workflow_id=wf_id,
+            key=f"{wf_id}:{workflow.info().run_id}:interrupted",
+            reason=f"Interrupted while {self.interrupted.value}:"
+            " the platform restarted this bot's workflow. Deploy or restart it again.",
+        )  # fmt: skip
+        try:
+            await workflow.execute_activity_method(A.record_transition, step, **SHORT)
+        except ActivityError as err:
+            workflow.logger.warning("could not record the interruption: %s", failure_reason(err))
 
     def _durable(self) -> TenantDurableState:
         s = self.s

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from temporalio.testing import WorkflowEnvironment
+
 from tests.workflows import test_orchestration as orch
-from tests.workflows.fake_activities import FakeLifecycle
+from tests.workflows.fake_activities import FakeLifecycle, settle
 from tests.workflows.test_orchestration import Tenant
 from workflows.models import Action
 
@@ -22,3 +24,19 @@ async def test_a_failed_delete_is_recorded_as_failed_and_can_be_retried(
     assert state.history[-1].reason == "Delete failed: Docker could not remove it."
     state = await live.run(Action.DELETE)
     assert state.state == "deleted" and fake.states(live.id)[-1] == "deleted"
+
+
+async def test_a_fresh_run_that_finds_an_interrupted_action_starts_as_failed(
+    temporal_env: WorkflowEnvironment, task_queue: str, fake: FakeLifecycle
+) -> None:
+    # What the API hands a new run when the last one died mid-deploy: the database says
+    # "provisioning", and nothing will ever finish that deploy.
+    t = await orch.start_tenant(temporal_env.client, task_queue, state="provisioning", seq=4)
+    accepted = await t.send(Action.DEPLOY)  # validated against "failed", not "provisioning"
+    assert accepted == f"tenant-{t.id}-5-deploy"
+    state = await settle(t.handle)
+    assert state.state == "healthy"
+    assert fake.states(t.id)[0] == "failed"
+    assert fake.inputs(t.id, "record_transition")[0].reason.startswith(
+        "Interrupted while provisioning"
+    )
