@@ -17,10 +17,10 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
-from workflows.activity_models import PurgeInput, TransitionInput
+from workflows.activity_models import PurgeInput
 from workflows.billing import apply_billing_event
 from workflows.common import SHORT, failure_reason
 from workflows.deploy import DeployTenantWorkflow
@@ -34,7 +34,6 @@ from workflows.models import (
     Command,
     CommandAccepted,
     Note,
-    TenantDurableState,
     TenantState,
     TenantWorkflowInput,
 )
@@ -56,6 +55,7 @@ from workflows.queueing import (
     trim_history,
 )
 from workflows.switch_bundle import SwitchBundleWorkflow
+from workflows.tenant_durability import PATCH_PERSIST_STATE, TenantDurability
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
@@ -97,11 +97,6 @@ BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
 PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"
-PATCH_PERSIST_STATE = "persist-durable-state"
-PATCH_RECOVER_INTERRUPTED = "recover-interrupted-action"
-# A fresh run that starts in one of these states was interrupted mid-action (the previous
-# run failed or was terminated, and its child with it): it starts as failed instead.
-INTERRUPTED = frozenset({S.PROVISIONING, S.UPDATING, S.DELETING})
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -109,7 +104,7 @@ def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
 
 
 @workflow.defn
-class TenantWorkflow:
+class TenantWorkflow(TenantDurability):
     """One per tenant; the source of truth for what is in flight."""
 
     @workflow.init
@@ -117,12 +112,7 @@ class TenantWorkflow:
         self.s = data.model_copy(deep=True)
         self.in_flight: ActionRecord | None = None
         self.in_flight_cmd: tuple[str, Command] | None = None
-        self.persist = False  # decided at the start of run() (a patch guard)
-        self.saved: TenantDurableState | None = None
-        self.interrupted: S | None = None
-        if self.s.state in INTERRUPTED and workflow.patched(PATCH_RECOVER_INTERRUPTED):
-            # Set before any handler runs, so the first command is validated against it.
-            self.interrupted, self.s.state = self.s.state, S.FAILED
+        self._init_durability()
 
     # ---- run loop -------------------------------------------------------------------
     @workflow.run
@@ -166,43 +156,6 @@ class TenantWorkflow:
             )
         except TimeoutError:
             pass
-
-    async def _record_interruption(self) -> None:
-        """Tell the database (and so the customer) that the interrupted action failed."""
-        if self.interrupted is None:
-            return
-        wf_id = workflow.info().workflow_id
-        step = TransitionInput(
-            tenant_id=self.s.tenant_id, to_state=S.FAILED, workflow_id=wf_id,
-            key=f"{wf_id}:{workflow.info().run_id}:interrupted",
-            reason=f"Interrupted while {self.interrupted.value}:"
-            " the platform restarted this bot's workflow. Deploy or restart it again.",
-        )  # fmt: skip
-        try:
-            await workflow.execute_activity_method(A.record_transition, step, **SHORT)
-        except ActivityError as err:
-            workflow.logger.warning("could not record the interruption: %s", failure_reason(err))
-
-    def _durable(self) -> TenantDurableState:
-        s = self.s
-        return TenantDurableState(
-            tenant_id=s.tenant_id, billing_status=s.billing_status,
-            grace_deadline=s.grace_deadline, delete_at=s.delete_at, purge_at=s.purge_at,
-            last_billing_event_at=s.last_billing_event_at,
-            suspended_for_billing=s.suspended_for_billing, killed=s.killed,
-        )  # fmt: skip
-
-    async def _save_durable_state(self) -> None:
-        """Write billing and support state to the database, so a fresh run can rebuild it."""
-        current = self._durable()
-        if not self.persist or current == self.saved:
-            return
-        try:
-            await workflow.execute_activity_method(A.save_tenant_state, current, **SHORT)
-        except ActivityError as err:
-            # Never fail the tenant's run over bookkeeping: the next change writes it again.
-            workflow.logger.warning("could not save the tenant state: %s", failure_reason(err))
-        self.saved = current
 
     def _next_deadline(self) -> datetime | None:
         times = [t for t in (self.s.grace_deadline, self.s.delete_at, self.s.purge_at) if t]

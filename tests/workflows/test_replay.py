@@ -38,6 +38,7 @@ from workflows.tenant import (
     PATCH_PERSIST_STATE,
     PATCH_SUPPORT_UNSUSPEND,
 )
+from workflows.tenant_durability import PATCH_RECOVER_INTERRUPTED
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
@@ -50,7 +51,7 @@ FLOWS = [
     # Recorded after the queue, persistence and signal-with-start patches (their markers
     # are in these histories; the ones above replay the unpatched paths).
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
-    "delete-failed",
+    "delete-failed", "interrupted-start",
 ]  # fmt: skip
 
 
@@ -87,6 +88,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
     patches = {
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
         PATCH_CHILD_ID_POLICY, PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
+        PATCH_RECOVER_INTERRUPTED,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
