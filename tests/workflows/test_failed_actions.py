@@ -40,3 +40,24 @@ async def test_a_fresh_run_that_finds_an_interrupted_action_starts_as_failed(
     assert fake.inputs(t.id, "record_transition")[0].reason.startswith(
         "Interrupted while provisioning"
     )
+
+
+async def test_a_switch_snapshots_a_stopped_runtime(live: Tenant, fake: FakeLifecycle) -> None:
+    state = await live.run(Action.SWITCH_BUNDLE, bundle_id="pro")
+    assert state.history[-1].status == "succeeded", state.history[-1]
+    names = fake.names(live.id)
+    assert names.index("stop_runtime") < names.index("snapshot_runtime")
+    assert names.index("snapshot_runtime") < names.index("start_runtime")
+
+
+async def test_a_switch_whose_snapshot_fails_keeps_the_bot_on_its_bundle(
+    live: Tenant, fake: FakeLifecycle
+) -> None:
+    fake.fail("snapshot_runtime", "runtime_failed", "The volume could not be read.")
+    state = await live.run(Action.SWITCH_BUNDLE, bundle_id="pro")
+    assert state.state == "healthy"
+    assert state.history[-1].status == "failed"
+    assert "Bundle switch aborted" in (state.history[-1].reason or "")
+    starts = [(i.bundle_id, i.bundle_version) for i in fake.inputs(live.id, "start_runtime")]
+    assert starts == [("starter", "1.0.0")]
+    assert fake.states(live.id) == ["updating", "healthy"]

@@ -31,6 +31,7 @@ from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
 from workflows.models import ActionInput, ActionResult
 from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
+from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
 from workflows.tenant import (
     CHILDREN,
     PATCH_CHILD_ID_POLICY,
@@ -51,7 +52,7 @@ FLOWS = [
     # Recorded after the queue, persistence and signal-with-start patches (their markers
     # are in these histories; the ones above replay the unpatched paths).
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
-    "delete-failed", "interrupted-start",
+    "delete-failed", "interrupted-start", "switch-stopped",
 ]  # fmt: skip
 
 
@@ -88,7 +89,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
     patches = {
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
         PATCH_CHILD_ID_POLICY, PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
-        PATCH_RECOVER_INTERRUPTED,
+        PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
