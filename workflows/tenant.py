@@ -96,7 +96,7 @@ BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
 # workflow"): histories recorded before them replay the old path.
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
-PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"
+PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"  # deprecated
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -166,7 +166,7 @@ class TenantWorkflow(TenantDurability):
         if self.s.grace_deadline and self.s.grace_deadline <= now:
             self.s.grace_deadline = None
             # Still unpaid when the grace period ends (a subscription update may say "unpaid").
-            unpaid = ("past_due", "unpaid")
+            unpaid: tuple[str, ...] = ("past_due", "unpaid")
             if not workflow.patched(PATCH_GRACE_UNPAID):
                 unpaid = ("past_due",)
             if self.s.billing_status in unpaid:
@@ -210,11 +210,10 @@ class TenantWorkflow(TenantDurability):
         self.in_flight, self.in_flight_cmd = record, (wf_id, cmd)
         # Child ids are unique across runs (the API seeds ``seq`` from the database on a
         # fresh start); a reset re-running an earlier child may reuse its id on purpose.
-        policy = (
-            {"id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
-            if workflow.patched(PATCH_CHILD_ID_POLICY)
-            else {}
-        )
+        # It is the SDK's default written out (the command is the same as before), so its
+        # patch, recorded in some histories, is deprecated: they replay either way.
+        workflow.deprecate_patch(PATCH_CHILD_ID_POLICY)
+        reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
         try:
             result: ActionResult = await workflow.execute_child_workflow(
                 CHILDREN[cmd.action],
@@ -222,7 +221,7 @@ class TenantWorkflow(TenantDurability):
                 id=wf_id,
                 search_attributes=self._search_attributes(),
                 execution_timeout=timedelta(minutes=30),
-                **policy,  # type: ignore[arg-type]
+                id_reuse_policy=reuse,
             )
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)

@@ -34,7 +34,6 @@ from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
 from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
 from workflows.tenant import (
     CHILDREN,
-    PATCH_CHILD_ID_POLICY,
     PATCH_GRACE_UNPAID,
     PATCH_PERSIST_STATE,
     PATCH_SUPPORT_UNSUSPEND,
@@ -88,7 +87,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
                 markers.add(details["patch-data"].payloads[0].data.decode())
     patches = {
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
-        PATCH_CHILD_ID_POLICY, PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
+        PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
         PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
