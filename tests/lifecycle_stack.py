@@ -69,11 +69,11 @@ class Stack:
 
 
 def stack_settings(
-    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str
+    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str, **overrides: object
 ) -> Settings:
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
-        gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        gateway_public_url=upstream.base_url, runtime_health_timeout_s=8, **overrides,
     )  # fmt: skip
 
 
@@ -83,9 +83,10 @@ async def start_stack(
     fakes: tuple[FakeTelegram, FakeOpenAI],
     driver: str,
     catalog: object | None = None,
+    **overrides: object,
 ) -> AsyncIterator[Stack]:
     telegram, upstream = fakes
-    settings = stack_settings(tmp, telegram, upstream, driver)
+    settings = stack_settings(tmp, telegram, upstream, driver, **overrides)
     run_migrations(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     queues = TaskQueues(prefix=f"t{uuid.uuid4().hex[:8]}")
