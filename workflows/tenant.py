@@ -362,6 +362,8 @@ class TenantWorkflow(TenantDurability):
         cmd = Command(
             action=Action.RESTART, actor="support", reason=reason or "Restarted by support."
         )
+        if workflow.patched(PATCH_BOUNDED_QUEUE) and self._duplicate(cmd) is not None:
+            return  # the health sweep repeats itself every minute: one pending restart is enough
         if self._check(cmd, self._projected_state()) is None:
             self._enqueue(cmd)
 
