@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import update
 
+from core import credentials as creds
 from core.db.models import User
 from core.lifecycle import query_state, send_billing_event, workflow_id
 from core.tenants import require_tenant
@@ -15,7 +17,9 @@ from tests.api.conftest import Client, signup
 from tests.api.test_commands_under_misuse import live_bot
 from tests.api.test_tenants_flow import wait_state
 from tests.lifecycle_stack import Stack
-from workflows.models import BillingEvent
+from tests.workflows.helpers import db_state
+from workflows.deploy import DeployTenantWorkflow
+from workflows.models import Action, ActionInput, BillingEvent, Command
 
 
 async def admin_headers(api: Client, stack: Stack, email: str) -> dict[str, str]:
@@ -103,3 +107,30 @@ async def test_a_terminated_tenant_workflow_restarts_from_the_database(
     await wait_state(api, tid, h, "paused")
     events = (await api.get(f"/tenants/{tid}/events", headers=h)).json()
     assert events[0]["to_state"] == "paused"
+
+
+async def test_a_child_rerun_under_the_same_id_records_its_transitions(
+    process_stack: Stack,
+) -> None:
+    """What a reset of the tenant workflow does: it runs a child again under its old id."""
+    stack = process_stack
+    tid = stack.new_tenant()
+    with stack.db.tenant_session(tid) as s:  # the first attempt fails: no token yet
+        token = creds.credential(s, tid, creds.TELEGRAM)
+        assert token is not None
+        s.delete(token)
+    child = f"tenant-{tid}-1-deploy"
+    data = ActionInput(tenant_id=tid, command=Command(action=Action.DEPLOY), from_state="pending")  # type: ignore[arg-type]
+    client = stack.env.client
+    run = partial(
+        client.execute_workflow, DeployTenantWorkflow.run, data, id=child,
+        task_queue=stack.ctx.queues.lifecycle,
+    )  # fmt: skip
+    assert (await run()).state == "failed"
+    stack.telegram.add_bot(good := f"{555}:AA{'z' * 33}")
+    creds.store_credential(stack.db, stack.ctx.secrets, tid, creds.TELEGRAM, good)
+    assert (await run()).state == "healthy"
+    assert db_state(stack, tid) == (
+        "healthy",
+        ["pending", "provisioning", "failed", "provisioning", "healthy"],
+    )
