@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
 from sqlalchemy import update
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 
 from core import credentials as creds
 from core.db.models import User
@@ -134,3 +138,44 @@ async def test_a_child_rerun_under_the_same_id_records_its_transitions(
         "healthy",
         ["pending", "provisioning", "failed", "provisioning", "healthy"],
     )
+
+
+async def test_a_reset_tenant_workflow_converges_with_the_database(
+    api: Client, process_stack: Stack, tokens: Callable[[], str]
+) -> None:
+    tid, h = await live_bot(api, process_stack, tokens, "reset@example.com")
+    assert (await api.post(f"/tenants/{tid}/pause", headers=h)).status_code == 202
+    await wait_state(api, tid, h, "paused")
+    client = process_stack.env.client
+    handle = client.get_workflow_handle(workflow_id(tid))
+    history = await handle.fetch_history()
+    first_task = next(
+        e.event_id for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )  # fmt: skip
+    desc = await handle.describe()
+    await client.workflow_service.reset_workflow_execution(
+        ResetWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id, run_id=desc.run_id),
+            reason="test: reset to the first task", request_id=uuid.uuid4().hex,
+            workflow_task_finish_event_id=first_task,
+        )
+    )  # fmt: skip
+    # Whatever the reset replays, the tenant ends where its commands lead, and the
+    # database agrees with the workflow.
+    for action in ("resume", "pause", "deploy"):
+        await api.post(f"/tenants/{tid}/{action}", headers=h)
+        await asyncio.sleep(0.2)
+    for _ in range(300):
+        state = await query_state(process_stack.ctx, tid)
+        if state and state.in_flight is None and not state.queued:
+            break
+        await asyncio.sleep(0.2)
+    assert state is not None
+    # The reset re-ran the deploy and the pause under their old child ids: their
+    # transitions were recorded again (keys are per run), so the database followed.
+    assert state.state == "paused", state.history
+    assert [r.status for r in state.history] == ["succeeded"] * 4
+    db, events = db_state(process_stack, tid)
+    assert db == state.state and events.count("provisioning") == 3, events
