@@ -103,6 +103,13 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
+    if driver == "process":  # runtimes are local processes: stop every one this stack made
+        import contextlib
+
+        local = lifecycle_activities(ctx).driver
+        for tenant_id in local.list_tenants():
+            with contextlib.suppress(Exception):
+                local.remove(tenant_id)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
 
