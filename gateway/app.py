@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.db import Database
+from core.egress import EgressGuard
 from core.errors import TinyClawError
 from core.plans import Plan
 from core.secrets.base import SecretStore
@@ -55,6 +56,7 @@ def create_app(
     config: GatewayConfig | None = None,
     plans: Mapping[str, Plan] | None = None,
     limiter: RateLimiter | None = None,
+    egress: EgressGuard | None = None,
 ) -> GatewayApp:
     """Build the gateway app; ``upstreams`` overrides ``settings.upstream_urls``."""
     config = config or GatewayConfig.from_env()
@@ -66,6 +68,7 @@ def create_app(
         config,
         plans=plans,
         limiter=limiter,
+        egress=egress,
     )
 
     @asynccontextmanager

@@ -144,8 +144,10 @@ async def running_gateway(
         byok_allowed_private_networks=["127.0.0.0/8"],
     )
     plans = config.pop("plans", None)
+    egress = config.pop("egress", None)
+    settings = settings.model_copy(update=config.pop("settings", {}))
     cfg = GatewayConfig(**{"auth_cache_ttl_s": 0.0, **config})
-    app = create_app(settings, db, store, config=cfg, plans=plans)
+    app = create_app(settings, db, store, config=cfg, plans=plans, egress=egress)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
