@@ -7,7 +7,6 @@ from fastapi import APIRouter
 from api.deps import ContextDep, TenantAccess, TenantOwner
 from api.tenants import schemas as s
 from api.tenants.model_service import choose_model, models_view
-from core.tenants import audit
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
@@ -21,10 +20,5 @@ async def list_models(access: TenantAccess, ctx: ContextDep) -> s.ModelsOut:
 @router.put("/{tenant_id}/model")
 async def set_model(body: s.ModelChoiceIn, access: TenantOwner, ctx: ContextDep) -> s.ModelsOut:
     """Pick the bot's model (403 for one it may not use); applied at the next (re)start."""
-    mode = await choose_model(ctx, access.tenant_id, body.model)
-    with ctx.db.tenant_session(access.tenant_id) as session:
-        audit(
-            session, tenant_id=access.tenant_id, actor=access.actor, action="model.set",
-            mode=mode, model=body.model,
-        )  # fmt: skip
+    await choose_model(ctx, access.tenant_id, body.model, access.actor)
     return await models_view(ctx, access.tenant_id)

@@ -18,7 +18,7 @@ from core.egress import EgressGuard, GuardedTransport
 from core.errors import InvalidInput, ServiceUnavailable
 from core.model_catalog import ModelNotOffered
 from core.plans import get_plan
-from core.tenants import require_tenant
+from core.tenants import audit, require_tenant
 
 # Provider presets: the OpenAI-compatible base URL of each (Anthropic's compatibility layer).
 PRESETS = {
@@ -150,8 +150,15 @@ async def models_view(ctx: AppContext, tenant_id: str) -> ModelsOut:
     )
 
 
-async def choose_model(ctx: AppContext, tenant_id: str, model: str) -> str:
-    """Validate and store the bot's model pick for its current mode; returns the mode."""
+async def choose_model(ctx: AppContext, tenant_id: str, model: str, actor: str) -> str:
+    """Validate, store and audit the bot's model pick for its current mode; returns the mode."""
+    mode = await _store_choice(ctx, tenant_id, model)
+    with ctx.db.tenant_session(tenant_id) as session:
+        audit(session, tenant_id=tenant_id, actor=actor, action="model.set", mode=mode, model=model)
+    return mode
+
+
+async def _store_choice(ctx: AppContext, tenant_id: str, model: str) -> str:
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = require_tenant(session, tenant_id)
         mode, plan = tenant.model_mode, get_plan(tenant.plan)
