@@ -112,7 +112,8 @@ def _add_routes(app: GatewayApp, gw: Gateway) -> None:
         """The managed models this tenant's plan may call (the demo model only when offline)."""
         ctx = await gw.authenticate(_token(request))
         plan = gw.plan_for(ctx)
-        models = gw.catalog.for_plan(plan)
+        # BYOK: the tenant's own provider lists its models (GET /tenants/{id}/models).
+        models = gw.catalog.for_plan(plan) if ctx.mode != "byok" else []
         return {
             "object": "list",
             "demo": gw.catalog.offline,

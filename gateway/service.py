@@ -41,6 +41,7 @@ from gateway.upstreams import (
     Upstream,
     pinned_byok_upstream,
     send_with_failover,
+    upstream_name,
     with_model,
 )
 
@@ -237,8 +238,11 @@ class Gateway:
                 raise ProviderKeyMissing(
                     "Your provider key could not be found. Add it again in the dashboard."
                 ) from None
-            # Resolved and checked here; the connection goes to this IP (no DNS rebinding).
-            upstream = await pinned_byok_upstream(self.egress, base, SecretStr(key))
+            if ctx.byok_base_url:
+                # Customer input: resolved and checked here, connected to that IP (no rebinding).
+                upstream = await pinned_byok_upstream(self.egress, base, SecretStr(key))
+            else:  # the operator's own upstream (configuration), with the tenant's key
+                upstream = Upstream(upstream_name(base), base, SecretStr(key))
             self.key_cache.put(cache_key, upstream)
         # A tenant's key is never sent to another provider, so BYOK has no failover.
         return [(upstream, None)]
