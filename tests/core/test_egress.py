@@ -144,3 +144,18 @@ async def test_a_name_with_any_bad_answer_is_refused() -> None:
 
     with pytest.raises(EgressRefused):
         await EgressGuard(resolver=resolve).pin("https://mixed.example/v1")
+
+
+async def test_https_is_pinned_to_the_checked_ip_yet_verified_against_the_name() -> None:
+    from tests.fakes.tls import TlsServer
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    guard = EgressGuard(parse_networks(["127.0.0.0/8"]), https_only=True, resolver=resolve)
+    with TlsServer("provider.internal") as server:
+        transport = GuardedTransport(guard, verify=server.client_context())
+        async with httpx.AsyncClient(transport=transport) as http:
+            r = await http.get(f"https://provider.internal:{server.port}/v1/models")
+    assert r.status_code == 200 and r.json()["data"][0]["id"] == "tls-model"
+    assert server.sni == ["provider.internal"]  # TLS was for the name, not the IP

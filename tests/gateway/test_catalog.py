@@ -155,3 +155,28 @@ async def test_byok_allowlisted_provider_is_pinned_and_metered_as_byok(db, store
     with db.tenant_session(tenant) as s:
         [row] = s.scalars(select(UsageEvent)).all()
     assert (row.mode, row.cost_micros, row.outcome) == ("byok", 0, "ok")
+
+
+async def test_byok_https_provider_is_dialled_on_the_pinned_ip_with_tls_for_its_name(
+    db, store, monkeypatch
+) -> None:
+    from core.egress import parse_networks
+    from tests.fakes.tls import TlsServer
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    guard = EgressGuard(parse_networks(["127.0.0.0/8"]), https_only=True, resolver=resolve)
+    tenant = create_tenant(db, mode="byok")
+    with TlsServer("provider.internal") as server:
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_file))  # the gateway's trust store
+        add_byok_key(db, store, tenant, f"https://provider.internal:{server.port}/v1")
+        async with running_gateway(db, store, egress=guard) as h:
+            r = await h.client.post(
+                "/v1/chat/completions", json=chat("m", "hi"), headers=bearer(issue(db, tenant))
+            )
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "over tls"
+    assert server.sni == ["provider.internal"] and server.requests == [
+        ("POST", "/v1/chat/completions")
+    ]
