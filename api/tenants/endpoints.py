@@ -110,11 +110,9 @@ async def set_provider_key(
         ctx, base_url, body.api_key, provider=body.provider, trusted=trusted
     )
     model = pick_byok_model(offered, body.model)
-    detail: dict[str, object] = {"provider": body.provider or "custom"}
+    detail: dict[str, object] = {"provider": body.provider or "custom", "model": model}
     if not trusted:  # the platform's own upstream is configuration; not stored per tenant
         detail["base_url"] = base_url
-    if model:
-        detail["model"] = model
     row = creds.store_credential(
         ctx.db, ctx.secrets, access.tenant_id, creds.PROVIDER_KEY, body.api_key, detail=detail
     )

@@ -99,7 +99,7 @@ def _model_ids(resp: httpx.Response) -> list[str]:
     return ids
 
 
-def pick_byok_model(offered: list[str], wanted: str | None) -> str | None:
+def pick_byok_model(offered: list[str], wanted: str | None) -> str:
     """The model to use from the provider's list: the wanted one (if offered), else the first."""
     if wanted:
         if offered and wanted not in offered:
@@ -109,7 +109,12 @@ def pick_byok_model(offered: list[str], wanted: str | None) -> str | None:
                 field="model",
             )
         return wanted
-    return offered[0] if offered else None
+    if not offered:
+        raise InvalidInput(
+            "Your provider lists no models; name the model to use.", code="model_required",
+            field="model",
+        )  # fmt: skip
+    return offered[0]
 
 
 async def byok_offer(ctx: AppContext, tenant_id: str) -> tuple[list[str], str | None]:

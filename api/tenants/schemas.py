@@ -122,6 +122,7 @@ class TenantOut(BaseModel):
     role: str
     bundle_id: str | None
     model_mode: str
+    model: str | None = Field(default=None, description="the managed model picked for this bot")
     billing_status: str
     telegram_bot_username: str | None
     created_at: datetime

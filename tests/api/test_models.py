@@ -66,6 +66,7 @@ async def test_managed_pick_is_validated_against_the_plan(
         assert "house/fast" in r.json()["message"]
     r = await api.put(f"/tenants/{tid}/model", json={"model": "house/smart"}, headers=h)
     assert r.status_code == 200 and r.json()["selected"] == "house/smart"
+    assert (await api.get(f"/tenants/{tid}", headers=h)).json()["model"] == "house/smart"
     assert (await api.put(f"/tenants/{tid}/model", json={}, headers=h)).status_code == 422
 
 
@@ -101,6 +102,27 @@ async def test_byok_key_is_checked_models_listed_and_pick_validated(api: Client)
         assert r.status_code == 200 and r.json()["selected"] == "zeta-1"
         # Every call to the provider carried the tenant's key, and only to /v1/models.
         assert {r.path for r in provider.requests} == {"/v1/models"}
+        assert all(r.authorization == f"Bearer {KEY}" for r in provider.requests[1:])
+    finally:
+        provider.stop()
+
+
+async def test_byok_provider_without_models_needs_a_named_model(api: Client) -> None:
+    provider = FakeOpenAI(api_key=KEY, models=[]).start()
+    provider.models = []  # the fake's default list is not empty
+    try:
+        tid, h = await new_bot(api, "nomodels@example.com")
+        url = provider.base_url
+        r = await api.put(
+            f"/tenants/{tid}/provider-key", json={"api_key": KEY, "base_url": url}, headers=h
+        )
+        assert r.status_code == 422 and r.json()["code"] == "model_required"
+        r = await api.put(
+            f"/tenants/{tid}/provider-key",
+            json={"api_key": KEY, "base_url": url, "model": "private-model"},
+            headers=h,
+        )
+        assert r.status_code == 200 and r.json()["detail"]["model"] == "private-model"
     finally:
         provider.stop()
 

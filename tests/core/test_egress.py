@@ -99,8 +99,13 @@ def rebinding_resolver(public: str = "93.184.216.34"):
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "169.254.169.254"]
-)
+    "host",
+    [
+        "127.0.0.1", "localhost", "[::1]", "[::ffff:127.0.0.1]", "169.254.169.254",
+        # Other spellings of loopback that resolvers accept.
+        "127.1", "2130706433", "0x7f000001", "017700000001", "0",
+    ],
+)  # fmt: skip
 async def test_guarded_client_never_connects_to_refused_hosts(host: str) -> None:
     with RecordingListener() as listener:
         url = f"http://{host}:{listener.port}/v1/models"
