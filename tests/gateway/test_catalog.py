@@ -180,3 +180,27 @@ async def test_byok_https_provider_is_dialled_on_the_pinned_ip_with_tls_for_its_
     assert server.sni == ["provider.internal"] and server.requests == [
         ("POST", "/v1/chat/completions")
     ]
+
+
+async def test_streamed_and_anthropic_calls_also_use_the_upstream_model_name(
+    db, store, upstream
+) -> None:
+    tenant = create_tenant(db, plan="starter")
+    settings = {"model_catalog": catalog()}
+    async with running_gateway(db, store, [upstream.base_url], settings=settings) as h:
+        token = issue(db, tenant)
+        streamed = await h.client.post(
+            "/v1/chat/completions",
+            json=chat("house/fast", "hi", stream=True),
+            headers=bearer(token),
+        )
+        anthropic = await h.client.post(
+            "/v1/messages",
+            json={"model": "house/fast", "max_tokens": 50,
+                  "messages": [{"role": "user", "content": "hi"}]},
+            headers={"x-api-key": token},
+        )  # fmt: skip
+    assert streamed.status_code == 200 and "data: [DONE]" in streamed.text
+    assert anthropic.status_code == 200, anthropic.text
+    assert anthropic.json()["model"] == "house/fast"  # the caller's name comes back
+    assert [c.body["model"] for c in upstream.completions()] == ["fake-model", "fake-model"]
