@@ -86,6 +86,8 @@ class Tenant(Base):
     plan: Mapped[str] = mapped_column(String(32))
     bundle_id: Mapped[str | None] = mapped_column(String(64))
     model_mode: Mapped[str] = mapped_column(String(16), default="managed")  # managed | byok
+    # The bot's managed model pick (a catalog id); None: the bundle's own models.
+    model: Mapped[str | None] = mapped_column(String(200))
     billing_status: Mapped[str] = mapped_column(String(32), default="off")
     telegram_owner_id: Mapped[int | None] = mapped_column(BigInteger)
     telegram_bot_username: Mapped[str | None] = mapped_column(String(64))

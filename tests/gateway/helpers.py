@@ -137,11 +137,17 @@ async def running_gateway(
 ) -> AsyncIterator[Harness]:
     """The gateway app with its lifespan running, served in-process over ASGI."""
     settings = Settings(
-        upstream_urls=upstreams or [], upstream_api_key=PLATFORM_KEY, upstream_timeout_s=timeout_s
+        upstream_urls=upstreams or [],
+        upstream_api_key=PLATFORM_KEY,
+        upstream_timeout_s=timeout_s,
+        # The fake providers listen on loopback: allowlisted, as an operator would.
+        byok_allowed_private_networks=["127.0.0.0/8"],
     )
     plans = config.pop("plans", None)
+    egress = config.pop("egress", None)
+    settings = settings.model_copy(update=config.pop("settings", {}))
     cfg = GatewayConfig(**{"auth_cache_ttl_s": 0.0, **config})
-    app = create_app(settings, db, store, config=cfg, plans=plans)
+    app = create_app(settings, db, store, config=cfg, plans=plans, egress=egress)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
