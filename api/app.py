@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             finally:
                 if (stripe_client := ctx.extras.get("billing.stripe")) is not None:
                     await stripe_client.aclose()
+                if (reader := ctx.extras.pop("runtime_reader", None)) is not None:
+                    await reader.http.aclose()
                 if context is None:
                     await ctx.close()
 

@@ -138,6 +138,7 @@ class AcceptedOut(BaseModel):
     workflow_id: str
     position: int
     status_url: str
+    duplicate: bool = False  # it repeats a pending command: this is that command's answer
 
 
 class MessageOut(BaseModel):
