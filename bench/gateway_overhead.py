@@ -2,6 +2,12 @@
 
     .venv/bin/python bench/gateway_overhead.py [--pin] [--no-litellm] [--seconds 12]
 
+Two gateway processes are measured in the same run: ``gateway`` (the maintained
+upstream client, ``gateway/httpclient.py`` over httpx) and ``gw-legacy`` (the
+same app with the former hand-written client, ``bench/legacy_httpclient.py``).
+The last lines print legacy/httpx added-latency ratios at median and p99: the
+hand-written client would only be worth keeping at >= 1.5x on both.
+
 Three kinds of process, each separate, all on loopback: a fake upstream (uvloop,
 raw asyncio protocol), the proxy under test (the gateway under uvicorn with
 uvloop + httptools; and, if ``/tmp/litellm-venv`` has ``litellm[proxy]``,
@@ -48,7 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.httpclient import HttpClient  # noqa: E402 (after the path fix)
+# The load generator keeps the lean hand-written client: a measuring instrument, same for all.
+from bench.legacy_httpclient import HttpClient  # noqa: E402 (after the path fix)
 
 LITELLM_PY = Path("/tmp/litellm-venv/bin/python")  # noqa: S108 (where the brief installs it)
 MODEL = "openai/gpt-4o-mini"
@@ -173,11 +180,17 @@ def serve_upstream(port: int) -> None:
 # --------------------------------------------------------------------------- gateway
 
 
-def serve_gateway(port: int, upstream_url: str, db_url: str) -> None:
+def serve_gateway(port: int, upstream_url: str, db_url: str, client: str = "httpx") -> None:
     """Run the real gateway app (bench plan without limits) until killed."""
     import uvicorn
 
     sys.path.insert(0, str(ROOT))
+    if client == "legacy":
+        # The same app with the former hand-written upstream client: it stands in for the
+        # module before any gateway module imports it (same names, same error classes).
+        from bench import legacy_httpclient
+
+        sys.modules["gateway.httpclient"] = legacy_httpclient
     from core.db import Database
     from core.plans import PLANS
     from core.settings import Settings
@@ -519,6 +532,7 @@ def _report(results: dict, open_loop: list[Phase], closed: list[Phase], names: l
             line += f" (targets <= 1 / <= 5 ms: {'MET' if med <= 1 else 'MISSED'} / "
             line += f"{'MET' if p99 <= 5 else 'MISSED'})"
         print(line)
+    _compare_clients(results, open_loop)
     if "litellm" in proxies:
         for phase in open_loop:
             d, g, lt = (results[(phase.name, n)] for n in ("direct", "gateway", "litellm"))
@@ -537,6 +551,25 @@ def _report(results: dict, open_loop: list[Phase], closed: list[Phase], names: l
         )
 
 
+def _compare_clients(results: dict, open_loop: list[Phase]) -> None:
+    """Added latency of the gateway with the legacy client vs with httpx, same run."""
+    print("\nUPSTREAM CLIENT: added latency to the last byte, gw-legacy vs gateway (httpx), ms")
+    keep = True
+    for phase in open_loop:
+        d, h, lg = (results[(phase.name, n)] for n in ("direct", "gateway", "gw-legacy"))
+        parts = []
+        for label, p in (("median", 0.5), ("p99", 0.99)):
+            httpx_add = q(h.total_ms, p) - q(d.total_ms, p)
+            legacy_add = q(lg.total_ms, p) - q(d.total_ms, p)
+            # How many times better the hand-written client is (> 1 = it adds less).
+            ratio = httpx_add / legacy_add if legacy_add > 0 else float("inf")
+            keep = keep and ratio >= 1.5
+            parts.append(f"{label} httpx {httpx_add:.2f} / legacy {legacy_add:.2f} = {ratio:.2f}x")
+        print(f"  {phase.name:<14}: " + ", ".join(parts))
+    verdict = "KEEP the hand-written client" if keep else "use httpx (the maintained client)"
+    print(f"rule: hand-written kept only if >= 1.5x better at median AND p99 -> {verdict}")
+
+
 def _count_usage_rows(db_url: str) -> int:
     from sqlalchemy import create_engine, text
 
@@ -552,20 +585,26 @@ def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
     db_url = f"sqlite:///{tmp / 'bench.db'}"
     token = _prepare_db(db_url)
-    up_port, gw_port = _free_port(), _free_port()
+    up_port, gw_port, legacy_port = _free_port(), _free_port(), _free_port()
     upstream_url = f"http://127.0.0.1:{up_port}/v1"
     me = [sys.executable, str(Path(__file__).resolve())]
     procs = [_spawn([*me, "--serve-upstream", str(up_port)], other_cpu)]
     gw_args = [*me, "--serve-gateway", str(gw_port), upstream_url, db_url]
     procs.append(_spawn(gw_args, proxy_cpu, log=tmp / "gateway.log"))
+    legacy_args = [*me, "--serve-gateway", str(legacy_port), upstream_url, db_url, "legacy"]
+    procs.append(_spawn(legacy_args, proxy_cpu, log=tmp / "gw-legacy.log"))
     try:
         assert _wait_ready(f"http://127.0.0.1:{up_port}/", procs[0], 20), "upstream did not start"
         assert _wait_ready(f"http://127.0.0.1:{gw_port}/healthz", procs[1], 30), (
             tmp / "gateway.log"
         ).read_text()
+        assert _wait_ready(f"http://127.0.0.1:{legacy_port}/healthz", procs[2], 30), (
+            tmp / "gw-legacy.log"
+        ).read_text()
         targets = {
             "direct": (upstream_url, UPSTREAM_KEY),
             "gateway": (f"http://127.0.0.1:{gw_port}/v1", token),
+            "gw-legacy": (f"http://127.0.0.1:{legacy_port}/v1", token),
         }
         if args.no_litellm:
             print("LiteLLM: skipped (--no-litellm)")
@@ -589,7 +628,11 @@ def run(args: argparse.Namespace) -> None:
         _report(results, open_loop, closed, list(targets))
         print(f"load average after: {os.getloadavg()[0]:.2f} (other work on this box inflates p99)")
         time.sleep(0.5)  # let the gateway's 100 ms usage flush land
-        sent = sum(len(results[(p.name, "gateway")].total_ms) for p in [*open_loop, *closed])
+        sent = sum(
+            len(results[(p.name, n)].total_ms)
+            for p in [*open_loop, *closed]
+            for n in ("gateway", "gw-legacy")
+        )
         print(
             f"usage_events rows written by the gateway: {_count_usage_rows(db_url)} "
             f"(>= {sent} measured calls, plus warm-up)"
@@ -618,15 +661,13 @@ def main() -> None:
         "--seconds", type=float, default=10.0, help="length of each open-loop phase"
     )
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--serve-gateway", nargs=3, metavar=("PORT", "UPSTREAM", "DB"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve-gateway", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
     elif args.serve_gateway:
-        port, upstream, db_url = args.serve_gateway
-        serve_gateway(int(port), upstream, db_url)
+        port, upstream, db_url, *client = args.serve_gateway
+        serve_gateway(int(port), upstream, db_url, *client)
     else:
         run(args)
 
