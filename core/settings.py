@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
     upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = 60.0
+    # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
+    metrics_token: SecretStr | None = None
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"

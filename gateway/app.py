@@ -8,6 +8,7 @@ FastAPI's stack; ``/v1/models``, ``/healthz`` and ``/metrics`` are FastAPI route
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.db import Database
-from core.errors import TinyClawError
+from core.errors import Forbidden, TinyClawError, Unauthorized
 from core.plans import DEMO_MODEL, Plan
 from core.secrets.base import SecretStore
 from core.settings import Settings
@@ -125,9 +126,28 @@ def _add_routes(app: GatewayApp, gw: Gateway) -> None:
         return {"status": "ok", "upstreams": {n: b.state for n, b in gw.breakers.items()}}
 
     @app.get("/metrics")
-    async def metrics() -> Response:
-        """Prometheus metrics (no tenant labels, no secrets)."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics (no tenant labels, no secrets); needs the operator's token."""
+        _check_metrics_token(gw.settings, request)
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_metrics_token(settings: Settings, request: Request) -> None:
+    """Let a scrape through only with ``TCC_METRICS_TOKEN`` (open in development if unset)."""
+    expected = settings.metrics_token
+    if expected is None:
+        if settings.is_development:
+            return
+        raise Forbidden(
+            "Metrics are disabled: set TCC_METRICS_TOKEN and scrape with that bearer token.",
+            code="metrics_disabled",
+        )
+    given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized(
+            "Metrics need 'Authorization: Bearer <TCC_METRICS_TOKEN>'.",
+            code="metrics_token_invalid",
+        )
 
 
 async def _error_response(request: Request, exc: TinyClawError) -> Response:

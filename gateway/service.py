@@ -38,6 +38,7 @@ from gateway.upstreams import CircuitBreaker, Upstream, send_with_failover, upst
 
 log = logging.getLogger("gateway")
 DEMO_UPSTREAM = "demo"
+MAX_MODEL_CHARS = 200
 Target = tuple[Upstream, CircuitBreaker | None]
 
 
@@ -142,6 +143,10 @@ class Gateway:
         model, plan = call.model, call.plan
         if not model:
             raise InvalidInput("'model' is required.", field="model")
+        if len(model) > MAX_MODEL_CHARS:  # refusals quote the model: never echo a huge one
+            raise InvalidInput(
+                f"'model' is too long (at most {MAX_MODEL_CHARS} characters).", field="model"
+            )
         if not plan.allows_model(model):
             raise ModelNotAllowed(
                 f"The {plan.name} plan does not include model '{model}'. "
