@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import Forbidden, NotFound, PaymentRequired, RateLimited, TinyClawError
+from core.errors import (
+    Forbidden,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+    ServiceUnavailable,
+    TinyClawError,
+)
 
 
 class ModelNotAllowed(Forbidden):
@@ -48,6 +55,15 @@ def too_large(limit: int) -> RequestTooLarge:
         f"The request body is larger than this gateway accepts ({limit} bytes, "
         f"{limit / (1 << 20):.0f} MiB). Send a shorter conversation or smaller attachments.",
         limit_bytes=limit,
+    )
+
+
+def database_unavailable() -> ServiceUnavailable:
+    """The 503 for a call the gateway cannot check or meter because its database is away."""
+    return ServiceUnavailable(
+        "The gateway cannot reach its database right now; retry in a few seconds.",
+        code="database_unavailable",
+        retry_after=5,
     )
 
 

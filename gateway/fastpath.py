@@ -17,9 +17,18 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.errors import InvalidInput, TinyClawError
 from gateway import anthropic, demo
-from gateway.errors import OUTCOMES, anthropic_body, openai_body, status_of, too_large
+from gateway.errors import (
+    OUTCOMES,
+    anthropic_body,
+    database_unavailable,
+    openai_body,
+    status_of,
+    too_large,
+)
 from gateway.httpclient import ResponseAborted
 from gateway.limits import retry_after_header
 from gateway.relay import (
@@ -194,6 +203,10 @@ class FastRoutes:
             return
         except TinyClawError as exc:
             await send_error(send, exc, anthropic_dialect)
+            return
+        except SQLAlchemyError as exc:
+            log.warning("database unavailable on %s (%s)", scope["path"], type(exc).__name__)
+            await send_error(send, database_unavailable(), anthropic_dialect)
             return
         except Exception as exc:
             # Type only: an exception's text could quote request data.

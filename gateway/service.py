@@ -84,7 +84,12 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.auth_cache = TtlCache(config.auth_cache_ttl_s)
         self.key_cache = TtlCache(config.auth_cache_ttl_s)
-        self.writer = UsageWriter(db, config.flush_interval_s, config.flush_max_rows)
+        self.writer = UsageWriter(
+            db,
+            config.flush_interval_s,
+            config.flush_max_rows,
+            spool_dir=settings.data_dir / "usage-spool",
+        )
         self.spend = SpendTracker(db, self.writer, config.auth_cache_ttl_s)
         self.messages = MessageCounter(db, config.auth_cache_ttl_s)
         self.client: HttpClient | None = None
@@ -97,7 +102,7 @@ class Gateway:
             max_connections=self.config.max_connections,
             keepalive_expiry=self.config.keepalive_expiry_s,
         )
-        self.writer.start()
+        await self.writer.start()
 
     async def stop(self) -> None:
         """Flush usage and close connections."""

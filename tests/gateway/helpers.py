@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -130,6 +132,14 @@ class Harness:
         await self.gw.writer.flush()
 
 
+def data_dir_of(db: Database) -> Path:
+    """The test's data directory: next to a SQLite file, else a fresh temporary one."""
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite" and url.database:
+        return Path(url.database).parent
+    return Path(tempfile.mkdtemp(prefix="tcc-gw-"))
+
+
 def gateway_app(
     db: Database,
     store: MemorySecretStore,
@@ -141,6 +151,7 @@ def gateway_app(
 ) -> FastAPI:
     """A gateway app (lifespan not started) with test defaults; ``settings`` overrides them."""
     values: dict[str, Any] = {
+        "data_dir": data_dir_of(db),  # the usage spool lives there
         "upstream_urls": upstreams or [],
         "upstream_api_key": PLATFORM_KEY,
         "upstream_timeout_s": timeout_s,

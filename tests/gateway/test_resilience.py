@@ -1,0 +1,133 @@
+"""Issue 13: metering loses nothing, and the gateway rides out a database outage.
+
+Each test reproduces the fault on a real SQLite file: a writer holding the
+database lock while the gateway stops with usage rows pending, and the database
+file moved away and put back while the gateway keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from core.db import Database
+from core.db.models import UsageEvent
+from tests.gateway.helpers import bearer, chat, create_tenant, issue, running_gateway
+
+MODEL = "openai/gpt-4o-mini"
+
+
+def usage_rows(db: Database, tenant: str) -> list[UsageEvent]:
+    with db.tenant_session(tenant) as s:
+        return list(s.scalars(select(UsageEvent).where(UsageEvent.tenant_id == tenant)))
+
+
+def sqlite_path(db: Database) -> Path:
+    return Path(db.engine.url.database or "")
+
+
+def spooled_rows(spool: Path) -> int:
+    if not spool.is_dir():
+        return 0
+    return sum(len(p.read_text().splitlines()) for p in spool.glob("*.jsonl"))
+
+
+async def wait_until(predicate, within: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return predicate()
+
+
+async def test_stop_with_the_database_locked_spools_every_row_and_replays_on_start(
+    db, store, upstream
+) -> None:
+    tenant = create_tenant(db, plan="pro")
+    token = issue(db, tenant)
+    spool = sqlite_path(db).parent / "usage-spool"
+    locker = sqlite3.connect(sqlite_path(db), timeout=0)
+    try:
+        async with running_gateway(db, store, [upstream.base_url], flush_interval_s=0.05) as h:
+            locker.execute("BEGIN EXCLUSIVE")  # another writer holds the lock: inserts block
+            for i in range(5):
+                r = await h.client.post(
+                    "/v1/chat/completions", json=chat(MODEL, f"call {i}"), headers=bearer(token)
+                )
+                assert r.status_code == 200
+            pending = dict(h.gw.writer.pending_micros)
+            t0 = time.monotonic()
+        stop_s = time.monotonic() - t0  # lifespan exit: the gateway stopped with rows pending
+        # A write still blocked in its thread spools its batch when the lock wait gives up.
+        assert await wait_until(lambda: spooled_rows(spool) == 5, within=20)
+    finally:
+        locker.rollback()
+        locker.close()
+    assert stop_s < 8, f"stop took {stop_s:.1f}s"
+    assert usage_rows(db, tenant) == []
+    assert pending[tenant] > 0  # managed calls on a priced model cost something
+    async with running_gateway(db, store, [upstream.base_url]) as h:
+        rows = usage_rows(db, tenant)  # replayed at start, before any call
+        assert h.gw.writer.pending_micros[tenant] == 0  # the estimate corrected once written
+        assert await h.gw.spend.spent_micros(tenant) == pending[tenant]
+        assert (await h.client.get("/readyz")).json()["usage_rows_spooled"] == 0
+    assert sorted(r.outcome for r in rows) == ["ok"] * 5
+    assert sum(r.cost_micros for r in rows) == pending[tenant]
+    assert spooled_rows(spool) == 0 and list(spool.iterdir()) == []
+
+
+async def test_database_file_away_and_back_readiness_follows_and_calls_recover(
+    db, store, upstream
+) -> None:
+    tenant = create_tenant(db, plan="pro")
+    token = issue(db, tenant)
+    path = sqlite_path(db)
+    away = path.with_name("moved-away")
+    away.mkdir()
+    files = [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm")]
+
+    async def call(text: str) -> int:
+        r = await h.client.post(
+            "/v1/chat/completions", json=chat(MODEL, text), headers=bearer(token)
+        )
+        assert r.status_code in (200, 503), r.text
+        if r.status_code == 503:
+            assert r.json()["error"]["code"] == "database_unavailable"
+        return r.status_code
+
+    async with running_gateway(db, store, [upstream.base_url], flush_interval_s=0.05) as h:
+        assert (await h.client.get("/readyz")).status_code == 200
+        assert await call("before") == 200
+        for f in files:
+            if f.exists():
+                os.replace(f, away / f.name)
+        t0 = time.monotonic()
+        while (await h.client.get("/readyz")).status_code != 503:
+            assert time.monotonic() - t0 < 3, "still ready 3 s after the database went away"
+            await asyncio.sleep(0.1)
+        statuses = await asyncio.gather(*(call(f"during {i}") for i in range(6)))
+        assert (await h.client.get("/healthz")).status_code == 200  # alive, just not ready
+        assert not path.exists(), "the gateway re-created an empty database file"
+        for f in files:
+            if (away / f.name).exists():
+                os.replace(away / f.name, f)
+        t1 = time.monotonic()
+        while (await h.client.get("/readyz")).status_code != 200:
+            assert time.monotonic() - t1 < 3, "not ready 3 s after the database came back"
+            await asyncio.sleep(0.1)
+        after = [await call(f"after {i}") for i in range(8)]
+        await h.flush()
+    assert 503 in statuses  # the outage was seen (authentication needs the database)
+    assert after == [200] * 8
+    answered = [r for r in usage_rows(db, tenant) if r.outcome == "ok"]
+    assert len(answered) == 1 + statuses.count(200) + 8
+    db_again = Database(db.url)
+    with db_again.system_session() as s:
+        assert s.scalar(select(func.count()).select_from(UsageEvent)) == len(usage_rows(db, tenant))
+    db_again.dispose()
