@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = 60.0
     # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
     metrics_token: SecretStr | None = None
+    # Redis shared by gateway replicas (limits, quotas, revocation); unset = in-process.
+    redis_url: SecretStr | None = None
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"

@@ -26,6 +26,7 @@ from sqlalchemy import func, insert, select
 
 from core.db import Database
 from core.db.models import UsageEvent
+from gateway.shared import RedisMonthlyCounters, in_background
 from gateway.spool import UsageSpool
 
 log = logging.getLogger("gateway.metering")
@@ -210,10 +211,15 @@ class MessageCounter:
         self._db = db
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, datetime, int]] = {}  # expires, month, count
+        self.shared: RedisMonthlyCounters | None = None  # set when replicas share Redis
 
     async def count(self, tenant_id: str) -> int:
         """Answered calls this month (cached; calls recorded here since count at once)."""
         start = month_start()
+        if self.shared is not None:
+            return await self.shared.get(
+                tenant_id, start, lambda: asyncio.to_thread(self._load, tenant_id, start)
+            )
         entry = self._cache.get(tenant_id)
         if entry and entry[0] > time.monotonic() and entry[1] == start:
             return entry[2]
@@ -223,6 +229,9 @@ class MessageCounter:
 
     def add(self, tenant_id: str) -> None:
         """Count one answered call, so the next check sees it before the cache refreshes."""
+        if self.shared is not None:
+            in_background(self.shared.add(tenant_id, month_start(), 1))
+            return
         entry = self._cache.get(tenant_id)
         if entry is not None:
             self._cache[tenant_id] = (entry[0], entry[1], entry[2] + 1)
@@ -252,10 +261,13 @@ class SpendTracker:
         self._writer = writer
         self._ttl = ttl_s
         self._cache: dict[str, tuple[float, datetime, int]] = {}  # expires, month, micros
+        self.shared: RedisMonthlyCounters | None = None  # set when replicas share Redis
 
     async def spent_micros(self, tenant_id: str) -> int:
         """Micro-dollars of managed spend this month (cached)."""
         start = month_start()
+        if self.shared is not None:
+            return await self.shared.get(tenant_id, start, lambda: self._seed(tenant_id, start))
         entry = self._cache.get(tenant_id)
         if entry and entry[0] > time.monotonic() and entry[1] == start:
             return entry[2]
@@ -264,8 +276,15 @@ class SpendTracker:
         self._cache[tenant_id] = (time.monotonic() + self._ttl, start, stored + pending)
         return stored + pending
 
+    async def _seed(self, tenant_id: str, start: datetime) -> int:
+        pending = self._writer.pending_micros.get(tenant_id, 0)
+        return pending + await asyncio.to_thread(self._load, tenant_id, start)
+
     def add(self, tenant_id: str, micros: int) -> None:
         """Count cost just recorded, so the next check sees it before the cache refreshes."""
+        if self.shared is not None:
+            in_background(self.shared.add(tenant_id, month_start(), micros))
+            return
         entry = self._cache.get(tenant_id)
         if entry is not None and micros:
             self._cache[tenant_id] = (entry[0], entry[1], entry[2] + micros)
