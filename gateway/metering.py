@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -140,26 +141,27 @@ class UsageWriter:
             rows, self._buffer = self._buffer, []
             if not rows and not self.spooled_rows:
                 return 0
-            fut = asyncio.ensure_future(asyncio.to_thread(self._persist, rows, try_db))
+            batch = uuid.uuid4().hex
+            fut = asyncio.ensure_future(asyncio.to_thread(self._persist, rows, batch, try_db))
             self._inflight = fut
             fut.add_done_callback(self._settled)
             outcome = await asyncio.shield(fut)
             return len(outcome.written) + len(outcome.replayed)
 
-    def _persist(self, rows: list[UsageRecord], try_db: bool) -> _Outcome:
+    def _persist(self, rows: list[UsageRecord], batch: str, try_db: bool) -> _Outcome:
         """In the worker thread: database, else spool; then replay older spooled rows."""
         out = _Outcome()
         if rows:
             try:
                 if not try_db:
                     raise ConnectionError("database skipped")
-                self._write(rows)
+                self._write(rows, batch)
                 self.db_ok = True
                 out.written = rows
             except Exception as exc:
                 self.db_ok = self.db_ok and not try_db
                 log.warning("writing %d usage rows failed (%s)", len(rows), type(exc).__name__)
-                if self.spool is not None and self.spool.append(rows):
+                if self.spool is not None and self.spool.append(rows, batch):
                     out.spooled = rows
                 else:
                     log.error("%d usage rows lost (no spool, or spool full)", len(rows))
@@ -167,7 +169,7 @@ class UsageWriter:
                 return out
         if try_db and self.spool is not None and (self.spooled_rows or not rows):
             try:
-                out.replayed = self.spool.replay(self._write)
+                out.replayed = self.spool.replay(self._write_once)
             except Exception as exc:
                 log.warning("replaying spooled usage rows failed (%s)", type(exc).__name__)
         return out
@@ -185,9 +187,18 @@ class UsageWriter:
         for r in rows:
             self.pending_micros[r.tenant_id] += sign * r.cost_micros
 
-    def _write(self, rows: list[UsageRecord]) -> None:
+    def _write(self, rows: list[UsageRecord], batch: str) -> None:
         with self._db.system_session() as session:
-            session.execute(insert(UsageEvent), [asdict(r) for r in rows])
+            session.execute(insert(UsageEvent), [{**asdict(r), "batch_id": batch} for r in rows])
+
+    def _write_once(self, rows: list[UsageRecord], batch: str) -> None:
+        """A spooled batch: inserted unless that batch already reached the database."""
+        with self._db.system_session() as session:
+            seen = select(UsageEvent.id).where(UsageEvent.batch_id == batch).limit(1)
+            if session.scalar(seen) is None:
+                session.execute(
+                    insert(UsageEvent), [{**asdict(r), "batch_id": batch} for r in rows]
+                )
 
 
 # Outcomes of calls that produced an answer (the estimate variant lacked upstream usage).

@@ -5,6 +5,9 @@ server down) the batch is written here as one JSON-lines file (written to a
 temporary name, fsynced, then renamed, so a file is either whole or absent).
 The writer replays the files, oldest first, once the database answers again and
 on every start, so rows survive a stop or a crash while the database is away.
+Each file carries its batch id (``usage_events.batch_id``): a batch already in
+the database (a crash between commit and unlink, or a commit whose answer was
+lost) is not inserted twice.
 
 Replaying claims a file by renaming it first, so two gateway processes sharing
 a data directory never insert the same file twice. The spool is bounded by
@@ -65,7 +68,7 @@ class UsageSpool:
         """Bytes spooled now."""
         return sum(p.stat().st_size for p in self._files() if p.exists())
 
-    def append(self, rows: list[Any]) -> bool:
+    def append(self, rows: list[Any], batch_id: str) -> bool:
         """Write ``rows`` as one durable file; False (rows dropped) if the spool is full."""
         data = ("\n".join(_encode(r) for r in rows) + "\n").encode()
         if self.size() + len(data) > self.max_bytes:
@@ -73,7 +76,7 @@ class UsageSpool:
             log.error("usage spool full (%d bytes): %d rows dropped", self.max_bytes, len(rows))
             return False
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        name = f"usage-{time.time_ns():020d}-{os.getpid()}-{next(_seq)}"
+        name = f"usage-{time.time_ns():020d}-{next(_seq):06d}-{batch_id}"
         tmp = self.directory / (name + ".tmp")
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -110,8 +113,8 @@ class UsageSpool:
                 continue
             os.replace(path, path.with_name(path.name.rsplit(".", 2)[0]))
 
-    def replay(self, write: Callable[[list[Any]], None]) -> list[Any]:
-        """Hand each file's rows to ``write`` (oldest first); return the rows now written.
+    def replay(self, write: Callable[[list[Any], str], None]) -> list[Any]:
+        """Hand each file's rows and batch id to ``write`` (oldest first); return those rows.
 
         Stops at the first failure (the database is still away): that file and the
         ones after it stay for the next attempt.
@@ -125,7 +128,7 @@ class UsageSpool:
                 continue
             try:
                 rows = self._read(claimed)
-                write(rows)
+                write(rows, path.name.removesuffix(_SUFFIX).split("-", 3)[3])
             except Exception:
                 os.rename(claimed, path)
                 raise
