@@ -101,7 +101,11 @@ class UsageWriter:
         return self.spool.read_all()
 
     async def stop(self) -> None:
-        """Stop the flusher; write (or spool) whatever is still buffered. Never drops rows."""
+        """Stop the flusher; spool what is still buffered, then replay it if the database answers.
+
+        Bounded (about ``2 * STOP_WAIT_S``) whatever the database does, so it fits
+        in a container's stop grace period; rows on disk are replayed at next start.
+        """
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -114,8 +118,10 @@ class UsageWriter:
                 await asyncio.wait_for(asyncio.shield(inflight), STOP_WAIT_S)
             except TimeoutError:
                 self.db_ok = False  # still blocked: do not queue behind it
-        # A database that just failed gets no second chance: spool at once and exit in time.
-        await self.flush(try_db=self.db_ok)
+        await self.flush(try_db=False)  # to disk at once: safe whatever happens next
+        if self.db_ok and self.spooled_rows:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.flush(), STOP_WAIT_S)
 
     def submit(self, record: UsageRecord) -> None:
         """Queue a row; never blocks, never touches the database."""
@@ -159,8 +165,9 @@ class UsageWriter:
                 self.db_ok = True
                 out.written = rows
             except Exception as exc:
-                self.db_ok = self.db_ok and not try_db
-                log.warning("writing %d usage rows failed (%s)", len(rows), type(exc).__name__)
+                if try_db:
+                    self.db_ok = False
+                    log.warning("writing %d usage rows failed (%s)", len(rows), type(exc).__name__)
                 if self.spool is not None and self.spool.append(rows, batch):
                     out.spooled = rows
                 else:
