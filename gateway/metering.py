@@ -27,7 +27,7 @@ from sqlalchemy import func, insert, select
 
 from core.db import Database
 from core.db.models import UsageEvent
-from gateway.shared import RedisMonthlyCounters, in_background
+from gateway.shared import RedisMonthlyCounters, in_background, shared_or_local
 from gateway.spool import UsageSpool
 
 log = logging.getLogger("gateway.metering")
@@ -235,9 +235,10 @@ class MessageCounter:
         """Answered calls this month (cached; calls recorded here since count at once)."""
         start = month_start()
         if self.shared is not None:
-            return await self.shared.get(
-                tenant_id, start, lambda: asyncio.to_thread(self._load, tenant_id, start)
-            )
+            with shared_or_local():
+                return await self.shared.get(
+                    tenant_id, start, lambda: asyncio.to_thread(self._load, tenant_id, start)
+                )
         entry = self._cache.get(tenant_id)
         if entry and entry[0] > time.monotonic() and entry[1] == start:
             return entry[2]
@@ -249,7 +250,6 @@ class MessageCounter:
         """Count one answered call, so the next check sees it before the cache refreshes."""
         if self.shared is not None:
             in_background(self.shared.add(tenant_id, month_start(), 1))
-            return
         entry = self._cache.get(tenant_id)
         if entry is not None:
             self._cache[tenant_id] = (entry[0], entry[1], entry[2] + 1)
@@ -285,7 +285,8 @@ class SpendTracker:
         """Micro-dollars of managed spend this month (cached)."""
         start = month_start()
         if self.shared is not None:
-            return await self.shared.get(tenant_id, start, lambda: self._seed(tenant_id, start))
+            with shared_or_local():
+                return await self.shared.get(tenant_id, start, lambda: self._seed(tenant_id, start))
         entry = self._cache.get(tenant_id)
         if entry and entry[0] > time.monotonic() and entry[1] == start:
             return entry[2]
@@ -302,7 +303,6 @@ class SpendTracker:
         """Count cost just recorded, so the next check sees it before the cache refreshes."""
         if self.shared is not None:
             in_background(self.shared.add(tenant_id, month_start(), micros))
-            return
         entry = self._cache.get(tenant_id)
         if entry is not None and micros:
             self._cache[tenant_id] = (entry[0], entry[1], entry[2] + micros)

@@ -19,16 +19,18 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 import redis.asyncio as aioredis
 from pydantic import SecretStr
+from redis.exceptions import RedisError
 
-from gateway.limits import WINDOW_S
+from gateway.limits import WINDOW_S, InProcessLimiter
 
 log = logging.getLogger("gateway.shared")
 REVOCATION_CHANNEL = "tcc:gateway:revoked"
+UNAVAILABLE = (RedisError, OSError, TimeoutError)  # Redis down, unreachable or too slow
 _MONTH_TTL_S = 40 * 24 * 3600  # a month's counters outlive the month, then vanish
 
 # KEYS: requests zset, tokens zset. ARGV: rpm, tpm, tokens, member, window.
@@ -102,6 +104,15 @@ async def drain_background() -> None:
         await asyncio.gather(*list(_BACKGROUND), return_exceptions=True)
 
 
+@contextlib.contextmanager
+def shared_or_local() -> Iterator[None]:
+    """Swallow a Redis outage so the caller continues with its local (database) answer."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        log.warning("shared monthly totals unavailable (%s): local", type(exc).__name__)
+
+
 def connect(url: str) -> aioredis.Redis:
     """A Redis client for ``url`` (built in the gateway's lifespan, closed with it)."""
     return aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
@@ -113,23 +124,35 @@ def _keys(tenant: str) -> list[str]:
 
 
 class RedisLimiter:
-    """The ``RateLimiter`` protocol over Redis: one window per tenant for all replicas."""
+    """The ``RateLimiter`` protocol over Redis: one window per tenant for all replicas.
+
+    If Redis cannot be reached, each replica falls back to its own in-process
+    window (limits per replica, never a refused or failed call because of Redis).
+    """
 
     def __init__(self, client: aioredis.Redis, window_s: float = WINDOW_S) -> None:
         self._acquire = client.register_script(_ACQUIRE)
         self._adjust = client.register_script(_ADJUST)
         self._window = window_s
+        self.fallback = InProcessLimiter()
 
     async def acquire(self, key: str, rpm: int, tpm: int, tokens: int) -> float | None:
         """Admit one request reserving ``tokens``; None if admitted, else seconds to wait."""
         member = uuid.uuid4().hex
-        wait = await self._acquire(keys=_keys(key), args=[rpm, tpm, tokens, member, self._window])
+        try:
+            wait = await self._acquire(
+                keys=_keys(key), args=[rpm, tpm, tokens, member, self._window]
+            )
+        except UNAVAILABLE as exc:
+            log.warning("shared rate limits unavailable (%s): in-process", type(exc).__name__)
+            return await self.fallback.acquire(key, rpm, tpm, tokens)
         return None if wait is None else float(wait)
 
     def adjust_tokens(self, key: str, delta: int) -> None:
         """Queue the correction (real tokens minus reserved); never blocks the call."""
         if not delta:
             return
+        self.fallback.adjust_tokens(key, delta)
         in_background(
             self._adjust(keys=_keys(key)[1:], args=[delta, uuid.uuid4().hex, self._window])
         )

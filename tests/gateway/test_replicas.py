@@ -139,3 +139,24 @@ async def test_broadcast_helper_reaches_listeners_and_is_a_noop_without_redis(
         await broadcast_revocation(SecretStr(redis_url), tenant)
         await asyncio.sleep(0.2)
         assert (await call(h, token)).status_code == 401
+
+
+async def test_redis_outage_degrades_to_in_process_limits_never_a_failed_call(
+    db, store, upstream
+) -> None:
+    from tests.conftest import free_port
+
+    tenant = create_tenant(db, plan="tiny")
+    token = issue(db, tenant)
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    async with running_gateway(
+        db,
+        store,
+        [upstream.base_url],
+        settings={"redis_url": dead},
+        plans=tiny_plan(requests_per_minute=2, monthly_messages=100),
+    ) as h:
+        statuses = [(await call(h, token)).status_code for _ in range(3)]
+        ready = await h.client.get("/readyz")
+    assert statuses == [200, 200, 429]  # this replica's own window still limits
+    assert ready.status_code == 200  # readiness is about the database, not Redis
