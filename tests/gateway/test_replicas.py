@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 
 import httpx
 import redis.asyncio as aioredis
+from pydantic import SecretStr
 
 from core.plans import PLANS
 from gateway.shared import publish_revocation
@@ -123,8 +124,6 @@ async def test_without_redis_each_replica_keeps_its_own_window(db, store, upstre
 async def test_broadcast_helper_reaches_listeners_and_is_a_noop_without_redis(
     db, store, upstream, redis_url
 ) -> None:
-    from pydantic import SecretStr
-
     from gateway.shared import broadcast_revocation
 
     tenant = create_tenant(db, plan="pro")
@@ -160,3 +159,38 @@ async def test_redis_outage_degrades_to_in_process_limits_never_a_failed_call(
         ready = await h.client.get("/readyz")
     assert statuses == [200, 200, 429]  # this replica's own window still limits
     assert ready.status_code == 200  # readiness is about the database, not Redis
+
+
+async def test_the_revoke_activity_reaches_every_replica_at_once(
+    db, store, upstream, redis_url, settings
+) -> None:
+    """The control plane's revoke step (suspend, delete) broadcasts after revoking."""
+    from pathlib import Path
+
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.lifecycle import LifecycleActivities
+    from core.provisioning import Provisioner
+    from workflows.activity_models import TenantRef
+
+    tenant = create_tenant(db, plan="pro")
+    token = issue(db, tenant)
+    worker_settings = settings.model_copy(update={"redis_url": SecretStr(redis_url)})
+    provisioner = Provisioner(  # only settings and the store matter to this step
+        settings=worker_settings, store=store, catalog=None, driver=None, driver_kind="process"
+    )
+    acts = LifecycleActivities(db=db, provisioner=provisioner, http=None, backups_dir=Path("."))
+    async with AsyncExitStack() as stack:
+        pair = await replicas(
+            stack,
+            2,
+            db,
+            store,
+            [upstream.base_url],
+            settings={"redis_url": redis_url},
+            auth_cache_ttl_s=300.0,
+        )
+        assert [(await call(h, token)).status_code for h in pair] == [200, 200]
+        await ActivityEnvironment().run(acts.revoke_gateway_tokens, TenantRef(tenant_id=tenant))
+        await asyncio.sleep(0.2)
+        assert [(await call(h, token)).status_code for h in pair] == [401, 401]
