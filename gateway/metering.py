@@ -84,6 +84,7 @@ class UsageWriter:
         self.spool = UsageSpool(spool_dir, spool_max_bytes, UsageRecord) if spool_dir else None
         self.spooled_rows = 0  # rows waiting in the spool (known to this process)
         self.db_ok = True  # the last write attempt succeeded
+        self.dropped_rows = 0  # lost since start (no spool, or the spool was full)
         self.pending_micros: dict[str, int] = defaultdict(int)
 
     async def start(self) -> None:
@@ -187,6 +188,7 @@ class UsageWriter:
             return
         out = fut.result()
         self.spooled_rows = max(0, self.spooled_rows + len(out.spooled) - len(out.replayed))
+        self.dropped_rows += len(out.dropped)
         for rows in (out.written, out.replayed, out.dropped):
             self._account(rows, -1)  # dropped rows will never be in the database either
 

@@ -94,6 +94,8 @@ class Gateway:
         )
         self.spend = SpendTracker(db, self.writer, config.auth_cache_ttl_s)
         self.messages = MessageCounter(db, config.auth_cache_ttl_s)
+        self.metrics.usage_spooled.set_function(lambda: self.writer.spooled_rows)
+        self.metrics.usage_dropped.set_function(lambda: self.writer.dropped_rows)
         self.client: HttpClient | None = None
         self.redis: Redis | None = None
         self._revocations: RevocationListener | None = None

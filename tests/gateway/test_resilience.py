@@ -77,6 +77,9 @@ async def test_stop_with_the_database_locked_spools_every_row_and_replays_on_sta
         assert h.gw.writer.pending_micros[tenant] == 0  # the estimate corrected once written
         assert await h.gw.spend.spent_micros(tenant) == pending[tenant]
         assert (await h.client.get("/readyz")).json()["usage_rows_spooled"] == 0
+        metrics = (await h.client.get("/metrics")).text
+    assert "tcc_gateway_usage_rows_spooled 0.0" in metrics
+    assert "tcc_gateway_usage_rows_dropped 0.0" in metrics
     assert sorted(r.outcome for r in rows) == ["ok"] * 5
     assert sum(r.cost_micros for r in rows) == pending[tenant]
     assert spooled_rows(spool) == 0 and list(spool.iterdir()) == []
