@@ -14,7 +14,9 @@ import logging
 import sqlite3
 import time
 
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 from core.db import Database
 
@@ -34,8 +36,8 @@ def _probe_sqlite(path: str) -> None:
         conn.close()
 
 
-def _probe_server(db: Database) -> None:
-    with db.engine.connect() as conn:
+def _probe_server(engine: Engine) -> None:
+    with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL statement_timeout = 2000"))
         conn.execute(text("SELECT 1 FROM usage_events LIMIT 1")).fetchall()
@@ -51,6 +53,7 @@ class Readiness:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._server: Engine | None = None  # fresh connections: a pooled one hides changes
         self._cached: tuple[float, bool, str] = (0.0, False, "not probed yet")
         self._lock = asyncio.Lock()
 
@@ -59,7 +62,9 @@ class Readiness:
         if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
             _probe_sqlite(url.database)
         else:
-            _probe_server(self._db)
+            if self._server is None:
+                self._server = create_engine(self._db.url, poolclass=NullPool)
+            _probe_server(self._server)
 
     async def check(self) -> tuple[bool, str]:
         """Whether the database is readable and writable now (cached for ``CACHE_S``)."""

@@ -13,13 +13,15 @@ import sqlite3
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import create_engine, func, select, text
 
-from core.db import Database
+from core.db import Database, run_migrations
 from core.db.models import UsageEvent
 from tests.gateway.helpers import bearer, chat, create_tenant, issue, running_gateway
 
 MODEL = "openai/gpt-4o-mini"
+READ_ONLY = "default_transaction_read_only"
 
 
 def usage_rows(db: Database, tenant: str) -> list[UsageEvent]:
@@ -157,3 +159,39 @@ async def test_a_spooled_batch_already_in_the_database_is_not_inserted_twice(db)
     assert sorted(r.batch_id for r in stored) == ["batch-a"] * 3 + ["batch-b"]
     assert list(spool.glob("*.jsonl")) == []
     assert writer.pending_micros[tenant] == 0  # spooled spend counted once, then settled
+
+
+@pytest.mark.postgres
+async def test_postgres_gateway_meters_and_readiness_follows_a_read_only_database(
+    pg_url, store, upstream
+) -> None:
+    """Production database: rows land with their batch id; read-only means not ready."""
+    run_migrations(pg_url)
+    pg = Database(pg_url)
+    name = pg_url.rsplit("/", 1)[1]
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    try:
+        tenant = create_tenant(pg, plan="pro")
+        token = issue(pg, tenant)
+        async with running_gateway(pg, store, [upstream.base_url]) as h:
+            r = await h.client.post(
+                "/v1/chat/completions", json=chat(MODEL, "hi"), headers=bearer(token)
+            )
+            assert r.status_code == 200
+            assert (await h.client.get("/readyz")).status_code == 200
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" SET {READ_ONLY} = on'))
+            await asyncio.sleep(0.6)  # past the readiness cache
+            read_only = await h.client.get("/readyz")
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" RESET {READ_ONLY}'))
+            await asyncio.sleep(0.6)
+            back = await h.client.get("/readyz")
+            await h.flush()
+        assert read_only.status_code == 503 and read_only.json()["status"] == "not_ready"
+        assert back.status_code == 200
+        rows = usage_rows(pg, tenant)
+        assert [r.outcome for r in rows] == ["ok"] and rows[0].batch_id
+    finally:
+        admin.dispose()
+        pg.dispose()
