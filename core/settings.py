@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     model_catalog: list[CatalogModel] = Field(default_factory=list)
     # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
     byok_allowed_private_networks: list[str] = Field(default_factory=list)
+    # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
+    metrics_token: SecretStr | None = None
+    # Redis shared by gateway replicas (limits, quotas, revocation); unset = in-process.
+    redis_url: SecretStr | None = None
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from core.db import Database
 from core.egress import EgressGuard
@@ -21,7 +22,7 @@ from core.model_catalog import CatalogModel, ModelCatalog, build_catalog
 from core.plans import DEMO_MODEL, PLANS, Plan
 from core.secrets.base import SecretNotFound, SecretStore
 from core.settings import Settings
-from gateway import pricing
+from gateway import pricing, shared
 from gateway.config import GatewayConfig
 from gateway.errors import (
     BudgetExceeded,
@@ -35,6 +36,7 @@ from gateway.httpclient import HttpClient, Response
 from gateway.limits import InProcessLimiter, RateLimiter
 from gateway.metering import ANSWERED, MessageCounter, SpendTracker, UsageRecord, UsageWriter
 from gateway.metrics import GatewayMetrics
+from gateway.shared import RevocationListener
 from gateway.tokens import TenantContext, TtlCache, authenticate
 from gateway.upstreams import (
     CircuitBreaker,
@@ -47,6 +49,7 @@ from gateway.upstreams import (
 
 log = logging.getLogger("gateway")
 DEMO_UPSTREAM = "demo"
+MAX_MODEL_CHARS = 200
 Target = tuple[Upstream, CircuitBreaker | None]
 
 
@@ -98,26 +101,61 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.auth_cache = TtlCache(config.auth_cache_ttl_s)
         self.key_cache = TtlCache(config.auth_cache_ttl_s)
-        self.writer = UsageWriter(db, config.flush_interval_s, config.flush_max_rows)
+        self.writer = UsageWriter(
+            db,
+            config.flush_interval_s,
+            config.flush_max_rows,
+            spool_dir=settings.data_dir / "usage-spool",
+        )
         self.spend = SpendTracker(db, self.writer, config.auth_cache_ttl_s)
         self.messages = MessageCounter(db, config.auth_cache_ttl_s)
+        self.metrics.usage_spooled.set_function(lambda: self.writer.spooled_rows)
+        self.metrics.usage_dropped.set_function(lambda: self.writer.dropped_rows)
         self.client: HttpClient | None = None
+        self.redis: Redis | None = None
+        self._revocations: RevocationListener | None = None
+        self._shared_limiter = limiter is None  # an injected limiter is kept as is
 
     async def start(self) -> None:
-        """Open the pooled upstream client and start the usage writer."""
+        """Open the pooled upstream client, shared state (Redis) and the usage writer."""
+        if self.settings.redis_url is not None:
+            await self._share_state(self.settings.redis_url.get_secret_value())
         self.client = HttpClient(
             connect_timeout=self.config.connect_timeout_s,
             read_timeout=self.settings.upstream_timeout_s,
             max_connections=self.config.max_connections,
             keepalive_expiry=self.config.keepalive_expiry_s,
         )
-        self.writer.start()
+        await self.writer.start()
+
+    async def _share_state(self, url: str) -> None:
+        """Limits, monthly totals and revocations shared with every replica through Redis."""
+        self.redis = shared.connect(url)
+        if self._shared_limiter:
+            self.limiter = shared.RedisLimiter(self.redis)
+        self.messages.shared = shared.RedisMonthlyCounters(self.redis, "messages")
+        self.spend.shared = shared.RedisMonthlyCounters(self.redis, "spend")
+        self._revocations = shared.RevocationListener(self.redis, self.forget_tenant)
+        await self._revocations.start()
+
+    def forget_tenant(self, tenant_id: str | None) -> None:
+        """Drop cached authentications of ``tenant_id`` (None: of everyone), e.g. on revocation."""
+        if tenant_id is None:
+            self.auth_cache.clear()
+        else:
+            self.auth_cache.discard_where(lambda ctx: ctx is None or ctx.tenant_id == tenant_id)
+        self.key_cache.clear()
 
     async def stop(self) -> None:
         """Flush usage and close connections."""
         await self.writer.stop()
         if self.client is not None:
             await self.client.aclose()
+        if self._revocations is not None:
+            await self._revocations.stop()
+        if self.redis is not None:
+            await shared.drain_background()
+            await self.redis.aclose()
 
     async def authenticate(self, token: str | None) -> TenantContext:
         """The caller behind ``token`` (cached for ``auth_cache_ttl_s``), or ``Unauthorized``."""
@@ -155,6 +193,10 @@ class Gateway:
         model, plan = call.model, call.plan
         if not model:
             raise InvalidInput("'model' is required.", field="model")
+        if len(model) > MAX_MODEL_CHARS:  # refusals quote the model: never echo a huge one
+            raise InvalidInput(
+                f"'model' is too long (at most {MAX_MODEL_CHARS} characters).", field="model"
+            )
         self._check_model(call)
         wait = await self.limiter.acquire(
             call.ctx.tenant_id, plan.requests_per_minute, plan.tokens_per_minute, call.est_input

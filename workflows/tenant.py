@@ -188,7 +188,7 @@ class TenantWorkflow:
         if self.s.grace_deadline and self.s.grace_deadline <= now:
             self.s.grace_deadline = None
             # Still unpaid when the grace period ends (a subscription update may say "unpaid").
-            unpaid = ("past_due", "unpaid")
+            unpaid: tuple[str, ...] = ("past_due", "unpaid")
             if not workflow.patched(PATCH_GRACE_UNPAID):
                 unpaid = ("past_due",)
             if self.s.billing_status in unpaid:
@@ -238,13 +238,13 @@ class TenantWorkflow:
             else {}
         )
         try:
-            result: ActionResult = await workflow.execute_child_workflow(
+            result: ActionResult = await workflow.execute_child_workflow(  # type: ignore[call-overload]
                 CHILDREN[cmd.action],
                 ActionInput(tenant_id=self.s.tenant_id, command=cmd, from_state=self.s.state),
                 id=wf_id,
                 search_attributes=self._search_attributes(),
                 execution_timeout=timedelta(minutes=30),
-                **policy,  # type: ignore[arg-type]
+                **policy,
             )
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)

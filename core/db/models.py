@@ -256,6 +256,8 @@ class UsageEvent(TenantOwned, Base):
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str] = mapped_column(String(32))  # ok | upstream_error | refused_* ...
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The gateway's write batch: a spooled batch is replayed only if it is not here yet.
+    batch_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class UsageDaily(TenantOwned, Base):
