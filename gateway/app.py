@@ -20,11 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import Database
+from core.egress import EgressGuard
 from core.errors import Forbidden, TinyClawError, Unauthorized
-from core.plans import DEMO_MODEL, Plan
+from core.plans import Plan
 from core.secrets.base import SecretStore
 from core.settings import Settings
-from gateway import pricing
 from gateway.config import GatewayConfig
 from gateway.errors import database_unavailable, openai_body, status_of
 from gateway.fastpath import ANTHROPIC_PATH, FastRoutes, Receive, Scope, Send, token_of
@@ -59,6 +59,7 @@ def create_app(
     config: GatewayConfig | None = None,
     plans: Mapping[str, Plan] | None = None,
     limiter: RateLimiter | None = None,
+    egress: EgressGuard | None = None,
 ) -> GatewayApp:
     """Build the gateway app; ``upstreams`` overrides ``settings.upstream_urls``."""
     config = config or GatewayConfig.from_env()
@@ -70,6 +71,7 @@ def create_app(
         config,
         plans=plans,
         limiter=limiter,
+        egress=egress,
     )
 
     @asynccontextmanager
@@ -111,15 +113,23 @@ def _add_routes(app: GatewayApp, gw: Gateway) -> None:
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        """The models this tenant may call: its plan's allowlist that this gateway can route."""
+        """The managed models this tenant's plan may call (the demo model only when offline)."""
         ctx = await gw.authenticate(_token(request))
         plan = gw.plan_for(ctx)
-        ids = [m for m in [DEMO_MODEL, *pricing.priced_models()] if plan.allows_model(m)]
-        ids = [m for m in dict.fromkeys(ids) if gw.routable(ctx, m)]
+        # BYOK: the tenant's own provider lists its models (GET /tenants/{id}/models).
+        models = gw.catalog.for_plan(plan) if ctx.mode != "byok" else []
         return {
             "object": "list",
+            "demo": gw.catalog.offline,
             "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": m.split("/")[0]} for m in ids
+                {
+                    "id": m.id,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": m.id.split("/")[0] if "/" in m.id else "tinyclaw",
+                    "name": m.name or m.id,
+                }
+                for m in models
             ],
         }
 

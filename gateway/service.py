@@ -16,7 +16,9 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from core.db import Database
+from core.egress import EgressGuard
 from core.errors import InvalidInput, Unauthorized
+from core.model_catalog import CatalogModel, ModelCatalog, build_catalog
 from core.plans import DEMO_MODEL, PLANS, Plan
 from core.secrets.base import SecretNotFound, SecretStore
 from core.settings import Settings
@@ -36,7 +38,14 @@ from gateway.metering import ANSWERED, MessageCounter, SpendTracker, UsageRecord
 from gateway.metrics import GatewayMetrics
 from gateway.shared import RevocationListener
 from gateway.tokens import TenantContext, TtlCache, authenticate
-from gateway.upstreams import CircuitBreaker, Upstream, send_with_failover, upstream_name
+from gateway.upstreams import (
+    CircuitBreaker,
+    Upstream,
+    pinned_byok_upstream,
+    send_with_failover,
+    upstream_name,
+    with_model,
+)
 
 log = logging.getLogger("gateway")
 DEMO_UPSTREAM = "demo"
@@ -53,6 +62,7 @@ class Call:
     plan: Plan
     model: str = ""
     price: pricing.Price | None = None
+    entry: CatalogModel | None = None  # the managed catalog entry (None: demo or BYOK)
     est_input: int = 0
     streamed: bool = False
     upstream: str | None = None
@@ -74,9 +84,14 @@ class Gateway:
         *,
         plans: Mapping[str, Plan] | None = None,
         limiter: RateLimiter | None = None,
+        egress: EgressGuard | None = None,
     ) -> None:
         self.settings, self.db, self.secrets, self.config = settings, db, secret_store, config
         self.upstreams = upstreams
+        self.catalog: ModelCatalog = build_catalog(
+            settings.model_catalog, [u.base_url for u in upstreams]
+        )
+        self.egress = egress or settings.egress_guard()
         self.breakers = {
             u.name: CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
             for u in upstreams
@@ -169,11 +184,9 @@ class Gateway:
 
     def routable(self, ctx: TenantContext, model: str) -> bool:
         """Whether this gateway can serve ``model`` for ``ctx`` (ignoring the plan)."""
-        if model == DEMO_MODEL:
-            return True
         if ctx.mode == "byok":
             return True  # the tenant's provider decides; unpriced models cost the platform 0
-        return bool(self.upstreams) and pricing.price_for(model) is not None
+        return self.catalog.get(model) is not None
 
     async def admit(self, call: Call) -> None:
         """Allowlist, then rate limits, then budget; raise the matching refusal."""
@@ -184,17 +197,7 @@ class Gateway:
             raise InvalidInput(
                 f"'model' is too long (at most {MAX_MODEL_CHARS} characters).", field="model"
             )
-        if not plan.allows_model(model):
-            raise ModelNotAllowed(
-                f"The {plan.name} plan does not include model '{model}'. "
-                "GET /v1/models lists the models you can use, or upgrade your plan."
-            )
-        if not self.routable(call.ctx, model):
-            raise ModelNotFound(
-                f"Model '{model}' is not available here. GET /v1/models lists the models you "
-                "can use."
-            )
-        call.price = pricing.price_for(model)
+        self._check_model(call)
         wait = await self.limiter.acquire(
             call.ctx.tenant_id, plan.requests_per_minute, plan.tokens_per_minute, call.est_input
         )
@@ -206,6 +209,25 @@ class Gateway:
             )
         call.reserved = call.est_input
         await self._check_budget(call)
+
+    def _check_model(self, call: Call) -> None:
+        """Managed calls: a catalog model the plan may use; BYOK: the tenant's provider decides."""
+        model, plan = call.model, call.plan
+        if call.ctx.mode == "byok" and model != DEMO_MODEL:
+            return  # the tenant's own key and provider: no platform price, no allowlist
+        entry = self.catalog.get(model)
+        if entry is None and plan.allows_model(model):
+            raise ModelNotFound(
+                f"Model '{model}' is not available here. GET /v1/models lists the models you "
+                "can use."
+            )
+        if entry is None or not entry.allowed_on(plan):
+            raise ModelNotAllowed(
+                f"The {plan.name} plan does not include model '{model}'. "
+                "GET /v1/models lists the models you can use, or upgrade your plan."
+            )
+        call.entry = entry
+        call.price = pricing.Price(entry.input_per_m, entry.output_per_m)
 
     async def _check_budget(self, call: Call) -> None:
         plan = call.plan
@@ -229,10 +251,16 @@ class Gateway:
                 f"({call.plan.name} plan) is used up. Upgrade the plan or wait for next month."
             )
 
-    async def targets(self, ctx: TenantContext) -> list[Target]:
-        """Where to send a non-demo call: platform upstreams in order, or the BYOK provider."""
+    async def targets(self, call: Call) -> list[Target]:
+        """Where to send a non-demo call: the catalog entry's upstream(s), or the BYOK provider."""
+        ctx = call.ctx
         if ctx.mode != "byok":
-            return [(u, self.breakers[u.name]) for u in self.upstreams]
+            wanted = call.entry.upstream.rstrip("/") if call.entry and call.entry.upstream else None
+            return [
+                (u, self.breakers[u.name])
+                for u in self.upstreams
+                if wanted is None or u.base_url.rstrip("/") == wanted
+            ]
         if not ctx.byok_ref:
             raise ProviderKeyMissing(
                 "Your account uses its own provider key, but none is stored. Add it in the "
@@ -252,7 +280,11 @@ class Gateway:
                 raise ProviderKeyMissing(
                     "Your provider key could not be found. Add it again in the dashboard."
                 ) from None
-            upstream = Upstream(upstream_name(base), base, SecretStr(key))
+            if ctx.byok_base_url:
+                # Customer input: resolved and checked here, connected to that IP (no rebinding).
+                upstream = await pinned_byok_upstream(self.egress, base, SecretStr(key))
+            else:  # the operator's own upstream (configuration), with the tenant's key
+                upstream = Upstream(upstream_name(base), base, SecretStr(key))
             self.key_cache.put(cache_key, upstream)
         # A tenant's key is never sent to another provider, so BYOK has no failover.
         return [(upstream, None)]
@@ -260,7 +292,9 @@ class Gateway:
     async def send(self, call: Call, body: bytes) -> Response:
         """POST to the call's targets with failover; record time to response headers."""
         assert self.client is not None, "Gateway.start() was not awaited"
-        targets = await self.targets(call.ctx)
+        targets = await self.targets(call)
+        if call.entry is not None and call.entry.wire_model != call.model:
+            body = with_model(body, call.entry.wire_model)
         t0 = time.perf_counter()
         response, upstream = await send_with_failover(
             self.client, targets, body, on_failure=self._on_failure

@@ -69,6 +69,8 @@ def stack_settings(
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
         gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
+        byok_allowed_private_networks=["127.0.0.0/8"],
     )  # fmt: skip
 
 

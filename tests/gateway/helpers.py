@@ -155,12 +155,17 @@ def gateway_app(
         "upstream_urls": upstreams or [],
         "upstream_api_key": PLATFORM_KEY,
         "upstream_timeout_s": timeout_s,
+        # The fake providers listen on loopback: allowlisted, as an operator would.
+        "byok_allowed_private_networks": ["127.0.0.0/8"],
         **(settings or {}),
     }
     plans = config.pop("plans", None)
     limiter = config.pop("limiter", None)
+    egress = config.pop("egress", None)
     cfg = GatewayConfig(**{"auth_cache_ttl_s": 0.0, **config})
-    return create_app(Settings(**values), db, store, config=cfg, plans=plans, limiter=limiter)
+    return create_app(
+        Settings(**values), db, store, config=cfg, plans=plans, limiter=limiter, egress=egress
+    )
 
 
 @asynccontextmanager

@@ -1,7 +1,7 @@
 """usage_events.batch_id: spooled usage batches are replayed exactly once
 
 Revision ID: 0010
-Revises: 0004
+Revises: 0009 (chained after the merged 0005 and 0009; was 0004)
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | None = "0004"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
