@@ -216,8 +216,17 @@ class HttpClient:
             )
         return self._session
 
-    async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Response:
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        *,
+        connect_ip: str | None = None,
+    ) -> Response:
         """POST ``body`` to ``url``; returns once the status and headers are in."""
+        if connect_ip is not None:  # BYOK pinning (SSRF guard) is not ported: refuse, not skip
+            raise LocalProtocolError("pinned connections are not supported by this client")
         _check_headers(headers)
         try:
             inner = await self._client().post(

@@ -199,8 +199,17 @@ class HttpClient:
             self._ssl = default_ssl_context()
         return self._ssl
 
-    async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Response:
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Sequence[tuple[str, str]],
+        *,
+        connect_ip: str | None = None,
+    ) -> Response:
         """POST ``body`` to ``url``; returns once the status and headers are in."""
+        if connect_ip is not None:  # BYOK pinning (SSRF guard) is not ported: refuse, not skip
+            raise LocalProtocolError("pinned connections are not supported by this client")
         _check_headers(headers)
         try:
             request = self._client.build_request("POST", url, content=body, headers=list(headers))

@@ -82,14 +82,14 @@ class Settings(BaseSettings):
     upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
     upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = 60.0
-    # The managed models (JSON list of CatalogModel); empty with upstreams: a default catalog.
-    model_catalog: list[CatalogModel] = Field(default_factory=list)
-    # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
-    byok_allowed_private_networks: list[str] = Field(default_factory=list)
     # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
     metrics_token: SecretStr | None = None
     # Redis shared by gateway replicas (limits, quotas, revocation); unset = in-process.
     redis_url: SecretStr | None = None
+    # The managed models (JSON list of CatalogModel); empty with upstreams: a default catalog.
+    model_catalog: list[CatalogModel] = Field(default_factory=list)
+    # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
+    byok_allowed_private_networks: list[str] = Field(default_factory=list)
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"

@@ -2,11 +2,12 @@
 
 Why hand-written and not httpx or aiohttp: ``bench/gateway_overhead.py`` runs
 the gateway with this client and with each maintained one side by side (same
-app, same upstream, same schedule). At 50 concurrent streams the maintained
-clients added at least 1.5x the median AND p99 latency of this one (aiohttp
-1.5-2.5x median, 4.5-5.7x p99; httpx saturated), and saturated throughput
-dropped by about 40 % (aiohttp) or 90 % (httpx). The adapters stay in
-``bench/`` so the comparison can be re-run and the choice revisited.
+app, same upstream, same schedule). At 50 concurrent streams, over three runs
+on a shared 2-core box, aiohttp added 1.5-2.5x this client's median latency
+(p99 4.5x and 5.7x in two runs, 0.4x in a third whose direct p99 alone was
+311 ms) and cost 25-40 % of saturated throughput; httpx saturated (+3.7 s
+median). The adapters stay in ``bench/`` (they lack the BYOK ``connect_ip``
+pinning) so the comparison can be re-run and the choice revisited.
 
 Pooling is per (scheme, host, port), but every request line is built from its
 own URL: two tenants' BYOK base URLs on one host keep their own paths (issue 11:
