@@ -19,7 +19,7 @@ from api.tenants.service import tenant_view
 from bundles.catalog import Catalog
 from core.context import AppContext
 from core.errors import TinyClawError
-from core.plans import PLANS
+from core.plans import PLANS, get_plan
 from core.sandbox import generate_token
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -141,7 +141,7 @@ async def _model_page(
     catalog = ctx.settings.models
     return page(
         request, "wizard_model.html", status, bot=bot, step=3, models=models,
-        models_error=models_error, managed_models=catalog.for_plan(PLANS[bot.plan]),
+        models_error=models_error, managed_models=catalog.for_plan(get_plan(bot.plan)),
         demo=catalog.offline, presets=PRESETS, **extra,
     )  # fmt: skip
 

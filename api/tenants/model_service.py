@@ -172,7 +172,8 @@ async def _store_choice(ctx: AppContext, tenant_id: str, model: str) -> str:
         pick_byok_model(offered, model)
         with ctx.db.tenant_session(tenant_id) as session:
             row = creds.credential(session, tenant_id, creds.PROVIDER_KEY)
-            assert row is not None  # byok_offer read it a moment ago
+            if row is None:  # removed meanwhile
+                raise InvalidInput("Add your provider key first.", code="missing_provider_key")
             row.detail = {**(row.detail or {}), "model": model}
         return mode
     ctx.settings.models.check_choice(model, plan)
