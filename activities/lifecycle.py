@@ -30,6 +30,7 @@ from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from core.tenants import purge_personal_data
+from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 from workflows.activity_models import (
     HealthInput,
@@ -349,6 +350,8 @@ class LifecycleActivities:
             creds.delete_credential(self.db, self.store, data.tenant_id, creds.GATEWAY_TOKEN)
 
         await self._thread(run)
+        # Every gateway replica drops its cached authentications of this tenant at once.
+        await broadcast_revocation(self.provisioner.settings.redis_url, data.tenant_id)
 
     @activity.defn
     @mapped
@@ -362,6 +365,7 @@ class LifecycleActivities:
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
 
         await self._thread(run)
+        await broadcast_revocation(self.provisioner.settings.redis_url, data.tenant_id)
 
     @activity.defn
     @mapped

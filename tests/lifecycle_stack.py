@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import credentials as creds
 from core.context import AppContext
 from core.db import Database, run_migrations
-from core.db.models import User
+from core.db.models import Tenant, User
 from core.settings import Settings
 from core.temporal import TaskQueues
 from core.tenants import create_tenant
@@ -32,10 +33,6 @@ def fakes() -> Iterator[tuple[FakeTelegram, FakeOpenAI]]:
     yield telegram, upstream
     telegram.stop()
     upstream.stop()
-
-
-# Tenants created by this test session (their Docker objects are removed at the end).
-CREATED: set[str] = set()
 
 
 @dataclass
@@ -63,7 +60,6 @@ class Stack:
                 s, owner_id=self.user_id, name="Test bot", plan=plan, bundle_id=bundle
             )
             tid = tenant.id
-        CREATED.add(tid)
         creds.store_credential(self.db, acts.store, tid, creds.TELEGRAM, token)
         return tid
 
@@ -73,7 +69,9 @@ def stack_settings(
 ) -> Settings:
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
-        gateway_public_url=upstream.base_url, runtime_health_timeout_s=8, **overrides,
+        gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
+        byok_allowed_private_networks=["127.0.0.0/8"], **overrides,
     )  # fmt: skip
 
 
@@ -160,33 +158,29 @@ def docker_images() -> Iterator[None]:
         dockerfile = f"FROM {RUNTIME_IMAGE}\n{line}\n"
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     yield
-    _cleanup_containers(client)
     client.close()
 
 
-def _cleanup_containers(client: object) -> None:
-    """Remove every tenant container, volume and network THIS session's tests created.
+def cleanup_tenants(tenant_ids: list[str]) -> None:
+    """Remove the containers, volumes and networks of these tenants (and nobody else's).
 
-    Other test sessions may share the engine: their runtimes (and helper containers) are
-    none of ours, so only tenants created here are removed, and a piece another session
-    still holds is left rather than failing the run.
+    The engine is shared with other test runs on this machine: never sweep every
+    ``tinyclaw.managed`` object, only those of tenants this test created.
     """
-    import contextlib
-
     import docker
 
-    assert isinstance(client, docker.DockerClient)
-    for tid in sorted(CREATED):
-        label = {"label": f"tinyclaw.tenant={tid}"}
-        found = client.containers.list(all=True, filters=label)
-        removals = [
-            *(lambda c=c: c.remove(force=True) for c in found),
-            *(lambda v=v: v.remove(force=True) for v in client.volumes.list(filters=label)),
-            *(n.remove for n in client.networks.list(filters=label)),
-        ]
-        for remove in removals:
-            with contextlib.suppress(docker.errors.APIError):
-                remove()
+    client = docker.from_env()
+    try:
+        for tid in tenant_ids:
+            label = {"label": f"tinyclaw.tenant={tid}"}
+            for c in client.containers.list(all=True, filters=label):
+                c.remove(force=True)
+            for v in client.volumes.list(filters=label):
+                v.remove(force=True)
+            for n in client.networks.list(filters=label):
+                n.remove()
+    finally:
+        client.close()
 
 
 def make_test_catalog(tmp: Path) -> Path:
@@ -216,3 +210,6 @@ async def docker_stack(
         tmp_path, temporal_env, fakes, "docker", catalog=load_catalog(make_test_catalog(tmp_path))
     ):
         yield stack
+        with stack.db.system_session() as s:
+            tenant_ids = list(s.scalars(select(Tenant.id)))
+        cleanup_tenants(tenant_ids)

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Header, Query, Request, status
 
 from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOwner
 from api.tenants import schemas as s
-from api.tenants.service import call_runtime, check_provider_key, events_view, tenant_view
+from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
+from api.tenants.service import call_runtime, events_view, tenant_view
 from core import credentials as creds
 from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
@@ -111,14 +112,15 @@ async def set_telegram_token(
 async def set_provider_key(
     body: s.ProviderKeyIn, access: TenantOwner, ctx: ContextDep
 ) -> s.CredentialOut:
-    """Bring your own model key (checked against the provider) and switch to BYOK mode."""
-    base_url = body.base_url or (
-        ctx.settings.upstream_urls[0] if ctx.settings.upstream_urls else None
+    """Bring your own model key: checked against the provider, its model picked; BYOK mode on."""
+    base_url, trusted = provider_base_url(ctx, body)
+    offered = await provider_models(
+        ctx, base_url, body.api_key, provider=body.provider, trusted=trusted
     )
-    if not base_url:
-        raise InvalidInput("Give the provider's base URL (OpenAI-compatible).", field="base_url")
-    await check_provider_key(base_url, body.api_key)
-    detail = {"base_url": base_url, **({"model": body.model} if body.model else {})}
+    model = pick_byok_model(offered, body.model)
+    detail: dict[str, object] = {"provider": body.provider or "custom", "model": model}
+    if not trusted:  # the platform's own upstream is configuration; not stored per tenant
+        detail["base_url"] = base_url
     row = creds.store_credential(
         ctx.db, ctx.secrets, access.tenant_id, creds.PROVIDER_KEY, body.api_key, detail=detail
     )

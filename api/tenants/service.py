@@ -20,7 +20,6 @@ from core import credentials as creds
 from core.context import AppContext
 from core.db.models import Credential
 from core.deployments import current_deployment, deployment_events
-from core.errors import InvalidInput, ServiceUnavailable
 from core.lifecycle import query_state
 from core.provisioning import Provisioner
 from core.runtime_reads import RuntimeReader
@@ -48,7 +47,7 @@ async def tenant_view(
         ).all()
         out = TenantOut(
             id=tenant.id, name=tenant.name, plan=tenant.plan, role=role, bundle_id=tenant.bundle_id,
-            model_mode=tenant.model_mode, billing_status=tenant.billing_status,
+            model_mode=tenant.model_mode, model=tenant.model, billing_status=tenant.billing_status,
             telegram_bot_username=tenant.telegram_bot_username, created_at=tenant.created_at,
             state=dep.state if dep else "pending",
             deployment=DeploymentOut.model_validate(dep, from_attributes=True) if dep else None,
@@ -72,25 +71,6 @@ def events_view(ctx: AppContext, tenant_id: str, limit: int) -> list[EventOut]:
             EventOut.model_validate(e, from_attributes=True)
             for e in deployment_events(session, tenant_id, limit)
         ]
-
-
-async def check_provider_key(base_url: str, api_key: str) -> None:
-    """Check a BYOK key against the provider's ``/models``; the key is never echoed."""
-    try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            resp = await http.get(
-                f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {api_key}"}
-            )
-    except httpx.HTTPError:
-        raise ServiceUnavailable(
-            "The provider could not be reached to check the key. Try again."
-        ) from None
-    if resp.status_code in (401, 403):
-        raise InvalidInput(
-            "The provider rejected this API key.", code="bad_provider_key", field="api_key"
-        )
-    if resp.status_code >= 400:
-        raise ServiceUnavailable(f"The provider answered {resp.status_code} when checking the key.")
 
 
 def runtime_reader(ctx: AppContext) -> RuntimeReader:
