@@ -65,13 +65,13 @@ class Stack:
 
 
 def stack_settings(
-    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str
+    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str, **overrides: object
 ) -> Settings:
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
         gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
         # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
-        byok_allowed_private_networks=["127.0.0.0/8"],
+        byok_allowed_private_networks=["127.0.0.0/8"], **overrides,
     )  # fmt: skip
 
 
@@ -81,9 +81,10 @@ async def start_stack(
     fakes: tuple[FakeTelegram, FakeOpenAI],
     driver: str,
     catalog: object | None = None,
+    **overrides: object,
 ) -> AsyncIterator[Stack]:
     telegram, upstream = fakes
-    settings = stack_settings(tmp, telegram, upstream, driver)
+    settings = stack_settings(tmp, telegram, upstream, driver, **overrides)
     run_migrations(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     queues = TaskQueues(prefix=f"t{uuid.uuid4().hex[:8]}")
@@ -100,6 +101,13 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
+    if driver == "process":  # runtimes are local processes: stop every one this stack made
+        import contextlib
+
+        local = lifecycle_activities(ctx).driver
+        for tenant_id in local.list_tenants():
+            with contextlib.suppress(Exception):
+                local.remove(tenant_id)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
 
