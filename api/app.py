@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from api import admin, auth, billing, catalog, codec, dashboard, errors, health, webhooks
+from api.middleware import BodyLimit
 from api.tenants import endpoints as tenants
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
@@ -59,4 +60,6 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     dashboard.install(app)
     # Outermost: answers the Web UI's preflight before the session middleware sees it.
     app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
+    # Outermost of all: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, form_limit=settings.max_form_bytes)
     return app

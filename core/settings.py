@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str | None = None
     session_secret: SecretStr | None = None
+    # Request bodies: refused with 413 before they are read (forms and /auth are smaller).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_form_bytes: int = Field(default=256 * 1024, ge=1024)
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
