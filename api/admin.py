@@ -13,12 +13,14 @@ from api.deps import ContextDep, PlatformAdmin
 from api.tenants.service import temporal_ui_link
 from core.db.models import Tenant
 from core.deployments import current_deployment
+from core.errors import InvalidInput
 from core.lifecycle import handle
 from core.tenants import audit, require_tenant
 from workflows.models import Note
 from workflows.tenant import TenantWorkflow
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+SUPPORT_ACTOR_PREFIX = "support:"  # audit entries by staff: hidden from customers
 
 
 class AdminTenant(BaseModel):
@@ -36,6 +38,25 @@ class SignalIn(BaseModel):
     ]
     reason: str = Field(default="", max_length=500)
     days: int = Field(default=0, ge=0, le=90)
+    confirm: bool = Field(default=False, description="required for kill_switch")
+
+
+def check_signal(body: SignalIn) -> None:
+    """The kill switch stops a customer's bot at once: it needs a confirmation and a reason."""
+    if body.signal != "kill_switch":
+        return
+    if not body.confirm:
+        raise InvalidInput(
+            "The kill switch stops this bot at once: confirm it (confirm: true).",
+            code="confirmation_required",
+            field="confirm",
+        )
+    if not body.reason.strip():
+        raise InvalidInput(
+            "Say why the kill switch is used (reason): it is kept in the audit log.",
+            code="reason_required",
+            field="reason",
+        )
 
 
 @router.get("/tenants")
@@ -57,12 +78,13 @@ async def send_signal(
     tenant_id: str, body: SignalIn, admin: PlatformAdmin, ctx: ContextDep
 ) -> dict[str, str]:
     """Send a support signal to the tenant workflow (force restart, grace, kill switch, note)."""
+    check_signal(body)
     with ctx.db.system_session() as session:
         require_tenant(session, tenant_id)
         audit(
             session,
             tenant_id=tenant_id,
-            actor=f"support:{admin.email}",
+            actor=f"{SUPPORT_ACTOR_PREFIX}{admin.email}",
             action=f"signal.{body.signal}",
             reason=body.reason,
             days=body.days,
