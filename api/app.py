@@ -14,6 +14,7 @@ from api.tenants import endpoints as tenants
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
+from core.ratelimit import LoginThrottle, SlidingWindow
 from core.settings import Settings
 
 
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         lifespan=lifespan,
     )
     errors.install(app)
+    app.state.login_throttle = LoginThrottle()
+    app.state.signup_limit = SlidingWindow(limit=settings.signups_per_hour_per_ip, window_s=3600)
     for router in (
         health.router,
         auth.router,

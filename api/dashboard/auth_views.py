@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
-from api.auth import check_login_rate
+from api.auth import check_signup_rate, guarded_login
 from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
 from api.tenants.endpoints import list_mine
 from core import accounts, sessions
@@ -59,9 +59,10 @@ def signup_form(request: Request) -> Response:
 
 @router.post("/signup")
 def signup(request: Request, email: Email, password: Password) -> Response:
-    """Create an account and log in."""
+    """Create an account and log in (rate-limited per address)."""
     ctx = context_of(request)
     try:
+        check_signup_rate(request)
         with ctx.db.system_session() as session:
             user = accounts.sign_up(session, email, password)
             token = sessions.start_session(session, user.id)
@@ -81,15 +82,19 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, email: Email, password: Password) -> Response:
-    """Log in with email and password (rate-limited per email and per address)."""
+async def login(request: Request, email: Email, password: Password) -> Response:
+    """Log in with email and password (backs off per address and per account)."""
     ctx = context_of(request)
-    try:
-        check_login_rate(request, email)
+
+    def attempt() -> str:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, email, password)
             token = sessions.start_session(session, user.id)
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
+            return token
+
+    try:
+        token = await guarded_login(request, email, attempt)
     except TinyClawError as exc:
         response = page(request, "login.html", exc.status_code, error=exc.message, email=email)
         if "retry_after" in exc.details:
