@@ -94,6 +94,9 @@ def up(settings: Settings) -> int:
     )  # fmt: skip
     server.start()
     env = _child_env(settings, server.address)
+    if settings.is_development:
+        # The dev server's Web UI sends no cookie to the codec; see api/codec.py.
+        env["TCC_CODEC_TRUST_LOCAL_UI"] = "true"
     py = sys.executable
     procs: dict[str, subprocess.Popen[bytes]] = {}
     if sandbox:

@@ -115,8 +115,8 @@ def issue_api_token(
 
 def issue_login_token(session: Session, user: User, ttl: timedelta) -> tuple[ApiToken, str]:
     """A token for a password login; keeps at most ``MAX_LOGIN_TOKENS`` of them alive."""
-    scopes = SCOPES if user.is_platform_admin else ("read", "write")
-    row, token = issue_api_token(session, user.id, LOGIN_TOKEN_NAME, scopes=scopes, ttl=ttl)
+    # All scopes: 'admin' only takes effect while the user is a platform admin.
+    row, token = issue_api_token(session, user.id, LOGIN_TOKEN_NAME, scopes=SCOPES, ttl=ttl)
     older = session.scalars(
         select(ApiToken)
         .where(

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     temporal_ui_url: str | None = None
     temporal_task_queue_prefix: str = "tcc"
     codec_key: SecretStr | None = None  # base64 AES-256 key for the payload codec
+    # Development only ('up' sets it): the codec answers the local Web UI without a cookie.
+    codec_trust_local_ui: bool = False
 
     # Secret store
     secret_store: Literal["local", "vault"] = "local"  # noqa: S105 (a backend name)
@@ -129,6 +131,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} must be set to a real secret outside development")
         if self.database_url is None:
             raise ValueError("TCC_DATABASE_URL must be set outside development")
+        if self.codec_trust_local_ui:
+            raise ValueError("TCC_CODEC_TRUST_LOCAL_UI is for development only")
         return self
 
     @property

@@ -76,7 +76,7 @@ class ApiToken(Base):
     last4: Mapped[str] = mapped_column(String(4))
     # Space-separated subset of "read write admin".
     scopes: Mapped[str] = mapped_column(
-        String(64), default="read write", server_default="read write"
+        String(64), default="read write", server_default="read write admin"
     )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]

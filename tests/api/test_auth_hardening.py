@@ -57,6 +57,8 @@ async def test_token_scopes_expiry_and_revocation(app: FastAPI, db: Database) ->
     async with client(app) as c:
         await _signup(c, "first-admin@example.com")  # the platform's first user is its admin
         h = await _signup(c, "scoped@example.com")
+        # A login token carries every scope, but 'admin' only counts for platform admins.
+        assert (await c.get("/auth/me", headers=h)).json()["scopes"] == ["read", "write"]
         r = await c.post("/auth/tokens", json={"name": "ci", "scopes": ["read"]}, headers=h)
         assert r.status_code == 201, r.text
         body = r.json()

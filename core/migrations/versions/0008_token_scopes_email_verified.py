@@ -16,10 +16,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # Existing tokens keep what they could do before: read and write, no expiry.
+    # Existing tokens keep what they could do before: everything, no expiry.
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("scopes", sa.String(length=64), nullable=False, server_default="read write")
+            sa.Column(
+                "scopes", sa.String(length=64), nullable=False, server_default="read write admin"
+            )
         )
         batch_op.add_column(sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("users", schema=None) as batch_op:
