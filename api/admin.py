@@ -9,11 +9,11 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.deps import ContextDep, PlatformAdmin
+from api.deps import ContextDep, CurrentUser, PlatformAdmin
 from api.tenants.service import temporal_ui_link
 from core.db.models import Tenant
 from core.deployments import current_deployment
-from core.errors import InvalidInput
+from core.errors import Forbidden, InvalidInput
 from core.lifecycle import handle
 from core.tenants import audit, require_tenant
 from workflows.models import Note
@@ -57,6 +57,17 @@ def check_signal(body: SignalIn) -> None:
             code="reason_required",
             field="reason",
         )
+
+
+@router.get(
+    "/web-ui/auth",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: {"description": "not logged in"}, 403: {"description": "not an admin"}},
+)
+def web_ui_auth(user: CurrentUser) -> None:
+    """For the Web UI's auth proxy: 204 for a platform admin, 401 or 403 otherwise."""
+    if not user.is_platform_admin or "admin" not in user.scopes:
+        raise Forbidden("The Temporal Web UI is for platform admins.", code="admin_only")
 
 
 @router.get("/tenants")

@@ -154,3 +154,12 @@ async def test_sign_up_is_rate_limited_per_address(tmp_path, db: Database) -> No
         assert (r.status_code, r.json()["code"]) == (429, "rate_limited")
         assert int(r.headers["retry-after"]) > 0
         await _signup(other, "s10@example.com")
+
+
+async def test_web_ui_auth_check_lets_only_platform_admins_through(app: FastAPI) -> None:
+    async with client(app) as admin, client(app) as customer, client(app) as anonymous:
+        await browser_signup(admin, "first@example.com")  # the first user is the admin
+        await browser_signup(customer, "second@example.com")
+        assert (await admin.get("/admin/web-ui/auth")).status_code == 204
+        assert (await customer.get("/admin/web-ui/auth")).status_code == 403
+        assert (await anonymous.get("/admin/web-ui/auth")).status_code == 401
