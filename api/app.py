@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import admin, auth, billing, catalog, codec, dashboard, errors, health, webhooks
+from api import admin, auth, billing, catalog, codec, dashboard, docs, errors, health, webhooks
 from api.middleware import BodyLimit
 from api.tenants import endpoints as tenants
 from bundles.catalog import load_catalog, sync_catalog_to_db
@@ -45,8 +45,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         version="0.1.0",
         description="Hosted TinyClaw agent runtimes on Telegram: tenants, lifecycle, billing.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
+    docs.install(app)
     app.state.login_throttle = LoginThrottle()
     app.state.signup_limit = SlidingWindow(limit=settings.signups_per_hour_per_ip, window_s=3600)
     for router in (

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.accounts import Principal, principal_for_token
 from core.context import AppContext
@@ -23,7 +24,19 @@ ContextDep = Annotated[AppContext, Depends(get_context)]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def current_user(request: Request, ctx: ContextDep) -> Principal:
+# Declares the scheme in the OpenAPI document; the header is read below.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="tcp_...",
+    description="A personal API token from POST /auth/tokens (or /auth/login).",
+)
+
+
+def current_user(
+    request: Request,
+    ctx: ContextDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
     """The caller: a personal API token (``Authorization: Bearer tcp_...``) or a web session."""
     header = request.headers.get("authorization")
     if header is not None:

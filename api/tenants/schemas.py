@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.schemas import UtcDatetime
 from workflows.models import ActionRecord, Note
 
 
@@ -71,8 +71,8 @@ class DeploymentOut(BaseModel):
     reason: str | None
     bundle_id: str | None
     bundle_version: str | None
-    updated_at: datetime
-    healthy_at: datetime | None
+    updated_at: UtcDatetime
+    healthy_at: UtcDatetime | None
 
 
 class EventOut(BaseModel):
@@ -80,7 +80,7 @@ class EventOut(BaseModel):
     to_state: str
     reason: str | None
     workflow_id: str | None
-    at: datetime
+    at: UtcDatetime
 
 
 class WorkflowView(BaseModel):
@@ -88,8 +88,8 @@ class WorkflowView(BaseModel):
     queued: list[ActionRecord]
     history: list[ActionRecord]
     notes: list[Note]
-    grace_deadline: datetime | None
-    delete_at: datetime | None
+    grace_deadline: UtcDatetime | None
+    delete_at: UtcDatetime | None
     killed: bool
 
 
@@ -102,7 +102,7 @@ class TenantOut(BaseModel):
     model_mode: str
     billing_status: str
     telegram_bot_username: str | None
-    created_at: datetime
+    created_at: UtcDatetime
     state: str
     deployment: DeploymentOut | None = None
     credentials: list[CredentialOut] = []
