@@ -8,7 +8,19 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import admin, auth, billing, catalog, codec, dashboard, docs, errors, health, webhooks
+from api import (
+    admin,
+    auth,
+    auth_email,
+    billing,
+    catalog,
+    codec,
+    dashboard,
+    docs,
+    errors,
+    health,
+    webhooks,
+)
 from api.middleware import BodyLimit
 from api.tenants import endpoints as tenants
 from bundles.catalog import load_catalog, sync_catalog_to_db
@@ -52,9 +64,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     docs.install(app)
     app.state.login_throttle = LoginThrottle()
     app.state.signup_limit = SlidingWindow(limit=settings.signups_per_hour_per_ip, window_s=3600)
+    app.state.email_limit = SlidingWindow(limit=5, window_s=3600)
     for router in (
         health.router,
         auth.router,
+        auth_email.router,
         catalog.router,
         tenants.router,
         webhooks.router,

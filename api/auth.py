@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, CurrentUser
 from api.schemas import UtcDatetime
-from core import accounts
+from core import account_email, accounts
 from core.db.models import User
 from core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from core.ratelimit import LoginThrottle, SlidingWindow
@@ -128,7 +128,10 @@ def sign_up(body: SignUpIn, request: Request, ctx: ContextDep) -> TokenOut:
         user = accounts.sign_up(session, body.email, body.password, body.name)
         row, token = accounts.issue_login_token(session, user, ttl)
         audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup")
-        return _token_out(user, row, token)
+        out = _token_out(user, row, token)
+        welcome = account_email.verification_email(ctx.settings, user)
+    account_email.deliver(ctx, welcome)
+    return out
 
 
 @router.post("/login")

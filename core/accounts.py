@@ -70,6 +70,20 @@ def sign_up(session: Session, email: str, password: str, display_name: str | Non
     return user
 
 
+def set_password(user: User, password: str) -> None:
+    """Replace the user's password (same length rule as sign-up)."""
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(
+            f"Use a password of at least {MIN_PASSWORD} characters.", field="password"
+        )
+    user.password_hash = _hasher.hash(password)
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    """The user with this email (any case), or None."""
+    return session.scalars(select(User).where(User.email == email.strip().lower())).first()
+
+
 def authenticate_password(session: Session, email: str, password: str) -> User:
     """The user with this email and password, or ``Unauthorized`` (same message for both)."""
     user = session.scalars(select(User).where(User.email == email.strip().lower())).first()
