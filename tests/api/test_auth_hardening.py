@@ -163,3 +163,34 @@ async def test_web_ui_auth_check_lets_only_platform_admins_through(app: FastAPI)
         assert (await admin.get("/admin/web-ui/auth")).status_code == 204
         assert (await customer.get("/admin/web-ui/auth")).status_code == 403
         assert (await anonymous.get("/admin/web-ui/auth")).status_code == 401
+
+
+async def test_dashboard_tokens_page_creates_lists_and_revokes(app: FastAPI) -> None:
+    import re
+
+    async with client(app) as c:
+        await _signup(c, "the-admin@example.com")  # the first user is the platform admin
+        csrf = await browser_signup(c, "page@example.com")
+        made = await c.post(
+            "/app/tokens",
+            data={"csrf_token": csrf, "name": "deploy bot", "scopes": ["read", "write"],
+                  "expires_in_days": "7"},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
+        token = re.search(r'<code id="new-token">(tcp_[^<]+)</code>', made.text)
+        assert token and "deploy bot" in made.text
+        bearer = {"Authorization": f"Bearer {token.group(1)}"}
+        me = (await c.get("/auth/me", headers=bearer)).json()
+        assert me["scopes"] == ["read", "write"]
+        listed = (await c.get("/app/tokens")).text
+        assert token.group(1) not in listed  # shown once only
+        assert "deploy bot" in listed and f"…{token.group(1)[-4:]}" in listed
+        [token_id] = [t["id"] for t in (await c.get("/auth/tokens", headers=bearer)).json()
+                      if t["name"] == "deploy bot"]  # fmt: skip
+        bad = await c.post(
+            "/app/tokens", data={"csrf_token": csrf, "name": "x", "scopes": ["admin"]}
+        )
+        assert bad.status_code == 403
+        r = await c.post(f"/app/tokens/{token_id}/revoke", data={"csrf_token": csrf})
+        assert r.status_code == 303
+        assert (await c.get("/auth/me", headers=bearer)).status_code == 401
