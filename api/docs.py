@@ -44,7 +44,7 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
     codes = {"422"}
     if method in BODY_METHODS or path.startswith("/webhooks"):
         codes |= {"400", "413"}
-    if secured:
+    if secured or path == "/auth/login":
         codes |= {"401", "403"}
     if "{" in path or path.startswith(("/webhooks", "/admin")):
         codes.add("404")

@@ -111,7 +111,7 @@ async def set_provider_key(
     )
     if not base_url:
         raise InvalidInput("Give the provider's base URL (OpenAI-compatible).", field="base_url")
-    await check_provider_key(base_url, body.api_key)
+    await check_provider_key(base_url, body.api_key, customer_url=body.base_url is not None)
     detail = {"base_url": base_url, **({"model": body.model} if body.model else {})}
     row = creds.store_credential(
         ctx.db, ctx.secrets, access.tenant_id, creds.PROVIDER_KEY, body.api_key, detail=detail

@@ -24,9 +24,13 @@ class TelegramTokenIn(BaseModel):
 
 
 class ProviderKeyIn(BaseModel):
-    api_key: str = Field(min_length=8, max_length=500)
+    # Printable ASCII only: it travels in an HTTP header.
+    api_key: str = Field(min_length=8, max_length=500, pattern=r"^[\x21-\x7e]+$")
     base_url: str | None = Field(
-        default=None, max_length=500, description="OpenAI-compatible base URL"
+        default=None,
+        max_length=500,
+        pattern=r"^https?://[\x21-\x7e]+$",
+        description="OpenAI-compatible base URL",
     )
     model: str | None = Field(default=None, max_length=200)
 

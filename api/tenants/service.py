@@ -78,14 +78,19 @@ def events_view(ctx: AppContext, tenant_id: str, limit: int) -> list[EventOut]:
         ]
 
 
-async def check_provider_key(base_url: str, api_key: str) -> None:
+async def check_provider_key(base_url: str, api_key: str, *, customer_url: bool = False) -> None:
     """Check a BYOK key against the provider's ``/models``; the key is never echoed."""
     try:
         async with httpx.AsyncClient(timeout=10) as http:
             resp = await http.get(
                 f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {api_key}"}
             )
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.InvalidURL):
+        if customer_url:  # the customer's URL: theirs to fix, not our outage
+            raise InvalidInput(
+                "No OpenAI-compatible provider answered at this base URL. Check it.",
+                code="provider_unreachable", field="base_url",
+            ) from None  # fmt: skip
         raise ServiceUnavailable(
             "The provider could not be reached to check the key. Try again."
         ) from None
