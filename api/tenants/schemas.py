@@ -32,7 +32,6 @@ class ProviderKeyIn(BaseModel):
     base_url: str | None = Field(
         default=None,
         max_length=500,
-        pattern=r"^https?://[\x21-\x7e]+$",
         description="OpenAI-compatible base URL (custom provider)",
     )
     model: str | None = Field(default=None, max_length=200, description="default: the first")
