@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     runtime_health_timeout_s: float = 60.0
     # How a runtime reaches services on this host (gateway, sandbox Telegram).
     runtime_host_alias: str = "host.docker.internal"
+    # URLs every runtime may reach besides its model base URL and Telegram API base
+    # (the egress fence refuses everything else); http URLs also limit the path prefix.
+    runtime_egress_allowlist: list[str] = Field(default_factory=list)
 
     # Provider gateway
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it

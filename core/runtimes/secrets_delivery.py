@@ -1,0 +1,99 @@
+"""Runtime secrets delivered as a file, never as container configuration.
+
+Environment variables end up in ``docker inspect`` and in the engine's
+``config.v2.json``. Secrets therefore go into a small per-tenant secrets volume,
+written through a never-started helper container (put_archive needs no running
+process) and mounted read-only into the runtime at SECRETS_DIR. The file is 0400
+and owned by the tenant's UID. A volume rather than a tmpfs because the secrets
+must come back by themselves after `docker restart`, the engine's restart policy
+or a host reboot; the runtime reads the file named by TINYAGI_SECRETS_FILE at start.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from collections.abc import Mapping
+
+import docker
+from docker.errors import NotFound
+
+from core.runtimes.identity import claim_volume
+
+SECRETS_DIR = "/run/tinyagi-secrets"
+SECRETS_FILE = f"{SECRETS_DIR}/runtime.json"
+# Configuration a runtime may see in its container config; everything else is a secret.
+PUBLIC_ENV = frozenset(
+    {
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_BASE_URL",
+        "TELEGRAM_API_BASE",
+        "TELEGRAM_POLL_TIMEOUT",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+    }
+)
+
+
+def secrets_volume_name(tenant_id: str) -> str:
+    """The volume holding a tenant's runtime secrets file."""
+    return f"tcc-tenant-{tenant_id}-secrets"
+
+
+def split_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(public env for the container config, secrets for the file); unknown names are secret."""
+    public = {k: v for k, v in env.items() if k in PUBLIC_ENV or k.startswith("TINYAGI_")}
+    secrets = {k: v for k, v in env.items() if k not in public}
+    return public, secrets
+
+
+def secrets_tar(secrets: Mapping[str, str], uid: int) -> bytes:
+    """A tar holding runtime.json (0400, owned by uid)."""
+    data = json.dumps(dict(secrets), sort_keys=True).encode()
+    buffer = io.BytesIO()
+    now = time.time()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("runtime.json")
+        info.size, info.mode, info.uid, info.gid, info.mtime = len(data), 0o400, uid, uid, now
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def write_secrets(
+    client: docker.DockerClient,
+    tenant_id: str,
+    image: str,
+    uid: int,
+    secrets: Mapping[str, str],
+    labels: dict[str, str],
+) -> None:
+    """Create the secrets volume if missing and (re)write the secrets file into it."""
+    volume = secrets_volume_name(tenant_id)
+    try:
+        client.volumes.get(volume)
+    except NotFound:
+        client.volumes.create(volume, labels=labels)
+        claim_volume(client, image, volume, uid, 0o500)
+    # The helper is never started: put_archive writes into its mounts while it is created.
+    helper = client.containers.create(
+        image,
+        ["true"],
+        volumes={volume: {"bind": SECRETS_DIR, "mode": "rw"}},
+        network_mode="none",
+        labels=labels,
+    )
+    try:
+        helper.put_archive(SECRETS_DIR, secrets_tar(secrets, uid))
+    finally:
+        helper.remove(force=True)
+
+
+def remove_secrets(client: docker.DockerClient, tenant_id: str) -> None:
+    """Remove a tenant's secrets volume (missing is fine)."""
+    try:
+        client.volumes.get(secrets_volume_name(tenant_id)).remove(force=True)
+    except NotFound:
+        return
