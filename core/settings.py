@@ -12,8 +12,9 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changethis", "secret", "password", "dev"})
@@ -95,6 +96,18 @@ class Settings(BaseSettings):
     stripe_price_ids: dict[str, str] = Field(default_factory=dict)  # plan id -> price id
     grace_period_days: int = 7
     retention_days: int = 30
+
+    @field_validator("runtime_egress_allowlist")
+    @classmethod
+    def _egress_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError(
+                    f"TCC_RUNTIME_EGRESS_ALLOWLIST: {url!r} must be an http(s) URL "
+                    "(scheme://host[:port][/path prefix])"
+                )
+        return urls
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

@@ -20,34 +20,16 @@ from collections.abc import Mapping
 import docker
 from docker.errors import NotFound
 
+from core.runtimes._env import PUBLIC_ENV, split_env
 from core.runtimes.identity import claim_volume
 
 SECRETS_DIR = "/run/tinyagi-secrets"
 SECRETS_FILE = f"{SECRETS_DIR}/runtime.json"
-# Configuration a runtime may see in its container config; everything else is a secret.
-PUBLIC_ENV = frozenset(
-    {
-        "OPENAI_BASE_URL",
-        "ANTHROPIC_BASE_URL",
-        "TELEGRAM_API_BASE",
-        "TELEGRAM_POLL_TIMEOUT",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "NO_PROXY",
-    }
-)
 
 
 def secrets_volume_name(tenant_id: str) -> str:
     """The volume holding a tenant's runtime secrets file."""
     return f"tcc-tenant-{tenant_id}-secrets"
-
-
-def split_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-    """(public env for the container config, secrets for the file); unknown names are secret."""
-    public = {k: v for k, v in env.items() if k in PUBLIC_ENV or k.startswith("TINYAGI_")}
-    secrets = {k: v for k, v in env.items() if k not in public}
-    return public, secrets
 
 
 def secrets_tar(secrets: Mapping[str, str], uid: int) -> bytes:
@@ -97,3 +79,15 @@ def remove_secrets(client: docker.DockerClient, tenant_id: str) -> None:
         client.volumes.get(secrets_volume_name(tenant_id)).remove(force=True)
     except NotFound:
         return
+
+
+__all__ = [
+    "PUBLIC_ENV",
+    "SECRETS_DIR",
+    "SECRETS_FILE",
+    "remove_secrets",
+    "secrets_tar",
+    "secrets_volume_name",
+    "split_env",
+    "write_secrets",
+]
