@@ -27,6 +27,7 @@ from core.runtimes.base import (
 from core.runtimes.secrets_delivery import (
     SECRETS_DIR,
     SECRETS_FILE,
+    ensure_secrets_volume,
     remove_secrets,
     secrets_volume_name,
     split_env,
@@ -41,6 +42,7 @@ LABEL_DEPLOYMENT = "tinyclaw.deployment"
 LABEL_CONFIG = "tinyclaw.config-hash"
 # Bumped when the container shape changes so that ensure() recreates older containers.
 FENCE_VERSION = "fence1"
+DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
 # Empties the home before a restore; runs as the runtime user in a throwaway container.
 _CLEAR_HOME = (
     "import os,shutil,sys;h=sys.argv[1]\n"
@@ -94,6 +96,7 @@ class DockerDriver:
         log_max_size: str = "10m",
         egress_allow: Iterable[str] = (),
         host_guard: bool = True,
+        fence_image: str = DEFAULT_FENCE_IMAGE,
     ) -> None:
         try:
             self._client = client or docker.from_env()
@@ -108,14 +111,18 @@ class DockerDriver:
         )
         self._egress_allow = list(egress_allow)
         self._host_guard = host_guard
+        # The platform's own image runs the egress proxy and the volume helpers: a bundle
+        # may point at an upstream runtime image that has neither python3 nor runtime.egress.
+        self._fence_image = fence_image
 
     # --- lifecycle ----------------------------------------------------------------
 
     def ensure(self, spec: RuntimeSpec) -> None:
         """Create network, volume and container if missing; write files; recreate on change."""
         with _docker_errors("ensure", tuple(spec.env.values())):
-            if not self.image_present(spec.image):
-                raise ImageMissingError(f"runtime image {spec.image!r} is not present")
+            for image in (spec.image, self._fence_image):
+                if not self.image_present(image):
+                    raise ImageMissingError(f"runtime image {image!r} is not present")
             labels = self._labels(spec)
             uid = self._ensure_fence(spec, labels)
             container = self._find(spec.tenant_id)
@@ -154,6 +161,8 @@ class DockerDriver:
             if container is not None:
                 container.remove(force=True)
             fence.remove_egress(self._client, tenant_id)
+            for helper in ("claim", "secrets-writer"):  # left behind by a killed worker
+                identity.remove_leftover(self._client, f"{container_name(tenant_id)}-{helper}")
             remove_secrets(self._client, tenant_id)
             with contextlib.suppress(NotFound):
                 self._client.networks.get(network_name(tenant_id)).remove()
@@ -271,18 +280,21 @@ class DockerDriver:
 
     def _ensure_fence(self, spec: RuntimeSpec, labels: dict[str, str]) -> int:
         """Network, home and secrets volumes, egress proxy; return the tenant's UID."""
-        tenant = spec.tenant_id
+        tenant, image = spec.tenant_id, self._fence_image
         common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
         if self._host_guard:
             fence.ensure_host_guard()
         fence.ensure_tenant_network(self._client, network_name(tenant), tenant, common)
-        uid = identity.ensure_home_volume(
-            self._client, spec.image, volume_name(tenant), tenant, common
-        )
+        uid = identity.ensure_home_volume(self._client, volume_name(tenant), tenant, common)
+        ensure_secrets_volume(self._client, tenant, common)
+        if self._find(tenant) is None:  # first creation, or a retry after a killed worker
+            modes = {volume_name(tenant): 0o700, secrets_volume_name(tenant): 0o500}
+            helper = f"{container_name(tenant)}-claim"
+            identity.claim_volumes(self._client, image, helper, uid, modes)
         _, secrets = split_env(spec.env)
-        write_secrets(self._client, tenant, spec.image, uid, secrets, common)
+        write_secrets(self._client, tenant, image, uid, secrets, common)
         allow = fence.allowlist(spec.env, self._egress_allow)
-        fence.ensure_egress(self._client, tenant, spec.image, network_name(tenant), allow, common)
+        fence.ensure_egress(self._client, tenant, image, network_name(tenant), allow, common)
         return uid
 
     def _create(self, spec: RuntimeSpec, labels: dict[str, str], uid: int) -> Container:

@@ -37,6 +37,7 @@ BRIDGE_PREFIX = "tcct"
 GUARD_CHAIN = "TCC-TENANT-INPUT"
 LABEL_ROLE = "tinyclaw.role"
 LABEL_ALLOW = "tinyclaw.egress-allow"
+LABEL_EGRESS_FOR = "tinyclaw.egress-for"
 DEFAULT_TELEGRAM_BASE = "https://api.telegram.org"
 
 
@@ -109,7 +110,9 @@ def ensure_egress(
     digest = hashlib.sha256(json.dumps([image, allow]).encode()).hexdigest()[:16]
     try:
         proxy = client.containers.get(egress_name(tenant_id))
-        if proxy.labels.get(LABEL_ALLOW) == digest:
+        networks = proxy.attrs.get("NetworkSettings", {}).get("Networks", {})
+        # A worker killed between create and connect leaves a proxy off the tenant network.
+        if proxy.labels.get(LABEL_ALLOW) == digest and tenant_network in networks:
             if proxy.status != "running":
                 proxy.start()
             return
@@ -118,10 +121,18 @@ def ensure_egress(
         pass
     proxy = client.containers.create(
         image,
-        ["python3", "-m", "runtime.egress"],
+        [],
+        entrypoint=["python3", "-m", "runtime.egress"],
         name=egress_name(tenant_id),
         environment={"EGRESS_ALLOW": " ".join(allow), "EGRESS_PORT": str(EGRESS_PORT)},
-        labels={**labels, LABEL_ROLE: "egress", LABEL_ALLOW: digest},
+        # No tenant label: "the tenant's containers" stays the runtime alone for callers
+        # that count them; the proxy is found by name and removed with the runtime.
+        labels={
+            **{k: v for k, v in labels.items() if k != "tinyclaw.tenant"},
+            LABEL_EGRESS_FOR: tenant_id,
+            LABEL_ROLE: "egress",
+            LABEL_ALLOW: digest,
+        },
         network=EGRESS_NETWORK,
         read_only=True,
         cap_drop=["ALL"],

@@ -13,12 +13,15 @@ import hashlib
 import docker
 from docker.errors import NotFound
 
-from core.runtimes.base import RUNTIME_UID
+from core.runtimes.base import RUNTIME_UID, RuntimeDriverError
 
 LABEL_UID = "tinyclaw.uid"
 UID_BASE = 100_000
 UID_SPAN = 2_000_000_000  # stays below 2**31 - 1, clear of system and nobody UIDs
-_CLAIM = "import os,sys;p,u,m=sys.argv[1:];os.chmod(p,int(m));os.chown(p,int(u),int(u))"
+_CLAIM = (
+    "import os,sys;u=int(sys.argv[1]);a=sys.argv[2:]\n"
+    "for p,m in zip(a[::2],a[1::2]):os.chmod(p,int(m));os.chown(p,u,u)"
+)
 
 
 def preferred_uid(tenant_id: str) -> int:
@@ -55,32 +58,52 @@ def volume_uid(client: docker.DockerClient, volume: str) -> int:
     return int(raw) if raw.isdigit() else RUNTIME_UID
 
 
-def claim_volume(client: docker.DockerClient, image: str, volume: str, uid: int, mode: int) -> None:
-    """Give a volume's root directory to uid with mode (put_archive leaves "." alone)."""
-    client.containers.run(
+def remove_leftover(client: docker.DockerClient, name: str) -> None:
+    """Remove a helper container a killed worker may have left behind (missing is fine)."""
+    try:
+        client.containers.get(name).remove(force=True)
+    except NotFound:
+        return
+
+
+def claim_volumes(
+    client: docker.DockerClient, image: str, name: str, uid: int, modes: dict[str, int]
+) -> None:
+    """Give each volume's root directory to uid with its mode (put_archive leaves "." alone)."""
+    remove_leftover(client, name)
+    args: list[str] = []
+    for index, mode in enumerate(modes.values()):
+        args += [f"/v{index}", str(mode)]
+    helper = client.containers.create(
         image,
-        ["python3", "-c", _CLAIM, "/v", str(uid), str(mode)],
-        volumes={volume: {"bind": "/v", "mode": "rw"}},
+        ["-c", _CLAIM, str(uid), *args],
+        entrypoint=["python3"],
+        name=name,
+        volumes={vol: {"bind": f"/v{i}", "mode": "rw"} for i, vol in enumerate(modes)},
         user="0:0",
         network_mode="none",
         read_only=True,
         cap_drop=["ALL"],
         cap_add=["CHOWN", "FOWNER"],
         security_opt=["no-new-privileges"],
-        remove=True,
         labels={"tinyclaw.helper": "claim"},
     )
+    try:  # not containers.run(remove=True): a helper that fails to start would linger
+        helper.start()
+        if helper.wait(timeout=60).get("StatusCode") != 0:
+            raise RuntimeDriverError("could not give the tenant's volumes to its user")
+    finally:
+        helper.remove(force=True)
 
 
 def ensure_home_volume(
-    client: docker.DockerClient, image: str, volume: str, tenant_id: str, labels: dict[str, str]
+    client: docker.DockerClient, volume: str, tenant_id: str, labels: dict[str, str]
 ) -> int:
-    """Create the home volume, owned by a freshly allocated UID, if missing; return its UID."""
+    """Create the home volume, labelled with a freshly allocated UID, if missing; return its UID."""
     try:
         client.volumes.get(volume)
     except NotFound:
         uid = allocate_uid(client, tenant_id)
         client.volumes.create(volume, labels={**labels, LABEL_UID: str(uid)})
-        claim_volume(client, image, volume, uid, 0o700)
         return uid
     return volume_uid(client, volume)

@@ -21,7 +21,7 @@ import docker
 from docker.errors import NotFound
 
 from core.runtimes._env import PUBLIC_ENV, split_env
-from core.runtimes.identity import claim_volume
+from core.runtimes.identity import remove_leftover
 
 SECRETS_DIR = "/run/tinyagi-secrets"
 SECRETS_FILE = f"{SECRETS_DIR}/runtime.json"
@@ -44,6 +44,16 @@ def secrets_tar(secrets: Mapping[str, str], uid: int) -> bytes:
     return buffer.getvalue()
 
 
+def ensure_secrets_volume(
+    client: docker.DockerClient, tenant_id: str, labels: dict[str, str]
+) -> None:
+    """Create the tenant's secrets volume if missing."""
+    try:
+        client.volumes.get(secrets_volume_name(tenant_id))
+    except NotFound:
+        client.volumes.create(secrets_volume_name(tenant_id), labels=labels)
+
+
 def write_secrets(
     client: docker.DockerClient,
     tenant_id: str,
@@ -52,20 +62,17 @@ def write_secrets(
     secrets: Mapping[str, str],
     labels: dict[str, str],
 ) -> None:
-    """Create the secrets volume if missing and (re)write the secrets file into it."""
-    volume = secrets_volume_name(tenant_id)
-    try:
-        client.volumes.get(volume)
-    except NotFound:
-        client.volumes.create(volume, labels=labels)
-        claim_volume(client, image, volume, uid, 0o500)
+    """(Re)write the secrets file into the tenant's secrets volume."""
+    name = f"tcc-tenant-{tenant_id}-secrets-writer"
+    remove_leftover(client, name)
     # The helper is never started: put_archive writes into its mounts while it is created.
     helper = client.containers.create(
         image,
         ["true"],
-        volumes={volume: {"bind": SECRETS_DIR, "mode": "rw"}},
+        name=name,
+        volumes={secrets_volume_name(tenant_id): {"bind": SECRETS_DIR, "mode": "rw"}},
         network_mode="none",
-        labels=labels,
+        labels={"tinyclaw.helper": "secrets"},
     )
     try:
         helper.put_archive(SECRETS_DIR, secrets_tar(secrets, uid))
@@ -85,6 +92,7 @@ __all__ = [
     "PUBLIC_ENV",
     "SECRETS_DIR",
     "SECRETS_FILE",
+    "ensure_secrets_volume",
     "remove_secrets",
     "secrets_tar",
     "secrets_volume_name",

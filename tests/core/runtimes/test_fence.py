@@ -12,6 +12,7 @@ import docker
 import pytest
 
 from core.runtimes.docker import DockerDriver, container_name, network_name, volume_name
+from core.runtimes.fence import egress_name
 from core.runtimes.secrets_delivery import SECRETS_FILE, secrets_volume_name
 from tests.core.runtimes.conftest import bot_token_of
 from tests.runtime.harness import API_TOKEN, MODEL_KEY, OWNER_ID, wait_healthy
@@ -28,7 +29,11 @@ def _deploy(driver: DockerDriver, spec) -> str:
 def _engine_config_text(client: docker.DockerClient, tenant_id: str) -> str:
     """docker inspect output and the engine's on-disk config of every container of a tenant."""
     root = Path(client.info()["DockerRootDir"])
-    containers = client.containers.list(all=True, filters={"label": f"tinyclaw.tenant={tenant_id}"})
+    containers = [
+        client.containers.get(name)
+        for name in (container_name(tenant_id), egress_name(tenant_id))
+        if client.containers.list(all=True, filters={"name": f"^{name}$"})
+    ]
     assert containers
     text = ""
     for container in containers:
