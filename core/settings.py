@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # URLs every runtime may reach besides its model base URL and Telegram API base
     # (the egress fence refuses everything else); http URLs also limit the path prefix.
     runtime_egress_allowlist: list[str] = Field(default_factory=list)
+    # Install the iptables rules that stop tenant bridges from reaching host ports (needs
+    # root on the engine host). Off only where scripts/install-host-guard.sh did it already.
+    runtime_host_guard: bool = True
 
     # Provider gateway
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it

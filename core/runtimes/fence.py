@@ -39,6 +39,10 @@ LABEL_ROLE = "tinyclaw.role"
 LABEL_ALLOW = "tinyclaw.egress-allow"
 LABEL_EGRESS_FOR = "tinyclaw.egress-for"
 DEFAULT_TELEGRAM_BASE = "https://api.telegram.org"
+_GUARD_HELP = (
+    "egress fence: cannot install the host guard (iptables as root on the engine host); "
+    "run scripts/install-host-guard.sh there and set TCC_RUNTIME_HOST_GUARD=false"
+)
 
 
 def egress_name(tenant_id: str) -> str:
@@ -170,7 +174,7 @@ def remove_egress(client: docker.DockerClient, tenant_id: str) -> None:
 def _iptables(*args: str) -> bool:
     binary = shutil.which("iptables")
     if binary is None:
-        raise RuntimeDriverError("egress fence: iptables is not installed on the engine host")
+        raise RuntimeDriverError(_GUARD_HELP)
     done = subprocess.run([binary, "-w", *args], capture_output=True, check=False)
     return done.returncode == 0
 
@@ -187,7 +191,7 @@ def ensure_host_guard() -> None:
     _iptables("-F", GUARD_CHAIN)
     for rule in rules:
         if not _iptables("-A", GUARD_CHAIN, *rule):
-            raise RuntimeDriverError("egress fence: cannot install the host guard (needs root)")
+            raise RuntimeDriverError(_GUARD_HELP)
     if not _iptables("-I", "INPUT", "1", "-i", f"{BRIDGE_PREFIX}+", "-j", GUARD_CHAIN):
-        raise RuntimeDriverError("egress fence: cannot install the host guard (needs root)")
+        raise RuntimeDriverError(_GUARD_HELP)
     log.info("installed the tenant host guard", extra={"chain": GUARD_CHAIN})

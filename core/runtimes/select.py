@@ -37,5 +37,6 @@ def select_driver(settings: Settings) -> tuple[str, RuntimeDriver]:
             "docker",
             egress_allow=settings.runtime_egress_allowlist,
             fence_image=settings.runtime_image,
+            host_guard=settings.runtime_host_guard,
         )
     return kind, build_driver("process", data_dir=settings.data_dir / "runtimes")

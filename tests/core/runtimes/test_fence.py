@@ -220,3 +220,27 @@ def test_egress_reaches_only_the_gateway_and_telegram(
     for name, outcome in seen.items():
         assert outcome == 403 or str(outcome).startswith("blocked:"), (name, outcome)
     assert all(v == 403 for k, v in seen.items() if k.endswith("via proxy")), seen
+
+
+def test_ensure_converges_after_a_worker_died_half_way(
+    docker_driver, make_spec, container_fakes, docker_client: docker.DockerClient
+) -> None:
+    telegram, _ = container_fakes
+    spec = make_spec()
+    docker_driver.ensure(spec)
+    tenant = spec.tenant_id
+    # What a worker killed mid-ensure can leave: the proxy off the tenant network, a
+    # helper holding the secrets volume, the runtime container never created.
+    docker_client.networks.get(network_name(tenant)).disconnect(egress_name(tenant))
+    docker_client.containers.get(container_name(tenant)).remove(force=True)
+    docker_client.containers.create(
+        spec.image,
+        ["true"],
+        name=f"{container_name(tenant)}-secrets-writer",
+        volumes={secrets_volume_name(tenant): {"bind": "/s", "mode": "rw"}},
+    )
+    _deploy(docker_driver, spec)
+    _answers(telegram, spec, "converged")
+    docker_driver.remove(tenant)
+    leftovers = docker_client.containers.list(all=True, filters={"name": tenant})
+    assert leftovers == [] and docker_client.volumes.list(filters={"name": tenant}) == []
