@@ -153,6 +153,7 @@ class DockerDriver:
             container = self._get(tenant_id)
             if container.status in ("running", "restarting", "paused"):
                 container.stop(timeout=timeout)
+            fence.stop_egress(self._client, tenant_id)
 
     def remove(self, tenant_id: str, keep_volume: bool = False) -> None:
         """Remove container, network and (unless kept) volume; missing pieces are fine."""

@@ -163,6 +163,16 @@ def start_egress(client: docker.DockerClient, tenant_id: str) -> None:
         proxy.start()
 
 
+def stop_egress(client: docker.DockerClient, tenant_id: str) -> None:
+    """Stop the tenant's egress proxy with its runtime (missing or stopped is fine)."""
+    try:
+        proxy = client.containers.get(egress_name(tenant_id))
+    except NotFound:
+        return
+    if proxy.status == "running":
+        proxy.stop(timeout=5)
+
+
 def remove_egress(client: docker.DockerClient, tenant_id: str) -> None:
     """Remove a tenant's egress proxy (missing is fine)."""
     try:
