@@ -244,3 +244,17 @@ def test_ensure_converges_after_a_worker_died_half_way(
     docker_driver.remove(tenant)
     leftovers = docker_client.containers.list(all=True, filters={"name": tenant})
     assert leftovers == [] and docker_client.volumes.list(filters={"name": tenant}) == []
+
+
+def test_a_tenant_deployed_before_the_fence_is_moved_behind_it(
+    docker_driver, make_spec, docker_client: docker.DockerClient
+) -> None:
+    spec = make_spec()
+    tenant = spec.tenant_id
+    labels = {"tinyclaw.managed": "true", "tinyclaw.tenant": tenant}
+    # The pre-fence shape: an ordinary bridge and an unlabelled home owned by 10001.
+    docker_client.networks.create(network_name(tenant), driver="bridge", labels=labels)
+    docker_client.volumes.create(volume_name(tenant), labels=labels)
+    _deploy(docker_driver, spec)
+    assert docker_client.networks.get(network_name(tenant)).attrs["Internal"] is True
+    assert _uid_of(docker_client, spec) == 10001  # legacy homes keep their owner
