@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -95,6 +96,12 @@ class Settings(BaseSettings):
     runtime_health_timeout_s: float = 60.0
     # How a runtime reaches services on this host (gateway, sandbox Telegram).
     runtime_host_alias: str = "host.docker.internal"
+    # URLs every runtime may reach besides its model base URL and Telegram API base
+    # (the egress fence refuses everything else); http URLs also limit the path prefix.
+    runtime_egress_allowlist: list[str] = Field(default_factory=list)
+    # Install the iptables rules that stop tenant bridges from reaching host ports (needs
+    # root on the engine host). Off only where scripts/install-host-guard.sh did it already.
+    runtime_host_guard: bool = True
 
     # Provider gateway
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it
@@ -136,6 +143,18 @@ class Settings(BaseSettings):
                     f"TCC_BYOK_ALLOWED_PRIVATE_NETWORKS: {cidr!r} is not a CIDR"
                 ) from None
         return value
+
+    @field_validator("runtime_egress_allowlist")
+    @classmethod
+    def _egress_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError(
+                    f"TCC_RUNTIME_EGRESS_ALLOWLIST: {url!r} must be an http(s) URL "
+                    "(scheme://host[:port][/path prefix])"
+                )
+        return urls
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:

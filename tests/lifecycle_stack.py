@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ class Stack:
                 s, owner_id=self.user_id, name="Test bot", plan=plan, bundle_id=bundle
             )
             tid = tenant.id
+        CREATED_TENANTS.add(tid)
         creds.store_credential(self.db, acts.store, tid, creds.TELEGRAM, token)
         return tid
 
@@ -120,7 +122,10 @@ async def process_stack(
         yield stack
 
 
-RUNTIME_IMAGE = "tinyclaw/runtime:dev"
+SHIPPED_IMAGE = "tinyclaw/runtime:dev"
+# Tenant ids new_tenant() made in this session: the only ones the cleanup may remove.
+CREATED_TENANTS: set[str] = set()
+RUNTIME_IMAGE = os.environ.get("TCC_RUNTIME_IMAGE", SHIPPED_IMAGE)
 BROKEN_IMAGE = "tcc-test/broken-runtime:1"
 # Test images: a runtime that exits at once, one that never answers, one Docker cannot start.
 TEST_IMAGES = {
@@ -149,7 +154,9 @@ def docker_images() -> Iterator[None]:
         pytest.skip("TCC_SKIP_DOCKER=1")
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
-        [str(root / "scripts/build-runtime-image.sh")], capture_output=True, text=True
+        [str(root / "scripts/build-runtime-image.sh"), RUNTIME_IMAGE],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         pytest.fail(f"runtime image build failed:\n{result.stdout}\n{result.stderr}")
@@ -159,6 +166,7 @@ def docker_images() -> Iterator[None]:
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     yield
     client.close()
+    cleanup_tenants(sorted(CREATED_TENANTS))  # any left by tests outside docker_stack
 
 
 def cleanup_tenants(tenant_ids: list[str]) -> None:
@@ -172,9 +180,10 @@ def cleanup_tenants(tenant_ids: list[str]) -> None:
     client = docker.from_env()
     try:
         for tid in tenant_ids:
+            for label in (f"tinyclaw.tenant={tid}", f"tinyclaw.egress-for={tid}"):
+                for c in client.containers.list(all=True, filters={"label": label}):
+                    c.remove(force=True)
             label = {"label": f"tinyclaw.tenant={tid}"}
-            for c in client.containers.list(all=True, filters=label):
-                c.remove(force=True)
             for v in client.volumes.list(filters=label):
                 v.remove(force=True)
             for n in client.networks.list(filters=label):
@@ -190,11 +199,13 @@ def make_test_catalog(tmp: Path) -> Path:
     root = Path(__file__).resolve().parent.parent / "bundles" / "catalog"
     dest = tmp / "catalog"
     shutil.copytree(root, dest)
+    for bundle_toml in dest.rglob("bundle.toml"):  # TCC_RUNTIME_IMAGE: a privately built image
+        bundle_toml.write_text(bundle_toml.read_text().replace(SHIPPED_IMAGE, RUNTIME_IMAGE))
     for bundle_id, image in TEST_BUNDLES.items():
         target = dest / bundle_id / "1.0.0"
         shutil.copytree(root / "starter" / "1.0.0", target)
         toml = (target / "bundle.toml").read_text()
-        toml = toml.replace('id = "starter"', f'id = "{bundle_id}"').replace(RUNTIME_IMAGE, image)
+        toml = toml.replace('id = "starter"', f'id = "{bundle_id}"').replace(SHIPPED_IMAGE, image)
         (target / "bundle.toml").write_text(toml)
     return dest
 
