@@ -19,6 +19,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from bundles.switch import check_switch
+from core import config_snapshot
 from core import credentials as creds
 from core.channels.telegram import get_me
 from core.db import Database
@@ -185,6 +186,8 @@ class LifecycleActivities:
                 dep = current_deployment(session, data.tenant_id)
                 deployment_id = dep.id if dep else ""
             spec = self.provisioner.spec(self.db, data.tenant_id, deployment_id, manifest)
+            # What the runtime now runs: the rollback point of the next reconfigure.
+            config_snapshot.record_applied(self.db, self.store, data.tenant_id)
             # A running runtime reads its files at start: re-rendered files need a restart.
             was_running = self.driver.status(data.tenant_id).running
             self.driver.ensure(spec)
@@ -353,7 +356,8 @@ class LifecycleActivities:
         """Delete every secret and credential row of the tenant (the customer's too)."""
 
         def run() -> None:
-            for kind in (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED):
+            kinds = (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED)
+            for kind in (*kinds, *config_snapshot.SNAPSHOT_KINDS):
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
             self.store.delete_tenant(data.tenant_id)
 

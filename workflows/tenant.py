@@ -41,6 +41,7 @@ from workflows.operations import (
     SuspendTenantWorkflow,
     UnsuspendTenantWorkflow,
 )
+from workflows.reconfigure import ReconfigureTenantWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -57,6 +58,7 @@ CHILDREN: dict[Action, type] = {
     Action.SUSPEND: SuspendTenantWorkflow,
     Action.UNSUSPEND: UnsuspendTenantWorkflow,
     Action.DELETE: DeleteTenantWorkflow,
+    Action.RECONFIGURE: ReconfigureTenantWorkflow,
 }
 
 # The states each action may start from, and the state it leads to when it succeeds.
@@ -70,11 +72,13 @@ SOURCES: dict[Action, frozenset[S]] = {
     Action.SUSPEND: frozenset({S.HEALTHY, S.PAUSED, S.FAILED}),
     Action.UNSUSPEND: frozenset({S.SUSPENDED}),
     Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
+    Action.RECONFIGURE: frozenset({S.HEALTHY}),
 }
 TARGETS: dict[Action, S] = {
     Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
     Action.RESTART: S.HEALTHY, Action.RESET_MEMORY: S.HEALTHY, Action.SWITCH_BUNDLE: S.HEALTHY,
     Action.SUSPEND: S.SUSPENDED, Action.UNSUSPEND: S.HEALTHY, Action.DELETE: S.DELETED,
+    Action.RECONFIGURE: S.HEALTHY,
 }  # fmt: skip
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Query, Request, status
 
 from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOwner
 from api.tenants import schemas as s
-from api.tenants.service import call_runtime, check_provider_key, events_view, tenant_view
+from api.tenants.service import (
+    call_runtime,
+    check_provider_key,
+    events_view,
+    request_reconfigure,
+    tenant_view,
+)
 from core import credentials as creds
 from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
@@ -96,7 +102,10 @@ async def set_telegram_token(
             action="telegram.token_set",
             bot=me.username,
         )
-    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, f"Telegram bot changed to @{me.username}."
+    )
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail, reconfigure=outcome)
 
 
 @router.put("/{tenant_id}/provider-key")
