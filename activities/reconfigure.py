@@ -38,14 +38,17 @@ class ReconfigureActivities:
         acts, tid = self.lifecycle, data.tenant_id
         known = config_snapshot.save_rollback_point(acts.db, acts.store, tid, data.workflow_id)
         with acts.db.tenant_session(tid) as session:
+            # The plan was persisted before this ran (plan change API, Stripe webhook).
             tenant = get_tenant(session, tid)
-            if data.plan:
-                tenant.plan = get_plan(data.plan).id
             plan_id = tenant.plan
             dep = current_deployment(session, tid)
             cur_id = (dep.bundle_id if dep else None) or tenant.bundle_id or DEFAULT_BUNDLE
             cur_ver = dep.bundle_version if dep else None
         manifest, notice = self._bundle_for(cur_id, cur_ver, plan_id)
+        if notice:
+            # The old bundle cannot run on this plan any more: later starts use the new one.
+            with acts.db.tenant_session(tid) as session:
+                get_tenant(session, tid).bundle_id = manifest.id
         if not acts.driver.image_present(manifest.runtime_image):
             raise ImageMissingError(manifest.runtime_image)
         return ReconfigurePrepared(

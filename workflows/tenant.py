@@ -83,6 +83,8 @@ TARGETS: dict[Action, S] = {
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
 HISTORY_KEEP = 50
+# Paid plan changes reconfigure the bot; resubscribing unsuspends it (issue 10).
+PLAN_APPLIES_PATCH = "billing-plan-applies"
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -276,7 +278,9 @@ class TenantWorkflow:
     @workflow.update
     async def billing_event(self, event: BillingEvent) -> BillingEventResult:
         """Apply a verified billing event (update ID = provider event ID: redelivery is a no-op)."""
-        outcome = apply_billing_event(self.s, event, workflow.now())
+        outcome = apply_billing_event(
+            self.s, event, workflow.now(), plan_applies=workflow.patched(PLAN_APPLIES_PATCH)
+        )
         for cmd in outcome.commands:
             if self._check(cmd, self._projected_state()) is None:
                 self._enqueue(cmd)

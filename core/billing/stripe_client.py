@@ -184,6 +184,17 @@ class StripeBilling:
             sub = await self._client.v1.subscriptions.retrieve_async(subscription_id)
         return subscription_info(sub.to_dict(), self._price_ids)
 
+    async def checkout_plan(self, session_id: str) -> str | None:
+        """The plan of the price a Checkout Session was paid with (None: not one of ours)."""
+        with self._translated("read the checkout's items"):
+            items = await self._client.v1.checkout.sessions.line_items.list_async(session_id)
+        for item in items.data:
+            price = item.price.id if item.price is not None else None
+            plan = plan_for_price(self._price_ids, price)
+            if plan is not None:
+                return plan
+        return None
+
     async def aclose(self) -> None:
         """Close the HTTP connections."""
         close = getattr(self._http, "close_async", None)

@@ -224,6 +224,9 @@ class FakeStripe:
             return self._create_checkout(params)
         if method == "POST" and path == "/v1/billing_portal/sessions":
             return self._create_portal(params)
+        match = re.fullmatch(r"/v1/checkout/sessions/([^/]+)/line_items", path)
+        if method == "GET" and match:
+            return self._line_items(match.group(1))
         match = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
         if method == "GET" and match:
             return self._get(self.subscriptions, match.group(1), "subscription")
@@ -280,6 +283,17 @@ class FakeStripe:
         }
         self.checkout_sessions[session_id] = session
         return _public(session)
+
+    def _line_items(self, session_id: str) -> dict[str, Any]:
+        session = self._get(self.checkout_sessions, session_id, "checkout session")
+        data = [
+            {
+                "id": _new_id("li"), "object": "item", "quantity": item.get("quantity", 1),
+                "price": {"id": item["price"], "object": "price"},
+            }
+            for item in session["_line_items"]
+        ]  # fmt: skip
+        return {"object": "list", "data": data, "has_more": False, "url": "/v1/line_items"}
 
     def _create_portal(self, params: dict[str, Any]) -> dict[str, Any]:
         customer = params.get("customer")

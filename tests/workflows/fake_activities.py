@@ -33,6 +33,8 @@ from workflows.activity_models import (
     PreparedDeploy,
     PrepareDeployInput,
     PurgeInput,
+    ReconfigureInput,
+    ReconfigurePrepared,
     RemoveRuntimeInput,
     ResetInput,
     RestoreInput,
@@ -263,6 +265,21 @@ class FakeLifecycle:
     async def notify(self, data: NotifyInput) -> None:
         await self._enter("notify", data)
 
+    # ---- reconfigure ------------------------------------------------------------------
+    @activity.defn(name="prepare_reconfigure")
+    async def prepare_reconfigure(self, data: ReconfigureInput) -> ReconfigurePrepared:
+        await self._enter("prepare_reconfigure", data)
+        current = self.running.get(data.tenant_id, DEFAULT_BUNDLE)
+        return ReconfigurePrepared(
+            bundle_id=current[0], bundle_version=current[1],
+            previous_bundle_id=current[0], previous_bundle_version=current[1],
+        )  # fmt: skip
+
+    @activity.defn(name="restore_previous_config")
+    async def restore_previous_config(self, data: TenantRef) -> bool:
+        await self._enter("restore_previous_config", data)
+        return True
+
     def all(self) -> list[Callable[..., Any]]:
         """Every fake activity, for a worker."""
         return [
@@ -271,7 +288,8 @@ class FakeLifecycle:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify,
+            self.check_bundle_switch, self.notify, self.prepare_reconfigure,
+            self.restore_previous_config,
         ]  # fmt: skip
 
 
