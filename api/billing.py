@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantOwner
 from core.billing.service import (
@@ -18,7 +19,7 @@ from core.billing.service import (
     billing_summary,
     current_subscription,
 )
-from core.billing.stripe_client import StripeBilling, idempotency_key
+from core.billing.stripe_client import CheckoutLink, StripeBilling, idempotency_key
 from core.context import AppContext
 from core.db.models import AuditLog, new_id
 from core.errors import Conflict, NotFound
@@ -95,6 +96,9 @@ async def checkout(
             "This bot already has a subscription; change the plan in the billing portal.",
             code="already_subscribed",
         )
+    reused = await _open_checkout(ctx, tenant_id, plan.id)
+    if reused is not None:  # a second tab, a back button: pay the same session
+        return CheckoutOut(billing="on", plan=plan.id, url=reused.url)
     # A retried click with the same Idempotency-Key gets the same Checkout Session.
     key = idempotency_key(tenant_id, f"checkout-{plan.id}", idempotency or new_id())
     link = await stripe_billing(ctx).create_checkout_session(
@@ -108,6 +112,28 @@ async def checkout(
     )
     _audit(ctx, owner, "billing.checkout_started", plan=plan.id, session=link.id)
     return CheckoutOut(billing="on", plan=plan.id, url=link.url)
+
+
+async def _open_checkout(ctx: AppContext, tenant_id: str, plan_id: str) -> CheckoutLink | None:
+    """The tenant's last Checkout Session if still open for ``plan_id``; one for another plan
+    is expired, so two tabs can never end in two subscriptions."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        last = session.scalars(
+            select(AuditLog)
+            .where(AuditLog.tenant_id == tenant_id, AuditLog.action == "billing.checkout_started")
+            .order_by(AuditLog.id.desc())
+            .limit(1)
+        ).first()
+        detail = dict(last.detail or {}) if last is not None else {}
+    session_id = detail.get("session")
+    if not session_id:
+        return None
+    stripe = stripe_billing(ctx)
+    link = await stripe.open_checkout(session_id)
+    if link is not None and detail.get("plan") != plan_id:
+        await stripe.expire_checkout(session_id)
+        return None
+    return link
 
 
 @router.post("/portal", summary="Manage payment and plan")

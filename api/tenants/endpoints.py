@@ -28,6 +28,13 @@ from workflows.models import Action, Command
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60)
 BILLING_BLOCKED = ("incomplete", "unpaid", "canceled")
+PAYMENT_FIRST = {
+    "incomplete": "Nothing is deployed before payment: finish checkout for your plan (Billing on "
+    "the bot page, or POST /tenants/{id}/billing/checkout); the bot deploys once Stripe confirms.",
+    "canceled": "The subscription was cancelled: subscribe again (Billing on the bot page) to "
+    "bring the bot back.",
+    "unpaid": "A payment is overdue: update your payment method in the billing portal.",
+}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -152,8 +159,9 @@ def set_model_mode(body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep) ->
 async def _command(ctx: ContextDep, access: TenantAccess, command: Command) -> s.AcceptedOut:
     if command.action in (Action.DEPLOY, Action.RESUME):
         with ctx.db.tenant_session(access.tenant_id) as session:
-            if require_tenant(session, access.tenant_id).billing_status in BILLING_BLOCKED:
-                raise PaymentRequired("Complete checkout (or update your payment method) first.")
+            status = require_tenant(session, access.tenant_id).billing_status
+        if status in BILLING_BLOCKED:
+            raise PaymentRequired(PAYMENT_FIRST.get(status, PAYMENT_FIRST["unpaid"]))
     accepted = await send_command(ctx, access.tenant_id, command)
     with ctx.db.system_session() as session:
         audit(
