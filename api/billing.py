@@ -58,9 +58,13 @@ def stripe_billing(ctx: AppContext) -> StripeBilling:
     return client  # type: ignore[no-any-return]
 
 
-def _return_url(ctx: AppContext, request: Request, tenant_id: str, outcome: str) -> str:
+def _return_url(
+    ctx: AppContext, request: Request, tenant_id: str, outcome: str, page: str = ""
+) -> str:
     base = (ctx.settings.public_url or str(request.base_url)).rstrip("/")
     # The customer comes back in a browser: to the bot's dashboard page, not the JSON API.
+    if page:  # another dashboard page: it shows the outcome as a notice
+        return f"{base}/app/bots/{tenant_id}{page}?notice=billing_{outcome}"
     return f"{base}/app/bots/{tenant_id}?billing={outcome}"
 
 
@@ -80,7 +84,16 @@ async def checkout(
     idempotency: IdempotencyHeader = None,
 ) -> CheckoutOut:
     """Start a Stripe Checkout for ``plan``; with billing off, assign the plan at once."""
-    plan = get_plan(body.plan)
+    return await start_checkout(ctx, owner, request, body.plan, idempotency)
+
+
+async def start_checkout(
+    ctx: AppContext, owner: TenantAccessInfo, request: Request, plan_id: str,
+    idempotency: str | None = None, *, success_page: str = "",
+) -> CheckoutOut:  # fmt: skip
+    """Checkout for ``plan_id`` (the API and the onboarding wizard); success returns to
+    the bot page, or ``success_page`` under it (the live progress page after onboarding)."""
+    plan = get_plan(plan_id)
     tenant_id = owner.tenant_id
     if not ctx.settings.billing_enabled:
         with ctx.db.tenant_session(tenant_id) as session:
@@ -105,7 +118,7 @@ async def checkout(
         tenant_id,
         plan.id,
         owner.user.email,
-        _return_url(ctx, request, tenant_id, "success"),
+        _return_url(ctx, request, tenant_id, "success", success_page),
         _return_url(ctx, request, tenant_id, "cancelled"),
         key,
         customer_id=customer_id,

@@ -61,7 +61,10 @@ async def _bot(settings: Settings, db: Database, plan: str, bundle: str) -> Asyn
     app.state.catalog = load_catalog()
     owner_id, owner = _user(db, f"owner-{new_id()[:6]}@example.com")
     with db.system_session() as session:
-        tid = create_tenant(session, owner_id=owner_id, name="Bot", plan=plan, bundle_id=bundle).id
+        tenant = create_tenant(session, owner_id=owner_id, name="Bot", plan=plan, bundle_id=bundle)
+        if settings.billing_enabled:
+            tenant.billing_status = "incomplete"  # as POST /tenants leaves it until payment
+        tid = tenant.id
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://tcc.test"
     ) as client:
@@ -86,6 +89,9 @@ async def bot_off(settings: Settings, db: Database) -> AsyncIterator[Bot]:
 async def test_a_plan_change_goes_through_stripe_and_applies_when_stripe_confirms(
     bot_on: Bot, fake_stripe: FakeStripe
 ) -> None:
+    early = await bot_on.client.post(f"/tenants/{bot_on.id}/deploy", headers=bot_on.owner)
+    assert (early.status_code, early.json()["code"]) == (402, "payment_required")
+    assert "Nothing is deployed before payment" in early.json()["message"]
     no_sub = await bot_on.put_plan("business")
     assert (no_sub.status_code, no_sub.json()["code"]) == (402, "payment_required")
     assert "checkout" in no_sub.json()["message"]
