@@ -26,7 +26,9 @@ NOTICES = {
     "signed_up": "Welcome! Your account is ready. Let's create your first bot.",
     "logged_out": "You are logged out.",
     "billing_off": "Billing is off on this installation: your plan is assigned without payment.",
-    "telegram_saved": "Telegram bot connected.",
+    "telegram_saved": "Telegram token saved: the bot uses it when it is deployed.",
+    "telegram_applying": "New Telegram token saved. Your bot is restarting on it; the "
+    "action history below says when it is live on the new bot (or why it kept the old one).",
     "model_saved": "Model mode saved.",
     "billing_success": "Payment received: your plan is active.",
     "billing_cancelled": "Checkout was cancelled; no payment was taken.",

@@ -86,9 +86,12 @@ async def telegram_save(
         if ctx.settings.sandbox_telegram and pre_approved is None:
             pre_approved = sandbox_chat_id(access.user.user_id)
         body = s.TelegramTokenIn(token=token, owner_telegram_id=pre_approved)
-        await api.set_telegram_token(body, access, ctx, request)
+        saved = await api.set_telegram_token(body, access, ctx, request)
     except (TinyClawError, ValidationError, ValueError) as exc:
         return await _telegram_error(request, access, exc)
+    if saved.reconfigure and saved.reconfigure.status == "applying":
+        # A live bot: it says "connected" only once the runtime polls the new bot.
+        return redirect(request, f"/app/bots/{access.tenant_id}?notice=telegram_applying")
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
 
 

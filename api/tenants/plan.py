@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from api.billing import LIVE_STATUSES, stripe_billing
-from api.deps import ContextDep, TenantOwner
+from api.deps import ContextDep, TenantAccessInfo, TenantOwner
 from api.tenants.service import request_reconfigure
 from bundles.catalog import Catalog, plan_problems
 from core.billing.service import assign_plan_without_payment, current_subscription
@@ -68,7 +68,14 @@ async def change_plan(
     body: PlanIn, owner: TenantOwner, ctx: ContextDep, request: Request
 ) -> PlanChangeOut:
     """Change the bot's plan: through Stripe with billing on, at once with billing off."""
-    plan = get_plan(body.plan)
+    return await request_plan_change(ctx, request.app.state.catalog, owner, body.plan)
+
+
+async def request_plan_change(
+    ctx: AppContext, catalog: Catalog, owner: TenantAccessInfo, plan_id: str
+) -> PlanChangeOut:
+    """The plan change the API and the bot page share (see the module docstring)."""
+    plan = get_plan(plan_id)
     tid = owner.tenant_id
     with ctx.db.tenant_session(tid) as session:
         current = require_tenant(session, tid).plan
@@ -77,7 +84,7 @@ async def change_plan(
             plan=plan.id, billing="on" if ctx.settings.billing_enabled else "off",
             status="unchanged", message=f"The bot is already on the {plan.name} plan.",
         )  # fmt: skip
-    check_bundle_fits(ctx, request.app.state.catalog, tid, plan)
+    check_bundle_fits(ctx, catalog, tid, plan)
     if ctx.settings.billing_enabled:
         return await _through_stripe(ctx, owner.tenant_id, owner.actor, plan)
     with ctx.db.tenant_session(tid) as session:
