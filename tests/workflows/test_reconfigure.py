@@ -141,3 +141,22 @@ async def test_a_new_telegram_token_reaches_the_docker_runtime(own_docker_stack:
             tids = list(session.scalars(select(Tenant.id)))
         for tid in tids:
             lifecycle_activities(stack.ctx).driver.remove(tid, keep_volume=False)
+
+
+async def test_a_downgrade_from_stripe_moves_the_bot_to_the_plans_default_bundle(
+    process_stack: Stack,
+) -> None:
+    stack = process_stack
+    tid = stack.new_tenant(plan="pro", bundle="pro")
+    state = await run(stack, tid, Action.DEPLOY)
+    assert (state.state, state.bundle_id) == ("healthy", "pro"), state.history[-1]
+    with stack.db.tenant_session(tid) as session:
+        require_tenant(session, tid).plan = "starter"  # as the subscription webhook records it
+    out = await request_reconfigure(stack.ctx, tid, "billing", "Plan changed.", plan="starter")
+    assert out.status == "applying"
+    state = await settle(stack, tid)
+    last = state.history[-1]
+    assert (last.status, state.state, state.bundle_id) == ("succeeded", "healthy", "starter"), last
+    assert last.reason and "cannot run the pro bundle" in last.reason
+    with stack.db.tenant_session(tid) as session:
+        assert require_tenant(session, tid).bundle_id == "starter"  # later starts use it too
