@@ -4,7 +4,7 @@ Runs representative flows with the real workflows and fake activities, then writ
 history of every workflow involved (the tenant workflow and each child) as
 ``histories/<workflow id>.json`` (``WorkflowHistory.to_json()``, compacted).
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories [flow_function ...]
 
 Most flows run on a fresh Temporal dev server; the billing flow needs a week to pass, so
 it runs on the time-skipping test server. Payloads are encrypted with the fixed test codec
@@ -44,6 +44,9 @@ HISTORIES = HERE / "histories"
 BIN = Path(sys.executable).parent
 HEALTH_MESSAGE = "The runtime did not become healthy within 60 seconds."
 
+# Flow function names given on the command line: record only those (new flows, without
+# re-recording the histories older code wrote).
+ONLY = frozenset(sys.argv[1:]) if __name__ == "__main__" else frozenset()
 # A flow drives one tenant (fake activities, given task queue) and returns its tenant id.
 Flow = Callable[[Client, str, FakeLifecycle, WorkflowEnvironment], Awaitable[str]]
 
@@ -109,8 +112,45 @@ async def billing_grace_suspend(
     return "billing-grace"
 
 
-DEV_SERVER_FLOWS: list[Flow] = [deploy_ok, deploy_failed, pause_resume, switch_rollback]
-TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend]
+async def reconfigure_rollback(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    handle = await _tenant(client, tq, "reconfigure-rollback")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.RECONFIGURE, reason="Telegram bot changed.")
+    fake.fail("verify_telegram", "bad_telegram_token", "Telegram rejected this bot token.",
+              tenant_id="reconfigure-rollback", times=1)  # fmt: skip
+    await _run(handle, Action.RECONFIGURE, reason="Telegram bot changed again.")
+    return "reconfigure-rollback"
+
+
+async def billing_plan_resubscribe(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    """Upgrade (reconfigure), cancel (suspend, deletion scheduled), subscribe again."""
+    handle = await _tenant(client, tq, "billing-resubscribe")
+    await _run(handle, Action.DEPLOY)
+    events = [
+        ("customer.subscription.updated", {"plan": "business", "subscription_status": "active"}),
+        ("customer.subscription.deleted", {"subscription_status": "canceled"}),
+        ("checkout.session.completed", {"plan": "pro", "subscription_status": "active"}),
+    ]
+    for n, (kind, fields) in enumerate(events):
+        event = BillingEvent(
+            event_id=f"evt_rec_resub_{n}", type=kind, created=await env.get_current_time(),
+            **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)  # type: ignore[attr-defined]
+        await settle(handle)  # type: ignore[arg-type]
+        await env.sleep(timedelta(days=1))
+    await env.sleep(timedelta(days=40))
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "healthy" and state.delete_at is None, state
+    return "billing-resubscribe"
+
+
+DEV_SERVER_FLOWS: list[Flow] = [
+    deploy_ok, deploy_failed, pause_resume, switch_rollback, reconfigure_rollback,
+]  # fmt: skip
+TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend, billing_plan_resubscribe]
 
 
 async def _register_search_attributes(client: Client) -> None:
@@ -138,6 +178,10 @@ async def _save(client: Client, tids: list[str], out: Path) -> list[str]:
 
 
 async def _record(env: WorkflowEnvironment, flows: list[Flow], out: Path) -> list[str]:
+    if ONLY:  # record just the named flows: the others keep their (older) histories
+        flows = [f for f in flows if f.__name__ in ONLY]
+    if not flows:
+        return []
     fake = FakeLifecycle()
     async with fake_worker(env.client, fake) as tq:
         tids = [await flow(env.client, tq, fake, env) for flow in flows]

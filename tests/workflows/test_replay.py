@@ -37,7 +37,10 @@ with workflow.unsafe.imports_passed_through():
 HISTORIES = Path(__file__).parent / "histories"
 FILES = sorted(HISTORIES.glob("*.json"))
 # Every flow record_histories.py records; a missing one means a recording was lost.
-FLOWS = ["deploy-ok", "deploy-failed", "pause-resume", "switch-rollback", "billing-grace"]
+FLOWS = [
+    "deploy-ok", "deploy-failed", "pause-resume", "switch-rollback", "billing-grace",
+    "reconfigure-rollback", "billing-resubscribe",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +63,8 @@ def test_every_flow_and_workflow_type_has_a_recorded_history() -> None:
     }
     expected = {
         "TenantWorkflow", "DeployTenantWorkflow", "PauseTenantWorkflow", "ResumeTenantWorkflow",
-        "SwitchBundleWorkflow", "SuspendTenantWorkflow",
+        "SwitchBundleWorkflow", "SuspendTenantWorkflow", "ReconfigureTenantWorkflow",
+        "UnsuspendTenantWorkflow",
     }  # fmt: skip
     assert expected <= recorded_types
 
