@@ -160,3 +160,18 @@ async def test_a_downgrade_from_stripe_moves_the_bot_to_the_plans_default_bundle
     assert last.reason and "cannot run the pro bundle" in last.reason
     with stack.db.tenant_session(tid) as session:
         assert require_tenant(session, tid).bundle_id == "starter"  # later starts use it too
+
+
+async def test_a_bot_stopped_during_a_downgrade_resumes_on_the_plans_default_bundle(
+    process_stack: Stack,
+) -> None:
+    stack = process_stack
+    tid = stack.new_tenant(plan="pro", bundle="pro")
+    assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
+    assert (await run(stack, tid, Action.PAUSE)).state == "paused"
+    with stack.db.tenant_session(tid) as session:
+        require_tenant(session, tid).plan = "starter"  # the downgrade, recorded while paused
+    out = await request_reconfigure(stack.ctx, tid, "billing", "Plan changed.", plan="starter")
+    assert out.status == "saved"  # nothing runs: the next start applies it
+    state = await run(stack, tid, Action.RESUME)
+    assert (state.state, state.bundle_id) == ("healthy", "starter"), state.history[-1]
