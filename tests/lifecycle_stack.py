@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import credentials as creds
 from core.context import AppContext
 from core.db import Database, run_migrations
-from core.db.models import User
+from core.db.models import Tenant, User
 from core.settings import Settings
 from core.temporal import TaskQueues
 from core.tenants import create_tenant
@@ -64,11 +65,13 @@ class Stack:
 
 
 def stack_settings(
-    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str
+    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str, **overrides: object
 ) -> Settings:
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
         gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
+        byok_allowed_private_networks=["127.0.0.0/8"], **overrides,
     )  # fmt: skip
 
 
@@ -78,9 +81,10 @@ async def start_stack(
     fakes: tuple[FakeTelegram, FakeOpenAI],
     driver: str,
     catalog: object | None = None,
+    **overrides: object,
 ) -> AsyncIterator[Stack]:
     telegram, upstream = fakes
-    settings = stack_settings(tmp, telegram, upstream, driver)
+    settings = stack_settings(tmp, telegram, upstream, driver, **overrides)
     run_migrations(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     queues = TaskQueues(prefix=f"t{uuid.uuid4().hex[:8]}")
@@ -97,6 +101,13 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
+    if driver == "process":  # runtimes are local processes: stop every one this stack made
+        import contextlib
+
+        local = lifecycle_activities(ctx).driver
+        for tenant_id in local.list_tenants():
+            with contextlib.suppress(Exception):
+                local.remove(tenant_id)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
 
@@ -147,21 +158,29 @@ def docker_images() -> Iterator[None]:
         dockerfile = f"FROM {RUNTIME_IMAGE}\n{line}\n"
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     yield
-    _cleanup_containers(client)
     client.close()
 
 
-def _cleanup_containers(client: object) -> None:
-    """Remove every tenant container, volume and network the tests created."""
+def cleanup_tenants(tenant_ids: list[str]) -> None:
+    """Remove the containers, volumes and networks of these tenants (and nobody else's).
+
+    The engine is shared with other test runs on this machine: never sweep every
+    ``tinyclaw.managed`` object, only those of tenants this test created.
+    """
     import docker
 
-    assert isinstance(client, docker.DockerClient)
-    for c in client.containers.list(all=True, filters={"label": "tinyclaw.managed=true"}):
-        c.remove(force=True)
-    for v in client.volumes.list(filters={"label": "tinyclaw.managed=true"}):
-        v.remove(force=True)
-    for n in client.networks.list(filters={"label": "tinyclaw.managed=true"}):
-        n.remove()
+    client = docker.from_env()
+    try:
+        for tid in tenant_ids:
+            label = {"label": f"tinyclaw.tenant={tid}"}
+            for c in client.containers.list(all=True, filters=label):
+                c.remove(force=True)
+            for v in client.volumes.list(filters=label):
+                v.remove(force=True)
+            for n in client.networks.list(filters=label):
+                n.remove()
+    finally:
+        client.close()
 
 
 def make_test_catalog(tmp: Path) -> Path:
@@ -191,3 +210,6 @@ async def docker_stack(
         tmp_path, temporal_env, fakes, "docker", catalog=load_catalog(make_test_catalog(tmp_path))
     ):
         yield stack
+        with stack.db.system_session() as s:
+            tenant_ids = list(s.scalars(select(Tenant.id)))
+        cleanup_tenants(tenant_ids)

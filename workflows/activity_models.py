@@ -14,6 +14,8 @@ class TenantRef(BaseModel):
 class PrepareDeployInput(BaseModel):
     tenant_id: str
     workflow_id: str
+    # The run of that workflow: a child re-run under the same id (a reset) records anew.
+    run_id: str | None = None
     bundle_id: str | None = None
     bundle_version: str | None = None
 
@@ -137,6 +139,17 @@ class RuntimeCallResult(BaseModel):
     agent: str | None = None
     lines: list[str] = []
     status: dict[str, object] = {}
+
+    @classmethod
+    def from_runtime(cls, op: str, body: dict[str, object]) -> RuntimeCallResult:
+        """The runtime API's JSON answer to ``op`` as this model."""
+        if op == "message":
+            agent = body.get("agent")
+            return cls(reply=str(body.get("reply", "")), agent=str(agent) if agent else None)
+        if op == "logs":
+            raw = body.get("lines", [])
+            return cls(lines=[str(x) for x in raw] if isinstance(raw, list) else [])
+        return cls(status=body)
 
 
 class SweepResult(BaseModel):

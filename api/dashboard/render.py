@@ -30,6 +30,7 @@ NOTICES = {
     "telegram_applying": "New Telegram token saved. Your bot is restarting on it; the "
     "action history below says when it is live on the new bot (or why it kept the old one).",
     "model_saved": "Model mode saved.",
+    "model_chosen": "Model saved. A running bot uses it once its configuration is next applied.",
     "billing_success": "Payment received: your plan is active.",
     "billing_cancelled": "Checkout was cancelled; no payment was taken.",
     "billing_portal": "Back from the billing portal.",

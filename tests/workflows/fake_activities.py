@@ -49,7 +49,7 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
-from workflows.models import Note, TenantState
+from workflows.models import Note, TenantDurableState, TenantState
 from workflows.tenant import TenantWorkflow
 
 DEFAULT_BUNDLE = ("starter", "1.0.0")
@@ -94,6 +94,7 @@ class FakeLifecycle:
     running: dict[str, tuple[str, str]] = field(default_factory=dict)
     refusals: dict[str, list[str]] = field(default_factory=dict)
     gates: dict[tuple[str, str | None], asyncio.Event] = field(default_factory=dict)
+    saved: dict[str, TenantDurableState] = field(default_factory=dict)  # save_tenant_state
 
     # ---- switches used by tests ---------------------------------------------------------
     def fail(
@@ -280,6 +281,11 @@ class FakeLifecycle:
         await self._enter("restore_previous_config", data)
         return True
 
+    @activity.defn(name="save_tenant_state")
+    async def save_tenant_state(self, data: TenantDurableState) -> None:
+        # Kept apart from ``calls``: it is bookkeeping, not a step of an action.
+        self.saved[data.tenant_id] = data
+
     def all(self) -> list[Callable[..., Any]]:
         """Every fake activity, for a worker."""
         return [
@@ -288,8 +294,8 @@ class FakeLifecycle:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify, self.prepare_reconfigure,
-            self.restore_previous_config,
+            self.check_bundle_switch, self.notify, self.save_tenant_state,
+            self.prepare_reconfigure, self.restore_previous_config,
         ]  # fmt: skip
 
 
