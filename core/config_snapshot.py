@@ -25,7 +25,7 @@ ROLLBACK = "rollback_config"
 SNAPSHOT_KINDS = (APPLIED, ROLLBACK)
 # What a snapshot covers: customer credentials (value + detail) and runtime-relevant columns.
 SECRET_KINDS = (creds.TELEGRAM, creds.PROVIDER_KEY)
-TENANT_FIELDS = ("model_mode", "telegram_owner_id", "telegram_bot_username")
+TENANT_FIELDS = ("model_mode", "model", "telegram_owner_id", "telegram_bot_username")
 
 
 def current_config(db: Database, store: SecretStore, tenant_id: str) -> dict[str, Any]:

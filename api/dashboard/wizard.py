@@ -16,7 +16,7 @@ from api.sandbox import sandbox_chat_id
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
 from api.tenants.model_service import PRESETS, choose_model, models_view
-from api.tenants.service import tenant_view
+from api.tenants.service import request_reconfigure, tenant_view
 from bundles.catalog import Catalog
 from core import credentials as creds
 from core.context import AppContext
@@ -172,9 +172,15 @@ async def model_save(
             )  # fmt: skip
             await api.set_provider_key(body, access, ctx)
         else:
-            api.set_model_mode(s.ModelModeIn(mode="managed"), access, ctx)
+            api.save_model_mode(ctx, access, "managed")
             if managed_model:
-                await choose_model(ctx, access.tenant_id, managed_model, access.actor)
+                await choose_model(
+                    ctx, access.tenant_id, managed_model, access.actor, reconfigure=False
+                )
+            # One reconfigure for both settings (a live bot; otherwise the deploy renders them).
+            await request_reconfigure(
+                ctx, access.tenant_id, access.actor, "Model settings changed."
+            )
     except (TinyClawError, ValidationError) as exc:
         message = exc.message if isinstance(exc, TinyClawError) else _validation_message(exc)
         status = exc.status_code if isinstance(exc, TinyClawError) else 422

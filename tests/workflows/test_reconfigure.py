@@ -175,3 +175,16 @@ async def test_a_bot_stopped_during_a_downgrade_resumes_on_the_plans_default_bun
     assert out.status == "saved"  # nothing runs: the next start applies it
     state = await run(stack, tid, Action.RESUME)
     assert (state.state, state.bundle_id) == ("healthy", "starter"), state.history[-1]
+
+
+async def test_choosing_a_model_on_a_live_bot_runs_one_reconfigure(process_stack: Stack) -> None:
+    from api.tenants.model_service import choose_model
+
+    stack = process_stack
+    tid, _ = await deployed(stack)
+    await choose_model(stack.ctx, tid, "tinyclaw/demo", "user:test")
+    state = await settle(stack, tid)
+    reconfigures = [r for r in state.history if r.action == Action.RECONFIGURE]
+    assert [(r.status, r.reason) for r in reconfigures] == [
+        ("succeeded", "Applied: Model changed to tinyclaw/demo.")
+    ]
