@@ -94,6 +94,9 @@ def up(settings: Settings) -> int:
     )  # fmt: skip
     server.start()
     env = _child_env(settings, server.address)
+    if settings.is_development:
+        # The dev server's Web UI sends no cookie to the codec; see api/codec.py.
+        env["TCC_CODEC_TRUST_LOCAL_UI"] = "true"
     py = sys.executable
     procs: dict[str, subprocess.Popen[bytes]] = {}
     if sandbox:
@@ -107,23 +110,8 @@ def up(settings: Settings) -> int:
             )  # fmt: skip
         procs["worker"] = _spawn([py, "-m", "worker"], env, logs / "worker.log")
         procs["gateway"] = _spawn([py, "-m", "gateway"], env, logs / "gateway.log")
-        procs["api"] = _spawn(
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                settings.api_host,
-                "--port",
-                str(settings.api_port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-            logs / "api.log",
-        )
+        # python -m api: proxy headers only from TCC_TRUSTED_PROXIES (see api/__main__.py).
+        procs["api"] = _spawn([py, "-m", "api"], env, logs / "api.log")
         _wait_http(settings.api_host, settings.api_port, procs["api"], 60)
         telegram = env.get("TCC_TELEGRAM_API_BASE", settings.telegram_api_base)
         telegram += " (SANDBOX: simulated, offline)" if sandbox else ""

@@ -80,12 +80,14 @@ async def stripe_webhook(
     event = verify_event(payload, request.headers.get("stripe-signature"), secret)
     event_id = event["id"]
     created = from_timestamp(event["created"])
+    # Read the facts before claiming: a malformed object is a 400 that records nothing.
+    facts = event_facts(event, ctx.settings.stripe_price_ids)
     claim = await run_in_threadpool(inbox.claim, ctx.db, event_id, event["type"], created)
     if claim is inbox.Claim.DUPLICATE:
         return {"status": "duplicate"}
     if claim is inbox.Claim.IN_PROGRESS:
         raise Conflict("This event is being processed right now.", code="event_in_progress")
-    facts = await _paid_plan(ctx, event_facts(event, ctx.settings.stripe_price_ids))
+    facts = await _paid_plan(ctx, facts)
     routed = await run_in_threadpool(_route, ctx, facts)
     if routed is None:
         await run_in_threadpool(_finish, ctx, event_id, None, None, "ignored")

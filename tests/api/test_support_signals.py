@@ -59,7 +59,10 @@ async def test_a_note_on_a_tenant_whose_workflow_never_started(
     # Every other support signal works on it as well, never a 500.
     for signal in ("extend_grace_period", "force_restart", "kill_switch", "lift_kill_switch"):
         r = await api.post(
-            f"/admin/tenants/{tid}/signals", json={"signal": signal, "days": 3}, headers=admin
+            f"/admin/tenants/{tid}/signals",
+            # The kill switch asks for a confirmation and a reason; the others ignore them.
+            json={"signal": signal, "days": 3, "confirm": True, "reason": "support check"},
+            headers=admin,
         )
         assert r.status_code == 202, (signal, r.text)
     unknown = await api.post(
