@@ -13,6 +13,7 @@ from temporalio.worker import Worker
 
 from activities.lifecycle import LifecycleActivities
 from activities.maintenance import MaintenanceActivities
+from activities.reconfigure import ReconfigureActivities
 from activities.runtime_io import RuntimeIOActivities
 from activities.system import SystemActivities
 from bundles.catalog import load_catalog
@@ -35,6 +36,7 @@ from workflows.operations import (
     UnsuspendTenantWorkflow,
 )
 from workflows.ping import PingWorkflow
+from workflows.reconfigure import ReconfigureTenantWorkflow
 from workflows.runtime_call import CallRuntimeWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
 from workflows.tenant import TenantWorkflow
@@ -45,7 +47,7 @@ WORKFLOWS: list[type] = [
     PingWorkflow, TenantWorkflow, DeployTenantWorkflow, PauseTenantWorkflow,
     ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
     SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow, CallRuntimeWorkflow,
-    HealthSweepWorkflow, UsageRollupWorkflow,
+    HealthSweepWorkflow, UsageRollupWorkflow, ReconfigureTenantWorkflow,
 ]  # fmt: skip
 
 
@@ -79,7 +81,8 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
         db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
     )
     return [
-        system.ping_database, *lifecycle.all(), runtime_io.call_runtime,
+        system.ping_database, *lifecycle.all(), *ReconfigureActivities(lifecycle).all(),
+        runtime_io.call_runtime,
         upkeep.sweep_runtimes, upkeep.rollup_usage,
     ]  # fmt: skip
 

@@ -15,17 +15,20 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from bundles.schema import BundleManifest
 from bundles.switch import check_switch
+from core import config_snapshot
 from core import credentials as creds
 from core.channels.telegram import get_me
 from core.db import Database
-from core.db.models import AuditLog
+from core.db.models import AuditLog, Tenant
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
-from core.errors import TinyClawError
+from core.errors import PlanLimitExceeded, TinyClawError
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
@@ -156,8 +159,7 @@ class LifecycleActivities:
                     "Add your provider API key, or switch to managed mode.",
                     code="missing_provider_key",
                 )
-            bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
-            manifest = self.provisioner.catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+            manifest = self._bundle_for_deploy(session, tenant, data)
             deployment_id = ensure_deployment(session, tid).id
         if not self.driver.image_present(manifest.runtime_image):
             raise ImageMissingError(manifest.runtime_image)
@@ -168,6 +170,30 @@ class LifecycleActivities:
             image=manifest.runtime_image,
             health_timeout_s=self.provisioner.settings.runtime_health_timeout_s,
         )  # fmt: skip
+
+    def _bundle_for_deploy(
+        self, session: Session, tenant: Tenant, data: PrepareDeployInput
+    ) -> BundleManifest:
+        """The bundle to start; the plan's default one when a plan change left the old one
+        unrunnable (a Stripe downgrade while the bot was stopped), said in the activity feed."""
+        bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
+        catalog = self.provisioner.catalog
+        try:
+            return catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+        except PlanLimitExceeded:
+            if data.bundle_id:  # asked for explicitly: say why not
+                raise
+        manifest = catalog.resolve(DEFAULT_BUNDLE, tenant.plan)
+        tenant.bundle_id = manifest.id
+        message = (
+            f"The {tenant.plan} plan cannot run the {bundle_id} bundle: "
+            f"your bot now runs {manifest.name}."
+        )
+        session.add(AuditLog(
+            tenant_id=tenant.id, actor="system", action="reconfigure.bundle_changed",
+            detail={"message": message},
+        ))  # fmt: skip
+        return manifest
 
     def _ensure_gateway_token(self, tid: str, deployment_id: str) -> None:
         token = creds.read_secret(self.db, self.store, tid, creds.GATEWAY_TOKEN)
@@ -190,6 +216,8 @@ class LifecycleActivities:
                 dep = current_deployment(session, data.tenant_id)
                 deployment_id = dep.id if dep else ""
             spec = self.provisioner.spec(self.db, data.tenant_id, deployment_id, manifest)
+            # What the runtime now runs: the rollback point of the next reconfigure.
+            config_snapshot.record_applied(self.db, self.store, data.tenant_id)
             # A running runtime reads its files at start: re-rendered files need a restart.
             was_running = self.driver.status(data.tenant_id).running
             self.driver.ensure(spec)
@@ -373,7 +401,8 @@ class LifecycleActivities:
         """Delete every secret and credential row of the tenant (the customer's too)."""
 
         def run() -> None:
-            for kind in (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED):
+            kinds = (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED)
+            for kind in (*kinds, *config_snapshot.SNAPSHOT_KINDS):
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
             self.store.delete_tenant(data.tenant_id)
 

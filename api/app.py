@@ -24,6 +24,7 @@ from api import (
 from api.middleware import BodyLimit
 from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
+from api.tenants import plan as tenant_plan
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         auth_email.router,
         catalog.router,
         tenants.router,
+        tenant_plan.router,
         tenant_models.router,
         webhooks.router,
         billing.router,

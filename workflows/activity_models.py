@@ -167,3 +167,21 @@ class RollupInput(BaseModel):
 
 class RollupResult(BaseModel):
     rows: int
+
+
+class ReconfigureInput(BaseModel):
+    """Prepare a reconfigure: keep a rollback point, settle the plan and the bundle."""
+
+    tenant_id: str
+    workflow_id: str
+    plan: str | None = None
+
+
+class ReconfigurePrepared(BaseModel):
+    bundle_id: str
+    bundle_version: str
+    previous_bundle_id: str | None
+    previous_bundle_version: str | None
+    # Set when the running bundle does not fit the (new) plan and the bot moves bundles.
+    notice: str | None = None
+    has_rollback_point: bool = True

@@ -24,6 +24,7 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     UNSUSPEND = "unsuspend"
     DELETE = "delete"
+    RECONFIGURE = "reconfigure"  # apply changed settings (token, model, key, access, plan)
 
 
 class Command(BaseModel):
@@ -36,6 +37,7 @@ class Command(BaseModel):
     bundle_version: str | None = None
     agent: str | None = None  # reset_memory: one agent, or all
     full_reset: bool = False  # reset_memory: also clear memory/
+    plan: str | None = None  # reconfigure: the plan this change moves to (None: unchanged)
 
 
 class CommandAccepted(BaseModel):
@@ -77,6 +79,7 @@ class BillingEventResult(BaseModel):
     applied: bool
     billing_status: str
     reason: str | None = None
+    plan: str | None = None  # the plan the tenant is on after the event (the one paid for)
 
 
 class TenantWorkflowInput(BaseModel):

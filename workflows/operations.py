@@ -25,6 +25,9 @@ with workflow.unsafe.imports_passed_through():
 PATCH_DELETE_FAILURE = "delete-failure-recorded"
 
 
+REPORTS_BUNDLE_PATCH = "reprovision-reports-bundle"
+
+
 async def _stop(tenant_id: str) -> None:
     await workflow.execute_activity_method(
         A.stop_runtime, TenantRef(tenant_id=tenant_id), **CONTAINER
@@ -57,6 +60,13 @@ async def _reprovision(data: ActionInput, what: str) -> ActionResult:
         await saga.compensate()
         await record(tid, S.FAILED, "failed", f"{what} failed: {reason}")
         return ActionResult(state=S.FAILED, reason=reason)
+    if workflow.patched(REPORTS_BUNDLE_PATCH):
+        # The bundle may differ from before: a plan change while stopped can move it.
+        await record(
+            tid, S.HEALTHY, "healthy", f"{what} complete: your bot is live.",
+            bundle_id=prepared.bundle_id, bundle_version=prepared.bundle_version,
+        )  # fmt: skip
+        return ActionResult(state=S.HEALTHY, bundle_id=prepared.bundle_id)
     await record(tid, S.HEALTHY, "healthy", f"{what} complete: your bot is live.")
     return ActionResult(state=S.HEALTHY)
 

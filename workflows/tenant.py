@@ -54,6 +54,7 @@ from workflows.queueing import (
     duplicate_of,
     trim_history,
 )
+from workflows.reconfigure import ReconfigureTenantWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
 from workflows.tenant_durability import PATCH_PERSIST_STATE, TenantDurability
 
@@ -71,6 +72,7 @@ CHILDREN: dict[Action, type] = {
     Action.SUSPEND: SuspendTenantWorkflow,
     Action.UNSUSPEND: UnsuspendTenantWorkflow,
     Action.DELETE: DeleteTenantWorkflow,
+    Action.RECONFIGURE: ReconfigureTenantWorkflow,
 }
 
 # The states each action may start from, and the state it leads to when it succeeds.
@@ -84,14 +86,18 @@ SOURCES: dict[Action, frozenset[S]] = {
     Action.SUSPEND: frozenset({S.HEALTHY, S.PAUSED, S.FAILED}),
     Action.UNSUSPEND: frozenset({S.SUSPENDED}),
     Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
+    Action.RECONFIGURE: frozenset({S.HEALTHY}),
 }
 TARGETS: dict[Action, S] = {
     Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
     Action.RESTART: S.HEALTHY, Action.RESET_MEMORY: S.HEALTHY, Action.SWITCH_BUNDLE: S.HEALTHY,
     Action.SUSPEND: S.SUSPENDED, Action.UNSUSPEND: S.HEALTHY, Action.DELETE: S.DELETED,
+    Action.RECONFIGURE: S.HEALTHY,
 }  # fmt: skip
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
+# Paid plan changes reconfigure the bot; resubscribing unsuspends it (issue 10).
+PLAN_APPLIES_PATCH = "billing-plan-applies"
 # Guards of behaviour added after workflows were already running (see README, "Changing a
 # workflow"): histories recorded before them replay the old path.
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
@@ -337,7 +343,9 @@ class TenantWorkflow(TenantDurability):
     @workflow.update
     async def billing_event(self, event: BillingEvent) -> BillingEventResult:
         """Apply a verified billing event (update ID = provider event ID: redelivery is a no-op)."""
-        outcome = apply_billing_event(self.s, event, workflow.now())
+        outcome = apply_billing_event(
+            self.s, event, workflow.now(), plan_applies=workflow.patched(PLAN_APPLIES_PATCH)
+        )
         for cmd in outcome.commands:
             if self._check(cmd, self._projected_state()) is None:
                 self._enqueue(cmd)

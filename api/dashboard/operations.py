@@ -20,6 +20,7 @@ from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
 from core.errors import InvalidInput, TinyClawError
+from core.plans import PLANS
 from gateway.rollup import usage_summary
 
 router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)
@@ -65,7 +66,7 @@ async def render_bot(
         events=events_view(ctx, access.tenant_id, 20), action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
-        models_error=models_error, **extra,
+        models_error=models_error, plans=list(PLANS.values()), **extra,
     )  # fmt: skip
 
 
@@ -156,3 +157,18 @@ async def billing_portal(request: Request, access: TenantOwner) -> Response:
     except TinyClawError as exc:
         return await render_bot(request, access, exc.status_code, error=exc.message)
     return redirect(request, out.url)
+
+
+@router.post("/plan")
+async def change_plan(
+    request: Request, access: TenantOwner, plan: Annotated[str, Form(max_length=32)]
+) -> Response:
+    """Change plan (through Stripe when billing is on); a refusal says why on the page."""
+    from api.tenants.plan import request_plan_change
+
+    ctx = context_of(request)
+    try:
+        out = await request_plan_change(ctx, request.app.state.catalog, access, plan)
+    except TinyClawError as exc:
+        return await render_bot(request, access, exc.status_code, error=exc.message)
+    return await render_bot(request, access, 200, notice=out.message)

@@ -7,13 +7,14 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Header, Query, Request, status
 
-from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOwner
+from api.deps import ContextDep, CurrentUser, TenantAccess, TenantAccessInfo, TenantOwner
 from api.tenants import schemas as s
 from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
-from api.tenants.service import call_runtime, events_view, tenant_view
+from api.tenants.service import call_runtime, events_view, request_reconfigure, tenant_view
 from core import credentials as creds
 from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
+from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
 from core.lifecycle import send_command
 from core.ratelimit import SlidingWindow
@@ -31,6 +32,13 @@ IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$")
 ]
 BILLING_BLOCKED = ("incomplete", "unpaid", "canceled")
+PAYMENT_FIRST = {
+    "incomplete": "Nothing is deployed before payment: finish checkout for your plan (Billing on "
+    "the bot page, or POST /tenants/{id}/billing/checkout); the bot deploys once Stripe confirms.",
+    "canceled": "The subscription was cancelled: subscribe again (Billing on the bot page) to "
+    "bring the bot back.",
+    "unpaid": "A payment is overdue: update your payment method in the billing portal.",
+}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -107,7 +115,10 @@ async def set_telegram_token(
             action="telegram.token_set",
             bot=me.username,
         )
-    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, f"Telegram bot changed to @{me.username}."
+    )
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail, reconfigure=outcome)
 
 
 @router.put("/{tenant_id}/provider-key")
@@ -129,27 +140,37 @@ async def set_provider_key(
     with ctx.db.tenant_session(access.tenant_id) as session:
         require_tenant(session, access.tenant_id).model_mode = "byok"
         audit(session, tenant_id=access.tenant_id, actor=access.actor, action="provider_key.set")
-    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, "Your own provider key is now in use."
+    )
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail, reconfigure=outcome)
 
 
-@router.put("/{tenant_id}/model-mode")
-def set_model_mode(body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep) -> dict[str, str]:
-    """Managed (our keys) or BYOK (your key); takes effect at the next restart."""
+def save_model_mode(ctx: AppContext, access: TenantAccessInfo, mode: str) -> None:
+    """Persist the model mode (BYOK needs a stored provider key); no reconfigure."""
     with ctx.db.tenant_session(access.tenant_id) as session:
         if (
-            body.mode == "byok"
+            mode == "byok"
             and creds.credential(session, access.tenant_id, creds.PROVIDER_KEY) is None
         ):
             raise InvalidInput("Add your provider key first.", field="mode")
-        require_tenant(session, access.tenant_id).model_mode = body.mode
+        require_tenant(session, access.tenant_id).model_mode = mode
         audit(
-            session,
-            tenant_id=access.tenant_id,
-            actor=access.actor,
-            action="model_mode.set",
-            mode=body.mode,
-        )
-    return {"mode": body.mode}
+            session, tenant_id=access.tenant_id, actor=access.actor, action="model_mode.set",
+            mode=mode,
+        )  # fmt: skip
+
+
+@router.put("/{tenant_id}/model-mode")
+async def set_model_mode(
+    body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep
+) -> dict[str, str]:
+    """Managed (our keys) or BYOK (your key); a live bot is reconfigured on it."""
+    save_model_mode(ctx, access, body.mode)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, f"Model mode changed to {body.mode}."
+    )
+    return {"mode": body.mode, "status": outcome.status, "message": outcome.message}
 
 
 def _limit_commands(access: TenantAccess) -> None:
@@ -168,8 +189,9 @@ async def _command(
     _limit_commands(access)
     if command.action in (Action.DEPLOY, Action.RESUME):
         with ctx.db.tenant_session(access.tenant_id) as session:
-            if require_tenant(session, access.tenant_id).billing_status in BILLING_BLOCKED:
-                raise PaymentRequired("Complete checkout (or update your payment method) first.")
+            status = require_tenant(session, access.tenant_id).billing_status
+        if status in BILLING_BLOCKED:
+            raise PaymentRequired(PAYMENT_FIRST.get(status, PAYMENT_FIRST["unpaid"]))
     accepted = await send_command(ctx, access.tenant_id, command, idempotency_key=key)
     with ctx.db.system_session() as session:
         audit(

@@ -19,6 +19,6 @@ async def list_models(access: TenantAccess, ctx: ContextDep) -> s.ModelsOut:
 
 @router.put("/{tenant_id}/model")
 async def set_model(body: s.ModelChoiceIn, access: TenantOwner, ctx: ContextDep) -> s.ModelsOut:
-    """Pick the bot's model (403 for one it may not use); used by the next config render."""
+    """Pick the bot's model (403 for one it may not use); a live bot is reconfigured on it."""
     await choose_model(ctx, access.tenant_id, body.model, access.actor)
     return await models_view(ctx, access.tenant_id)

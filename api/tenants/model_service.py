@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from api.tenants.schemas import ModelOut, ModelsOut, ProviderKeyIn
+from api.tenants.service import request_reconfigure
 from core import credentials as creds
 from core.context import AppContext
 from core.egress import EgressGuard, GuardedTransport
@@ -155,11 +156,18 @@ async def models_view(ctx: AppContext, tenant_id: str) -> ModelsOut:
     )
 
 
-async def choose_model(ctx: AppContext, tenant_id: str, model: str, actor: str) -> str:
-    """Validate, store and audit the bot's model pick for its current mode; returns the mode."""
+async def choose_model(
+    ctx: AppContext, tenant_id: str, model: str, actor: str, *, reconfigure: bool = True
+) -> str:
+    """Validate, store and audit the bot's model pick for its current mode; returns the mode.
+
+    A live bot is then reconfigured on it (``reconfigure=False``: the caller saves more
+    settings first and asks for one reconfigure itself)."""
     mode = await _store_choice(ctx, tenant_id, model)
     with ctx.db.tenant_session(tenant_id) as session:
         audit(session, tenant_id=tenant_id, actor=actor, action="model.set", mode=mode, model=model)
+    if reconfigure:
+        await request_reconfigure(ctx, tenant_id, actor, f"Model changed to {model}.")
     return mode
 
 

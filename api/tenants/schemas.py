@@ -84,10 +84,19 @@ class MessageIn(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
+class ReconfigureOut(BaseModel):
+    """What happens to a saved change: applied by a reconfigure now, or at the next start."""
+
+    status: Literal["applying", "saved"]
+    message: str
+    workflow_id: str | None = None
+
+
 class CredentialOut(BaseModel):
     kind: str
     last4: str | None
     detail: dict[str, object] | None = None
+    reconfigure: ReconfigureOut | None = None
 
 
 class DeploymentOut(BaseModel):

@@ -12,6 +12,7 @@ from api.tenants.schemas import (
     CredentialOut,
     DeploymentOut,
     EventOut,
+    ReconfigureOut,
     TenantOut,
     WorkflowView,
 )
@@ -20,12 +21,46 @@ from core import credentials as creds
 from core.context import AppContext
 from core.db.models import Credential
 from core.deployments import current_deployment, deployment_events
-from core.lifecycle import query_state
+from core.errors import Conflict
+from core.lifecycle import query_state, send_command
 from core.provisioning import Provisioner
 from core.runtime_reads import RuntimeReader
 from core.runtimes.select import select_driver
 from core.tenants import require_tenant
 from workflows.activity_models import RuntimeCallResult
+from workflows.models import Action, Command
+
+# States in which no runtime runs: a persisted change simply applies at the next start.
+NOT_RUNNING = frozenset({"pending", "failed", "paused", "suspended", "deleting", "deleted"})
+
+
+async def request_reconfigure(
+    ctx: AppContext, tenant_id: str, actor: str, reason: str, *, plan: str | None = None
+) -> ReconfigureOut:
+    """Apply a change persisted just before (token, model, key, access mode, plan) to the bot.
+
+    A live bot gets one reconfigure action (restart on the new settings, roll back on
+    failure); a bot with no running runtime takes the change at its next start.
+    """
+    with ctx.db.tenant_session(tenant_id) as session:
+        require_tenant(session, tenant_id)
+        dep = current_deployment(session, tenant_id)
+        state = dep.state if dep else "pending"
+    if state in NOT_RUNNING:
+        return ReconfigureOut(
+            status="saved", message="Saved. It takes effect when the bot next starts."
+        )
+    command = Command(action=Action.RECONFIGURE, actor=actor, reason=reason, plan=plan)
+    try:
+        accepted = await send_command(ctx, tenant_id, command)
+    except Conflict as exc:
+        # Billing block, kill switch, or the bot is being paused/deleted: nothing runs the
+        # old settings for long, and the next start renders the new ones.
+        return ReconfigureOut(status="saved", message=f"Saved; not applied now: {exc.message}")
+    return ReconfigureOut(
+        status="applying", workflow_id=accepted.workflow_id,
+        message="Saved. Your bot is restarting on the new settings; follow it on the bot page.",
+    )  # fmt: skip
 
 
 def temporal_ui_link(ctx: AppContext, tenant_id: str) -> str:

@@ -78,6 +78,7 @@ class EventFacts:
     status: str | None
     plan: str | None
     current_period_end: datetime | None = None
+    checkout_session_id: str | None = None  # checkout.session.completed: whose items were paid
 
 
 def verify_event(
@@ -189,6 +190,7 @@ def _checkout_facts(session: Mapping[str, Any]) -> dict[str, Any]:
     metadata = session.get("metadata") or {}
     paid = session.get("payment_status") in ("paid", "no_payment_required")
     return {
+        "checkout_session_id": session.get("id"),
         "tenant_hint": session.get("client_reference_id") or metadata.get("tenant_id"),
         "customer_id": id_of(session.get("customer")),
         "subscription_id": id_of(session.get("subscription")),

@@ -224,12 +224,49 @@ async def switch_stopped(client: Client, tq: str, fake: FakeLifecycle, _: object
     return "switch-stopped"
 
 
+async def reconfigure_rollback(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    handle = await _tenant(client, tq, "reconfigure-rollback")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.RECONFIGURE, reason="Telegram bot changed.")
+    fake.fail("verify_telegram", "bad_telegram_token", "Telegram rejected this bot token.",
+              tenant_id="reconfigure-rollback", times=1)  # fmt: skip
+    await _run(handle, Action.RECONFIGURE, reason="Telegram bot changed again.")
+    return "reconfigure-rollback"
+
+
+async def billing_plan_resubscribe(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    """Upgrade (reconfigure), cancel (suspend, deletion scheduled), subscribe again."""
+    handle = await _tenant(client, tq, "billing-resubscribe")
+    await _run(handle, Action.DEPLOY)
+    events = [
+        ("customer.subscription.updated", {"plan": "business", "subscription_status": "active"}),
+        ("customer.subscription.deleted", {"subscription_status": "canceled"}),
+        ("checkout.session.completed", {"plan": "pro", "subscription_status": "active"}),
+    ]
+    for n, (kind, fields) in enumerate(events):
+        event = BillingEvent(
+            event_id=f"evt_rec_resub_{n}", type=kind, created=await env.get_current_time(),
+            **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)  # type: ignore[attr-defined]
+        await settle(handle)  # type: ignore[arg-type]
+        await env.sleep(timedelta(days=1))
+    await env.sleep(timedelta(days=40))
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "healthy" and state.delete_at is None, state
+    return "billing-resubscribe"
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
-    switch_stopped,
+    switch_stopped, reconfigure_rollback,
 ]  # fmt: skip
-TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend, billing_cancel_delete, billing_recovered]
+TIME_SKIPPING_FLOWS: list[Flow] = [
+    billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,
+]  # fmt: skip
 
 
 async def _register_search_attributes(client: Client) -> None:
