@@ -22,6 +22,7 @@ from core.provisioning import Provisioner
 from core.runtimes.select import select_driver
 from core.settings import Settings
 from core.temporal import search_attributes
+from core.temporal.readiness import beat_forever, forget, worker_identity
 from core.temporal.schedules import ensure_schedules
 from workflows.deploy import DeployTenantWorkflow
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
@@ -84,10 +85,30 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     ]  # fmt: skip
 
 
+class ServingWorker(Worker):
+    """A ``Worker`` that heartbeats in the database while it runs, so readiness can tell a
+    polling worker from a frozen or dead one within seconds."""
+
+    def __init__(self, ctx: AppContext, **kwargs: Any) -> None:
+        super().__init__(ctx.temporal, **kwargs)
+        self._db = ctx.db
+        self._queue: str = kwargs["task_queue"]
+        self._identity = f"{worker_identity()}-{self._queue}"
+
+    async def run(self) -> None:
+        """Poll until shut down, heartbeating beside; the heartbeat is removed on the way out."""
+        beats = asyncio.create_task(beat_forever(self._db, self._identity, self._queue))
+        try:
+            await super().run()
+        finally:
+            beats.cancel()
+            await asyncio.to_thread(forget, self._db, self._identity)
+
+
 def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:
     """A worker on the lifecycle task queue with every workflow and activity registered."""
-    return Worker(
-        ctx.temporal,
+    return ServingWorker(
+        ctx,
         task_queue=task_queue or ctx.queues.lifecycle,
         workflows=WORKFLOWS,
         activities=activities_for(ctx),

@@ -7,12 +7,15 @@ or a Query on ``tenant-{id}``, started on demand with update-with-start.
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
@@ -21,7 +24,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.context import AppContext
 from core.db.models import Tenant
 from core.deployments import current_deployment, get_tenant
-from core.errors import Conflict, ServiceUnavailable
+from core.errors import Conflict
+from core.temporal.readiness import readiness, unavailable
 from workflows.models import (
     BillingEvent,
     BillingEventResult,
@@ -31,6 +35,10 @@ from workflows.models import (
     TenantWorkflowInput,
 )
 from workflows.tenant import TenantWorkflow
+
+# An update is answered once the workflow accepted it (a worker ran the handler), which
+# takes milliseconds; longer means no worker is taking tasks: fail fast, never hang.
+CALL_TIMEOUT = timedelta(seconds=2.5)
 
 
 def workflow_id(tenant_id: str) -> str:
@@ -74,17 +82,26 @@ async def _update_with_start(
     ctx: AppContext, tenant_id: str, update: Any, arg: Any, **kw: Any
 ) -> Any:
     """Run ``update`` on the tenant workflow, starting it first if needed; map failures."""
+    await readiness(ctx).require_engine()
     op = _start_operation(ctx, tenant_id)
     try:
-        return await ctx.temporal.execute_update_with_start_workflow(
-            update, arg, start_workflow_operation=op, **kw
+        return await asyncio.wait_for(
+            ctx.temporal.execute_update_with_start_workflow(
+                update, arg, start_workflow_operation=op, rpc_timeout=CALL_TIMEOUT, **kw
+            ),
+            CALL_TIMEOUT.total_seconds() + 0.5,
         )
     except WorkflowUpdateFailedError as err:
         raise rejection(err) from None
-    except RPCError as err:
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+    except (RPCError, TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise _engine_failed(ctx, err) from None
+
+
+def _engine_failed(ctx: AppContext, err: BaseException) -> Exception:
+    """The 503 for a call the engine did not answer in time; readiness re-checks next."""
+    readiness(ctx).invalidate()
+    why = err.status.name if isinstance(err, RPCError) else "no answer in time"
+    return unavailable(f"The workflow engine is unavailable ({why}). Try again shortly.")
 
 
 async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
@@ -112,11 +129,15 @@ def handle(ctx: AppContext, tenant_id: str) -> WorkflowHandle[TenantWorkflow, Te
 
 async def query_state(ctx: AppContext, tenant_id: str) -> TenantState | None:
     """The tenant workflow's state, or None when it was never started."""
+    await readiness(ctx).require_engine()
     try:
-        return await handle(ctx, tenant_id).query(TenantWorkflow.state)
+        return await asyncio.wait_for(
+            handle(ctx, tenant_id).query(TenantWorkflow.state, rpc_timeout=CALL_TIMEOUT),
+            CALL_TIMEOUT.total_seconds() + 0.5,
+        )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+        raise _engine_failed(ctx, err) from None
+    except TimeoutError as err:
+        raise _engine_failed(ctx, err) from None

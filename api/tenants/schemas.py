@@ -73,6 +73,10 @@ class DeploymentOut(BaseModel):
     bundle_version: str | None
     updated_at: datetime
     healthy_at: datetime | None
+    # What the platform last saw of the runtime (up, down, starting, stopped).
+    runtime_health: str = "up"
+    runtime_down_at: datetime | None = None
+    runtime_down_reason: str | None = None
 
 
 class EventOut(BaseModel):

@@ -25,6 +25,7 @@ from core.deployments import current_deployment, deployment_events
 from core.errors import InvalidInput, ServiceUnavailable
 from core.lifecycle import query_state, rejection
 from core.temporal import search_attributes as sa
+from core.temporal.readiness import readiness
 from core.tenants import require_tenant
 from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
 from workflows.runtime_call import CallRuntimeWorkflow
@@ -96,6 +97,7 @@ async def check_provider_key(base_url: str, api_key: str) -> None:
 
 async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: object) -> RuntimeCallResult:
     """Run ``CallRuntimeWorkflow`` (test message, status or logs) and wait for it."""
+    await readiness(ctx).require_engine()  # no worker: 503 now, not after 120 s
     try:
         return await ctx.temporal.execute_workflow(
             CallRuntimeWorkflow.run,
