@@ -315,6 +315,7 @@ class WorkerHeartbeat(Base):
 
     identity: Mapped[str] = mapped_column(String(200), primary_key=True)
     task_queue: Mapped[str] = mapped_column(String(200), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

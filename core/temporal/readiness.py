@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
@@ -41,6 +41,7 @@ CHECK_TIMEOUT = 1.5  # seconds, each check
 CACHE_TTL = 1.0  # seconds a report is reused
 BEAT_EVERY = 1.0  # seconds between worker heartbeats
 STALE_AFTER = 5.0  # seconds without a heartbeat: the worker is not serving
+POLL_GRACE = 10.0  # seconds a freshly started worker has to show up as a poller
 RETRY_AFTER = 5  # seconds a client should wait before retrying a 503
 OK = "ok"
 
@@ -53,19 +54,26 @@ def worker_identity() -> str:
 def beat(db: Database, identity: str, task_queue: str) -> None:
     """Record that this worker process is alive and serving ``task_queue``."""
     with db.system_session() as session:
+        # Workers that died without saying goodbye: their rows are of no further use.
+        session.execute(
+            delete(WorkerHeartbeat)
+            .where(
+                WorkerHeartbeat.beat_at < datetime.now(UTC) - timedelta(hours=1),
+                WorkerHeartbeat.identity != identity,
+            )
+            .execution_options(synchronize_session=False)
+        )
         row = session.get(WorkerHeartbeat, identity)
         if row is None:
             session.add(WorkerHeartbeat(identity=identity, task_queue=task_queue))
         else:
             row.beat_at = datetime.now(UTC)
-        session.commit()
 
 
 def forget(db: Database, identity: str) -> None:
     """Remove this worker's heartbeat (clean shutdown: readiness drops at once)."""
     with db.system_session() as session:
         session.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.identity == identity))
-        session.commit()
 
 
 async def beat_forever(db: Database, identity: str, task_queue: str) -> None:
@@ -78,17 +86,25 @@ async def beat_forever(db: Database, identity: str, task_queue: str) -> None:
         await asyncio.sleep(BEAT_EVERY)
 
 
-def _last_beat_age(db: Database, task_queue: str) -> float | None:
+def _beat_ages(db: Database, task_queue: str) -> tuple[float, float] | None:
+    """Seconds since the last heartbeat, and since the oldest live worker started (None:
+    no worker ever beat)."""
     with db.system_session() as session:
-        last = session.scalar(
-            select(func.max(WorkerHeartbeat.beat_at)).where(
+        rows = session.execute(
+            select(WorkerHeartbeat.beat_at, WorkerHeartbeat.started_at).where(
                 WorkerHeartbeat.task_queue == task_queue
             )
-        )
-    if last is None:
+        ).all()
+    if not rows:
         return None
-    last = last.replace(tzinfo=UTC) if last.tzinfo is None else last
-    return (datetime.now(UTC) - last).total_seconds()
+    last = min(_age(beat) for beat, _ in rows)
+    live = [_age(started) for beat, started in rows if _age(beat) <= STALE_AFTER]
+    return last, max(live, default=0.0)
+
+
+def _age(when: datetime) -> float:
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    return (datetime.now(UTC) - when).total_seconds()
 
 
 @dataclass
@@ -132,9 +148,9 @@ class Readiness:
             report["worker"] = _status(age)
         elif age is None:
             report["worker"] = "no worker has started"
-        elif age > STALE_AFTER:
-            report["worker"] = f"no worker heartbeat for {age:.0f}s"
-        elif not pollers:
+        elif age[0] > STALE_AFTER:
+            report["worker"] = f"no worker heartbeat for {age[0]:.0f}s"
+        elif not pollers and age[1] > POLL_GRACE:  # a worker just started may not poll yet
             report["worker"] = "no worker polls the task queue"
         else:
             report["worker"] = OK
@@ -157,8 +173,8 @@ class Readiness:
         )
         return len(resp.pollers)
 
-    async def _beat_age(self) -> float | None:
-        return await asyncio.to_thread(_last_beat_age, self.ctx.db, self.ctx.queues.lifecycle)
+    async def _beat_age(self) -> tuple[float, float] | None:
+        return await asyncio.to_thread(_beat_ages, self.ctx.db, self.ctx.queues.lifecycle)
 
     async def _gateway(self) -> bool:
         if not self.gateway_url:

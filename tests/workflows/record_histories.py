@@ -28,14 +28,18 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from core.temporal import data_converter, search_attributes
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
+from workflows.activity_models import SweepResult
+from workflows.maintenance import HealthSweepWorkflow
 from workflows.models import Action, BillingEvent, Command, TenantWorkflowInput
 from workflows.tenant import TenantWorkflow
 
@@ -109,6 +113,26 @@ async def billing_grace_suspend(
     return "billing-grace"
 
 
+@activity.defn(name="sweep_runtimes")
+async def sweep_finds_ghosts() -> SweepResult:
+    """The sweep activity, finding two unhealthy tenants whose workflows do not exist."""
+    return SweepResult(unhealthy=["ghost-a", "ghost-b"], checked=2)
+
+
+async def record_sweep(client: Client, out: Path) -> list[str]:
+    """The health sweep signalling tenants whose workflow is gone (and not failing)."""
+    wid = "health-sweep-ghosts"
+    async with Worker(
+        client, task_queue="rec-sweep", workflows=[HealthSweepWorkflow],
+        activities=[sweep_finds_ghosts],
+    ):  # fmt: skip
+        await client.execute_workflow(HealthSweepWorkflow.run, id=wid, task_queue="rec-sweep")
+    history = await client.get_workflow_handle(wid).fetch_history()
+    compact = json.dumps(json.loads(history.to_json()), separators=(",", ":"))
+    (out / f"{wid}.json").write_text(compact + "\n")
+    return [wid]
+
+
 DEV_SERVER_FLOWS: list[Flow] = [deploy_ok, deploy_failed, pause_resume, switch_rollback]
 TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend]
 
@@ -144,7 +168,8 @@ async def _record(env: WorkflowEnvironment, flows: list[Flow], out: Path) -> lis
         return await _save(env.client, tids, out)
 
 
-async def main() -> None:
+async def main(only_sweep: bool = False) -> None:
+    """Record every flow (``--only-sweep``: just the health sweep's) into ``histories/``."""
     with tempfile.TemporaryDirectory() as tmp:
         converter = data_converter(make_settings(Path(tmp)))
         out = Path(tmp) / "histories"
@@ -156,15 +181,21 @@ async def main() -> None:
             dev_server_log_level="error",
         )
         try:
-            saved = await _record(dev, DEV_SERVER_FLOWS, out)
+            saved = await record_sweep(dev.client, out)
+            if not only_sweep:
+                saved += await _record(dev, DEV_SERVER_FLOWS, out)
         finally:
             await dev.shutdown()
+        if only_sweep:
+            skipping_flows: list[Flow] = []
+        else:
+            skipping_flows = TIME_SKIPPING_FLOWS
         skipping = await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=converter
         )
         try:
             await _register_search_attributes(skipping.client)
-            saved += await _record(skipping, TIME_SKIPPING_FLOWS, out)
+            saved += await _record(skipping, skipping_flows, out)
         finally:
             await skipping.shutdown()
         HISTORIES.mkdir(exist_ok=True)
@@ -176,4 +207,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(only_sweep="--only-sweep" in sys.argv))

@@ -23,6 +23,7 @@ def upgrade() -> None:
         "worker_heartbeats",
         sa.Column("identity", sa.String(length=200), nullable=False),
         sa.Column("task_queue", sa.String(length=200), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("beat_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("identity"),
     )
