@@ -6,9 +6,11 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.lifecycle import LifecycleActivities
@@ -19,6 +21,8 @@ from bundles.catalog import load_catalog
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.provisioning import Provisioner
+from core.runtime_health import mark_down
+from core.runtimes.events import RuntimeEventWatcher
 from core.runtimes.select import select_driver
 from core.settings import Settings
 from core.temporal import search_attributes
@@ -116,6 +120,30 @@ def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:
     )
 
 
+def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
+    """Follow Docker's events: a tenant runtime that dies while it should be serving is
+    marked down at once and restarted through its tenant workflow."""
+    loop = asyncio.get_running_loop()
+
+    def on_death(tenant_id: str, reason: str, died_at: datetime) -> None:
+        if not mark_down(ctx.db, tenant_id, reason, died_at):
+            return  # paused, deploying, restarting, deleting...: the workflow stopped it
+        log.warning("runtime died: %s", reason, extra={"tenant_id": tenant_id})
+        restart = force_restart(ctx, tenant_id, f"Restarted by the platform: {reason}")
+        asyncio.run_coroutine_threadsafe(restart, loop).result(30)
+
+    return RuntimeEventWatcher(on_death).start()
+
+
+async def force_restart(ctx: AppContext, tenant_id: str, reason: str) -> None:
+    """Ask the tenant workflow to restart the runtime (queued behind what is in flight)."""
+    handle = ctx.temporal.get_workflow_handle_for(TenantWorkflow.run, f"tenant-{tenant_id}")
+    try:
+        await handle.signal(TenantWorkflow.force_restart, reason)
+    except RPCError as err:  # no tenant workflow: the next deploy or command starts it
+        log.warning("could not signal a restart (%s)", err.status.name)
+
+
 async def run(settings: Settings | None = None) -> None:
     """Run the worker until SIGINT/SIGTERM."""
     settings = settings or Settings()
@@ -133,8 +161,13 @@ async def run(settings: Settings | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(ctx)
     log.info("worker polling %s", ctx.queues.lifecycle)
+    watcher = None
+    if lifecycle_activities(ctx).provisioner.driver_kind == "docker":
+        watcher = watch_runtime_deaths(ctx)
     async with worker:
         await stop.wait()
+    if watcher is not None:
+        await asyncio.to_thread(watcher.stop)
     await ctx.close()
 
 

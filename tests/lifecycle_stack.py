@@ -97,8 +97,26 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
+    if driver == "docker":
+        _remove_runtimes_of(db, lifecycle_activities(ctx).provisioner.driver)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
+
+
+def _remove_runtimes_of(db: Database, driver: object) -> None:
+    """Remove the runtimes of this stack's tenants only: the engine is shared with other
+    test sessions, whose containers are not ours to remove."""
+    from sqlalchemy import select
+
+    from core.db.models import Tenant
+
+    with db.system_session() as s:
+        tenant_ids = list(s.scalars(select(Tenant.id)))
+    for tid in tenant_ids:
+        try:
+            driver.remove(tid)  # type: ignore[attr-defined]
+        except Exception as exc:  # already gone, or the engine is busy: report, go on
+            print(f"could not remove the runtime of {tid}: {exc}")
 
 
 @pytest.fixture
@@ -146,22 +164,8 @@ def docker_images() -> Iterator[None]:
     for tag, line in TEST_IMAGES.items():
         dockerfile = f"FROM {RUNTIME_IMAGE}\n{line}\n"
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
-    yield
-    _cleanup_containers(client)
+    yield  # each stack removes its own tenants' runtimes (see _remove_runtimes_of)
     client.close()
-
-
-def _cleanup_containers(client: object) -> None:
-    """Remove every tenant container, volume and network the tests created."""
-    import docker
-
-    assert isinstance(client, docker.DockerClient)
-    for c in client.containers.list(all=True, filters={"label": "tinyclaw.managed=true"}):
-        c.remove(force=True)
-    for v in client.volumes.list(filters={"label": "tinyclaw.managed=true"}):
-        v.remove(force=True)
-    for n in client.networks.list(filters={"label": "tinyclaw.managed=true"}):
-        n.remove()
 
 
 def make_test_catalog(tmp: Path) -> Path:
