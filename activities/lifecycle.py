@@ -29,6 +29,8 @@ from core.errors import TinyClawError
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
+from core.tenants import purge_personal_data
+from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 from workflows.activity_models import (
     HealthInput,
@@ -51,6 +53,8 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
+from workflows.common import TEST_MESSAGE_HTTP_TIMEOUT_S
+from workflows.models import TenantDurableState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -250,10 +254,22 @@ class LifecycleActivities:
     async def send_test_message(self, data: TenantRef) -> TestMessageResult:
         """Send a message through the runtime API and require a reply."""
         address, headers = await self._runtime_api(data.tenant_id)
-        resp = await self.http.post(
-            f"{address}/api/message", headers=headers, timeout=60,
-            json={"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"},
-        )  # fmt: skip
+        timeout = httpx.Timeout(TEST_MESSAGE_HTTP_TIMEOUT_S, connect=5)
+        payload = {"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"}
+        try:
+            resp = await self.http.post(
+                f"{address}/api/message", headers=headers, timeout=timeout, json=payload
+            )
+        except httpx.ConnectError:
+            # Nothing reached the runtime (so no model call): safe to retry.
+            raise ApplicationError(
+                "The runtime did not accept the test message.", type="runtime_unreachable"
+            ) from None
+        except httpx.HTTPError:
+            raise ApplicationError(
+                "The test message got no reply in time.", type="test_message_failed",
+                non_retryable=True,
+            ) from None  # fmt: skip
         if resp.status_code != 200 or not resp.json().get("reply"):
             raise ApplicationError(
                 f"The test message got no reply (HTTP {resp.status_code}).",
@@ -333,6 +349,8 @@ class LifecycleActivities:
             creds.delete_credential(self.db, self.store, data.tenant_id, creds.GATEWAY_TOKEN)
 
         await self._thread(run)
+        # Every gateway replica drops its cached authentications of this tenant at once.
+        await broadcast_revocation(self.provisioner.settings.redis_url, data.tenant_id)
 
     @activity.defn
     @mapped
@@ -346,6 +364,7 @@ class LifecycleActivities:
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
 
         await self._thread(run)
+        await broadcast_revocation(self.provisioner.settings.redis_url, data.tenant_id)
 
     @activity.defn
     @mapped
@@ -397,7 +416,8 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def purge_backups(self, data: PurgeInput) -> None:
-        """Delete the tenant's backups and snapshots once the retention period is over."""
+        """After the retention period: delete backups and snapshots (the conversations),
+        then the personal data left in the database (names, Telegram ids, audit details)."""
 
         def run() -> None:
             for kind in ("backups", "snapshots"):
@@ -406,6 +426,8 @@ class LifecycleActivities:
                     file.unlink(missing_ok=True)
                 if folder.exists():
                     folder.rmdir()
+            with self.db.tenant_session(data.tenant_id) as session:
+                purge_personal_data(session, data.tenant_id)
 
         await self._thread(run)
 
@@ -452,6 +474,21 @@ class LifecycleActivities:
 
         await self._thread(run)
 
+    @activity.defn
+    @mapped
+    async def save_tenant_state(self, data: TenantDurableState) -> None:
+        """Write the workflow's billing and support state to the tenant row (idempotent)."""
+
+        def run() -> None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                tenant = get_tenant(session, data.tenant_id)
+                fields = data.model_dump(exclude={"tenant_id", "killed"})
+                for name, value in fields.items():
+                    setattr(tenant, name, value)
+                tenant.kill_switch = data.killed
+
+        await self._thread(run)
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this class, for the worker."""
         return [
@@ -460,5 +497,5 @@ class LifecycleActivities:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify,
+            self.check_bundle_switch, self.notify, self.save_tenant_state,
         ]  # fmt: skip

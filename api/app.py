@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import admin, auth, billing, catalog, codec, dashboard, errors, health, webhooks
 from api.tenants import endpoints as tenants
+from api.tenants import model_endpoints as tenant_models
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             finally:
                 if (stripe_client := ctx.extras.get("billing.stripe")) is not None:
                     await stripe_client.aclose()
+                if (reader := ctx.extras.pop("runtime_reader", None)) is not None:
+                    await reader.http.aclose()
                 if context is None:
                     await ctx.close()
 
@@ -50,6 +53,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         auth.router,
         catalog.router,
         tenants.router,
+        tenant_models.router,
         webhooks.router,
         billing.router,
         admin.router,

@@ -13,8 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.egress import EgressGuard, parse_networks
+from core.model_catalog import CatalogModel, ModelCatalog, build_catalog
 
 PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changethis", "secret", "password", "dev"})
 
@@ -81,6 +84,14 @@ class Settings(BaseSettings):
     upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
     upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = 60.0
+    # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
+    metrics_token: SecretStr | None = None
+    # Redis shared by gateway replicas (limits, quotas, revocation); unset = in-process.
+    redis_url: SecretStr | None = None
+    # The managed models (JSON list of CatalogModel); empty with upstreams: a default catalog.
+    model_catalog: list[CatalogModel] = Field(default_factory=list)
+    # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
+    byok_allowed_private_networks: list[str] = Field(default_factory=list)
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"
@@ -94,6 +105,18 @@ class Settings(BaseSettings):
     stripe_price_ids: dict[str, str] = Field(default_factory=dict)  # plan id -> price id
     grace_period_days: int = 7
     retention_days: int = 30
+
+    @field_validator("byok_allowed_private_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                parse_networks([cidr])
+            except ValueError:
+                raise ValueError(
+                    f"TCC_BYOK_ALLOWED_PRIVATE_NETWORKS: {cidr!r} is not a CIDR"
+                ) from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -144,6 +167,18 @@ class Settings(BaseSettings):
     @property
     def billing_enabled(self) -> bool:
         return self.stripe_secret_key is not None
+
+    @property
+    def models(self) -> ModelCatalog:
+        """The managed model catalog in effect (only the demo model when no upstream is set)."""
+        return build_catalog(self.model_catalog, self.upstream_urls)
+
+    def egress_guard(self) -> EgressGuard:
+        """The SSRF guard for customer-supplied provider URLs (https only in production)."""
+        return EgressGuard(
+            parse_networks(self.byok_allowed_private_networks),
+            https_only=self.environment is Environment.PRODUCTION,
+        )
 
     def ensure_data_dir(self) -> Path:
         """Create ``data_dir`` (mode 0700: it holds the SQLite file and the master key)."""

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import credentials as creds
 from core.context import AppContext
 from core.db import Database, run_migrations
-from core.db.models import User
+from core.db.models import Tenant, User
 from core.settings import Settings
 from core.temporal import TaskQueues
 from core.tenants import create_tenant
@@ -69,6 +70,8 @@ def stack_settings(
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
         gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
+        byok_allowed_private_networks=["127.0.0.0/8"],
     )  # fmt: skip
 
 
@@ -97,26 +100,8 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
-    if driver == "docker":
-        _remove_runtimes_of(db, lifecycle_activities(ctx).provisioner.driver)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
-
-
-def _remove_runtimes_of(db: Database, driver: object) -> None:
-    """Remove the runtimes of this stack's tenants only: the engine is shared with other
-    test sessions, whose containers are not ours to remove."""
-    from sqlalchemy import select
-
-    from core.db.models import Tenant
-
-    with db.system_session() as s:
-        tenant_ids = list(s.scalars(select(Tenant.id)))
-    for tid in tenant_ids:
-        try:
-            driver.remove(tid)  # type: ignore[attr-defined]
-        except Exception as exc:  # already gone, or the engine is busy: report, go on
-            print(f"could not remove the runtime of {tid}: {exc}")
 
 
 @pytest.fixture
@@ -164,8 +149,30 @@ def docker_images() -> Iterator[None]:
     for tag, line in TEST_IMAGES.items():
         dockerfile = f"FROM {RUNTIME_IMAGE}\n{line}\n"
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
-    yield  # each stack removes its own tenants' runtimes (see _remove_runtimes_of)
+    yield
     client.close()
+
+
+def cleanup_tenants(tenant_ids: list[str]) -> None:
+    """Remove the containers, volumes and networks of these tenants (and nobody else's).
+
+    The engine is shared with other test runs on this machine: never sweep every
+    ``tinyclaw.managed`` object, only those of tenants this test created.
+    """
+    import docker
+
+    client = docker.from_env()
+    try:
+        for tid in tenant_ids:
+            label = {"label": f"tinyclaw.tenant={tid}"}
+            for c in client.containers.list(all=True, filters=label):
+                c.remove(force=True)
+            for v in client.volumes.list(filters=label):
+                v.remove(force=True)
+            for n in client.networks.list(filters=label):
+                n.remove()
+    finally:
+        client.close()
 
 
 def make_test_catalog(tmp: Path) -> Path:
@@ -195,3 +202,6 @@ async def docker_stack(
         tmp_path, temporal_env, fakes, "docker", catalog=load_catalog(make_test_catalog(tmp_path))
     ):
         yield stack
+        with stack.db.system_session() as s:
+            tenant_ids = list(s.scalars(select(Tenant.id)))
+        cleanup_tenants(tenant_ids)

@@ -33,6 +33,7 @@ def test_compose_config_is_valid() -> None:
         "api:",
         "worker:",
         "gateway:",
+        "redis:",
     ):
         assert service in result.stdout
 

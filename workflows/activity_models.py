@@ -138,6 +138,17 @@ class RuntimeCallResult(BaseModel):
     lines: list[str] = []
     status: dict[str, object] = {}
 
+    @classmethod
+    def from_runtime(cls, op: str, body: dict[str, object]) -> RuntimeCallResult:
+        """The runtime API's JSON answer to ``op`` as this model."""
+        if op == "message":
+            agent = body.get("agent")
+            return cls(reply=str(body.get("reply", "")), agent=str(agent) if agent else None)
+        if op == "logs":
+            raw = body.get("lines", [])
+            return cls(lines=[str(x) for x in raw] if isinstance(raw, list) else [])
+        return cls(status=body)
+
 
 class SweepResult(BaseModel):
     """What the health sweep found: tenants to restart, runtimes nobody owns (removed)."""

@@ -22,7 +22,14 @@ from workflows.activity_models import (
     TenantRef,
     TransitionInput,
 )
-from workflows.common import CONTAINER, SHORT, Saga, failure_reason
+from workflows.common import (
+    CONTAINER,
+    PATCH_TEST_MESSAGE_BUDGET,
+    SHORT,
+    TEST_MESSAGE,
+    Saga,
+    failure_reason,
+)
 from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
@@ -120,8 +127,9 @@ class DeployTenantWorkflow:
                 **SHORT,
             )  # fmt: skip
             await bring_up(tid, prepared, saga, keep_volume)
+            budget = TEST_MESSAGE if workflow.patched(PATCH_TEST_MESSAGE_BUDGET) else SHORT
             await workflow.execute_activity_method(
-                A.send_test_message, TenantRef(tenant_id=tid), **SHORT
+                A.send_test_message, TenantRef(tenant_id=tid), **budget
             )
         except ActivityError as err:
             reason = failure_reason(err)

@@ -44,6 +44,7 @@ class CommandAccepted(BaseModel):
     action: Action
     workflow_id: str
     position: int
+    duplicate: bool = False  # True: it repeats a pending command, answered with that one
 
 
 class ActionRecord(BaseModel):
@@ -98,6 +99,19 @@ class TenantWorkflowInput(BaseModel):
     killed: bool = False
     grace_period_days: int = 7
     retention_days: int = 30
+
+
+class TenantDurableState(BaseModel):
+    """What the tenant workflow writes to the database so any fresh run can rebuild it."""
+
+    tenant_id: str
+    billing_status: str
+    grace_deadline: datetime | None = None
+    delete_at: datetime | None = None
+    purge_at: datetime | None = None
+    last_billing_event_at: datetime | None = None
+    suspended_for_billing: bool = False
+    killed: bool = False
 
 
 class TenantState(BaseModel):

@@ -22,6 +22,8 @@ from workflows.models import ActionInput, ActionResult
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
 
+PATCH_DELETE_FAILURE = "delete-failure-recorded"
+
 
 async def _stop(tenant_id: str) -> None:
     await workflow.execute_activity_method(
@@ -156,6 +158,19 @@ class DeleteTenantWorkflow:
     async def run(self, data: ActionInput) -> ActionResult:
         tid = data.tenant_id
         await record(tid, S.DELETING, "deleting", data.command.reason or "Deletion requested.")
+        try:
+            return await self._delete(data)
+        except ActivityError as err:
+            # Before this guard a failed step failed the child and left the database
+            # "deleting" while the tenant workflow kept its old state.
+            if not workflow.patched(PATCH_DELETE_FAILURE):
+                raise
+            reason = failure_reason(err)
+            await record(tid, S.FAILED, "delete-failed", f"Delete failed: {reason}")
+            return ActionResult(state=S.FAILED, reason=f"Delete failed: {reason}")
+
+    async def _delete(self, data: ActionInput) -> ActionResult:
+        tid = data.tenant_id
         await _stop(tid)
         await workflow.execute_activity_method(
             A.backup_runtime, TenantRef(tenant_id=tid), **CONTAINER

@@ -11,8 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import PurgeInput
@@ -29,6 +34,7 @@ from workflows.models import (
     Command,
     CommandAccepted,
     Note,
+    TenantDurableState,
     TenantState,
     TenantWorkflowInput,
 )
@@ -40,6 +46,14 @@ from workflows.operations import (
     ResumeTenantWorkflow,
     SuspendTenantWorkflow,
     UnsuspendTenantWorkflow,
+)
+from workflows.queueing import (
+    HISTORY_KEEP,
+    MAX_PENDING,
+    PATCH_BOUNDED_QUEUE,
+    PATCH_KEEP_PENDING,
+    duplicate_of,
+    trim_history,
 )
 from workflows.switch_bundle import SwitchBundleWorkflow
 
@@ -78,7 +92,12 @@ TARGETS: dict[Action, S] = {
 }  # fmt: skip
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
-HISTORY_KEEP = 50
+# Guards of behaviour added after workflows were already running (see README, "Changing a
+# workflow"): histories recorded before them replay the old path.
+PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
+PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
+PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"
+PATCH_PERSIST_STATE = "persist-durable-state"
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -93,12 +112,17 @@ class TenantWorkflow:
     def __init__(self, data: TenantWorkflowInput) -> None:
         self.s = data.model_copy(deep=True)
         self.in_flight: ActionRecord | None = None
+        self.in_flight_cmd: tuple[str, Command] | None = None
+        self.persist = False  # decided at the start of run() (a patch guard)
+        self.saved: TenantDurableState | None = None
 
     # ---- run loop -------------------------------------------------------------------
     @workflow.run
     async def run(self, data: TenantWorkflowInput) -> TenantState:
         self._upsert_search_attributes()
+        self.persist = workflow.patched(PATCH_PERSIST_STATE)
         while True:
+            await self._save_durable_state()
             await self._wait_for_work()
             self._fire_due_timers()
             if self.s.queue:
@@ -126,11 +150,34 @@ class TenantWorkflow:
                     # A handler set or moved a deadline (payment failed, grace extended):
                     # wake up and wait again with a timer for the new one.
                     or self._next_deadline() != deadline
+                    # Billing or support state changed: write it down before anything else.
+                    or (self.persist and self._durable() != self.saved)
                 ),
                 timeout=timeout,
             )
         except TimeoutError:
             pass
+
+    def _durable(self) -> TenantDurableState:
+        s = self.s
+        return TenantDurableState(
+            tenant_id=s.tenant_id, billing_status=s.billing_status,
+            grace_deadline=s.grace_deadline, delete_at=s.delete_at, purge_at=s.purge_at,
+            last_billing_event_at=s.last_billing_event_at,
+            suspended_for_billing=s.suspended_for_billing, killed=s.killed,
+        )  # fmt: skip
+
+    async def _save_durable_state(self) -> None:
+        """Write billing and support state to the database, so a fresh run can rebuild it."""
+        current = self._durable()
+        if not self.persist or current == self.saved:
+            return
+        try:
+            await workflow.execute_activity_method(A.save_tenant_state, current, **SHORT)
+        except ActivityError as err:
+            # Never fail the tenant's run over bookkeeping: the next change writes it again.
+            workflow.logger.warning("could not save the tenant state: %s", failure_reason(err))
+        self.saved = current
 
     def _next_deadline(self) -> datetime | None:
         times = [t for t in (self.s.grace_deadline, self.s.delete_at, self.s.purge_at) if t]
@@ -141,7 +188,10 @@ class TenantWorkflow:
         if self.s.grace_deadline and self.s.grace_deadline <= now:
             self.s.grace_deadline = None
             # Still unpaid when the grace period ends (a subscription update may say "unpaid").
-            if self.s.billing_status in ("past_due", "unpaid"):
+            unpaid: tuple[str, ...] = ("past_due", "unpaid")
+            if not workflow.patched(PATCH_GRACE_UNPAID):
+                unpaid = ("past_due",)
+            if self.s.billing_status in unpaid:
                 self.s.billing_status = "unpaid"
                 self.s.suspended_for_billing = True
                 self._enqueue(
@@ -179,14 +229,22 @@ class TenantWorkflow:
             record.status, record.reason, record.finished_at = "rejected", problem, workflow.now()
             return
         record.status, record.started_at = "running", workflow.now()
-        self.in_flight = record
+        self.in_flight, self.in_flight_cmd = record, (wf_id, cmd)
+        # Child ids are unique across runs (the API seeds ``seq`` from the database on a
+        # fresh start); a reset re-running an earlier child may reuse its id on purpose.
+        policy = (
+            {"id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
+            if workflow.patched(PATCH_CHILD_ID_POLICY)
+            else {}
+        )
         try:
-            result: ActionResult = await workflow.execute_child_workflow(
+            result: ActionResult = await workflow.execute_child_workflow(  # type: ignore[call-overload]
                 CHILDREN[cmd.action],
                 ActionInput(tenant_id=self.s.tenant_id, command=cmd, from_state=self.s.state),
                 id=wf_id,
                 search_attributes=self._search_attributes(),
                 execution_timeout=timedelta(minutes=30),
+                **policy,
             )
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)
@@ -197,7 +255,7 @@ class TenantWorkflow:
             record.status = "succeeded" if ok else "failed"
             record.reason = result.reason or record.reason
         record.finished_at = workflow.now()
-        self.in_flight = None
+        self.in_flight = self.in_flight_cmd = None
         if self.s.state == S.DELETED and self.s.purge_at is None:
             self.s.grace_deadline = self.s.delete_at = None
             self.s.purge_at = workflow.now() + timedelta(days=self.s.retention_days)
@@ -244,8 +302,14 @@ class TenantWorkflow:
                 reason=cmd.reason,
             )
         )
-        del self.s.history[:-HISTORY_KEEP]
+        self._trim_history()
         return CommandAccepted(action=cmd.action, workflow_id=wf_id, position=len(self.s.queue))
+
+    def _trim_history(self) -> None:
+        if workflow.patched(PATCH_KEEP_PENDING):
+            self.s.history = trim_history(self.s.history)
+        else:
+            del self.s.history[:-HISTORY_KEEP]
 
     def _record(self, wf_id: str) -> ActionRecord:
         for rec in reversed(self.s.history):
@@ -253,18 +317,42 @@ class TenantWorkflow:
                 return rec
         raise ApplicationError(f"no record of {wf_id}", type="internal")
 
+    def _duplicate(self, cmd: Command) -> CommandAccepted | None:
+        """The answer already given to the pending command ``cmd`` repeats, if any."""
+        dup = duplicate_of(cmd, self.s.queue, self.in_flight_cmd)
+        if dup is None:
+            return None
+        return CommandAccepted(
+            action=cmd.action, workflow_id=dup[0], position=dup[1], duplicate=True
+        )
+
     # ---- handlers ---------------------------------------------------------------------
     @workflow.update
     async def command(self, cmd: Command) -> CommandAccepted:
         """Queue a lifecycle command; answers at once with the child workflow's ID."""
-        if cmd.action == Action.UNSUSPEND and (
-            cmd.actor.startswith("support") or cmd.actor == "admin"
-        ):
-            self.s.killed = False  # support unsuspending by command lifts its own kill switch
+        if workflow.patched(PATCH_BOUNDED_QUEUE):
+            dup = self._duplicate(cmd)
+            if dup is not None:
+                return dup  # a repeat answers with the pending command it repeats
+        is_support = cmd.actor.startswith("support") or cmd.actor == "admin"
+        if cmd.action == Action.UNSUSPEND and is_support:
+            if workflow.patched(PATCH_SUPPORT_UNSUSPEND):
+                self.s.killed = False  # support unsuspending lifts its own kill switch
         return self._enqueue(cmd)
 
     @command.validator
     def _validate_command(self, cmd: Command) -> None:
+        # Validators never run on replay (a rejected update leaves no history): no guard.
+        if self._duplicate(cmd) is not None:
+            return
+        if len(self.s.queue) >= MAX_PENDING:
+            raise ApplicationError(
+                f"{len(self.s.queue)} commands are already waiting for this bot;"
+                " wait for them to finish and try again.",
+                len(self.s.queue),
+                type="too_many_pending_commands",
+                non_retryable=True,
+            )
         problem = self._check(cmd, self._projected_state())
         if problem:
             raise rejected(problem)

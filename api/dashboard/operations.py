@@ -11,10 +11,11 @@ from sqlalchemy import select
 
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, page, redirect
-from api.dashboard.wizard import bundles_for
+from api.dashboard.wizard import bundles_for, models_or_error
 from api.deps import TenantAccess, TenantOwner
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
 from core.errors import InvalidInput, TinyClawError
@@ -55,6 +56,7 @@ async def render_bot(
     ctx = context_of(request)
     bot = await tenant_view(ctx, access.tenant_id, access.role)
     feed, usage = _feed_and_usage(request, access.tenant_id)
+    models, models_error = await models_or_error(ctx, access.tenant_id)
     action = current_action(bot)
     steps = await workflow_steps(ctx, action.workflow_id) if action else []
     history = list(reversed(bot.workflow.history)) if bot.workflow else []
@@ -62,7 +64,8 @@ async def render_bot(
         request, "bot.html", status_code, bot=bot, feed=feed, usage=usage, history=history,
         events=events_view(ctx, access.tenant_id, 20), action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
-        bundles=bundles_for(request, bot.plan), period=period_start(), **extra,
+        bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
+        models_error=models_error, **extra,
     )  # fmt: skip
 
 
@@ -74,6 +77,17 @@ async def bot_page(request: Request, access: TenantAccess) -> Response:
     if notice:
         return await render_bot(request, access, notice=NOTICES[notice])
     return await render_bot(request, access)
+
+
+@router.post("/model")
+async def choose(
+    request: Request, access: TenantOwner, model: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Pick the bot's model (managed catalog for its plan, or its provider's list)."""
+    ctx = context_of(request)
+    return await _run(
+        request, access, choose_model(ctx, access.tenant_id, model, access.actor), "model_chosen"
+    )
 
 
 @router.post("/actions/{name}")

@@ -28,6 +28,7 @@ NOTICES = {
     "billing_off": "Billing is off on this installation: your plan is assigned without payment.",
     "telegram_saved": "Telegram bot connected.",
     "model_saved": "Model mode saved.",
+    "model_chosen": "Model saved. A running bot uses it once its configuration is next applied.",
     "billing_success": "Payment received: your plan is active.",
     "billing_cancelled": "Checkout was cancelled; no payment was taken.",
     "billing_portal": "Back from the billing portal.",

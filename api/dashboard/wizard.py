@@ -14,10 +14,12 @@ from api.deps import TenantAccess, TenantOwner, tenant_access
 from api.sandbox import sandbox_chat_id
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.model_service import PRESETS, choose_model, models_view
 from api.tenants.service import tenant_view
 from bundles.catalog import Catalog
+from core.context import AppContext
 from core.errors import TinyClawError
-from core.plans import PLANS
+from core.plans import PLANS, get_plan
 from core.sandbox import generate_token
 
 router = APIRouter(prefix="/app", include_in_schema=False)
@@ -122,10 +124,32 @@ async def telegram_sandbox(request: Request, access: TenantOwner) -> Response:
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
 
 
+async def models_or_error(ctx: AppContext, tenant_id: str) -> tuple[s.ModelsOut | None, str | None]:
+    """The bot's model picker contents, or why they could not be read (provider down, ...)."""
+    try:
+        return await models_view(ctx, tenant_id), None
+    except TinyClawError as exc:
+        return None, exc.message
+
+
+async def _model_page(
+    request: Request, access: TenantOwner, status: int = 200, **extra: object
+) -> Response:
+    ctx = context_of(request)
+    bot = await _bot(request, access)
+    models, models_error = await models_or_error(ctx, access.tenant_id)
+    catalog = ctx.settings.models
+    return page(
+        request, "wizard_model.html", status, bot=bot, step=3, models=models,
+        models_error=models_error, managed_models=catalog.for_plan(get_plan(bot.plan)),
+        demo=catalog.offline, presets=PRESETS, **extra,
+    )  # fmt: skip
+
+
 @router.get("/bots/{tenant_id}/setup/model")
 async def model_form(request: Request, access: TenantOwner) -> Response:
-    """Step 3: managed model access, or bring your own key."""
-    return page(request, "wizard_model.html", bot=await _bot(request, access), step=3)
+    """Step 3: managed model access (and which model), or bring your own key."""
+    return await _model_page(request, access)
 
 
 @router.post("/bots/{tenant_id}/setup/model")
@@ -134,22 +158,28 @@ async def model_save(
     access: TenantOwner,
     mode: Annotated[str, Form(max_length=16)],
     api_key: OptText = "",
+    provider: OptText = "",
     base_url: OptText = "",
     model: OptText = "",
+    managed_model: OptText = "",
 ) -> Response:
-    """Save the model mode; a BYOK key is checked against the provider before it is stored."""
+    """Save the model mode and model; a BYOK key is checked against the provider first."""
     ctx = context_of(request)
     try:
         if mode == "byok":
-            body = s.ProviderKeyIn(api_key=api_key, base_url=base_url or None, model=model or None)
+            body = s.ProviderKeyIn(
+                api_key=api_key, provider=provider or None, base_url=base_url or None,  # type: ignore[arg-type]
+                model=model or None,
+            )  # fmt: skip
             await api.set_provider_key(body, access, ctx)
         else:
             api.set_model_mode(s.ModelModeIn(mode="managed"), access, ctx)
+            if managed_model:
+                await choose_model(ctx, access.tenant_id, managed_model, access.actor)
     except (TinyClawError, ValidationError) as exc:
         message = exc.message if isinstance(exc, TinyClawError) else _validation_message(exc)
         status = exc.status_code if isinstance(exc, TinyClawError) else 422
-        bot = await _bot(request, access)
-        return page(request, "wizard_model.html", status, bot=bot, step=3, error=message)
+        return await _model_page(request, access, status, error=message)
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/bundle?notice=model_saved")
 
 

@@ -25,10 +25,32 @@ class TelegramTokenIn(BaseModel):
 
 class ProviderKeyIn(BaseModel):
     api_key: str = Field(min_length=8, max_length=500)
-    base_url: str | None = Field(
-        default=None, max_length=500, description="OpenAI-compatible base URL"
+    provider: Literal["openai", "anthropic", "openrouter", "custom"] | None = Field(
+        default=None, description="a preset, or custom (give base_url)"
     )
-    model: str | None = Field(default=None, max_length=200)
+    base_url: str | None = Field(
+        default=None, max_length=500, description="OpenAI-compatible base URL (custom provider)"
+    )
+    model: str | None = Field(default=None, max_length=200, description="default: the first")
+
+
+class ModelChoiceIn(BaseModel):
+    model: str = Field(min_length=1, max_length=200)
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str | None = None
+    roles: list[str] = []
+    input_per_m: str | None = Field(default=None, description="USD per million input tokens")
+    output_per_m: str | None = Field(default=None, description="USD per million output tokens")
+
+
+class ModelsOut(BaseModel):
+    mode: str
+    demo: bool = Field(description="true: no upstream is configured, only the offline demo model")
+    selected: str | None
+    models: list[ModelOut]
 
 
 class ModelModeIn(BaseModel):
@@ -104,6 +126,7 @@ class TenantOut(BaseModel):
     role: str
     bundle_id: str | None
     model_mode: str
+    model: str | None = Field(default=None, description="the managed model picked for this bot")
     billing_status: str
     telegram_bot_username: str | None
     created_at: datetime
@@ -119,6 +142,7 @@ class AcceptedOut(BaseModel):
     workflow_id: str
     position: int
     status_url: str
+    duplicate: bool = False  # it repeats a pending command: this is that command's answer
 
 
 class MessageOut(BaseModel):

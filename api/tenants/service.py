@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
-from temporalio.client import WorkflowFailureError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.tenants.schemas import (
     CredentialOut,
@@ -18,17 +15,17 @@ from api.tenants.schemas import (
     TenantOut,
     WorkflowView,
 )
+from bundles.catalog import load_catalog
 from core import credentials as creds
 from core.context import AppContext
 from core.db.models import Credential
 from core.deployments import current_deployment, deployment_events
-from core.errors import InvalidInput, ServiceUnavailable
-from core.lifecycle import query_state, rejection
-from core.temporal import search_attributes as sa
-from core.temporal.readiness import readiness
+from core.lifecycle import query_state
+from core.provisioning import Provisioner
+from core.runtime_reads import RuntimeReader
+from core.runtimes.select import select_driver
 from core.tenants import require_tenant
-from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
-from workflows.runtime_call import CallRuntimeWorkflow
+from workflows.activity_models import RuntimeCallResult
 
 
 def temporal_ui_link(ctx: AppContext, tenant_id: str) -> str:
@@ -50,7 +47,7 @@ async def tenant_view(
         ).all()
         out = TenantOut(
             id=tenant.id, name=tenant.name, plan=tenant.plan, role=role, bundle_id=tenant.bundle_id,
-            model_mode=tenant.model_mode, billing_status=tenant.billing_status,
+            model_mode=tenant.model_mode, model=tenant.model, billing_status=tenant.billing_status,
             telegram_bot_username=tenant.telegram_bot_username, created_at=tenant.created_at,
             state=dep.state if dep else "pending",
             deployment=DeploymentOut.model_validate(dep, from_attributes=True) if dep else None,
@@ -76,37 +73,21 @@ def events_view(ctx: AppContext, tenant_id: str, limit: int) -> list[EventOut]:
         ]
 
 
-async def check_provider_key(base_url: str, api_key: str) -> None:
-    """Check a BYOK key against the provider's ``/models``; the key is never echoed."""
-    try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            resp = await http.get(
-                f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {api_key}"}
-            )
-    except httpx.HTTPError:
-        raise ServiceUnavailable(
-            "The provider could not be reached to check the key. Try again."
-        ) from None
-    if resp.status_code in (401, 403):
-        raise InvalidInput(
-            "The provider rejected this API key.", code="bad_provider_key", field="api_key"
-        )
-    if resp.status_code >= 400:
-        raise ServiceUnavailable(f"The provider answered {resp.status_code} when checking the key.")
+def runtime_reader(ctx: AppContext) -> RuntimeReader:
+    """This process's reader of tenant runtimes (built on first use, kept in the context)."""
+    reader = ctx.extras.get("runtime_reader")
+    if reader is None:
+        kind, driver = select_driver(ctx.settings)
+        provisioner = Provisioner(
+            settings=ctx.settings, store=ctx.secrets, catalog=load_catalog(),
+            driver=driver, driver_kind=kind,
+        )  # fmt: skip
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30, connect=5))
+        reader = ctx.extras["runtime_reader"] = RuntimeReader(ctx.db, provisioner, http)
+    return reader  # type: ignore[no-any-return]
 
 
-async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: object) -> RuntimeCallResult:
-    """Run ``CallRuntimeWorkflow`` (test message, status or logs) and wait for it."""
-    await readiness(ctx).require_engine()  # no worker: 503 now, not after 120 s
-    try:
-        return await ctx.temporal.execute_workflow(
-            CallRuntimeWorkflow.run,
-            RuntimeCallInput(tenant_id=tenant_id, op=op, **kw),  # type: ignore[arg-type]
-            id=f"tenant-{tenant_id}-call-{op}-{uuid.uuid4().hex[:12]}",
-            task_queue=ctx.queues.lifecycle,
-            execution_timeout=timedelta(seconds=120),
-            # Filterable by tenant in the Web UI like every other workflow of the tenant.
-            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.TENANT_ID, tenant_id)]),
-        )
-    except WorkflowFailureError as err:
-        raise rejection(err) from None
+async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: Any) -> RuntimeCallResult:
+    """A test message, status or logs, read straight from the tenant's runtime (no workflow)."""
+    body = await runtime_reader(ctx).call(tenant_id, op, **kw)
+    return RuntimeCallResult.from_runtime(op, body)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -91,11 +92,23 @@ class Tenant(Base):
     plan: Mapped[str] = mapped_column(String(32))
     bundle_id: Mapped[str | None] = mapped_column(String(64))
     model_mode: Mapped[str] = mapped_column(String(16), default="managed")  # managed | byok
+    # The bot's managed model pick (a catalog id); None: the bundle's own models.
+    model: Mapped[str | None] = mapped_column(String(200))
     billing_status: Mapped[str] = mapped_column(String(32), default="off")
     telegram_owner_id: Mapped[int | None] = mapped_column(BigInteger)
     telegram_bot_username: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
+    # Written by the tenant workflow (``save_tenant_state``) so that a fresh run (after a
+    # failure, a terminate or a reset) rebuilds dunning, retention and support state.
+    grace_deadline: Mapped[datetime | None]
+    delete_at: Mapped[datetime | None]
+    purge_at: Mapped[datetime | None]
+    last_billing_event_at: Mapped[datetime | None]
+    kill_switch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    suspended_for_billing: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="tenant")
 
@@ -266,6 +279,8 @@ class UsageEvent(TenantOwned, Base):
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str] = mapped_column(String(32))  # ok | upstream_error | refused_* ...
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The gateway's write batch: a spooled batch is replayed only if it is not here yet.
+    batch_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class UsageDaily(TenantOwned, Base):

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import tarfile
+import threading
 from collections.abc import Iterator
 
 import docker
@@ -94,12 +95,20 @@ class DockerDriver:
         self._log_config = LogConfig(
             type="json-file", config={"max-size": log_max_size, "max-file": "3"}
         )
+        # A blocking call cannot be cancelled: an activity attempt that timed out may still
+        # be running in its thread. Its retry waits here instead of running beside it.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _tenant_lock(self, tenant_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(tenant_id, threading.Lock())
 
     # --- lifecycle ----------------------------------------------------------------
 
     def ensure(self, spec: RuntimeSpec) -> None:
         """Create network, volume and container if missing; write files; recreate on change."""
-        with _docker_errors("ensure", tuple(spec.env.values())):
+        with self._tenant_lock(spec.tenant_id), _docker_errors("ensure", tuple(spec.env.values())):
             if not self.image_present(spec.image):
                 raise ImageMissingError(f"runtime image {spec.image!r} is not present")
             labels = self._labels(spec)
@@ -113,7 +122,7 @@ class DockerDriver:
                 container.remove(force=True)
                 container = None
             if container is None:
-                container = self._create(spec, labels)
+                container = self._create_or_get(spec, labels)
             # Always includes "." so the volume root belongs to the runtime user.
             container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files))
             if was_running:
@@ -121,26 +130,28 @@ class DockerDriver:
 
     def start(self, tenant_id: str) -> None:
         """Start the container (no-op when running)."""
-        with _docker_errors("start"):
+        with self._tenant_lock(tenant_id), _docker_errors("start"):
             container = self._get(tenant_id)
             if container.status != "running":
                 container.start()
 
     def stop(self, tenant_id: str, timeout: int = 10) -> None:
         """Stop the container: SIGTERM, then SIGKILL after timeout (no-op when stopped)."""
-        with _docker_errors("stop"):
+        with self._tenant_lock(tenant_id), _docker_errors("stop"):
             container = self._get(tenant_id)
             if container.status in ("running", "restarting", "paused"):
                 container.stop(timeout=timeout)
 
     def remove(self, tenant_id: str, keep_volume: bool = False) -> None:
         """Remove container, network and (unless kept) volume; missing pieces are fine."""
-        with _docker_errors("remove"):
+        with self._tenant_lock(tenant_id), _docker_errors("remove"):
             container = self._find(tenant_id)
             if container is not None:
-                container.remove(force=True)
-            with contextlib.suppress(NotFound):
-                self._client.networks.get(network_name(tenant_id)).remove()
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+            for network in self._networks_named(network_name(tenant_id)):
+                with contextlib.suppress(NotFound):
+                    network.remove()
             if not keep_volume:
                 with contextlib.suppress(NotFound):
                     self._client.volumes.get(volume_name(tenant_id)).remove(force=True)
@@ -251,12 +262,21 @@ class DockerDriver:
             LABEL_CONFIG: spec.config_hash(),
         }
 
+    def _networks_named(self, name: str) -> list:  # type: ignore[type-arg]
+        # The name filter matches substrings: keep exact matches only.
+        return [n for n in self._client.networks.list(names=[name]) if n.name == name]
+
     def _ensure_network(self, tenant_id: str, labels: dict[str, str]) -> None:
-        try:
-            self._client.networks.get(network_name(tenant_id))
-        except NotFound:
+        name = network_name(tenant_id)
+        if not self._networks_named(name):
             common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
-            self._client.networks.create(network_name(tenant_id), driver="bridge", labels=common)
+            self._client.networks.create(name, driver="bridge", labels=common)
+        # Docker lets two concurrent creates make two networks of one name: every attempt
+        # keeps the oldest and removes the rest, so all of them converge on the same one.
+        found = sorted(self._networks_named(name), key=lambda n: (n.attrs.get("Created", ""), n.id))
+        for extra in found[1:]:
+            with contextlib.suppress(NotFound, APIError):
+                extra.remove()
 
     def _ensure_volume(self, tenant_id: str, labels: dict[str, str]) -> None:
         try:
@@ -264,6 +284,15 @@ class DockerDriver:
         except NotFound:
             common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
             self._client.volumes.create(volume_name(tenant_id), labels=common)
+
+    def _create_or_get(self, spec: RuntimeSpec, labels: dict[str, str]) -> Container:
+        """Create the container; when another attempt created it first, use that one."""
+        try:
+            return self._create(spec, labels)
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            return self._get(spec.tenant_id)
 
     def _create(self, spec: RuntimeSpec, labels: dict[str, str]) -> Container:
         return self._client.containers.create(

@@ -47,7 +47,7 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
-from workflows.models import Note, TenantState
+from workflows.models import Note, TenantDurableState, TenantState
 from workflows.tenant import TenantWorkflow
 
 DEFAULT_BUNDLE = ("starter", "1.0.0")
@@ -92,6 +92,7 @@ class FakeLifecycle:
     running: dict[str, tuple[str, str]] = field(default_factory=dict)
     refusals: dict[str, list[str]] = field(default_factory=dict)
     gates: dict[tuple[str, str | None], asyncio.Event] = field(default_factory=dict)
+    saved: dict[str, TenantDurableState] = field(default_factory=dict)  # save_tenant_state
 
     # ---- switches used by tests ---------------------------------------------------------
     def fail(
@@ -263,6 +264,11 @@ class FakeLifecycle:
     async def notify(self, data: NotifyInput) -> None:
         await self._enter("notify", data)
 
+    @activity.defn(name="save_tenant_state")
+    async def save_tenant_state(self, data: TenantDurableState) -> None:
+        # Kept apart from ``calls``: it is bookkeeping, not a step of an action.
+        self.saved[data.tenant_id] = data
+
     def all(self) -> list[Callable[..., Any]]:
         """Every fake activity, for a worker."""
         return [
@@ -271,7 +277,7 @@ class FakeLifecycle:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify,
+            self.check_bundle_switch, self.notify, self.save_tenant_state,
         ]  # fmt: skip
 
 

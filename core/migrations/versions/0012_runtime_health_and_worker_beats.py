@@ -1,7 +1,7 @@
 """runtime health on deployments; worker heartbeats for readiness
 
 Revision ID: 0012
-Revises: 0004
+Revises: 0010
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | None = "0004"
+down_revision: str | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
