@@ -40,9 +40,13 @@ from workflows.models import (
 )
 from workflows.tenant import TenantWorkflow
 
-# An update is answered once the workflow accepted it (a worker ran the handler), which
-# takes milliseconds; longer means no worker is taking tasks: fail fast, never hang.
+# A dead engine or a frozen worker is caught first by the readiness gate (cached, about a
+# second old, heartbeat stale after five): those calls answer 503 at once. These timeouts
+# are the backstop for the seconds before the gate sees it. A query is answered by the
+# worker in milliseconds; an update waits behind the updates queued before it (a burst of
+# commands on a loaded machine), so it gets longer before it is called unanswered.
 CALL_TIMEOUT = timedelta(seconds=2.5)
+UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
 def workflow_id(tenant_id: str) -> str:
@@ -127,9 +131,9 @@ async def _update_with_start(
     try:
         return await asyncio.wait_for(
             ctx.temporal.execute_update_with_start_workflow(
-                update, arg, start_workflow_operation=op, rpc_timeout=CALL_TIMEOUT, **kw
+                update, arg, start_workflow_operation=op, rpc_timeout=UPDATE_TIMEOUT, **kw
             ),
-            CALL_TIMEOUT.total_seconds() + 0.5,
+            UPDATE_TIMEOUT.total_seconds() + 0.5,
         )
     except WorkflowUpdateFailedError as err:
         raise rejection(err) from None
