@@ -43,8 +43,13 @@ def test_up_serves_healthz_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        # (the gateway's own /readyz is checked too; this test does not depend on it)
         _ready(ports["api"], 90)
+        readyz = f"http://127.0.0.1:{ports['api']}/readyz"
+        deadline = time.monotonic() + 30
+        while (r := httpx.get(readyz, timeout=4)).status_code != 200:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.3)
+        assert r.json()["gateway"] == "ok"  # the gateway's own /readyz, checked by the API's
         assert httpx.get(f"http://127.0.0.1:{ports['api']}/healthz").json() == {"status": "ok"}
         ui = httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=5)
         assert ui.status_code == 200
