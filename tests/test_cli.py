@@ -32,6 +32,16 @@ def _env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
     return env
 
 
+def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """Ctrl-C first, so ``up`` stops its children (they are in their own sessions)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(45)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def _ports() -> dict[str, int]:
     return {name: free_port() for name in ("api", "gateway", "temporal", "ui", "sandbox")}
 
@@ -58,8 +68,7 @@ def test_up_serves_healthz_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=45)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop(proc)
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{ports['api']}/docs" in out
     assert f"http://127.0.0.1:{ports['ui']}" in out
@@ -144,8 +153,7 @@ def test_up_restarts_killed_children_and_says_so(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         proc.wait(45)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop(proc)
     out = log.read_text()
     assert proc.returncode == 0, out
     for role in ("worker", "gateway", "Temporal dev server"):
