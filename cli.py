@@ -98,10 +98,8 @@ def _children(
     children += [
         spawn("worker", [py, "-m", "worker"]),
         spawn("gateway", [py, "-m", "gateway"]),
-        spawn("api", [
-            py, "-m", "uvicorn", "api.app:create_app", "--factory", "--host", settings.api_host,
-            "--port", str(settings.api_port), "--log-level", "warning",
-        ]),
+        # python -m api: proxy headers only from TCC_TRUSTED_PROXIES (see api/__main__.py).
+        spawn("api", [py, "-m", "api"]),
     ]  # fmt: skip
     return children
 
@@ -130,6 +128,9 @@ def up(settings: Settings, *, keep_runtimes: bool = False) -> int:
         log_file=logs / "temporal.log",
     )  # fmt: skip
     env = _child_env(settings, server.address)
+    if settings.is_development:
+        # The dev server's Web UI sends no cookie to the codec; see api/codec.py.
+        env["TCC_CODEC_TRUST_LOCAL_UI"] = "true"
     if sandbox:
         sandbox_url = f"http://127.0.0.1:{settings.sandbox_telegram_port}"
         env.update(TCC_SANDBOX_TELEGRAM="true", TCC_TELEGRAM_API_BASE=sandbox_url)

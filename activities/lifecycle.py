@@ -142,7 +142,8 @@ class LifecycleActivities:
             tenant = get_tenant(session, tid)
             record_transition(
                 session, tid, S.PROVISIONING, reason="Provisioning your bot.",
-                key=f"{data.workflow_id}:provisioning", workflow_id=data.workflow_id,
+                key=":".join(filter(None, (data.workflow_id, data.run_id, "provisioning"))),
+                workflow_id=data.workflow_id,
             )  # fmt: skip
         # Committed first, so that a failed check below still ends the deploy as `failed`.
         with self.db.tenant_session(tid) as session:

@@ -9,15 +9,17 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.deps import ContextDep, PlatformAdmin
+from api.deps import ContextDep, CurrentUser, PlatformAdmin
 from api.tenants.service import temporal_ui_link
 from core import lifecycle
 from core.db.models import Tenant
 from core.deployments import current_deployment
+from core.errors import Forbidden, InvalidInput
 from core.tenants import audit, require_tenant
 from workflows.models import Note
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+SUPPORT_ACTOR_PREFIX = "support:"  # audit entries by staff: hidden from customers
 
 
 class AdminTenant(BaseModel):
@@ -36,6 +38,36 @@ class SignalIn(BaseModel):
     ]
     reason: str = Field(default="", max_length=500)
     days: int = Field(default=0, ge=0, le=90)
+    confirm: bool = Field(default=False, description="required for kill_switch")
+
+
+def check_signal(body: SignalIn) -> None:
+    """The kill switch stops a customer's bot at once: it needs a confirmation and a reason."""
+    if body.signal != "kill_switch":
+        return
+    if not body.confirm:
+        raise InvalidInput(
+            "The kill switch stops this bot at once: confirm it (confirm: true).",
+            code="confirmation_required",
+            field="confirm",
+        )
+    if not body.reason.strip():
+        raise InvalidInput(
+            "Say why the kill switch is used (reason): it is kept in the audit log.",
+            code="reason_required",
+            field="reason",
+        )
+
+
+@router.get(
+    "/web-ui/auth",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: {"description": "not logged in"}, 403: {"description": "not an admin"}},
+)
+def web_ui_auth(user: CurrentUser) -> None:
+    """For the Web UI's auth proxy: 204 for a platform admin, 401 or 403 otherwise."""
+    if not user.is_platform_admin or "admin" not in user.scopes:
+        raise Forbidden("The Temporal Web UI is for platform admins.", code="admin_only")
 
 
 @router.get("/tenants")
@@ -58,6 +90,7 @@ async def send_signal(
     tenant_id: str, body: SignalIn, admin: PlatformAdmin, ctx: ContextDep
 ) -> dict[str, str]:
     """Send a support signal to the tenant workflow (force restart, grace, kill switch, note)."""
+    check_signal(body)
     with ctx.db.system_session() as session:
         require_tenant(session, tenant_id)
     reason = body.reason or f"by {admin.email}"
@@ -71,7 +104,7 @@ async def send_signal(
     wf_id = await lifecycle.send_signal(ctx, tenant_id, body.signal, arg)
     with ctx.db.system_session() as session:
         audit(
-            session, tenant_id=tenant_id, actor=f"support:{admin.email}",
+            session, tenant_id=tenant_id, actor=f"{SUPPORT_ACTOR_PREFIX}{admin.email}",
             action=f"signal.{body.signal}", reason=body.reason, days=body.days,
         )  # fmt: skip
     return {"signal": body.signal, "workflow_id": wf_id}

@@ -19,7 +19,7 @@ from temporalio.service import RPCError
 
 from api.deps import ContextDep
 from core.billing import inbox, service
-from core.billing.events import billing_event, event_facts, verify_event
+from core.billing.events import EventFacts, billing_event, event_facts, verify_event
 from core.billing.stripe_client import from_timestamp
 from core.context import AppContext
 from core.errors import Conflict, NotFound, ServiceUnavailable, TinyClawError
@@ -72,12 +72,14 @@ async def stripe_webhook(
     event = verify_event(payload, request.headers.get("stripe-signature"), secret)
     event_id = event["id"]
     created = from_timestamp(event["created"])
+    # Read the facts before claiming: a malformed object is a 400 that records nothing.
+    facts = event_facts(event, ctx.settings.stripe_price_ids)
     claim = await run_in_threadpool(inbox.claim, ctx.db, event_id, event["type"], created)
     if claim is inbox.Claim.DUPLICATE:
         return {"status": "duplicate"}
     if claim is inbox.Claim.IN_PROGRESS:
         raise Conflict("This event is being processed right now.", code="event_in_progress")
-    routed = await run_in_threadpool(_route, ctx, event)
+    routed = await run_in_threadpool(_route, ctx, facts)
     if routed is None:
         await run_in_threadpool(_finish, ctx, event_id, None, None, "ignored")
         return {"status": "ignored"}
@@ -90,9 +92,8 @@ async def stripe_webhook(
     return {"status": "processed", "applied": result.applied, "billing_status": status}
 
 
-def _route(ctx: AppContext, event: dict[str, Any]) -> tuple[str, BillingEvent] | None:
+def _route(ctx: AppContext, facts: EventFacts | None) -> tuple[str, BillingEvent] | None:
     """Find the tenant and update its subscription row; ``None`` when there is nothing to do."""
-    facts = event_facts(event, ctx.settings.stripe_price_ids)
     if facts is None:
         return None
     with ctx.db.system_session() as session:

@@ -20,7 +20,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -106,6 +106,8 @@ def _start_operation(
     return WithStartWorkflowOperation(
         TenantWorkflow.run, data, id=workflow_id(tenant_id), task_queue=ctx.queues.lifecycle,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # A finished run (a purged tenant, a terminated or failed run) may be started again.
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )  # fmt: skip
 
 
@@ -215,6 +217,7 @@ async def send_signal(ctx: AppContext, tenant_id: str, signal: str, arg: Any) ->
         handle = await ctx.temporal.start_workflow(
             TenantWorkflow.run, start_data(ctx, tenant_id), id=workflow_id(tenant_id),
             task_queue=ctx.queues.lifecycle, start_signal=signal, start_signal_args=[arg],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )  # fmt: skip
     except RPCError as err:
         raise _engine_failed(ctx, err) from None

@@ -14,6 +14,8 @@ class TenantRef(BaseModel):
 class PrepareDeployInput(BaseModel):
     tenant_id: str
     workflow_id: str
+    # The run of that workflow: a child re-run under the same id (a reset) records anew.
+    run_id: str | None = None
     bundle_id: str | None = None
     bundle_version: str | None = None
 

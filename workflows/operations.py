@@ -38,7 +38,11 @@ async def _reprovision(data: ActionInput, what: str) -> ActionResult:
     try:
         prepared: PreparedDeploy = await workflow.execute_activity_method(
             A.prepare_deploy,
-            PrepareDeployInput(tenant_id=tid, workflow_id=workflow.info().workflow_id),
+            PrepareDeployInput(
+                tenant_id=tid,
+                workflow_id=workflow.info().workflow_id,
+                run_id=workflow.info().run_id,
+            ),
             **SHORT,
         )
         # On failure stop the container again but never touch the tenant's data.

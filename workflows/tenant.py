@@ -17,7 +17,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import PurgeInput
@@ -34,7 +34,6 @@ from workflows.models import (
     Command,
     CommandAccepted,
     Note,
-    TenantDurableState,
     TenantState,
     TenantWorkflowInput,
 )
@@ -56,6 +55,7 @@ from workflows.queueing import (
     trim_history,
 )
 from workflows.switch_bundle import SwitchBundleWorkflow
+from workflows.tenant_durability import PATCH_PERSIST_STATE, TenantDurability
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
@@ -96,8 +96,7 @@ BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
 # workflow"): histories recorded before them replay the old path.
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
-PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"
-PATCH_PERSIST_STATE = "persist-durable-state"
+PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"  # deprecated
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -105,7 +104,7 @@ def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
 
 
 @workflow.defn
-class TenantWorkflow:
+class TenantWorkflow(TenantDurability):
     """One per tenant; the source of truth for what is in flight."""
 
     @workflow.init
@@ -113,14 +112,14 @@ class TenantWorkflow:
         self.s = data.model_copy(deep=True)
         self.in_flight: ActionRecord | None = None
         self.in_flight_cmd: tuple[str, Command] | None = None
-        self.persist = False  # decided at the start of run() (a patch guard)
-        self.saved: TenantDurableState | None = None
+        self._init_durability()
 
     # ---- run loop -------------------------------------------------------------------
     @workflow.run
     async def run(self, data: TenantWorkflowInput) -> TenantState:
         self._upsert_search_attributes()
         self.persist = workflow.patched(PATCH_PERSIST_STATE)
+        await self._record_interruption()
         while True:
             await self._save_durable_state()
             await self._wait_for_work()
@@ -157,27 +156,6 @@ class TenantWorkflow:
             )
         except TimeoutError:
             pass
-
-    def _durable(self) -> TenantDurableState:
-        s = self.s
-        return TenantDurableState(
-            tenant_id=s.tenant_id, billing_status=s.billing_status,
-            grace_deadline=s.grace_deadline, delete_at=s.delete_at, purge_at=s.purge_at,
-            last_billing_event_at=s.last_billing_event_at,
-            suspended_for_billing=s.suspended_for_billing, killed=s.killed,
-        )  # fmt: skip
-
-    async def _save_durable_state(self) -> None:
-        """Write billing and support state to the database, so a fresh run can rebuild it."""
-        current = self._durable()
-        if not self.persist or current == self.saved:
-            return
-        try:
-            await workflow.execute_activity_method(A.save_tenant_state, current, **SHORT)
-        except ActivityError as err:
-            # Never fail the tenant's run over bookkeeping: the next change writes it again.
-            workflow.logger.warning("could not save the tenant state: %s", failure_reason(err))
-        self.saved = current
 
     def _next_deadline(self) -> datetime | None:
         times = [t for t in (self.s.grace_deadline, self.s.delete_at, self.s.purge_at) if t]
@@ -232,19 +210,18 @@ class TenantWorkflow:
         self.in_flight, self.in_flight_cmd = record, (wf_id, cmd)
         # Child ids are unique across runs (the API seeds ``seq`` from the database on a
         # fresh start); a reset re-running an earlier child may reuse its id on purpose.
-        policy = (
-            {"id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE}
-            if workflow.patched(PATCH_CHILD_ID_POLICY)
-            else {}
-        )
+        # It is the SDK's default written out (the command is the same as before), so its
+        # patch, recorded in some histories, is deprecated: they replay either way.
+        workflow.deprecate_patch(PATCH_CHILD_ID_POLICY)
+        reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
         try:
-            result: ActionResult = await workflow.execute_child_workflow(  # type: ignore[call-overload]
+            result: ActionResult = await workflow.execute_child_workflow(
                 CHILDREN[cmd.action],
                 ActionInput(tenant_id=self.s.tenant_id, command=cmd, from_state=self.s.state),
                 id=wf_id,
                 search_attributes=self._search_attributes(),
                 execution_timeout=timedelta(minutes=30),
-                **policy,
+                id_reuse_policy=reuse,
             )
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)
@@ -385,6 +362,8 @@ class TenantWorkflow:
         cmd = Command(
             action=Action.RESTART, actor="support", reason=reason or "Restarted by support."
         )
+        if workflow.patched(PATCH_BOUNDED_QUEUE) and self._duplicate(cmd) is not None:
+            return  # the health sweep repeats itself every minute: one pending restart is enough
         if self._check(cmd, self._projected_state()) is None:
             self._enqueue(cmd)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from api.admin import SUPPORT_ACTOR_PREFIX
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, page, redirect
 from api.dashboard.wizard import bundles_for, models_or_error
@@ -32,20 +33,18 @@ def period_start(now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _feed_and_usage(request: Request, tenant_id: str) -> tuple[list[AuditLog], dict[str, Any]]:
+def _feed_and_usage(
+    request: Request, tenant_id: str, *, staff: bool
+) -> tuple[list[AuditLog], dict[str, Any]]:
     ctx = context_of(request)
     with ctx.db.tenant_session(tenant_id) as session:
         usage = usage_summary(session, tenant_id, period_start())
     with ctx.db.system_session() as session:
         # audit_log is not tenant-owned (it also holds account events): filter explicitly.
-        feed = list(
-            session.scalars(
-                select(AuditLog)
-                .where(AuditLog.tenant_id == tenant_id)
-                .order_by(AuditLog.id.desc())
-                .limit(FEED_SIZE)
-            )
-        )
+        query = select(AuditLog).where(AuditLog.tenant_id == tenant_id)
+        if not staff:  # support entries name the admin and carry internal reasons
+            query = query.where(AuditLog.actor.not_like(f"{SUPPORT_ACTOR_PREFIX}%"))
+        feed = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(FEED_SIZE)))
     return feed, usage
 
 
@@ -54,8 +53,9 @@ async def render_bot(
 ) -> Response:
     """The operations page."""
     ctx = context_of(request)
-    bot = await tenant_view(ctx, access.tenant_id, access.role)
-    feed, usage = _feed_and_usage(request, access.tenant_id)
+    staff = access.user.is_platform_admin
+    bot = await tenant_view(ctx, access.tenant_id, access.role, staff=staff)
+    feed, usage = _feed_and_usage(request, access.tenant_id, staff=staff)
     models, models_error = await models_or_error(ctx, access.tenant_id)
     action = current_action(bot)
     steps = await workflow_steps(ctx, action.workflow_id) if action else []

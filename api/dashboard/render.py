@@ -25,6 +25,8 @@ CSP = (
 NOTICES = {
     "signed_up": "Welcome! Your account is ready. Let's create your first bot.",
     "logged_out": "You are logged out.",
+    "password_reset": "Your password is changed. Log in with the new one.",
+    "token_revoked": "Token revoked: it no longer works.",
     "billing_off": "Billing is off on this installation: your plan is assigned without payment.",
     "telegram_saved": "Telegram bot connected.",
     "model_saved": "Model mode saved.",

@@ -66,7 +66,9 @@ async def list_mine(user: CurrentUser, ctx: ContextDep) -> list[s.TenantOut]:
 @router.get("/{tenant_id}")
 async def get(access: TenantAccess, ctx: ContextDep) -> s.TenantOut:
     """One bot: its state, deployment, credentials (last four only) and what is in flight."""
-    return await tenant_view(ctx, access.tenant_id, access.role)
+    return await tenant_view(
+        ctx, access.tenant_id, access.role, staff=access.user.is_platform_admin
+    )
 
 
 @router.get("/{tenant_id}/events")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.schemas import UtcDatetime
 from workflows.models import ActionRecord, Note
 
 
@@ -24,12 +24,15 @@ class TelegramTokenIn(BaseModel):
 
 
 class ProviderKeyIn(BaseModel):
-    api_key: str = Field(min_length=8, max_length=500)
+    # Printable ASCII only: it travels in an HTTP header.
+    api_key: str = Field(min_length=8, max_length=500, pattern=r"^[\x21-\x7e]+$")
     provider: Literal["openai", "anthropic", "openrouter", "custom"] | None = Field(
         default=None, description="a preset, or custom (give base_url)"
     )
     base_url: str | None = Field(
-        default=None, max_length=500, description="OpenAI-compatible base URL (custom provider)"
+        default=None,
+        max_length=500,
+        description="OpenAI-compatible base URL (custom provider)",
     )
     model: str | None = Field(default=None, max_length=200, description="default: the first")
 
@@ -93,11 +96,11 @@ class DeploymentOut(BaseModel):
     reason: str | None
     bundle_id: str | None
     bundle_version: str | None
-    updated_at: datetime
-    healthy_at: datetime | None
+    updated_at: UtcDatetime
+    healthy_at: UtcDatetime | None
     # What the platform last saw of the runtime (up, down, starting, stopped).
     runtime_health: str = "up"
-    runtime_down_at: datetime | None = None
+    runtime_down_at: UtcDatetime | None = None
     runtime_down_reason: str | None = None
 
 
@@ -106,7 +109,7 @@ class EventOut(BaseModel):
     to_state: str
     reason: str | None
     workflow_id: str | None
-    at: datetime
+    at: UtcDatetime
 
 
 class WorkflowView(BaseModel):
@@ -114,8 +117,8 @@ class WorkflowView(BaseModel):
     queued: list[ActionRecord]
     history: list[ActionRecord]
     notes: list[Note]
-    grace_deadline: datetime | None
-    delete_at: datetime | None
+    grace_deadline: UtcDatetime | None
+    delete_at: UtcDatetime | None
     killed: bool
 
 
@@ -129,7 +132,7 @@ class TenantOut(BaseModel):
     model: str | None = Field(default=None, description="the managed model picked for this bot")
     billing_status: str
     telegram_bot_username: str | None
-    created_at: datetime
+    created_at: UtcDatetime
     state: str
     deployment: DeploymentOut | None = None
     credentials: list[CredentialOut] = []

@@ -36,9 +36,9 @@ def temporal_ui_link(ctx: AppContext, tenant_id: str) -> str:
 
 
 async def tenant_view(
-    ctx: AppContext, tenant_id: str, role: str, *, detail: bool = True
+    ctx: AppContext, tenant_id: str, role: str, *, detail: bool = True, staff: bool = False
 ) -> TenantOut:
-    """The tenant as the customer sees it: database row, deployment, workflow state."""
+    """The tenant as the customer sees it; support notes and Temporal links only for ``staff``."""
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = require_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)
@@ -60,7 +60,10 @@ async def tenant_view(
         state = await query_state(ctx, tenant_id)
         if state is not None:
             out.workflow = WorkflowView(**state.model_dump(include=set(WorkflowView.model_fields)))
-        out.temporal_ui_url = temporal_ui_link(ctx, tenant_id)
+            if not staff:  # support notes name the admin and are internal
+                out.workflow.notes = []
+        if staff:
+            out.temporal_ui_url = temporal_ui_link(ctx, tenant_id)
     return out
 
 

@@ -229,9 +229,29 @@ async def delete_failed(client: Client, tq: str, fake: FakeLifecycle, _: object)
     return "delete-failed"
 
 
+async def interrupted_start(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A fresh run whose database state says an action was under way: it starts as failed."""
+    tid = "interrupted-start"
+    data = TenantWorkflowInput(tenant_id=tid, plan="pro", state="provisioning", seq=3)  # type: ignore[arg-type]
+    await client.start_workflow(TenantWorkflow.run, data, id=f"tenant-{tid}", task_queue=tq)
+    await _run(client.get_workflow_handle_for(TenantWorkflow.run, f"tenant-{tid}"), Action.DEPLOY)
+    return tid
+
+
+async def switch_stopped(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A bundle switch that snapshots the stopped runtime, then one whose snapshot fails."""
+    handle = await _tenant(client, tq, "switch-stopped")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.SWITCH_BUNDLE, bundle_id="pro")
+    fake.fail("snapshot_runtime", "runtime_failed", "The volume could not be read.", times=1)
+    await _run(handle, Action.SWITCH_BUNDLE, bundle_id="starter")
+    return "switch-stopped"
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
-    every_action, queue_repeats, support_signal_start, delete_failed,
+    every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
+    switch_stopped,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend, billing_cancel_delete, billing_recovered]
 

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from tests.workflows import test_orchestration as orch
 from tests.workflows.fake_activities import FakeLifecycle, settle
 from tests.workflows.test_orchestration import Tenant
-from workflows.models import Action, ActionRecord, BillingEvent, Command
+from workflows.models import Action, ActionRecord, BillingEvent, Command, Note
 from workflows.queueing import HISTORY_KEEP, MAX_PENDING, trim_history
 from workflows.tenant import TenantWorkflow
 
@@ -157,3 +157,20 @@ async def test_the_deploy_test_message_is_never_retried_once_sent(
     assert state.state == "failed"
     assert fake.names(tenant.id).count("send_test_message") == 1
     assert state.history[-1].reason == "The test message got no reply in time."
+
+
+async def test_repeated_sweep_restarts_queue_one_restart(live: Tenant, fake: FakeLifecycle) -> None:
+    gate = fake.hold("restart_runtime", live.id)
+    for _ in range(5):
+        await live.handle.signal(TenantWorkflow.force_restart, "Health sweep: not answering.")
+    # A note lands after the five signals: once it shows, they were all handled.
+    note = Note(author="test", text="after the sweeps", at=datetime.now(UTC))
+    await live.handle.signal(TenantWorkflow.add_note, note)
+    state = await live.state()
+    while not any(n.text == note.text for n in state.notes):
+        await asyncio.sleep(0.05)
+        state = await live.state()
+    assert len(state.queued) + (1 if state.in_flight else 0) == 1, state
+    gate.set()
+    await settle(live.handle)
+    assert fake.names(live.id).count("restart_runtime") == 1

@@ -31,13 +31,14 @@ from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
 from workflows.models import ActionInput, ActionResult
 from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
+from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
 from workflows.tenant import (
     CHILDREN,
-    PATCH_CHILD_ID_POLICY,
     PATCH_GRACE_UNPAID,
     PATCH_PERSIST_STATE,
     PATCH_SUPPORT_UNSUSPEND,
 )
+from workflows.tenant_durability import PATCH_RECOVER_INTERRUPTED
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
@@ -50,7 +51,7 @@ FLOWS = [
     # Recorded after the queue, persistence and signal-with-start patches (their markers
     # are in these histories; the ones above replay the unpatched paths).
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
-    "delete-failed",
+    "delete-failed", "interrupted-start", "switch-stopped",
 ]  # fmt: skip
 
 
@@ -86,7 +87,8 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
                 markers.add(details["patch-data"].payloads[0].data.decode())
     patches = {
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
-        PATCH_CHILD_ID_POLICY, PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
+        PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
+        PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 

@@ -133,13 +133,14 @@ def test_tenants_are_isolated_and_confined(
     assert b"BLOCKED" in result.output, result.output
     own_ip = docker_driver.address(first.tenant_id).split("//")[1].split(":")[0]
     assert b"CONNECTED" in container.exec_run(["python3", "-c", probe, own_ip]).output
-    assert container.exec_run(["id", "-u"]).output.strip() == b"10001"
+    uid = docker_client.volumes.get(volume_name(first.tenant_id)).attrs["Labels"]["tinyclaw.uid"]
+    assert container.exec_run(["id", "-u"]).output.strip() == uid.encode() != b"10001"
     host = container.attrs["HostConfig"]
     assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["Privileged"] is False
     assert host["Memory"] == 128 * 1024 * 1024 and host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64 and not host.get("PortBindings")
-    assert container.attrs["Config"]["User"] == "10001:10001"
+    assert container.attrs["Config"]["User"] == f"{uid}:{uid}"
     assert container.labels["tinyclaw.tenant"] == first.tenant_id
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [network_name(first.tenant_id)]
     write = container.exec_run(["python3", "-c", "open('/app/x','w')"])
