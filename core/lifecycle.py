@@ -7,8 +7,9 @@ or a Query on ``tenant-{id}``, started on demand with update-with-start.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
@@ -25,7 +27,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.context import AppContext
 from core.db.models import AuditLog, Tenant
 from core.deployments import current_deployment, get_tenant, last_command_seq
-from core.errors import Conflict, RateLimited, ServiceUnavailable
+from core.errors import Conflict, RateLimited
+from core.temporal.readiness import readiness, unavailable
 from workflows.models import (
     BillingEvent,
     BillingEventResult,
@@ -36,6 +39,14 @@ from workflows.models import (
     TenantWorkflowInput,
 )
 from workflows.tenant import TenantWorkflow
+
+# A dead engine or a frozen worker is caught first by the readiness gate (cached, about a
+# second old, heartbeat stale after five): those calls answer 503 at once. These timeouts
+# are the backstop for the seconds before the gate sees it. A query is answered by the
+# worker in milliseconds; an update waits behind the updates queued before it (a burst of
+# commands on a loaded machine), so it gets longer before it is called unanswered.
+CALL_TIMEOUT = timedelta(seconds=2.5)
+UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
 def workflow_id(tenant_id: str) -> str:
@@ -117,10 +128,14 @@ async def _update_with_start(
     ctx: AppContext, tenant_id: str, update: Any, arg: Any, **kw: Any
 ) -> Any:
     """Run ``update`` on the tenant workflow, starting it first if needed; map failures."""
+    await readiness(ctx).require_engine()
     op = _start_operation(ctx, tenant_id)
     try:
-        return await ctx.temporal.execute_update_with_start_workflow(
-            update, arg, start_workflow_operation=op, **kw
+        return await asyncio.wait_for(
+            ctx.temporal.execute_update_with_start_workflow(
+                update, arg, start_workflow_operation=op, rpc_timeout=UPDATE_TIMEOUT, **kw
+            ),
+            UPDATE_TIMEOUT.total_seconds() + 0.5,
         )
     except WorkflowUpdateFailedError as err:
         raise rejection(err) from None
@@ -131,9 +146,16 @@ async def _update_with_start(
                 "Too many commands at once for this bot; wait a moment.",
                 code="too_many_pending_commands", retry_after=2,
             ) from None  # fmt: skip
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+        raise _engine_failed(ctx, err) from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise _engine_failed(ctx, err) from None
+
+
+def _engine_failed(ctx: AppContext, err: BaseException) -> Exception:
+    """The 503 for a call the engine did not answer in time; readiness re-checks next."""
+    readiness(ctx).invalidate()
+    why = err.status.name if isinstance(err, RPCError) else "no answer in time"
+    return unavailable(f"The workflow engine is unavailable ({why}). Try again shortly.")
 
 
 async def send_command(
@@ -171,14 +193,18 @@ def handle(ctx: AppContext, tenant_id: str) -> WorkflowHandle[TenantWorkflow, Te
 
 async def query_state(ctx: AppContext, tenant_id: str) -> TenantState | None:
     """The tenant workflow's state, or None when it was never started."""
+    await readiness(ctx).require_engine()
     try:
-        return await handle(ctx, tenant_id).query(TenantWorkflow.state)
+        return await asyncio.wait_for(
+            handle(ctx, tenant_id).query(TenantWorkflow.state, rpc_timeout=CALL_TIMEOUT),
+            CALL_TIMEOUT.total_seconds() + 0.5,
+        )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+        raise _engine_failed(ctx, err) from None
+    except TimeoutError as err:
+        raise _engine_failed(ctx, err) from None
 
 
 async def send_signal(ctx: AppContext, tenant_id: str, signal: str, arg: Any) -> str:
@@ -194,7 +220,5 @@ async def send_signal(ctx: AppContext, tenant_id: str, signal: str, arg: Any) ->
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         )  # fmt: skip
     except RPCError as err:
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+        raise _engine_failed(ctx, err) from None
     return handle.id

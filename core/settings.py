@@ -107,6 +107,8 @@ class Settings(BaseSettings):
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it
     gateway_port: int = 8100
     gateway_public_url: str | None = None  # as seen from a runtime
+    # The gateway's readiness URL, checked by the API's /readyz (unset: not checked).
+    gateway_ready_url: str | None = None
     upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
     upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = 60.0

@@ -120,6 +120,10 @@ async def process_stack(
 ) -> AsyncIterator[Stack]:
     async for stack in start_stack(tmp_path, temporal_env, fakes, "process"):
         yield stack
+        # Process runtimes outlive the test otherwise (they are not children of pytest).
+        driver = lifecycle_activities(stack.ctx).provisioner.driver
+        for tid in driver.list_tenants():
+            driver.stop(tid, timeout=5)
 
 
 SHIPPED_IMAGE = "tinyclaw/runtime:dev"

@@ -159,6 +159,7 @@ class SweepResult(BaseModel):
     orphans_removed: list[str] = []
     unknown: list[str] = []  # runtimes of tenants this database does not know: left alone
     checked: int = 0
+    not_signalled: list[str] = []  # unhealthy, but their tenant workflow could not be signalled
 
 
 class RollupInput(BaseModel):

@@ -107,6 +107,10 @@ class DeploymentOut(BaseModel):
     bundle_version: str | None
     updated_at: UtcDatetime
     healthy_at: UtcDatetime | None
+    # What the platform last saw of the runtime (up, down, starting, stopped).
+    runtime_health: str = "up"
+    runtime_down_at: UtcDatetime | None = None
+    runtime_down_reason: str | None = None
 
 
 class EventOut(BaseModel):

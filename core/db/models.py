@@ -38,6 +38,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _aware(when: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
 
@@ -179,6 +184,24 @@ class Deployment(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     healthy_at: Mapped[datetime | None]
+    # Set when the platform sees the runtime die or stop answering; a later healthy_at
+    # (the restart that restored it) supersedes it.
+    runtime_down_at: Mapped[datetime | None]
+    runtime_down_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def runtime_health(self) -> str:
+        """What the platform last saw of the runtime: up, down, starting or stopped."""
+        if self.state in ("provisioning", "updating"):
+            return "starting"
+        if self.state == "failed":
+            return "down"
+        if self.state != "healthy":
+            return "stopped"
+        down, healthy = _aware(self.runtime_down_at), _aware(self.healthy_at)
+        if down is not None and (healthy is None or down >= healthy):
+            return "down"
+        return "up"
 
     events: Mapped[list[DeploymentEvent]] = relationship(
         back_populates="deployment", order_by="DeploymentEvent.id"
@@ -304,6 +327,17 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(100))
     detail: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """A worker process's latest sign of life (readiness: a worker serves the task queue)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    identity: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_queue: Mapped[str] = mapped_column(String(200), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 from core.db.sessions_model import WebSession  # noqa: E402, F401 (registers the table)

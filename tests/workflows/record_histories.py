@@ -31,14 +31,18 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from core.temporal import data_converter, search_attributes
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
+from workflows.activity_models import SweepResult
+from workflows.maintenance import HealthSweepWorkflow
 from workflows.models import Action, BillingEvent, Command, Note, TenantWorkflowInput
 from workflows.tenant import TenantWorkflow
 
@@ -110,6 +114,26 @@ async def billing_grace_suspend(
     state = await barrier(handle)  # type: ignore[arg-type]
     assert state.state == "suspended", state
     return "billing-grace"
+
+
+@activity.defn(name="sweep_runtimes")
+async def sweep_finds_ghosts() -> SweepResult:
+    """The sweep activity, finding two unhealthy tenants whose workflows do not exist."""
+    return SweepResult(unhealthy=["ghost-a", "ghost-b"], checked=2)
+
+
+async def record_sweep(client: Client, out: Path) -> list[str]:
+    """The health sweep signalling tenants whose workflow is gone (and not failing)."""
+    wid = "health-sweep-ghosts"
+    async with Worker(
+        client, task_queue="rec-sweep", workflows=[HealthSweepWorkflow],
+        activities=[sweep_finds_ghosts],
+    ):  # fmt: skip
+        await client.execute_workflow(HealthSweepWorkflow.run, id=wid, task_queue="rec-sweep")
+    history = await client.get_workflow_handle(wid).fetch_history()
+    compact = json.dumps(json.loads(history.to_json()), separators=(",", ":"))
+    (out / f"{wid}.json").write_text(compact + "\n")
+    return [wid]
 
 
 async def every_action(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
@@ -320,6 +344,8 @@ async def main(names: list[str]) -> None:
         )
         try:
             saved = await _record(dev, _chosen(DEV_SERVER_FLOWS, names), out)
+            if not names or "record_sweep" in names:
+                saved += await record_sweep(dev.client, out)
         finally:
             await dev.shutdown()
         skipping = await WorkflowEnvironment.start_time_skipping(
