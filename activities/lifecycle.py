@@ -181,7 +181,9 @@ class LifecycleActivities:
         try:
             return catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
         except PlanLimitExceeded:
-            if data.bundle_id:  # asked for explicitly: say why not
+            # Asked for explicitly, or a first deploy (the customer's own pick): say why not.
+            previous = current_deployment(session, tenant.id)
+            if data.bundle_id or previous is None or previous.healthy_at is None:
                 raise
         manifest = catalog.resolve(DEFAULT_BUNDLE, tenant.plan)
         tenant.bundle_id = manifest.id
