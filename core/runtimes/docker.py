@@ -31,6 +31,7 @@ from core.runtimes.secrets_delivery import (
     ensure_secrets_volume,
     remove_secrets,
     secrets_volume_name,
+    secrets_writer_base,
     split_env,
     write_secrets,
 )
@@ -133,7 +134,7 @@ class DockerDriver:
                 if not self.image_present(image):
                     raise ImageMissingError(f"runtime image {image!r} is not present")
             labels = self._labels(spec)
-            uid = self._ensure_fence(spec, labels)
+            uid, network_id = self._ensure_fence(spec, labels)
             container = self._find(spec.tenant_id)
             was_running = False
             if container is not None and container.labels.get(LABEL_CONFIG) != labels[LABEL_CONFIG]:
@@ -142,7 +143,7 @@ class DockerDriver:
                 container.remove(force=True)
                 container = None
             if container is None:
-                container = self._create_or_get(spec, labels, uid)
+                container = self._create_or_get(spec, labels, uid, network_id)
             # Always includes "." so the volume root belongs to the tenant's user.
             container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files, uid=uid))
             if was_running:
@@ -172,8 +173,9 @@ class DockerDriver:
                 with contextlib.suppress(NotFound):
                     container.remove(force=True)
             fence.remove_egress(self._client, tenant_id)
-            for helper in ("claim", "secrets-writer"):  # left behind by a killed worker
-                identity.remove_leftover(self._client, f"{container_name(tenant_id)}-{helper}")
+            # Left behind by a killed worker; the fixed names are those of older drivers.
+            legacy = (f"{container_name(tenant_id)}-claim", secrets_writer_base(tenant_id))
+            identity.remove_helpers(self._client, tenant_id, legacy)
             remove_secrets(self._client, tenant_id)
             for network in fence.networks_named(self._client, network_name(tenant_id)):
                 with contextlib.suppress(NotFound):
@@ -290,35 +292,49 @@ class DockerDriver:
             LABEL_CONFIG: f"{spec.config_hash()}-{FENCE_VERSION}",
         }
 
-    def _ensure_fence(self, spec: RuntimeSpec, labels: dict[str, str]) -> int:
-        """Network, home and secrets volumes, egress proxy; return the tenant's UID."""
+    def _ensure_fence(self, spec: RuntimeSpec, labels: dict[str, str]) -> tuple[int, str]:
+        """Network, home and secrets volumes, egress proxy; return the UID and network id.
+
+        Safe to run concurrently for one tenant (several workers): every step is
+        create-or-get, helpers have unique names, and all attempts settle on the same
+        network, volumes, UID and proxy.
+        """
         tenant, image = spec.tenant_id, self._fence_image
         common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
         if self._host_guard:
             fence.ensure_host_guard()
-        fence.ensure_tenant_network(self._client, network_name(tenant), tenant, common)
+        network = fence.ensure_tenant_network(self._client, network_name(tenant), tenant, common)
         uid = identity.ensure_home_volume(self._client, volume_name(tenant), tenant, common)
         ensure_secrets_volume(self._client, tenant, common)
         if self._find(tenant) is None:  # first creation, or a retry after a killed worker
             modes = {volume_name(tenant): 0o700, secrets_volume_name(tenant): 0o500}
             helper = f"{container_name(tenant)}-claim"
-            identity.claim_volumes(self._client, image, helper, uid, modes)
+            identity.claim_volumes(self._client, image, helper, tenant, uid, modes)
         _, secrets = split_env(spec.env)
         write_secrets(self._client, tenant, image, uid, secrets, common)
         allow = fence.allowlist(spec.env, self._egress_allow)
-        fence.ensure_egress(self._client, tenant, image, network_name(tenant), allow, common)
-        return uid
+        fence.ensure_egress(self._client, tenant, image, network, allow, common)
+        return uid, network.id
 
-    def _create_or_get(self, spec: RuntimeSpec, labels: dict[str, str], uid: int) -> Container:
+    def _create_or_get(
+        self, spec: RuntimeSpec, labels: dict[str, str], uid: int, network_id: str
+    ) -> Container:
         """Create the container; when another attempt created it first, use that one."""
-        try:
-            return self._create(spec, labels, uid)
-        except APIError as exc:
-            if exc.status_code != 409:
-                raise
-            return self._get(spec.tenant_id)
+        for _ in range(3):
+            try:
+                return self._create(spec, labels, uid, network_id)
+            except APIError as exc:
+                if exc.status_code != 409:
+                    raise
+            # The name is taken before the winner's container exists: wait for it to show.
+            container = fence.created_elsewhere(self._client, container_name(spec.tenant_id))
+            if container is not None:
+                return container
+        raise RuntimeDriverError(f"runtime of tenant {spec.tenant_id} could not be created")
 
-    def _create(self, spec: RuntimeSpec, labels: dict[str, str], uid: int) -> Container:
+    def _create(
+        self, spec: RuntimeSpec, labels: dict[str, str], uid: int, network_id: str
+    ) -> Container:
         public, _ = split_env(spec.env)
         env = {**public, **fence.runtime_proxy_env(), "TINYAGI_SECRETS_FILE": SECRETS_FILE}
         return self._client.containers.create(
@@ -327,7 +343,7 @@ class DockerDriver:
             hostname="tinyagi",
             environment=env,
             labels=labels,
-            network=network_name(spec.tenant_id),
+            network=network_id,  # by id: the name may briefly be ambiguous
             # no_copy: the image's copy of the home would hand the volume root back to
             # the image's UID on first mount.
             mounts=[

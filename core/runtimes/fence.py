@@ -18,11 +18,13 @@ import json
 import logging
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 import docker
 from docker.errors import APIError, NotFound
+from docker.models.containers import Container
 from docker.models.networks import Network
 
 from core.runtimes.base import RuntimeDriverError
@@ -40,6 +42,9 @@ LABEL_ROLE = "tinyclaw.role"
 LABEL_ALLOW = "tinyclaw.egress-allow"
 LABEL_EGRESS_FOR = "tinyclaw.egress-for"
 DEFAULT_TELEGRAM_BASE = "https://api.telegram.org"
+_EGRESS_ATTEMPTS = 5
+# How long the loser of a create race waits for the winner's container to show up.
+NAME_RACE_WAIT = 30.0
 _GUARD_HELP = (
     "egress fence: cannot install the host guard (iptables as root on the engine host); "
     "run scripts/install-host-guard.sh there and set TCC_RUNTIME_HOST_GUARD=false"
@@ -78,13 +83,47 @@ def networks_named(client: docker.DockerClient, name: str) -> list[Network]:
     return [n for n in client.networks.list(names=[name]) if n.name == name]
 
 
+def created_elsewhere(
+    client: docker.DockerClient, name: str, wait: float = NAME_RACE_WAIT
+) -> Container | None:
+    """The container a concurrent create of this name (our create got 409) made.
+
+    Docker reserves the name before the winning create has registered the container, so
+    it can be missing for a while; None when it never appears (the winner's create failed).
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return client.containers.get(name)
+        except NotFound:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.2)
+
+
+def _oldest_network(client: docker.DockerClient, name: str) -> Network:
+    """The oldest network of this name; the other duplicates are removed where possible.
+
+    Docker lets two concurrent creates make two networks of one name: every attempt keeps
+    the oldest one and removes the rest, so all of them converge on the same one (a
+    duplicate something is already connected to stays, unused from then on).
+    """
+    found = sorted(networks_named(client, name), key=lambda n: (n.attrs.get("Created", ""), n.id))
+    if not found:
+        raise APIError(f"network {name} could not be created")
+    for extra in found[1:]:
+        with contextlib.suppress(NotFound, APIError):
+            extra.remove()
+    return found[0]
+
+
 def ensure_tenant_network(
     client: docker.DockerClient, name: str, tenant_id: str, labels: dict[str, str]
 ) -> Network:
     """Create the tenant's internal bridge; a legacy non-internal one is replaced.
 
-    Docker lets two concurrent creates make two networks of one name: every attempt keeps
-    the oldest internal one and removes the rest, so all of them converge on the same one.
+    Concurrent attempts converge on the oldest internal network of the name; callers
+    use it by id, since its name may briefly be ambiguous.
     """
     for network in networks_named(client, name):
         if network.attrs.get("Internal"):
@@ -102,72 +141,124 @@ def ensure_tenant_network(
                 labels=labels,
                 options={"com.docker.network.bridge.name": bridge_name(tenant_id)},
             )
-    found = sorted(networks_named(client, name), key=lambda n: (n.attrs.get("Created", ""), n.id))
-    if not found:
-        raise APIError(f"network {name} could not be created")
-    for extra in found[1:]:
-        with contextlib.suppress(NotFound, APIError):
-            extra.remove()
-    return found[0]
+    return _oldest_network(client, name)
 
 
-def _ensure_egress_network(client: docker.DockerClient) -> None:
-    try:
-        client.networks.get(EGRESS_NETWORK)
-    except NotFound:
+def ensure_egress_network(client: docker.DockerClient) -> Network:
+    """The shared non-internal network of the egress proxies (the oldest of duplicates)."""
+    if not networks_named(client, EGRESS_NETWORK):
         client.networks.create(EGRESS_NETWORK, driver="bridge", labels={"tinyclaw.egress": "true"})
+    return _oldest_network(client, EGRESS_NETWORK)
+
+
+def _on_network(container: Container, network: Network) -> bool:
+    container.reload()
+    attached = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+    return any(
+        settings.get("NetworkID") == network.id
+        or (name == network.name and not settings.get("NetworkID"))
+        for name, settings in attached.items()
+    )
+
+
+def _connect(network: Network, container: Container, aliases: list[str]) -> None:
+    """Connect container to network unless it already is (a concurrent attempt did it)."""
+    if _on_network(container, network):
+        return
+    try:
+        network.connect(container, aliases=aliases)
+    except APIError:
+        if not _on_network(container, network):  # "already connected" is what we wanted
+            raise
+
+
+def _start(container: Container) -> None:
+    """Start container unless it runs (a concurrent attempt may be starting it too)."""
+    try:
+        container.start()
+    except APIError:
+        container.reload()
+        if container.status != "running":  # "already started" is what we wanted
+            raise
 
 
 def ensure_egress(
     client: docker.DockerClient,
     tenant_id: str,
     image: str,
-    tenant_network: str,
+    tenant_network: Network,
     allow: list[str],
     labels: dict[str, str],
 ) -> None:
-    """Create (or recreate on an allowlist change) the tenant's egress proxy and start it."""
-    _ensure_egress_network(client)
+    """Create (or recreate on an allowlist change) the tenant's egress proxy and start it.
+
+    Create-or-get: when concurrent attempts create the proxy, the losers (409) use the
+    winner's, and every attempt makes sure it sits on the tenant network and runs.
+    """
     digest = hashlib.sha256(json.dumps([image, allow]).encode()).hexdigest()[:16]
+    for _ in range(_EGRESS_ATTEMPTS):
+        try:
+            proxy = _get_or_create_proxy(client, tenant_id, image, allow, labels, digest)
+            if proxy is None:
+                continue  # lost a create race to a proxy that was removed again: look again
+            # A worker killed between create and connect leaves a proxy off the tenant network.
+            _connect(tenant_network, proxy, [EGRESS_ALIAS])
+            _start(proxy)
+            return
+        except NotFound:
+            continue  # removed (proxy or a duplicate egress network) under us: look again
+    raise RuntimeDriverError(f"egress proxy of tenant {tenant_id} did not settle")
+
+
+def _get_or_create_proxy(
+    client: docker.DockerClient,
+    tenant_id: str,
+    image: str,
+    allow: list[str],
+    labels: dict[str, str],
+    digest: str,
+) -> Container | None:
     try:
         proxy = client.containers.get(egress_name(tenant_id))
-        networks = proxy.attrs.get("NetworkSettings", {}).get("Networks", {})
-        # A worker killed between create and connect leaves a proxy off the tenant network.
-        if proxy.labels.get(LABEL_ALLOW) == digest and tenant_network in networks:
-            if proxy.status != "running":
-                proxy.start()
-            return
-        proxy.remove(force=True)
     except NotFound:
         pass
-    proxy = client.containers.create(
-        image,
-        [],
-        entrypoint=["python3", "-m", "runtime.egress"],
-        name=egress_name(tenant_id),
-        environment={"EGRESS_ALLOW": " ".join(allow), "EGRESS_PORT": str(EGRESS_PORT)},
-        # No tenant label: "the tenant's containers" stays the runtime alone for callers
-        # that count them; the proxy is found by name and removed with the runtime.
-        labels={
-            **{k: v for k, v in labels.items() if k != "tinyclaw.tenant"},
-            LABEL_EGRESS_FOR: tenant_id,
-            LABEL_ROLE: "egress",
-            LABEL_ALLOW: digest,
-        },
-        network=EGRESS_NETWORK,
-        read_only=True,
-        cap_drop=["ALL"],
-        security_opt=["no-new-privileges"],
-        user=f"{EGRESS_UID}:{EGRESS_UID}",
-        mem_limit="48m",
-        pids_limit=32,
-        nano_cpus=250_000_000,
-        restart_policy={"Name": "unless-stopped"},
-        extra_hosts={"host.docker.internal": "host-gateway"},
-        healthcheck={"test": ["NONE"]},
-    )
-    client.networks.get(tenant_network).connect(proxy, aliases=[EGRESS_ALIAS])
-    proxy.start()
+    else:
+        if proxy.labels.get(LABEL_ALLOW) == digest:
+            return proxy
+        with contextlib.suppress(NotFound):
+            proxy.remove(force=True)
+    egress_network = ensure_egress_network(client)
+    try:
+        return client.containers.create(
+            image,
+            [],
+            entrypoint=["python3", "-m", "runtime.egress"],
+            name=egress_name(tenant_id),
+            environment={"EGRESS_ALLOW": " ".join(allow), "EGRESS_PORT": str(EGRESS_PORT)},
+            # No tenant label: "the tenant's containers" stays the runtime alone for callers
+            # that count them; the proxy is found by name and removed with the runtime.
+            labels={
+                **{k: v for k, v in labels.items() if k != "tinyclaw.tenant"},
+                LABEL_EGRESS_FOR: tenant_id,
+                LABEL_ROLE: "egress",
+                LABEL_ALLOW: digest,
+            },
+            network=egress_network.id,  # by id: the name may briefly be ambiguous
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            user=f"{EGRESS_UID}:{EGRESS_UID}",
+            mem_limit="48m",
+            pids_limit=32,
+            nano_cpus=250_000_000,
+            restart_policy={"Name": "unless-stopped"},
+            extra_hosts={"host.docker.internal": "host-gateway"},
+            healthcheck={"test": ["NONE"]},
+        )
+    except APIError as exc:
+        if exc.status_code != 409:
+            raise
+    return created_elsewhere(client, egress_name(tenant_id))  # a concurrent attempt's
 
 
 def start_egress(client: docker.DockerClient, tenant_id: str) -> None:

@@ -8,14 +8,19 @@ label and keep the legacy shared UID until they are recreated.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import uuid
 
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from core.runtimes.base import RUNTIME_UID, RuntimeDriverError
 
 LABEL_UID = "tinyclaw.uid"
+LABEL_HELPER = "tinyclaw.helper"
+# The tenant a one-shot helper container works for: remove() finds leftovers by it.
+LABEL_HELPER_FOR = "tinyclaw.helper-for"
 UID_BASE = 100_000
 UID_SPAN = 2_000_000_000  # stays below 2**31 - 1, clear of system and nobody UIDs
 _CLAIM = (
@@ -51,26 +56,55 @@ def allocate_uid(client: docker.DockerClient, tenant_id: str) -> int:
 def volume_uid(client: docker.DockerClient, volume: str) -> int:
     """The UID that owns a home volume (the legacy shared UID when unlabelled)."""
     try:
-        labels = client.volumes.get(volume).attrs.get("Labels") or {}
+        return _labelled_uid(client, volume)
     except NotFound:
         return RUNTIME_UID
+
+
+def _labelled_uid(client: docker.DockerClient, volume: str) -> int:
+    labels = client.volumes.get(volume).attrs.get("Labels") or {}
     raw = labels.get(LABEL_UID, "")
     return int(raw) if raw.isdigit() else RUNTIME_UID
 
 
-def remove_leftover(client: docker.DockerClient, name: str) -> None:
-    """Remove a helper container a killed worker may have left behind (missing is fine)."""
-    try:
-        client.containers.get(name).remove(force=True)
-    except NotFound:
-        return
+def helper_name(base: str) -> str:
+    """A one-shot helper's name, unique per attempt: concurrent ensures never share one."""
+    return f"{base}-{uuid.uuid4().hex[:12]}"
+
+
+def helper_labels(kind: str, tenant_id: str) -> dict[str, str]:
+    """The labels of a one-shot helper container of a tenant."""
+    return {LABEL_HELPER: kind, LABEL_HELPER_FOR: tenant_id}
+
+
+def remove_helpers(client: docker.DockerClient, tenant_id: str, legacy: tuple[str, ...]) -> None:
+    """Remove the helper containers a killed worker may have left behind (missing is fine).
+
+    Helpers are found by their tenant label; ``legacy`` names the fixed-name helpers of
+    drivers from before unique helper names, which carry no such label.
+    """
+    found = client.containers.list(all=True, filters={"label": f"{LABEL_HELPER_FOR}={tenant_id}"})
+    for helper in found:
+        with contextlib.suppress(NotFound):
+            helper.remove(force=True)
+    for name in legacy:
+        with contextlib.suppress(NotFound):
+            client.containers.get(name).remove(force=True)
 
 
 def claim_volumes(
-    client: docker.DockerClient, image: str, name: str, uid: int, modes: dict[str, int]
+    client: docker.DockerClient,
+    image: str,
+    base: str,
+    tenant_id: str,
+    uid: int,
+    modes: dict[str, int],
 ) -> None:
-    """Give each volume's root directory to uid with its mode (put_archive leaves "." alone)."""
-    remove_leftover(client, name)
+    """Give each volume's root directory to uid with its mode (put_archive leaves "." alone).
+
+    The helper is named ``base`` plus a unique suffix, so concurrent attempts (several
+    workers ensuring one tenant) each run their own; they all apply the same modes.
+    """
     args: list[str] = []
     for index, mode in enumerate(modes.values()):
         args += [f"/v{index}", str(mode)]
@@ -78,7 +112,7 @@ def claim_volumes(
         image,
         ["-c", _CLAIM, str(uid), *args],
         entrypoint=["python3"],
-        name=name,
+        name=helper_name(base),
         volumes={vol: {"bind": f"/v{i}", "mode": "rw"} for i, vol in enumerate(modes)},
         user="0:0",
         network_mode="none",
@@ -86,24 +120,32 @@ def claim_volumes(
         cap_drop=["ALL"],
         cap_add=["CHOWN", "FOWNER"],
         security_opt=["no-new-privileges"],
-        labels={"tinyclaw.helper": "claim"},
+        labels=helper_labels("claim", tenant_id),
     )
     try:  # not containers.run(remove=True): a helper that fails to start would linger
         helper.start()
         if helper.wait(timeout=60).get("StatusCode") != 0:
             raise RuntimeDriverError("could not give the tenant's volumes to its user")
     finally:
-        helper.remove(force=True)
+        with contextlib.suppress(NotFound):  # remove() of the tenant may have taken it
+            helper.remove(force=True)
 
 
 def ensure_home_volume(
     client: docker.DockerClient, volume: str, tenant_id: str, labels: dict[str, str]
 ) -> int:
-    """Create the home volume, labelled with a freshly allocated UID, if missing; return its UID."""
+    """Create the home volume, labelled with a freshly allocated UID, if missing; return its UID.
+
+    The UID is read back from the volume: when a concurrent attempt created it first,
+    its label (not the one computed here) is the tenant's UID.
+    """
     try:
         client.volumes.get(volume)
     except NotFound:
         uid = allocate_uid(client, tenant_id)
-        client.volumes.create(volume, labels={**labels, LABEL_UID: str(uid)})
-        return uid
-    return volume_uid(client, volume)
+        try:  # the local driver hands back an existing volume of the name as it is
+            client.volumes.create(volume, labels={**labels, LABEL_UID: str(uid)})
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+    return _labelled_uid(client, volume)  # missing now: a concurrent remove, an error

@@ -11,6 +11,7 @@ or a host reboot; the runtime reads the file named by TINYAGI_SECRETS_FILE at st
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -18,13 +19,18 @@ import time
 from collections.abc import Mapping
 
 import docker
-from docker.errors import NotFound
+from docker.errors import APIError, NotFound
 
 from core.runtimes._env import PUBLIC_ENV, split_env
-from core.runtimes.identity import remove_leftover
+from core.runtimes.identity import helper_labels, helper_name
 
 SECRETS_DIR = "/run/tinyagi-secrets"
 SECRETS_FILE = f"{SECRETS_DIR}/runtime.json"
+
+
+def secrets_writer_base(tenant_id: str) -> str:
+    """The name (before its unique suffix) of the helper that writes a tenant's secrets."""
+    return f"tcc-tenant-{tenant_id}-secrets-writer"
 
 
 def secrets_volume_name(tenant_id: str) -> str:
@@ -51,7 +57,11 @@ def ensure_secrets_volume(
     try:
         client.volumes.get(secrets_volume_name(tenant_id))
     except NotFound:
-        client.volumes.create(secrets_volume_name(tenant_id), labels=labels)
+        try:  # a concurrent attempt may create it first: that one is as good
+            client.volumes.create(secrets_volume_name(tenant_id), labels=labels)
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
 
 
 def write_secrets(
@@ -62,22 +72,25 @@ def write_secrets(
     secrets: Mapping[str, str],
     labels: dict[str, str],
 ) -> None:
-    """(Re)write the secrets file into the tenant's secrets volume."""
-    name = f"tcc-tenant-{tenant_id}-secrets-writer"
-    remove_leftover(client, name)
+    """(Re)write the secrets file into the tenant's secrets volume.
+
+    Each attempt uses its own helper (a unique name), so concurrent attempts never
+    remove one another's; leftovers of killed workers go with the tenant's remove().
+    """
     # The helper is never started: put_archive writes into its mounts while it is created.
     helper = client.containers.create(
         image,
         ["true"],
-        name=name,
+        name=helper_name(secrets_writer_base(tenant_id)),
         volumes={secrets_volume_name(tenant_id): {"bind": SECRETS_DIR, "mode": "rw"}},
         network_mode="none",
-        labels={"tinyclaw.helper": "secrets"},
+        labels=helper_labels("secrets", tenant_id),
     )
     try:
         helper.put_archive(SECRETS_DIR, secrets_tar(secrets, uid))
     finally:
-        helper.remove(force=True)
+        with contextlib.suppress(NotFound):  # remove() of the tenant may have taken it
+            helper.remove(force=True)
 
 
 def remove_secrets(client: docker.DockerClient, tenant_id: str) -> None:
@@ -96,6 +109,7 @@ __all__ = [
     "remove_secrets",
     "secrets_tar",
     "secrets_volume_name",
+    "secrets_writer_base",
     "split_env",
     "write_secrets",
 ]
