@@ -103,7 +103,8 @@ def up(settings: Settings) -> int:
         if sandbox:  # on the gateway's host: runtimes in containers must reach it too
             procs["sandbox"] = _spawn(
                 [py, "-m", "core.sandbox", "--host", settings.gateway_host,
-                 "--port", str(settings.sandbox_telegram_port)], env, logs / "sandbox.log",
+                 "--port", str(settings.sandbox_telegram_port),
+                 "--state", str(data / "sandbox-telegram.json")], env, logs / "sandbox.log",
             )  # fmt: skip
         procs["worker"] = _spawn([py, "-m", "worker"], env, logs / "worker.log")
         procs["gateway"] = _spawn([py, "-m", "gateway"], env, logs / "gateway.log")
