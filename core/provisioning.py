@@ -15,6 +15,7 @@ from core import credentials as creds
 from core.db import Database
 from core.deployments import get_tenant
 from core.errors import InvalidInput
+from core.pairing import pairing_document
 from core.plans import get_plan
 from core.rendering import TenantChoices, render_runtime_config, runtime_env
 from core.runtimes import RuntimeDriver, RuntimeSpec
@@ -61,10 +62,13 @@ class Provisioner:
         with db.tenant_session(tenant_id) as session:
             tenant = get_tenant(session, tenant_id)
             plan = get_plan(tenant.plan)
+            pairing = pairing_document(session, tenant_id)
             choices = TenantChoices(
                 tenant_id=tenant.id, tenant_name=tenant.name,
                 owner_telegram_id=tenant.telegram_owner_id,
                 model_mode="byok" if tenant.model_mode == "byok" else "managed",
+                telegram_access=pairing["access"],
+                approved_senders=tuple((a["sender_id"], a["name"]) for a in pairing["approved"]),
             )  # fmt: skip
         rendered = render_runtime_config(
             manifest, self.catalog.template_loader(manifest), choices, home=self.home_for(tenant_id)
