@@ -14,6 +14,12 @@ from core.db import Database
 from core.provisioning import Provisioner
 from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
 
+OWNER_ROUTES = {
+    "pairing": ("GET", "/api/pairing"),
+    "set_pairing": ("PUT", "/api/pairing"),
+    "conversations": ("GET", "/api/conversations"),
+}
+
 
 @dataclass
 class RuntimeIOActivities:
@@ -44,6 +50,11 @@ class RuntimeIOActivities:
                 resp = await self.http.get(
                     f"{address}/api/logs", params={"lines": data.lines}, headers=headers, timeout=10
                 )
+            elif data.op in OWNER_ROUTES:
+                method, path = OWNER_ROUTES[data.op]
+                resp = await self.http.request(
+                    method, f"{address}{path}", headers=headers, timeout=10, json=data.pairing
+                )
             else:
                 resp = await self.http.get(f"{address}/api/status", headers=headers, timeout=5)
         except httpx.HTTPError:
@@ -62,4 +73,6 @@ class RuntimeIOActivities:
             return RuntimeCallResult(reply=str(body.get("reply", "")), agent=body.get("agent"))
         if data.op == "logs":
             return RuntimeCallResult(lines=[str(x) for x in body.get("lines", [])])
+        if data.op in OWNER_ROUTES:
+            return RuntimeCallResult(data=body)
         return RuntimeCallResult(status=body)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import admin, auth, billing, catalog, codec, dashboard, errors, health, webhooks
 from api.tenants import endpoints as tenants
+from api.tenants import pairing as tenant_pairing
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         auth.router,
         catalog.router,
         tenants.router,
+        tenant_pairing.router,
         webhooks.router,
         billing.router,
         admin.router,

@@ -127,9 +127,11 @@ class RuntimeCallInput(BaseModel):
     """A read or a test message through the runtime API (no state change)."""
 
     tenant_id: str
-    op: str  # message | logs | status
+    op: str  # message | logs | status | pairing | set_pairing | conversations
     text: str | None = None
     lines: int = 100
+    # set_pairing: {access, approved: [{sender_id, name}]} (sender ids, no secrets)
+    pairing: dict[str, object] | None = None
 
 
 class RuntimeCallResult(BaseModel):
@@ -137,6 +139,7 @@ class RuntimeCallResult(BaseModel):
     agent: str | None = None
     lines: list[str] = []
     status: dict[str, object] = {}
+    data: dict[str, object] = {}  # pairing and conversations answers
 
 
 class SweepResult(BaseModel):
