@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from core.db.models import AuditLog
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
 from core.errors import TinyClawError
+from core.pairing import pairing_document
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
@@ -289,9 +291,19 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def restart_runtime(self, data: TenantRef) -> None:
-        """Stop and start the runtime's container."""
+        """Stop and start the runtime, with pairing.json re-rendered from the database."""
         await self.stop_runtime(data)
+        await self._thread(self._render_pairing, data.tenant_id)
         await self._thread(self.driver.start, data.tenant_id)
+
+    def _render_pairing(self, tenant_id: str) -> None:
+        # Approvals live in the database: a revoke made while the runtime was down, or a
+        # snapshot older than an approval, must not decide who may talk to the bot.
+        if not self.driver.status(tenant_id).exists:
+            return
+        with self.db.tenant_session(tenant_id) as session:
+            document = pairing_document(session, tenant_id)
+        self.driver.write_files(tenant_id, {"pairing.json": json.dumps(document, indent=2)})
 
     @activity.defn
     @mapped
@@ -382,6 +394,7 @@ class LifecycleActivities:
         """Put a snapshot back into the runtime home."""
         await self.stop_runtime(TenantRef(tenant_id=data.tenant_id))
         await self._thread(self.driver.restore, data.tenant_id, data.path)
+        await self._thread(self._render_pairing, data.tenant_id)
 
     @activity.defn
     @mapped

@@ -214,6 +214,11 @@ class DockerDriver:
             flags = reset_flag_files(settings, agent, full)
             container.put_archive(HOME_IN_RUNTIME, build_tar(flags, root_mode=None))
 
+    def write_files(self, tenant_id: str, files: dict[str, str]) -> None:
+        """Write home-relative files into the home through the (possibly stopped) container."""
+        with _docker_errors("write files"):
+            self._get(tenant_id).put_archive(HOME_IN_RUNTIME, build_tar(files, root_mode=None))
+
     def snapshot(self, tenant_id: str, dest_path: str) -> str:
         """Stream a tar of the home (top directory 'tinyagi/') to dest_path."""
         with _docker_errors("snapshot"):

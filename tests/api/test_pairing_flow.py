@@ -94,3 +94,23 @@ async def test_public_mode_and_bad_input(
     convos = (await api.get(f"/tenants/{tid}/conversations", headers=h)).json()["conversations"]
     assert convos[0]["chat_id"] == str(ANOTHER)
     assert convos[0]["messages"][0]["text"] == "hello public"
+
+
+async def test_a_revoke_while_paused_holds_after_resume(
+    api: Client, process_stack: Stack, tokens: Callable[[], str]
+) -> None:
+    tg = process_stack.telegram
+    tid, token, h = await _deployed(api, process_stack, tokens)
+    tg.inject_message(token, STRANGER, "hi", first_name="Sam")
+    code = (await _texts(tg, token, STRANGER, 1))[0].rsplit(" ", 1)[1].rstrip(".")
+    r = await api.post(f"/tenants/{tid}/telegram/pairing/approve", json={"code": code}, headers=h)
+    assert r.status_code == 200, r.text
+    assert (await api.post(f"/tenants/{tid}/pause", headers=h)).status_code == 202
+    await wait_state(api, tid, h, "paused")
+    body = {"sender_id": str(STRANGER)}
+    r = await api.post(f"/tenants/{tid}/telegram/pairing/revoke", json=body, headers=h)
+    assert r.status_code == 200 and r.json()["runtime_reachable"] is False
+    assert (await api.post(f"/tenants/{tid}/resume", headers=h)).status_code == 202
+    await wait_state(api, tid, h, "healthy")
+    tg.inject_message(token, STRANGER, "still in?", first_name="Sam")
+    assert (await _texts(tg, token, STRANGER, 2))[-1].startswith("This bot is private.")
