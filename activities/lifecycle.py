@@ -7,6 +7,7 @@ stable code; client errors (4xx) are non-retryable, the rest are retried.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import json
 import time
@@ -21,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 
 from bundles.switch import check_switch
 from core import credentials as creds
+from core.backups import BACKUP_KEY, backup_key, seal_file
 from core.channels.telegram import get_me
 from core.db import Database
 from core.db.models import AuditLog
@@ -31,6 +33,7 @@ from core.pairing import pairing_document
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
+from core.secrets.base import secret_ref
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 from workflows.activity_models import (
     HealthInput,
@@ -57,6 +60,7 @@ from workflows.activity_models import (
 P = ParamSpec("P")
 R = TypeVar("R")
 DEFAULT_BUNDLE = "starter"
+BACKUP_FILE = "final.tar.enc"
 TEST_MESSAGE = "Hello from TinyClaw Cloud: this is the deploy check. Please answer briefly."
 
 
@@ -367,7 +371,12 @@ class LifecycleActivities:
         def run() -> None:
             for kind in (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED):
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
+            # The backup key must outlive the other secrets until purge_backups, or the
+            # retained backup could never be opened.
+            kept = backup_key(self.store, data.tenant_id, create=False)
             self.store.delete_tenant(data.tenant_id)
+            if kept is not None:
+                self.store.put(data.tenant_id, BACKUP_KEY, base64.b64encode(kept).decode())
 
         await self._thread(run)
 
@@ -399,13 +408,22 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def backup_runtime(self, data: TenantRef) -> None:
-        """Keep a final backup of the home for the retention period (if there is a runtime)."""
+        """Keep a final encrypted backup of the home for the retention period (if any)."""
         status = await self._thread(self.driver.status, data.tenant_id)
-        dest = self._tenant_dir("backups", data.tenant_id) / "final.tar"
+        dest = self._tenant_dir("backups", data.tenant_id) / BACKUP_FILE
         if status.exists and not dest.exists():
-            tmp = dest.with_suffix(".partial")
-            await self._thread(self.driver.snapshot, data.tenant_id, str(tmp))
-            tmp.rename(dest)
+            await self._thread(self._sealed_backup, data.tenant_id, dest)
+
+    def _sealed_backup(self, tenant_id: str, dest: Path) -> None:
+        key = backup_key(self.store, tenant_id)
+        assert key is not None
+        plain = dest.with_name(".final.partial")
+        try:
+            self.driver.snapshot(tenant_id, str(plain))
+            plain.chmod(0o600)
+            seal_file(plain, dest, key, tenant_id)
+        finally:
+            plain.unlink(missing_ok=True)  # the plain tar never outlives this call
 
     @activity.defn
     @mapped
@@ -419,6 +437,7 @@ class LifecycleActivities:
                     file.unlink(missing_ok=True)
                 if folder.exists():
                     folder.rmdir()
+            self.store.delete(secret_ref(data.tenant_id, BACKUP_KEY))
 
         await self._thread(run)
 
