@@ -173,12 +173,15 @@ def test_stop_reset_snapshot_restore_remove(docker_driver, make_spec, tmp_path: 
     status = docker_driver.status(spec.tenant_id)
     assert status.exists and not status.running and status.exit_code == 0
     docker_driver.exec_reset(spec.tenant_id, None, full=True)
+    docker_driver.write_files(spec.tenant_id, {"pairing.json": '{"access": "public"}'})
     snap = docker_driver.snapshot(spec.tenant_id, str(tmp_path / "home.tar"))
     import tarfile
 
     with tarfile.open(snap) as tar:
         names = tar.getnames()
+        pairing = tar.extractfile("tinyagi/pairing.json").read()
     assert "tinyagi/workspace/coder/reset_flag" in names and "tinyagi/settings.json" in names
+    assert pairing == b'{"access": "public"}'  # written into a stopped runtime's home
     docker_driver.ensure(spec.model_copy(update={"files": {"extra.txt": "later"}}))
     docker_driver.restore(spec.tenant_id, snap)
     snap2 = docker_driver.snapshot(spec.tenant_id, str(tmp_path / "again.tar"))
