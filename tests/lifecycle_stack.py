@@ -97,6 +97,12 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
+    if driver == "process":
+        # Process runtimes outlive the test otherwise (their home is under this tmp dir);
+        # docker runtimes are cleaned by their own fixtures, never by a broad sweep here.
+        procs = lifecycle_activities(ctx).driver
+        for tenant_id in procs.list_tenants():
+            procs.remove(tenant_id)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
 
