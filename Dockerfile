@@ -11,6 +11,6 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY . .
 RUN uv sync --frozen --no-dev && chown -R tcc /app
 USER tcc
-ENV PATH=/app/.venv/bin:$PATH TCC_DATA_DIR=/data
+ENV PATH=/app/.venv/bin:$PATH TCC_DATA_DIR=/data TCC_API_HOST=0.0.0.0 TCC_API_PORT=8000
 EXPOSE 8000 8100
-CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "api"]

@@ -4,7 +4,7 @@ export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 
-.PHONY: up test deps system lint format typecheck bench clean
+.PHONY: up down test deps system lint format typecheck bench clean
 
 $(UV):
 	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
@@ -19,6 +19,9 @@ up: deps  ## Run API + worker + gateway + Temporal (with Web UI) on embedded def
 	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then scripts/build-runtime-image.sh; \
 	  else echo "No Docker engine: tenant runtimes will run as local processes (development isolation only)."; fi
 	$(PY) -m cli up
+
+down: deps  ## Pause every tenant runtime of this installation (the next `make up` resumes them)
+	$(PY) -m cli down
 
 test: deps system  ## The whole test suite against real services
 	$(PY) -m pytest -q -p no:cacheprovider

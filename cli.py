@@ -2,7 +2,9 @@
 
 ``tinyclaw-cloud up`` starts the Temporal dev server (with its Web UI and a
 persistent database file under the data directory), the worker, the provider
-gateway and the API, prints the URLs, and stops everything on Ctrl-C.
+gateway and the API, prints the URLs, restarts any of them that crashes (with
+backoff, saying so), resumes the deployed runtimes, and on Ctrl-C stops everything
+and pauses the runtimes. ``tinyclaw-cloud down`` pauses the runtimes on its own.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from core.db import run_migrations
+from core.db import Database, run_migrations
+from core.reconcile import pause_all, reconcile_all
+from core.runtimes import RuntimeDriver
+from core.runtimes.select import select_driver
 from core.settings import Settings
+from core.supervisor import Child, GaveUp, Supervisor
 from core.temporal.devserver import DevServer, port_open
 
 ROOT = Path(__file__).resolve().parent
@@ -69,8 +75,39 @@ def _wait_http(host: str, port: int, proc: subprocess.Popen[bytes], timeout: flo
     raise SystemExit(f"{host}:{port} did not come up within {timeout:.0f}s")
 
 
-def up(settings: Settings) -> int:
-    """Start the embedded stack and block until Ctrl-C or a service dies."""
+def _children(
+    settings: Settings, server: DevServer, env: dict[str, str], logs: Path, sandbox: bool
+) -> list[Child]:
+    """The embedded stack's processes, in start order (Temporal first, the API last)."""
+    py = sys.executable
+
+    def spawn(name: str, args: list[str]) -> Child:
+        return Child(name, lambda: _spawn(args, env, logs / f"{name}.log"))
+
+    def temporal() -> subprocess.Popen[bytes]:
+        server.start()
+        assert server.process is not None
+        return server.process
+
+    children = [Child("Temporal dev server", temporal)]
+    if sandbox:  # on the gateway's host: runtimes in containers must reach it too
+        children.append(spawn("sandbox", [
+            py, "-m", "core.sandbox", "--host", settings.gateway_host,
+            "--port", str(settings.sandbox_telegram_port),
+            # Keeps its place across restarts (update numbering, transcripts; no tokens).
+            "--state", str(logs.parent / "sandbox-telegram.json"),
+        ]))  # fmt: skip
+    children += [
+        spawn("worker", [py, "-m", "worker"]),
+        spawn("gateway", [py, "-m", "gateway"]),
+        # python -m api: proxy headers only from TCC_TRUSTED_PROXIES (see api/__main__.py).
+        spawn("api", [py, "-m", "api"]),
+    ]  # fmt: skip
+    return children
+
+
+def up(settings: Settings, *, keep_runtimes: bool = False) -> int:
+    """Start the embedded stack and supervise it until Ctrl-C (or a child keeps crashing)."""
     host, _, tport = settings.temporal_address.rpartition(":")
     # No Bot API configured: bots talk to the local sandbox Telegram (dashboard chat page).
     sandbox = settings.sandbox_telegram or "telegram_api_base" not in settings.model_fields_set
@@ -92,61 +129,53 @@ def up(settings: Settings) -> int:
         db_file=data / "temporal.db", ui_codec_endpoint=f"{api_url}/codec",
         log_file=logs / "temporal.log",
     )  # fmt: skip
-    server.start()
     env = _child_env(settings, server.address)
-    py = sys.executable
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    if settings.is_development:
+        # The dev server's Web UI sends no cookie to the codec; see api/codec.py.
+        env["TCC_CODEC_TRUST_LOCAL_UI"] = "true"
     if sandbox:
         sandbox_url = f"http://127.0.0.1:{settings.sandbox_telegram_port}"
         env.update(TCC_SANDBOX_TELEGRAM="true", TCC_TELEGRAM_API_BASE=sandbox_url)
+    env.setdefault("TCC_GATEWAY_READY_URL", f"http://127.0.0.1:{settings.gateway_port}/readyz")
+    supervisor = Supervisor(_children(settings, server, env, logs, sandbox), say=_say)
     try:
-        if sandbox:  # on the gateway's host: runtimes in containers must reach it too
-            procs["sandbox"] = _spawn(
-                [py, "-m", "core.sandbox", "--host", settings.gateway_host,
-                 "--port", str(settings.sandbox_telegram_port),
-                 "--state", str(data / "sandbox-telegram.json")], env, logs / "sandbox.log",
-            )  # fmt: skip
-        procs["worker"] = _spawn([py, "-m", "worker"], env, logs / "worker.log")
-        procs["gateway"] = _spawn([py, "-m", "gateway"], env, logs / "gateway.log")
-        procs["api"] = _spawn(
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                settings.api_host,
-                "--port",
-                str(settings.api_port),
-                "--log-level",
-                "warning",
-            ],
-            env,
-            logs / "api.log",
-        )
-        _wait_http(settings.api_host, settings.api_port, procs["api"], 60)
-        telegram = env.get("TCC_TELEGRAM_API_BASE", settings.telegram_api_base)
-        telegram += " (SANDBOX: simulated, offline)" if sandbox else ""
-        print(
-            "TinyClaw Cloud is up (embedded defaults).\n"
-            f"  Dashboard:    {api_url}/app  (start here: sign up, then follow the steps)\n"
-            f"  Telegram:     {telegram}\n"
-            f"  API:          {api_url}\n"
-            f"  OpenAPI docs: {api_url}/docs\n"
-            f"  Temporal UI:  {settings.resolved_temporal_ui_url}\n"
-            f"  Gateway:      http://127.0.0.1:{settings.gateway_port}/v1\n"
-            f"  Data & logs:  {data}\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        return _supervise(procs)
+        supervisor.start_all()
+        api = supervisor.children[-1].proc
+        assert api is not None
+        _wait_http(settings.api_host, settings.api_port, api, 60)
+        _reconcile(settings)
+        _banner(settings, env, api_url, data, sandbox)
+        return _supervise(supervisor)
     finally:
-        _stop_all(procs)
-        server.stop()
+        supervisor.stop_all()
+        if not keep_runtimes:
+            _pause_runtimes(settings)
 
 
-def _supervise(procs: dict[str, subprocess.Popen[bytes]]) -> int:
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _banner(
+    settings: Settings, env: dict[str, str], api_url: str, data: Path, sandbox: bool
+) -> None:
+    telegram = env.get("TCC_TELEGRAM_API_BASE", settings.telegram_api_base)
+    telegram += " (SANDBOX: simulated, offline)" if sandbox else ""
+    print(
+        "TinyClaw Cloud is up (embedded defaults).\n"
+        f"  Dashboard:    {api_url}/app  (start here: sign up, then follow the steps)\n"
+        f"  Telegram:     {telegram}\n"
+        f"  API:          {api_url}\n"
+        f"  OpenAPI docs: {api_url}/docs\n"
+        f"  Temporal UI:  {settings.resolved_temporal_ui_url}\n"
+        f"  Gateway:      http://127.0.0.1:{settings.gateway_port}/v1\n"
+        f"  Data & logs:  {data}\n"
+        "Press Ctrl-C to stop (deployed bots are paused until the next `up`).",
+        flush=True,
+    )
+
+
+def _supervise(supervisor: Supervisor) -> int:
     stop = {"flag": False}
 
     def _handler(_sig: int, _frame: object) -> None:
@@ -154,42 +183,81 @@ def _supervise(procs: dict[str, subprocess.Popen[bytes]]) -> int:
 
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    while not stop["flag"]:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"{name} exited with code {proc.returncode}; stopping.", file=sys.stderr)
-                return 1
-        time.sleep(0.3)
+    try:
+        supervisor.run(lambda: stop["flag"])
+    except GaveUp as exc:
+        print(f"{exc} Stopping.", file=sys.stderr, flush=True)
+        return 1
     print("Stopping…", flush=True)
     return 0
 
 
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in reversed(list(procs.values())):
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs.values():
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def _driver_and_db(settings: Settings) -> tuple[Database, RuntimeDriver]:
+    return Database(settings.resolved_database_url), select_driver(settings)[1]
+
+
+def _reconcile(settings: Settings) -> None:
+    """Run every runtime whose tenant should be serving (paused by the last stop)."""
+    db, driver = _driver_and_db(settings)
+    try:
+        done = reconcile_all(db, driver)
+    finally:
+        db.dispose()
+    if done.started or done.stopped or done.failed:
+        print(
+            f"Runtimes: {len(done.started)} started, {len(done.stopped)} stopped, "
+            f"{len(done.failed)} could not be reconciled.",
+            flush=True,
+        )
+
+
+def _pause_runtimes(settings: Settings) -> int:
+    """Stop every runtime this installation owns (states kept: ``up`` resumes them)."""
+    db, driver = _driver_and_db(settings)
+    try:
+        done = pause_all(db, driver)
+    finally:
+        db.dispose()
+    print(f"Paused {len(done.stopped)} runtime(s); the next `up` resumes them.", flush=True)
+    return 1 if done.failed else 0
+
+
+def down(settings: Settings) -> int:
+    """Pause every runtime this installation owns (the platform must not be running)."""
+    if port_open(settings.api_host, settings.api_port):
+        print(
+            f"The platform is running (the API answers on port {settings.api_port}): stop "
+            "`up` with Ctrl-C, which pauses the runtimes too.",
+            file=sys.stderr,
+        )
+        return 2
+    settings.ensure_data_dir()
+    run_migrations(settings.resolved_database_url)
+    return _pause_runtimes(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tinyclaw-cloud`` command."""
     parser = argparse.ArgumentParser(prog="tinyclaw-cloud", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="run the whole platform on its embedded defaults")
+    up_cmd = sub.add_parser("up", help="run the whole platform on its embedded defaults")
+    up_cmd.add_argument(
+        "--keep-runtimes", action="store_true",
+        help="leave deployed bots running on Ctrl-C (by default they are paused)",
+    )  # fmt: skip
+    sub.add_parser("down", help="pause every runtime of this installation")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="run a Temporal worker")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "up":
         try:
-            return up(settings)
+            return up(settings, keep_runtimes=args.keep_runtimes)
         except PortTaken as exc:
             print(exc.code, file=sys.stderr)
             return 2
+    if args.command == "down":
+        return down(settings)
     if args.command == "migrate":
         settings.ensure_data_dir()
         run_migrations(settings.resolved_database_url)

@@ -6,22 +6,28 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.lifecycle import LifecycleActivities
 from activities.maintenance import MaintenanceActivities
+from activities.reconfigure import ReconfigureActivities
 from activities.runtime_io import RuntimeIOActivities
 from activities.system import SystemActivities
 from bundles.catalog import load_catalog
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.provisioning import Provisioner
+from core.runtime_health import mark_down
+from core.runtimes.events import RuntimeEventWatcher
 from core.runtimes.select import select_driver
 from core.settings import Settings
 from core.temporal import search_attributes
+from core.temporal.readiness import beat_forever, forget, worker_identity
 from core.temporal.schedules import ensure_schedules
 from workflows.deploy import DeployTenantWorkflow
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
@@ -35,6 +41,7 @@ from workflows.operations import (
     UnsuspendTenantWorkflow,
 )
 from workflows.ping import PingWorkflow
+from workflows.reconfigure import ReconfigureTenantWorkflow
 from workflows.runtime_call import CallRuntimeWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
 from workflows.tenant import TenantWorkflow
@@ -45,7 +52,7 @@ WORKFLOWS: list[type] = [
     PingWorkflow, TenantWorkflow, DeployTenantWorkflow, PauseTenantWorkflow,
     ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
     SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow, CallRuntimeWorkflow,
-    HealthSweepWorkflow, UsageRollupWorkflow,
+    HealthSweepWorkflow, UsageRollupWorkflow, ReconfigureTenantWorkflow,
 ]  # fmt: skip
 
 
@@ -79,20 +86,65 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
         db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
     )
     return [
-        system.ping_database, *lifecycle.all(), runtime_io.call_runtime,
+        system.ping_database, *lifecycle.all(), *ReconfigureActivities(lifecycle).all(),
+        runtime_io.call_runtime,
         upkeep.sweep_runtimes, upkeep.rollup_usage,
     ]  # fmt: skip
 
 
+class ServingWorker(Worker):
+    """A ``Worker`` that heartbeats in the database while it runs, so readiness can tell a
+    polling worker from a frozen or dead one within seconds."""
+
+    def __init__(self, ctx: AppContext, **kwargs: Any) -> None:
+        super().__init__(ctx.temporal, **kwargs)
+        self._db = ctx.db
+        self._queue: str = kwargs["task_queue"]
+        self._identity = f"{worker_identity()}-{self._queue}"
+
+    async def run(self) -> None:
+        """Poll until shut down, heartbeating beside; the heartbeat is removed on the way out."""
+        beats = asyncio.create_task(beat_forever(self._db, self._identity, self._queue))
+        try:
+            await super().run()
+        finally:
+            beats.cancel()
+            await asyncio.to_thread(forget, self._db, self._identity)
+
+
 def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:
     """A worker on the lifecycle task queue with every workflow and activity registered."""
-    return Worker(
-        ctx.temporal,
+    return ServingWorker(
+        ctx,
         task_queue=task_queue or ctx.queues.lifecycle,
         workflows=WORKFLOWS,
         activities=activities_for(ctx),
         max_concurrent_activities=50,
     )
+
+
+def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
+    """Follow Docker's events: a tenant runtime that dies while it should be serving is
+    marked down at once and restarted through its tenant workflow."""
+    loop = asyncio.get_running_loop()
+
+    def on_death(tenant_id: str, reason: str, died_at: datetime) -> None:
+        if not mark_down(ctx.db, tenant_id, reason, died_at):
+            return  # paused, deploying, restarting, deleting...: the workflow stopped it
+        log.warning("runtime died: %s", reason, extra={"tenant_id": tenant_id})
+        restart = force_restart(ctx, tenant_id, f"Restarted by the platform: {reason}")
+        asyncio.run_coroutine_threadsafe(restart, loop).result(30)
+
+    return RuntimeEventWatcher(on_death).start()
+
+
+async def force_restart(ctx: AppContext, tenant_id: str, reason: str) -> None:
+    """Ask the tenant workflow to restart the runtime (queued behind what is in flight)."""
+    handle = ctx.temporal.get_workflow_handle_for(TenantWorkflow.run, f"tenant-{tenant_id}")
+    try:
+        await handle.signal(TenantWorkflow.force_restart, reason)
+    except RPCError as err:  # no tenant workflow: the next deploy or command starts it
+        log.warning("could not signal a restart (%s)", err.status.name)
 
 
 async def run(settings: Settings | None = None) -> None:
@@ -112,8 +164,13 @@ async def run(settings: Settings | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(ctx)
     log.info("worker polling %s", ctx.queues.lifecycle)
+    watcher = None
+    if lifecycle_activities(ctx).provisioner.driver_kind == "docker":
+        watcher = watch_runtime_deaths(ctx)
     async with worker:
         await stop.wait()
+    if watcher is not None:
+        await asyncio.to_thread(watcher.stop)
     await ctx.close()
 
 

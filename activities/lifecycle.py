@@ -17,23 +17,28 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
+from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from bundles.schema import BundleManifest
 from bundles.switch import check_switch
+from core import config_snapshot
 from core import credentials as creds
 from core.backups import BACKUP_KEY, backup_key, seal_file
 from core.channels.telegram import get_me
 from core.db import Database
-from core.db.models import AuditLog
+from core.db.models import AuditLog, Tenant
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
-from core.errors import TinyClawError
+from core.errors import PlanLimitExceeded, TinyClawError
 from core.pairing import pairing_document
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from core.secrets.base import secret_ref
+from core.tenants import purge_personal_data
+from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 from workflows.activity_models import (
     HealthInput,
@@ -56,6 +61,8 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
+from workflows.common import TEST_MESSAGE_HTTP_TIMEOUT_S
+from workflows.models import TenantDurableState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,7 +151,8 @@ class LifecycleActivities:
             tenant = get_tenant(session, tid)
             record_transition(
                 session, tid, S.PROVISIONING, reason="Provisioning your bot.",
-                key=f"{data.workflow_id}:provisioning", workflow_id=data.workflow_id,
+                key=":".join(filter(None, (data.workflow_id, data.run_id, "provisioning"))),
+                workflow_id=data.workflow_id,
             )  # fmt: skip
         # Committed first, so that a failed check below still ends the deploy as `failed`.
         with self.db.tenant_session(tid) as session:
@@ -157,8 +165,7 @@ class LifecycleActivities:
                     "Add your provider API key, or switch to managed mode.",
                     code="missing_provider_key",
                 )
-            bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
-            manifest = self.provisioner.catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+            manifest = self._bundle_for_deploy(session, tenant, data)
             deployment_id = ensure_deployment(session, tid).id
         if not self.driver.image_present(manifest.runtime_image):
             raise ImageMissingError(manifest.runtime_image)
@@ -169,6 +176,30 @@ class LifecycleActivities:
             image=manifest.runtime_image,
             health_timeout_s=self.provisioner.settings.runtime_health_timeout_s,
         )  # fmt: skip
+
+    def _bundle_for_deploy(
+        self, session: Session, tenant: Tenant, data: PrepareDeployInput
+    ) -> BundleManifest:
+        """The bundle to start; the plan's default one when a plan change left the old one
+        unrunnable (a Stripe downgrade while the bot was stopped), said in the activity feed."""
+        bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
+        catalog = self.provisioner.catalog
+        try:
+            return catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+        except PlanLimitExceeded:
+            if data.bundle_id:  # asked for explicitly: say why not
+                raise
+        manifest = catalog.resolve(DEFAULT_BUNDLE, tenant.plan)
+        tenant.bundle_id = manifest.id
+        message = (
+            f"The {tenant.plan} plan cannot run the {bundle_id} bundle: "
+            f"your bot now runs {manifest.name}."
+        )
+        session.add(AuditLog(
+            tenant_id=tenant.id, actor="system", action="reconfigure.bundle_changed",
+            detail={"message": message},
+        ))  # fmt: skip
+        return manifest
 
     def _ensure_gateway_token(self, tid: str, deployment_id: str) -> None:
         token = creds.read_secret(self.db, self.store, tid, creds.GATEWAY_TOKEN)
@@ -191,6 +222,8 @@ class LifecycleActivities:
                 dep = current_deployment(session, data.tenant_id)
                 deployment_id = dep.id if dep else ""
             spec = self.provisioner.spec(self.db, data.tenant_id, deployment_id, manifest)
+            # What the runtime now runs: the rollback point of the next reconfigure.
+            config_snapshot.record_applied(self.db, self.store, data.tenant_id)
             # A running runtime reads its files at start: re-rendered files need a restart.
             was_running = self.driver.status(data.tenant_id).running
             self.driver.ensure(spec)
@@ -256,10 +289,22 @@ class LifecycleActivities:
     async def send_test_message(self, data: TenantRef) -> TestMessageResult:
         """Send a message through the runtime API and require a reply."""
         address, headers = await self._runtime_api(data.tenant_id)
-        resp = await self.http.post(
-            f"{address}/api/message", headers=headers, timeout=60,
-            json={"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"},
-        )  # fmt: skip
+        timeout = httpx.Timeout(TEST_MESSAGE_HTTP_TIMEOUT_S, connect=5)
+        payload = {"message": TEST_MESSAGE, "sender": "tinyclaw-cloud", "sender_id": "deploy-check"}
+        try:
+            resp = await self.http.post(
+                f"{address}/api/message", headers=headers, timeout=timeout, json=payload
+            )
+        except httpx.ConnectError:
+            # Nothing reached the runtime (so no model call): safe to retry.
+            raise ApplicationError(
+                "The runtime did not accept the test message.", type="runtime_unreachable"
+            ) from None
+        except httpx.HTTPError:
+            raise ApplicationError(
+                "The test message got no reply in time.", type="test_message_failed",
+                non_retryable=True,
+            ) from None  # fmt: skip
         if resp.status_code != 200 or not resp.json().get("reply"):
             raise ApplicationError(
                 f"The test message got no reply (HTTP {resp.status_code}).",
@@ -349,6 +394,8 @@ class LifecycleActivities:
             creds.delete_credential(self.db, self.store, data.tenant_id, creds.GATEWAY_TOKEN)
 
         await self._thread(run)
+        # Every gateway replica drops its cached authentications of this tenant at once.
+        await broadcast_revocation(self.provisioner.settings.redis_url, data.tenant_id)
 
     @activity.defn
     @mapped
@@ -362,6 +409,7 @@ class LifecycleActivities:
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
 
         await self._thread(run)
+        await broadcast_revocation(self.provisioner.settings.redis_url, data.tenant_id)
 
     @activity.defn
     @mapped
@@ -369,7 +417,8 @@ class LifecycleActivities:
         """Delete every secret and credential row of the tenant (the customer's too)."""
 
         def run() -> None:
-            for kind in (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED):
+            kinds = (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED)
+            for kind in (*kinds, *config_snapshot.SNAPSHOT_KINDS):
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
             # The backup key must outlive the other secrets until purge_backups, or the
             # retained backup could never be opened.
@@ -428,7 +477,8 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def purge_backups(self, data: PurgeInput) -> None:
-        """Delete the tenant's backups and snapshots once the retention period is over."""
+        """After the retention period: delete backups and snapshots (the conversations),
+        then the personal data left in the database (names, Telegram ids, audit details)."""
 
         def run() -> None:
             for kind in ("backups", "snapshots"):
@@ -438,6 +488,8 @@ class LifecycleActivities:
                 if folder.exists():
                     folder.rmdir()
             self.store.delete(secret_ref(data.tenant_id, BACKUP_KEY))
+            with self.db.tenant_session(data.tenant_id) as session:
+                purge_personal_data(session, data.tenant_id)
 
         await self._thread(run)
 
@@ -484,6 +536,21 @@ class LifecycleActivities:
 
         await self._thread(run)
 
+    @activity.defn
+    @mapped
+    async def save_tenant_state(self, data: TenantDurableState) -> None:
+        """Write the workflow's billing and support state to the tenant row (idempotent)."""
+
+        def run() -> None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                tenant = get_tenant(session, data.tenant_id)
+                fields = data.model_dump(exclude={"tenant_id", "killed"})
+                for name, value in fields.items():
+                    setattr(tenant, name, value)
+                tenant.kill_switch = data.killed
+
+        await self._thread(run)
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this class, for the worker."""
         return [
@@ -492,5 +559,5 @@ class LifecycleActivities:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify,
+            self.check_bundle_switch, self.notify, self.save_tenant_state,
         ]  # fmt: skip

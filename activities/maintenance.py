@@ -14,12 +14,28 @@ from activities.lifecycle import mapped, status_ok
 from core.db import Database
 from core.db.models import Deployment, Tenant
 from core.deployment_state import DeploymentState as S
+from core.deployments import current_deployment
 from core.provisioning import Provisioner
+from core.runtime_health import mark_down
 from gateway.rollup import rollup_day
 from workflows.activity_models import RollupInput, RollupResult, SweepResult
 
 # A runtime exists for these states; anything else Docker runs for us is an orphan.
 OWNED_STATES = {S.PROVISIONING, S.HEALTHY, S.UPDATING, S.PAUSED, S.SUSPENDED, S.FAILED, S.DELETING}
+PROBE_TIMEOUT = 3.0  # seconds a runtime gets to answer /api/status
+PROBE_CONCURRENCY = 64  # probes in flight at once
+ORPHAN_GRACE = timedelta(minutes=2)  # a tenant whose state changed this recently is left alone
+
+
+def _state_now(db: Database, tenant_id: str) -> tuple[str | None, datetime | None]:
+    """The tenant's current deployment state and when it last changed."""
+    with db.tenant_session(tenant_id) as session:
+        dep = current_deployment(session, tenant_id)
+        return (dep.state, dep.updated_at) if dep else (None, None)
+
+
+def _age(when: datetime) -> timedelta:
+    return datetime.now(UTC) - (when.replace(tzinfo=UTC) if when.tzinfo is None else when)
 
 
 @dataclass
@@ -45,30 +61,51 @@ class MaintenanceActivities:
             )
         except Exception:  # no token or no address: the runtime cannot be answering
             return False
-        return await status_ok(self.http, address, headers, wait_s=3)
+        return await status_ok(self.http, address, headers, wait_s=PROBE_TIMEOUT)
+
+    async def _probe(self, tenant_id: str, bound: asyncio.Semaphore) -> bool:
+        """One tenant's probe, bounded in time and concurrency; a hang or error is 'down'."""
+        async with bound:
+            try:
+                return await asyncio.wait_for(self._answers(tenant_id), PROBE_TIMEOUT + 1)
+            except Exception:  # one tenant's trouble must not fail the sweep
+                return False
+
+    async def _remove_orphan(self, tenant_id: str) -> bool:
+        """Remove the runtime unless, read again now, the tenant owns one (a deploy that began
+        since the sweep read the states) or its state changed within ``ORPHAN_GRACE``."""
+        state, changed = await asyncio.to_thread(_state_now, self.db, tenant_id)
+        if state in OWNED_STATES or (changed is not None and _age(changed) < ORPHAN_GRACE):
+            return False
+        await asyncio.to_thread(self.provisioner.driver.remove, tenant_id)
+        return True
 
     @activity.defn
     @mapped
     async def sweep_runtimes(self) -> SweepResult:
-        """Healthy tenants whose runtime does not answer; remove runtimes of our tenants that
-        should have none (pending, deleted)."""
+        """Healthy tenants whose runtime does not answer (marked down); remove runtimes of our
+        tenants that should have none (pending, deleted) and are not mid-deploy."""
+        # Runtimes first, states second: a runtime that exists now had its tenant's state
+        # moved to provisioning before it was created, so a deploy is never seen as orphan.
+        runtimes = await asyncio.to_thread(self.provisioner.driver.list_tenants)
         states = await asyncio.to_thread(self._latest_states)
-        driver = self.provisioner.driver
         result = SweepResult()
-        for tid in await asyncio.to_thread(driver.list_tenants):
+        for tid in runtimes:
             if tid not in states:
                 # Not a tenant of this installation (another control plane may share the
                 # engine): report it, never remove it.
                 result.unknown.append(tid)
-            elif states[tid] not in OWNED_STATES:
-                await asyncio.to_thread(driver.remove, tid)
+            elif states[tid] not in OWNED_STATES and await self._remove_orphan(tid):
                 result.orphans_removed.append(tid)
-        for tid, state in states.items():
-            if state != S.HEALTHY:
-                continue
-            result.checked += 1
-            if not await self._answers(tid):
-                result.unhealthy.append(tid)
+        healthy = [tid for tid, state in states.items() if state == S.HEALTHY]
+        bound = asyncio.Semaphore(PROBE_CONCURRENCY)
+        answers = await asyncio.gather(*(self._probe(tid, bound) for tid in healthy))
+        result.checked = len(healthy)
+        result.unhealthy = [tid for tid, ok in zip(healthy, answers, strict=True) if not ok]
+        for tid in result.unhealthy:
+            await asyncio.to_thread(
+                mark_down, self.db, tid, "The runtime stopped answering its status probe."
+            )
         return result
 
     @activity.defn

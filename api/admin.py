@@ -9,16 +9,17 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from api.deps import ContextDep, PlatformAdmin
+from api.deps import ContextDep, CurrentUser, PlatformAdmin
 from api.tenants.service import temporal_ui_link
+from core import lifecycle
 from core.db.models import Tenant
 from core.deployments import current_deployment
-from core.lifecycle import handle
+from core.errors import Forbidden, InvalidInput
 from core.tenants import audit, require_tenant
 from workflows.models import Note
-from workflows.tenant import TenantWorkflow
 
 router = APIRouter(prefix="/admin", tags=["admin"])
+SUPPORT_ACTOR_PREFIX = "support:"  # audit entries by staff: hidden from customers
 
 
 class AdminTenant(BaseModel):
@@ -28,6 +29,7 @@ class AdminTenant(BaseModel):
     billing_status: str
     state: str
     temporal_ui_url: str
+    deleted_at: datetime | None = None  # deleted bots leave the customer's list, not this one
 
 
 class SignalIn(BaseModel):
@@ -36,6 +38,36 @@ class SignalIn(BaseModel):
     ]
     reason: str = Field(default="", max_length=500)
     days: int = Field(default=0, ge=0, le=90)
+    confirm: bool = Field(default=False, description="required for kill_switch")
+
+
+def check_signal(body: SignalIn) -> None:
+    """The kill switch stops a customer's bot at once: it needs a confirmation and a reason."""
+    if body.signal != "kill_switch":
+        return
+    if not body.confirm:
+        raise InvalidInput(
+            "The kill switch stops this bot at once: confirm it (confirm: true).",
+            code="confirmation_required",
+            field="confirm",
+        )
+    if not body.reason.strip():
+        raise InvalidInput(
+            "Say why the kill switch is used (reason): it is kept in the audit log.",
+            code="reason_required",
+            field="reason",
+        )
+
+
+@router.get(
+    "/web-ui/auth",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={401: {"description": "not logged in"}, 403: {"description": "not an admin"}},
+)
+def web_ui_auth(user: CurrentUser) -> None:
+    """For the Web UI's auth proxy: 204 for a platform admin, 401 or 403 otherwise."""
+    if not user.is_platform_admin or "admin" not in user.scopes:
+        raise Forbidden("The Temporal Web UI is for platform admins.", code="admin_only")
 
 
 @router.get("/tenants")
@@ -48,6 +80,7 @@ def all_tenants(_admin: PlatformAdmin, ctx: ContextDep) -> list[AdminTenant]:
             out.append(AdminTenant(
                 id=t.id, name=t.name, plan=t.plan, billing_status=t.billing_status,
                 state=dep.state if dep else "pending", temporal_ui_url=temporal_ui_link(ctx, t.id),
+                deleted_at=t.deleted_at,
             ))  # fmt: skip
         return out
 
@@ -57,29 +90,21 @@ async def send_signal(
     tenant_id: str, body: SignalIn, admin: PlatformAdmin, ctx: ContextDep
 ) -> dict[str, str]:
     """Send a support signal to the tenant workflow (force restart, grace, kill switch, note)."""
+    check_signal(body)
     with ctx.db.system_session() as session:
         require_tenant(session, tenant_id)
-        audit(
-            session,
-            tenant_id=tenant_id,
-            actor=f"support:{admin.email}",
-            action=f"signal.{body.signal}",
-            reason=body.reason,
-            days=body.days,
-        )
-    h = handle(ctx, tenant_id)
     reason = body.reason or f"by {admin.email}"
-    if body.signal == "force_restart":
-        await h.signal(TenantWorkflow.force_restart, reason)
-    elif body.signal == "extend_grace_period":
-        await h.signal(TenantWorkflow.extend_grace_period, body.days)
-    elif body.signal == "kill_switch":
-        await h.signal(TenantWorkflow.kill_switch, reason)
-    elif body.signal == "lift_kill_switch":
-        await h.signal(TenantWorkflow.lift_kill_switch, reason)
-    else:
-        await h.signal(
-            TenantWorkflow.add_note,
-            Note(author=admin.email, text=body.reason, at=datetime.now(UTC)),
-        )
-    return {"signal": body.signal, "workflow_id": h.id}
+    arg: object = reason
+    if body.signal == "extend_grace_period":
+        arg = body.days
+    elif body.signal == "add_note":
+        arg = Note(author=admin.email, text=body.reason, at=datetime.now(UTC))
+    # Audited after the signal: a fresh run rebuilds its notes from the audit log, and
+    # must not find this note there as well as in its start signal.
+    wf_id = await lifecycle.send_signal(ctx, tenant_id, body.signal, arg)
+    with ctx.db.system_session() as session:
+        audit(
+            session, tenant_id=tenant_id, actor=f"{SUPPORT_ACTOR_PREFIX}{admin.email}",
+            action=f"signal.{body.signal}", reason=body.reason, days=body.days,
+        )  # fmt: skip
+    return {"signal": body.signal, "workflow_id": wf_id}

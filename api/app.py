@@ -8,12 +8,28 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import admin, auth, billing, catalog, codec, dashboard, errors, health, webhooks
+from api import (
+    admin,
+    auth,
+    auth_email,
+    billing,
+    catalog,
+    codec,
+    dashboard,
+    docs,
+    errors,
+    health,
+    webhooks,
+)
+from api.middleware import BodyLimit
 from api.tenants import endpoints as tenants
+from api.tenants import model_endpoints as tenant_models
 from api.tenants import pairing as tenant_pairing
+from api.tenants import plan as tenant_plan
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
+from core.ratelimit import LoginThrottle, SlidingWindow
 from core.settings import Settings
 
 
@@ -36,6 +52,8 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             finally:
                 if (stripe_client := ctx.extras.get("billing.stripe")) is not None:
                     await stripe_client.aclose()
+                if (reader := ctx.extras.pop("runtime_reader", None)) is not None:
+                    await reader.http.aclose()
                 if context is None:
                     await ctx.close()
 
@@ -44,13 +62,22 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         version="0.1.0",
         description="Hosted TinyClaw agent runtimes on Telegram: tenants, lifecycle, billing.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     errors.install(app)
+    docs.install(app)
+    app.state.login_throttle = LoginThrottle()
+    app.state.signup_limit = SlidingWindow(limit=settings.signups_per_hour_per_ip, window_s=3600)
+    app.state.email_limit = SlidingWindow(limit=5, window_s=3600)
     for router in (
         health.router,
         auth.router,
+        auth_email.router,
         catalog.router,
         tenants.router,
+        tenant_plan.router,
+        tenant_models.router,
         tenant_pairing.router,
         webhooks.router,
         billing.router,
@@ -61,4 +88,6 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     dashboard.install(app)
     # Outermost: answers the Web UI's preflight before the session middleware sees it.
     app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
+    # Outermost of all: an oversized body is refused before anything reads it.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, form_limit=settings.max_form_bytes)
     return app

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantOwner
 from core.billing.service import (
@@ -18,7 +19,7 @@ from core.billing.service import (
     billing_summary,
     current_subscription,
 )
-from core.billing.stripe_client import StripeBilling, idempotency_key
+from core.billing.stripe_client import CheckoutLink, StripeBilling, idempotency_key
 from core.context import AppContext
 from core.db.models import AuditLog, new_id
 from core.errors import Conflict, NotFound
@@ -57,9 +58,13 @@ def stripe_billing(ctx: AppContext) -> StripeBilling:
     return client  # type: ignore[no-any-return]
 
 
-def _return_url(ctx: AppContext, request: Request, tenant_id: str, outcome: str) -> str:
+def _return_url(
+    ctx: AppContext, request: Request, tenant_id: str, outcome: str, page: str = ""
+) -> str:
     base = (ctx.settings.public_url or str(request.base_url)).rstrip("/")
     # The customer comes back in a browser: to the bot's dashboard page, not the JSON API.
+    if page:  # another dashboard page: it shows the outcome as a notice
+        return f"{base}/app/bots/{tenant_id}{page}?notice=billing_{outcome}"
     return f"{base}/app/bots/{tenant_id}?billing={outcome}"
 
 
@@ -79,7 +84,16 @@ async def checkout(
     idempotency: IdempotencyHeader = None,
 ) -> CheckoutOut:
     """Start a Stripe Checkout for ``plan``; with billing off, assign the plan at once."""
-    plan = get_plan(body.plan)
+    return await start_checkout(ctx, owner, request, body.plan, idempotency)
+
+
+async def start_checkout(
+    ctx: AppContext, owner: TenantAccessInfo, request: Request, plan_id: str,
+    idempotency: str | None = None, *, success_page: str = "",
+) -> CheckoutOut:  # fmt: skip
+    """Checkout for ``plan_id`` (the API and the onboarding wizard); success returns to
+    the bot page, or ``success_page`` under it (the live progress page after onboarding)."""
+    plan = get_plan(plan_id)
     tenant_id = owner.tenant_id
     if not ctx.settings.billing_enabled:
         with ctx.db.tenant_session(tenant_id) as session:
@@ -95,19 +109,44 @@ async def checkout(
             "This bot already has a subscription; change the plan in the billing portal.",
             code="already_subscribed",
         )
+    reused = await _open_checkout(ctx, tenant_id, plan.id)
+    if reused is not None:  # a second tab, a back button: pay the same session
+        return CheckoutOut(billing="on", plan=plan.id, url=reused.url)
     # A retried click with the same Idempotency-Key gets the same Checkout Session.
     key = idempotency_key(tenant_id, f"checkout-{plan.id}", idempotency or new_id())
     link = await stripe_billing(ctx).create_checkout_session(
         tenant_id,
         plan.id,
         owner.user.email,
-        _return_url(ctx, request, tenant_id, "success"),
+        _return_url(ctx, request, tenant_id, "success", success_page),
         _return_url(ctx, request, tenant_id, "cancelled"),
         key,
         customer_id=customer_id,
     )
     _audit(ctx, owner, "billing.checkout_started", plan=plan.id, session=link.id)
     return CheckoutOut(billing="on", plan=plan.id, url=link.url)
+
+
+async def _open_checkout(ctx: AppContext, tenant_id: str, plan_id: str) -> CheckoutLink | None:
+    """The tenant's last Checkout Session if still open for ``plan_id``; one for another plan
+    is expired, so two tabs can never end in two subscriptions."""
+    with ctx.db.tenant_session(tenant_id) as session:
+        last = session.scalars(
+            select(AuditLog)
+            .where(AuditLog.tenant_id == tenant_id, AuditLog.action == "billing.checkout_started")
+            .order_by(AuditLog.id.desc())
+            .limit(1)
+        ).first()
+        detail = dict(last.detail or {}) if last is not None else {}
+    session_id = detail.get("session")
+    if not session_id:
+        return None
+    stripe = stripe_billing(ctx)
+    link = await stripe.open_checkout(session_id)
+    if link is not None and detail.get("plan") != plan_id:
+        await stripe.expire_checkout(session_id)
+        return None
+    return link
 
 
 @router.post("/portal", summary="Manage payment and plan")

@@ -4,20 +4,30 @@ Implements Temporal's remote codec protocol: ``POST /codec/decode`` and
 ``/codec/encode`` with ``{"payloads": [{"metadata": {...}, "data": "..."}]}``
 (base64 fields). The UI is configured with ``--ui-codec-endpoint`` and sends the
 admin's dashboard session cookie (or an API token) with each request.
+
+The Web UI of the dev server sends no credentials unless an admin ticks "include
+credentials" in its settings, and its command line cannot preset that. So ``up``
+sets ``TCC_CODEC_TRUST_LOCAL_UI``: a request from a loopback peer whose ``Origin`` is
+the local Web UI is served without a cookie. A browser cannot forge ``Origin``; a local
+process could, but on the dev machine it can read the codec key file as well. The
+setting is refused outside development; the production UI sends the cookie
+(``TEMPORAL_CODEC_INCLUDE_CREDENTIALS`` in compose.yaml).
 """
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.api.common.v1 import Payload
 
-from api.deps import ContextDep, PlatformAdmin
+from api.deps import ContextDep, current_user, platform_admin
 from core.errors import InvalidInput
+from core.settings import Settings
 from core.temporal import codec_key
 from core.temporal.codec import EncryptionCodec
 
@@ -56,16 +66,47 @@ def _json(payloads: list[Payload]) -> JSONResponse:
     })  # fmt: skip
 
 
+async def _body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise InvalidInput("The body is not JSON.") from None
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _from_local_ui(request: Request, settings: Settings) -> bool:
+    ui = settings.resolved_temporal_ui_url.rstrip("/")
+    return (
+        settings.codec_trust_local_ui
+        and request.headers.get("origin") == ui
+        and urlsplit(ui).hostname in LOOPBACK
+        and request.client is not None
+        and request.client.host in LOOPBACK
+    )
+
+
+def codec_access(request: Request, ctx: ContextDep) -> None:
+    """A platform admin, or (development) the local Web UI without credentials."""
+    if _from_local_ui(request, ctx.settings):
+        return
+    platform_admin(current_user(request, ctx))
+
+
+CodecAccess = Annotated[None, Depends(codec_access)]
+
+
 @router.post("/decode")
-async def decode(request: Request, ctx: ContextDep, _admin: PlatformAdmin) -> JSONResponse:
+async def decode(request: Request, ctx: ContextDep, _access: CodecAccess) -> JSONResponse:
     """Decrypt payloads for the Web UI."""
-    return _json(await _codec(ctx).decode(_payloads(await request.json())))
+    return _json(await _codec(ctx).decode(_payloads(await _body(request))))
 
 
 @router.post("/encode")
-async def encode(request: Request, ctx: ContextDep, _admin: PlatformAdmin) -> JSONResponse:
+async def encode(request: Request, ctx: ContextDep, _access: CodecAccess) -> JSONResponse:
     """Encrypt payloads (the UI uses it to send signals with encrypted input)."""
-    return _json(await _codec(ctx).encode(_payloads(await request.json())))
+    return _json(await _codec(ctx).encode(_payloads(await _body(request))))
 
 
 class CodecCors:

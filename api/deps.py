@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from core.accounts import Principal, principal_for_token
 from core.context import AppContext
@@ -20,16 +21,39 @@ def get_context(request: Request) -> AppContext:
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def current_user(request: Request, ctx: ContextDep) -> Principal:
+# Declares the scheme in the OpenAPI document; the header is read below.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    bearerFormat="tcp_...",
+    description="A personal API token from POST /auth/tokens (or /auth/login).",
+)
+
+
+def current_user(
+    request: Request,
+    ctx: ContextDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)] = None,
+) -> Principal:
     """The caller: a personal API token (``Authorization: Bearer tcp_...``) or a web session."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
+    header = request.headers.get("authorization")
+    if header is not None:
+        # An Authorization header is the whole credential: never fall back to the cookie.
+        if not header.lower().startswith("bearer "):
+            raise Unauthorized(
+                "Send a personal API token as 'Authorization: Bearer tcp_...'.", code="bad_token"
+            )
         with ctx.db.system_session() as session:
             principal = principal_for_token(session, header[7:].strip())
         if principal is None:
-            raise Unauthorized("This API token is invalid or revoked.", code="bad_token")
+            raise Unauthorized("This API token is invalid, expired or revoked.", code="bad_token")
+        if request.method not in SAFE_METHODS and "write" not in principal.scopes:
+            raise Forbidden(
+                "This API token is read-only; create one with the 'write' scope.",
+                code="insufficient_scope",
+            )
         return principal
     # The dashboard's session middleware puts the logged-in user here.
     principal = getattr(request.state, "principal", None)
@@ -85,6 +109,10 @@ def platform_admin(user: CurrentUser) -> Principal:
     """Only platform admins (support staff)."""
     if not user.is_platform_admin:
         raise NotFound("Not found.")
+    if "admin" not in user.scopes:
+        raise Forbidden(
+            "This API token lacks the 'admin' scope needed here.", code="insufficient_scope"
+        )
     return user
 
 

@@ -1,32 +1,29 @@
-"""Liveness and readiness."""
+"""Liveness (``/healthz``) and readiness (``/readyz``)."""
 
 from __future__ import annotations
-
-import asyncio
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import ContextDep
+from core.temporal.readiness import OK, RETRY_AFTER, readiness
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz(ctx: ContextDep) -> JSONResponse:
-    """Readiness: the database and Temporal both answer."""
-    checks: dict[str, str] = {}
-    try:
-        await asyncio.to_thread(ctx.db.ping)
-        checks["database"] = "ok"
-    except Exception as exc:  # a readiness probe reports, it does not raise
-        checks["database"] = f"error: {type(exc).__name__}"
-    try:
-        await asyncio.wait_for(ctx.temporal.service_client.check_health(), timeout=3)
-        checks["temporal"] = "ok"
-    except Exception as exc:
-        checks["temporal"] = f"error: {type(exc).__name__}"
-    ok = all(v == "ok" for v in checks.values())
+async def healthz() -> dict[str, str]:
+    """Liveness: the API process serves requests (it checks no dependency)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(ctx: ContextDep) -> JSONResponse:
+    """Readiness: the database, Temporal, a worker serving the task queue and the gateway."""
+    checks = await readiness(ctx).report()
+    ready = all(v == OK for v in checks.values())
     return JSONResponse(
-        {"status": "ok" if ok else "degraded", **checks}, status_code=200 if ok else 503
+        {"status": "ready" if ready else "not_ready", **checks},
+        status_code=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(RETRY_AFTER)},
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -17,9 +18,16 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from api.billing import stripe_billing
 from api.deps import ContextDep
 from core.billing import inbox, service
-from core.billing.events import billing_event, event_facts, verify_event
+from core.billing.events import (
+    CHECKOUT_COMPLETED,
+    EventFacts,
+    billing_event,
+    event_facts,
+    verify_event,
+)
 from core.billing.stripe_client import from_timestamp
 from core.context import AppContext
 from core.errors import Conflict, NotFound, ServiceUnavailable, TinyClawError
@@ -72,12 +80,15 @@ async def stripe_webhook(
     event = verify_event(payload, request.headers.get("stripe-signature"), secret)
     event_id = event["id"]
     created = from_timestamp(event["created"])
+    # Read the facts before claiming: a malformed object is a 400 that records nothing.
+    facts = event_facts(event, ctx.settings.stripe_price_ids)
     claim = await run_in_threadpool(inbox.claim, ctx.db, event_id, event["type"], created)
     if claim is inbox.Claim.DUPLICATE:
         return {"status": "duplicate"}
     if claim is inbox.Claim.IN_PROGRESS:
         raise Conflict("This event is being processed right now.", code="event_in_progress")
-    routed = await run_in_threadpool(_route, ctx, event)
+    facts = await _paid_plan(ctx, facts)
+    routed = await run_in_threadpool(_route, ctx, facts)
     if routed is None:
         await run_in_threadpool(_finish, ctx, event_id, None, None, "ignored")
         return {"status": "ignored"}
@@ -86,13 +97,29 @@ async def stripe_webhook(
     if result is None:
         return {"status": "rejected"}
     status = result.billing_status if result.applied else None
-    await run_in_threadpool(_finish, ctx, event_id, tenant_id, status, result.reason)
+    plan = result.plan if result.applied else None
+    await run_in_threadpool(_finish, ctx, event_id, tenant_id, status, result.reason, plan)
     return {"status": "processed", "applied": result.applied, "billing_status": status}
 
 
-def _route(ctx: AppContext, event: dict[str, Any]) -> tuple[str, BillingEvent] | None:
+async def _paid_plan(ctx: AppContext, facts: EventFacts | None) -> EventFacts | None:
+    """A completed checkout's plan is its subscription's price, not what the session asked for."""
+    if facts is None or facts.type != CHECKOUT_COMPLETED or not facts.checkout_session_id:
+        return facts
+    try:
+        paid = await stripe_billing(ctx).checkout_plan(facts.checkout_session_id)
+    except TinyClawError as exc:
+        # The subscription's own update events carry the price too; go on with the metadata.
+        log.warning("could not read the items of %s: %s", facts.event_id, exc.code)
+        return facts
+    if paid and paid != facts.plan:
+        log.info("checkout %s paid for %s, asked for %s", facts.event_id, paid, facts.plan)
+        return replace(facts, plan=paid)
+    return facts
+
+
+def _route(ctx: AppContext, facts: EventFacts | None) -> tuple[str, BillingEvent] | None:
     """Find the tenant and update its subscription row; ``None`` when there is nothing to do."""
-    facts = event_facts(event, ctx.settings.stripe_price_ids)
     if facts is None:
         return None
     with ctx.db.system_session() as session:
@@ -135,12 +162,13 @@ async def _hand_off(
 
 
 def _finish(
-    ctx: AppContext, event_id: str, tenant_id: str | None, status: str | None, note: str | None
-) -> None:
+    ctx: AppContext, event_id: str, tenant_id: str | None, status: str | None,
+    note: str | None, plan: str | None = None,
+) -> None:  # fmt: skip
     with ctx.db.system_session() as session:
         inbox.mark_processed(session, event_id, tenant_id, note)
         if tenant_id is not None and status is not None:
-            service.set_billing_status(session, tenant_id, status)
+            service.set_billing_status(session, tenant_id, status, plan)
 
 
 def _fail(ctx: AppContext, event_id: str, tenant_id: str, error: str) -> None:

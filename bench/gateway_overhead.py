@@ -2,6 +2,14 @@
 
     .venv/bin/python bench/gateway_overhead.py [--pin] [--no-litellm] [--seconds 12]
 
+Up to three gateway processes are measured in the same run, differing only in
+the upstream HTTP client: ``gateway`` (the shipped hand-written one,
+``gateway/httpclient.py``), ``gw-aiohttp`` (``bench/aiohttp_httpclient.py``)
+and ``gw-httpx`` (``bench/httpx_httpclient.py``); ``--clients`` picks them.
+The last lines print each maintained client's added latency over the
+hand-written one's at median and p99 (the hand-written client is only worth
+keeping at >= 1.5x on both).
+
 Three kinds of process, each separate, all on loopback: a fake upstream (uvloop,
 raw asyncio protocol), the proxy under test (the gateway under uvicorn with
 uvloop + httptools; and, if ``/tmp/litellm-venv`` has ``litellm[proxy]``,
@@ -173,11 +181,17 @@ def serve_upstream(port: int) -> None:
 # --------------------------------------------------------------------------- gateway
 
 
-def serve_gateway(port: int, upstream_url: str, db_url: str) -> None:
+def serve_gateway(port: int, upstream_url: str, db_url: str, client: str = "builtin") -> None:
     """Run the real gateway app (bench plan without limits) until killed."""
     import uvicorn
 
     sys.path.insert(0, str(ROOT))
+    if client != "builtin":
+        # The same app with another upstream client: it stands in for the module before
+        # any gateway module imports it (same names, same error classes).
+        import importlib
+
+        sys.modules["gateway.httpclient"] = importlib.import_module(f"bench.{client}_httpclient")
     from core.db import Database
     from core.plans import PLANS
     from core.settings import Settings
@@ -519,6 +533,7 @@ def _report(results: dict, open_loop: list[Phase], closed: list[Phase], names: l
             line += f" (targets <= 1 / <= 5 ms: {'MET' if med <= 1 else 'MISSED'} / "
             line += f"{'MET' if p99 <= 5 else 'MISSED'})"
         print(line)
+    _compare_clients(results, open_loop)
     if "litellm" in proxies:
         for phase in open_loop:
             d, g, lt = (results[(phase.name, n)] for n in ("direct", "gateway", "litellm"))
@@ -535,6 +550,30 @@ def _report(results: dict, open_loop: list[Phase], closed: list[Phase], names: l
             f"NOTE: LiteLLM saturates at ~{sat:.0f} req/s here (closed loop); at any phase rate "
             "above that its numbers are queueing, not per-request overhead."
         )
+
+
+def _compare_clients(results: dict, open_loop: list[Phase]) -> None:
+    """Added latency with each maintained client over the hand-written one's, same run."""
+    print("\nUPSTREAM CLIENT: added latency to the last byte (ms); ratio = client / hand-written")
+    for client in ("aiohttp", "httpx"):
+        name = f"gw-{client}"
+        if (open_loop[0].name, name) not in results:
+            continue
+        keep = True
+        for phase in open_loop:
+            d, c, lg = (results[(phase.name, n)] for n in ("direct", name, "gateway"))
+            parts = []
+            for label, p in (("median", 0.5), ("p99", 0.99)):
+                add = q(c.total_ms, p) - q(d.total_ms, p)
+                legacy_add = q(lg.total_ms, p) - q(d.total_ms, p)
+                # How many times better the hand-written client is (> 1 = it adds less);
+                # a non-positive addition is noise (direct had the worse tail): no verdict.
+                ratio = add / legacy_add if legacy_add > 0 and add > 0 else float("nan")
+                keep = keep and ratio >= 1.5
+                parts.append(f"{label} {add:.2f} / {legacy_add:.2f} = {ratio:.2f}x")
+            print(f"  {client:<8}{phase.name:<14}: " + ", ".join(parts))
+        verdict = "hand-written >= 1.5x better at every level" if keep else "mixed / not shown"
+        print(f"  {client}: {verdict} (nan = noise, no verdict at that level)")
 
 
 def _count_usage_rows(db_url: str) -> int:
@@ -558,6 +597,10 @@ def run(args: argparse.Namespace) -> None:
     procs = [_spawn([*me, "--serve-upstream", str(up_port)], other_cpu)]
     gw_args = [*me, "--serve-gateway", str(gw_port), upstream_url, db_url]
     procs.append(_spawn(gw_args, proxy_cpu, log=tmp / "gateway.log"))
+    others = {c: _free_port() for c in args.clients.split(",") if c}
+    for client, port in others.items():
+        extra = [*me, "--serve-gateway", str(port), upstream_url, db_url, client]
+        procs.append(_spawn(extra, proxy_cpu, log=tmp / f"gw-{client}.log"))
     try:
         assert _wait_ready(f"http://127.0.0.1:{up_port}/", procs[0], 20), "upstream did not start"
         assert _wait_ready(f"http://127.0.0.1:{gw_port}/healthz", procs[1], 30), (
@@ -567,6 +610,10 @@ def run(args: argparse.Namespace) -> None:
             "direct": (upstream_url, UPSTREAM_KEY),
             "gateway": (f"http://127.0.0.1:{gw_port}/v1", token),
         }
+        for i, (client, port) in enumerate(others.items(), 2):
+            log_text = (tmp / f"gw-{client}.log").read_text
+            assert _wait_ready(f"http://127.0.0.1:{port}/healthz", procs[i], 30), log_text()
+            targets[f"gw-{client}"] = (f"http://127.0.0.1:{port}/v1", token)
         if args.no_litellm:
             print("LiteLLM: skipped (--no-litellm)")
         else:
@@ -589,7 +636,12 @@ def run(args: argparse.Namespace) -> None:
         _report(results, open_loop, closed, list(targets))
         print(f"load average after: {os.getloadavg()[0]:.2f} (other work on this box inflates p99)")
         time.sleep(0.5)  # let the gateway's 100 ms usage flush land
-        sent = sum(len(results[(p.name, "gateway")].total_ms) for p in [*open_loop, *closed])
+        sent = sum(
+            len(results[(p.name, n)].total_ms)
+            for p in [*open_loop, *closed]
+            for n in targets
+            if n != "direct"
+        )
         print(
             f"usage_events rows written by the gateway: {_count_usage_rows(db_url)} "
             f"(>= {sent} measured calls, plus warm-up)"
@@ -613,20 +665,23 @@ def main() -> None:
         "--pin", action="store_true", help="proxy on cpu 1, everything else on cpu 0"
     )
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument(
+        "--clients",
+        default="aiohttp,httpx",
+        help="maintained upstream clients to run the gateway with, side by side (or '')",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved slices per phase")
     parser.add_argument(
         "--seconds", type=float, default=10.0, help="length of each open-loop phase"
     )
     parser.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--serve-gateway", nargs=3, metavar=("PORT", "UPSTREAM", "DB"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--serve-gateway", nargs="+", metavar="ARG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
         serve_upstream(args.serve_upstream)
     elif args.serve_gateway:
-        port, upstream, db_url = args.serve_gateway
-        serve_gateway(int(port), upstream, db_url)
+        port, upstream, db_url, *client = args.serve_gateway
+        serve_gateway(int(port), upstream, db_url, *client)
     else:
         run(args)
 

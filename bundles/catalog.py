@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from bundles.schema import BundleManifest
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
-from core.plans import Plan, get_plan
+from core.model_catalog import ROLES
+from core.plans import DEMO_MODEL, Plan, get_plan
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 PROJECT_ROOT = CATALOG_DIR.parent.parent
@@ -137,6 +138,9 @@ def plan_problems(manifest: BundleManifest, plan: Plan) -> list[str]:
             f"The {manifest.name} bundle uses agent teams, which the {plan.name} plan lacks."
         )
     for agent_id, agent in manifest.agents.items():
+        # Roles (and the legacy demo id) are resolved against the model catalog at render time.
+        if agent.model in ROLES or agent.model == DEMO_MODEL:
+            continue
         if not plan.allows_model(agent.model):
             problems.append(
                 f"Agent '{agent_id}' uses model '{agent.model}', "

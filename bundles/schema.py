@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from core.plans import DEMO_MODEL, PLANS
+from core.plans import PLANS
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-([0-9A-Za-z.-]+))?$")
@@ -88,7 +88,8 @@ class AgentSpec(_Model):
     name: str = Field(min_length=1, max_length=100)
     role: str = Field("", max_length=500)
     provider: str = Field("openai", pattern=r"^openai$")
-    model: str = Field(DEMO_MODEL, min_length=1)
+    # A catalog id, or a role of the model catalog ("default", "fast", "smart").
+    model: str = Field("default", min_length=1)
     prompt_template: TemplatePath
     heartbeat: Heartbeat = Heartbeat()
 

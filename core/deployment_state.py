@@ -35,7 +35,8 @@ TRANSITIONS: dict[DeploymentState, frozenset[DeploymentState]] = {
     # A failed runtime can be redeployed, restarted in place, suspended or deleted.
     S.FAILED: frozenset({S.PROVISIONING, S.UPDATING, S.SUSPENDED, S.DELETING}),
     S.SUSPENDED: frozenset({S.PROVISIONING, S.DELETING}),
-    S.DELETING: frozenset({S.DELETED}),
+    # A deletion whose step failed says so (and can be retried) instead of hanging on.
+    S.DELETING: frozenset({S.DELETED, S.FAILED}),
     S.DELETED: frozenset(),
 }
 

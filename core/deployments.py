@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.db.models import Deployment, DeploymentEvent, Tenant, utcnow
+from core.db.models import AuditLog, Deployment, DeploymentEvent, Tenant, utcnow
 from core.deployment_state import DeploymentState, ensure_transition
 from core.errors import NotFound
 
@@ -70,6 +72,8 @@ def record_transition(
         get_tenant(session, tenant_id).bundle_id = bundle_id
     if to_state == DeploymentState.HEALTHY:
         dep.healthy_at = utcnow()
+    if to_state == DeploymentState.DELETED:
+        get_tenant(session, tenant_id).deleted_at = utcnow()  # leaves the customer's bot list
     session.add(
         DeploymentEvent(
             tenant_id=tenant_id, deployment_id=dep.id, from_state=previous, to_state=to_state,
@@ -88,3 +92,26 @@ def deployment_events(session: Session, tenant_id: str, limit: int = 100) -> lis
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def last_command_seq(session: Session, tenant_id: str) -> int:
+    """The highest command sequence number any run of the tenant workflow has handed out.
+
+    Child workflow ids (``tenant-{id}-{seq}-{action}``) and the transition keys derived
+    from them must never repeat across runs, so a fresh run starts above every sequence
+    number recorded in the state history or the audit log of accepted commands.
+    """
+    pattern = re.compile(rf"^tenant-{re.escape(tenant_id)}-(\d+)-")
+    ids = list(
+        session.scalars(
+            select(DeploymentEvent.workflow_id).where(DeploymentEvent.tenant_id == tenant_id)
+        )
+    )
+    audited = session.scalars(
+        select(AuditLog.detail).where(
+            AuditLog.tenant_id == tenant_id, AuditLog.action.startswith("command.")
+        )
+    )
+    ids += [d.get("workflow_id") for d in audited if d]
+    seqs = [int(m.group(1)) for i in ids if i and (m := pattern.match(str(i)))]
+    return max(seqs, default=0)

@@ -7,30 +7,46 @@ or a Query on ``tenant-{id}``, started on demand with update-with-start.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.context import AppContext
-from core.db.models import Tenant
-from core.deployments import current_deployment, get_tenant
-from core.errors import Conflict, ServiceUnavailable
+from core.db.models import AuditLog, Tenant
+from core.deployments import current_deployment, get_tenant, last_command_seq
+from core.errors import Conflict, RateLimited
+from core.temporal.readiness import readiness, unavailable
 from workflows.models import (
     BillingEvent,
     BillingEventResult,
     Command,
     CommandAccepted,
+    Note,
     TenantState,
     TenantWorkflowInput,
 )
 from workflows.tenant import TenantWorkflow
+
+# A dead engine or a frozen worker is caught first by the readiness gate (cached, about a
+# second old, heartbeat stale after five): those calls answer 503 at once. These timeouts
+# are the backstop for the seconds before the gate sees it. A query is answered by the
+# worker in milliseconds; an update waits behind the updates queued before it (a burst of
+# commands on a loaded machine), so it gets longer before it is called unanswered.
+CALL_TIMEOUT = timedelta(seconds=2.5)
+UPDATE_TIMEOUT = timedelta(seconds=10)
 
 
 def workflow_id(tenant_id: str) -> str:
@@ -38,33 +54,71 @@ def workflow_id(tenant_id: str) -> str:
     return f"tenant-{tenant_id}"
 
 
-def _start_input(ctx: AppContext, tenant: Tenant, state: str) -> TenantWorkflowInput:
+def _start_input(
+    ctx: AppContext, tenant: Tenant, state: str, seq: int, notes: list[Note]
+) -> TenantWorkflowInput:
     return TenantWorkflowInput(
         tenant_id=tenant.id, plan=tenant.plan, bundle_id=tenant.bundle_id,
-        billing_status=tenant.billing_status, state=state,
+        billing_status=tenant.billing_status, state=state, seq=seq, notes=notes,
+        grace_deadline=_aware(tenant.grace_deadline), delete_at=_aware(tenant.delete_at),
+        purge_at=_aware(tenant.purge_at),
+        last_billing_event_at=_aware(tenant.last_billing_event_at),
+        suspended_for_billing=tenant.suspended_for_billing, killed=tenant.kill_switch,
         grace_period_days=ctx.settings.grace_period_days,
         retention_days=ctx.settings.retention_days,
     )  # fmt: skip
 
 
-def _start_operation(
-    ctx: AppContext, tenant_id: str
-) -> WithStartWorkflowOperation[TenantWorkflow, TenantState]:
+def _aware(at: datetime | None) -> datetime | None:
+    """``at`` in UTC (SQLite hands back naive datetimes; the workflow compares aware ones)."""
+    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
+
+
+def _support_notes(session: Session, tenant_id: str, keep: int = 50) -> list[Note]:
+    """The support notes of the audit log (the newest ``keep``), oldest first."""
+    rows = session.scalars(
+        select(AuditLog)
+        .where(AuditLog.tenant_id == tenant_id, AuditLog.action == "signal.add_note")
+        .order_by(AuditLog.id.desc())
+        .limit(keep)
+    ).all()
+    return [
+        Note(author=r.actor.removeprefix("support:"), text=str((r.detail or {}).get("reason", "")),
+             at=_aware(r.at) or r.at)
+        for r in reversed(rows)
+    ]  # fmt: skip
+
+
+def start_data(ctx: AppContext, tenant_id: str) -> TenantWorkflowInput:
+    """The input a fresh tenant workflow starts from, rebuilt from the database."""
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = get_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)
-        data = _start_input(ctx, tenant, dep.state if dep else "pending")
+        seq = last_command_seq(session, tenant_id)
+        notes = _support_notes(session, tenant_id)
+        return _start_input(ctx, tenant, dep.state if dep else "pending", seq, notes)
+
+
+def _start_operation(
+    ctx: AppContext, tenant_id: str
+) -> WithStartWorkflowOperation[TenantWorkflow, TenantState]:
+    data = start_data(ctx, tenant_id)
     return WithStartWorkflowOperation(
         TenantWorkflow.run, data, id=workflow_id(tenant_id), task_queue=ctx.queues.lifecycle,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # A finished run (a purged tenant, a terminated or failed run) may be started again.
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
     )  # fmt: skip
 
 
-def rejection(err: BaseException) -> Conflict:
-    """The ``Conflict`` carrying the reason a workflow gave for refusing or failing."""
+def rejection(err: BaseException) -> Conflict | RateLimited:
+    """The error carrying the reason a workflow gave for refusing or failing."""
     cause: BaseException | None = getattr(err, "cause", None)
     while cause is not None and not isinstance(cause, ApplicationError):
         cause = getattr(cause, "cause", None)
+    if isinstance(cause, ApplicationError) and cause.type == "too_many_pending_commands":
+        length = cause.details[0] if cause.details else None
+        return RateLimited(cause.message, code=cause.type, queue_length=length, retry_after=5)
     if isinstance(cause, ApplicationError):
         return Conflict(cause.message, code=cause.type or "command_rejected")
     return Conflict("The command was rejected.", code="command_rejected")
@@ -74,23 +128,50 @@ async def _update_with_start(
     ctx: AppContext, tenant_id: str, update: Any, arg: Any, **kw: Any
 ) -> Any:
     """Run ``update`` on the tenant workflow, starting it first if needed; map failures."""
+    await readiness(ctx).require_engine()
     op = _start_operation(ctx, tenant_id)
     try:
-        return await ctx.temporal.execute_update_with_start_workflow(
-            update, arg, start_workflow_operation=op, **kw
+        return await asyncio.wait_for(
+            ctx.temporal.execute_update_with_start_workflow(
+                update, arg, start_workflow_operation=op, rpc_timeout=UPDATE_TIMEOUT, **kw
+            ),
+            UPDATE_TIMEOUT.total_seconds() + 0.5,
         )
     except WorkflowUpdateFailedError as err:
         raise rejection(err) from None
     except RPCError as err:
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+        if err.status == RPCStatusCode.RESOURCE_EXHAUSTED:
+            # Temporal caps the updates in flight per workflow: a flood, not an outage.
+            raise RateLimited(
+                "Too many commands at once for this bot; wait a moment.",
+                code="too_many_pending_commands", retry_after=2,
+            ) from None  # fmt: skip
+        raise _engine_failed(ctx, err) from None
+    except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+        raise _engine_failed(ctx, err) from None
 
 
-async def send_command(ctx: AppContext, tenant_id: str, command: Command) -> CommandAccepted:
-    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now."""
+def _engine_failed(ctx: AppContext, err: BaseException) -> Exception:
+    """The 503 for a call the engine did not answer in time; readiness re-checks next."""
+    readiness(ctx).invalidate()
+    why = err.status.name if isinstance(err, RPCError) else "no answer in time"
+    return unavailable(f"The workflow engine is unavailable ({why}). Try again shortly.")
+
+
+async def send_command(
+    ctx: AppContext, tenant_id: str, command: Command, *, idempotency_key: str | None = None
+) -> CommandAccepted:
+    """Queue a lifecycle command; ``Conflict`` with the reason when it is illegal now.
+
+    With an ``idempotency_key`` the update ID is derived from it, so Temporal answers a
+    repeated request with the first answer instead of queueing the command twice.
+    """
+    kw = {}
+    if idempotency_key:
+        digest = hashlib.sha256(f"{command.actor}\n{idempotency_key}".encode()).hexdigest()
+        kw["id"] = f"command-{digest[:32]}"
     accepted: CommandAccepted = await _update_with_start(
-        ctx, tenant_id, TenantWorkflow.command, command
+        ctx, tenant_id, TenantWorkflow.command, command, **kw
     )
     return accepted
 
@@ -112,11 +193,32 @@ def handle(ctx: AppContext, tenant_id: str) -> WorkflowHandle[TenantWorkflow, Te
 
 async def query_state(ctx: AppContext, tenant_id: str) -> TenantState | None:
     """The tenant workflow's state, or None when it was never started."""
+    await readiness(ctx).require_engine()
     try:
-        return await handle(ctx, tenant_id).query(TenantWorkflow.state)
+        return await asyncio.wait_for(
+            handle(ctx, tenant_id).query(TenantWorkflow.state, rpc_timeout=CALL_TIMEOUT),
+            CALL_TIMEOUT.total_seconds() + 0.5,
+        )
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
             return None
-        raise ServiceUnavailable(
-            f"The workflow engine is unavailable ({err.status.name})."
-        ) from None
+        raise _engine_failed(ctx, err) from None
+    except TimeoutError as err:
+        raise _engine_failed(ctx, err) from None
+
+
+async def send_signal(ctx: AppContext, tenant_id: str, signal: str, arg: Any) -> str:
+    """Signal the tenant workflow, starting it first when it is not running (signal-with-start).
+
+    Support can act on any tenant: one whose workflow never started, finished after a
+    deletion, or was terminated gets a fresh run rebuilt from the database.
+    """
+    try:
+        handle = await ctx.temporal.start_workflow(
+            TenantWorkflow.run, start_data(ctx, tenant_id), id=workflow_id(tenant_id),
+            task_queue=ctx.queues.lifecycle, start_signal=signal, start_signal_args=[arg],
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )  # fmt: skip
+    except RPCError as err:
+        raise _engine_failed(ctx, err) from None
+    return handle.id

@@ -9,10 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from sqlalchemy.orm import Session
+
 from bundles.catalog import Catalog
 from bundles.schema import BundleManifest
 from core import credentials as creds
 from core.db import Database
+from core.db.models import Tenant
 from core.deployments import get_tenant
 from core.errors import InvalidInput
 from core.pairing import pairing_document
@@ -55,6 +58,24 @@ class Provisioner:
             return urlunsplit(parts._replace(netloc=netloc))
         return url
 
+    def choices(self, session: Session, tenant: Tenant) -> TenantChoices:
+        """What the tenant chose that shapes its files: plan, model pick, mode, BYOK model,
+        and who may talk to the bot (access mode and approved senders, from the database)."""
+        byok_model = None
+        if tenant.model_mode == "byok":
+            row = creds.credential(session, tenant.id, creds.PROVIDER_KEY)
+            picked = (row.detail or {}).get("model") if row is not None else None
+            byok_model = str(picked) if picked else None
+        pairing = pairing_document(session, tenant.id)
+        return TenantChoices(
+            tenant_id=tenant.id, tenant_name=tenant.name,
+            owner_telegram_id=tenant.telegram_owner_id, plan=tenant.plan, model=tenant.model,
+            model_mode="byok" if tenant.model_mode == "byok" else "managed",
+            byok_model=byok_model,
+            telegram_access=pairing["access"],
+            approved_senders=tuple((a["sender_id"], a["name"]) for a in pairing["approved"]),
+        )  # fmt: skip
+
     def spec(
         self, db: Database, tenant_id: str, deployment_id: str, manifest: BundleManifest
     ) -> RuntimeSpec:
@@ -62,16 +83,13 @@ class Provisioner:
         with db.tenant_session(tenant_id) as session:
             tenant = get_tenant(session, tenant_id)
             plan = get_plan(tenant.plan)
-            pairing = pairing_document(session, tenant_id)
-            choices = TenantChoices(
-                tenant_id=tenant.id, tenant_name=tenant.name,
-                owner_telegram_id=tenant.telegram_owner_id,
-                model_mode="byok" if tenant.model_mode == "byok" else "managed",
-                telegram_access=pairing["access"],
-                approved_senders=tuple((a["sender_id"], a["name"]) for a in pairing["approved"]),
-            )  # fmt: skip
+            choices = self.choices(session, tenant)
         rendered = render_runtime_config(
-            manifest, self.catalog.template_loader(manifest), choices, home=self.home_for(tenant_id)
+            manifest,
+            self.catalog.template_loader(manifest),
+            choices,
+            home=self.home_for(tenant_id),
+            models=self.settings.models,
         )
         token = creds.read_secret(db, self.store, tenant_id, creds.TELEGRAM)
         if not token:

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bundles.schema import BundleManifest
 from core.errors import InvalidInput
+from core.model_catalog import ModelCatalog
+from core.plans import get_plan
 from runtime.schema import PAIRING_SCHEMA, SETTINGS_SCHEMA, validate
 
 DEFAULT_HOME = "/home/tinyagi"  # TINYAGI_HOME inside the runtime image
@@ -48,6 +50,8 @@ class TenantChoices(BaseModel):
     approved_senders: tuple[tuple[str, str | None], ...] = ()
     model_mode: Literal["managed", "byok"] = "managed"
     byok_model: str | None = None
+    plan: str = "starter"
+    model: str | None = None  # the bot's own managed pick (a catalog id); None: the bundle's
 
 
 class RenderedConfig(BaseModel):
@@ -117,13 +121,15 @@ def _loader(templates: TemplateSource) -> Callable[[str], str]:
     return lambda name: (directory / name).read_text(encoding="utf-8")
 
 
-def _model_for(agent_model: str, choices: TenantChoices) -> str:
+def _model_for(agent_model: str, choices: TenantChoices, catalog: ModelCatalog) -> str:
     if choices.model_mode == "byok" and choices.byok_model:
         return choices.byok_model
-    return agent_model
+    return catalog.resolve(agent_model, get_plan(choices.plan), choices.model).id
 
 
-def _agent_context(manifest: BundleManifest, agent_id: str, choices: TenantChoices) -> dict:
+def _agent_context(
+    manifest: BundleManifest, agent_id: str, choices: TenantChoices, catalog: ModelCatalog
+) -> dict:
     agent = manifest.agents[agent_id]
     team = manifest.team_of(agent_id)
     mates = sorted({m for t in manifest.teams.values() if agent_id in t.agents for m in t.agents})
@@ -136,7 +142,7 @@ def _agent_context(manifest: BundleManifest, agent_id: str, choices: TenantChoic
     return {
         "tenant_name": choices.tenant_name,
         "bundle": {"id": manifest.id, "name": manifest.name, "version": manifest.version},
-        "agent": {**card(agent_id), "model": _model_for(agent.model, choices)},
+        "agent": {**card(agent_id), "model": _model_for(agent.model, choices, catalog)},
         "team": {"id": team[0], "name": team[1].name, "leader": team[1].leader} if team else None,
         "is_leader": bool(team and team[1].leader == agent_id),
         "teammates": [card(m) for m in mates],
@@ -146,14 +152,16 @@ def _agent_context(manifest: BundleManifest, agent_id: str, choices: TenantChoic
     }
 
 
-def _settings(manifest: BundleManifest, choices: TenantChoices, home: str) -> dict[str, Any]:
+def _settings(
+    manifest: BundleManifest, choices: TenantChoices, home: str, catalog: ModelCatalog
+) -> dict[str, Any]:
     workspace = f"{home.rstrip('/')}/workspace"
     agents = {}
     for agent_id, spec in manifest.agents.items():
         agents[agent_id] = {
             "name": spec.name,
             "provider": spec.provider,
-            "model": _model_for(spec.model, choices),
+            "model": _model_for(spec.model, choices, catalog),
             "working_directory": f"{workspace}/{agent_id}",
             "prompt_file": "AGENTS.md",  # relative to working_directory
             "heartbeat": spec.heartbeat.model_dump(),
@@ -196,12 +204,18 @@ def render_runtime_config(
     choices: TenantChoices,
     *,
     home: str = DEFAULT_HOME,
+    models: ModelCatalog | None = None,
 ) -> RenderedConfig:
-    """Render a runtime home (settings, pairing, per-agent prompts) from a bundle version."""
+    """Render a runtime home (settings, pairing, per-agent prompts) from a bundle version.
+
+    Agents' model names (catalog ids or roles) are resolved against ``models``, the
+    managed catalog (default: offline, so everything is the demo model).
+    """
+    catalog = models or ModelCatalog([], offline=True)
     if not home.startswith("/"):
         raise InvalidInput("the runtime home must be an absolute path", field="home")
     read = _loader(templates)
-    settings = _settings(manifest, choices, home)
+    settings = _settings(manifest, choices, home, catalog)
     pairing = _pairing(choices)
     files = {
         "settings.json": json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
@@ -209,7 +223,7 @@ def render_runtime_config(
     }
     heartbeat_source = read(manifest.prompts.heartbeat)
     for agent_id, spec in manifest.agents.items():
-        context = _agent_context(manifest, agent_id, choices)
+        context = _agent_context(manifest, agent_id, choices, catalog)
         prompt = _render_template(read(spec.prompt_template), spec.prompt_template, context)
         heartbeat = _render_template(heartbeat_source, manifest.prompts.heartbeat, context)
         files[f"workspace/{agent_id}/AGENTS.md"] = prompt

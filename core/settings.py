@@ -12,9 +12,13 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.egress import EgressGuard, parse_networks
+from core.model_catalog import CatalogModel, ModelCatalog, build_catalog
 
 PLACEHOLDERS = frozenset({"", "changeme", "change-me", "changethis", "secret", "password", "dev"})
 
@@ -46,6 +50,25 @@ class Settings(BaseSettings):
     api_port: int = 8000
     public_url: str | None = None
     session_secret: SecretStr | None = None
+    # Request bodies: refused with 413 before they are read (forms and /auth are smaller).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_form_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Addresses (or CIDRs) of reverse proxies whose X-Forwarded-For is believed; none by default.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    # Accounts
+    login_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    api_token_max_ttl_days: int = Field(default=365, ge=1, le=3650)
+    signups_per_hour_per_ip: int = Field(default=10, ge=1)
+    email_link_ttl_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+
+    # Email (printed to the log when no SMTP host is configured)
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    email_from: str = "TinyClaw Cloud <no-reply@tinyclaw.invalid>"
 
     # Temporal
     temporal_address: str = "127.0.0.1:7233"
@@ -54,6 +77,8 @@ class Settings(BaseSettings):
     temporal_ui_url: str | None = None
     temporal_task_queue_prefix: str = "tcc"
     codec_key: SecretStr | None = None  # base64 AES-256 key for the payload codec
+    # Development only ('up' sets it): the codec answers the local Web UI without a cookie.
+    codec_trust_local_ui: bool = False
 
     # Secret store
     secret_store: Literal["local", "vault"] = "local"  # noqa: S105 (a backend name)
@@ -71,14 +96,30 @@ class Settings(BaseSettings):
     runtime_health_timeout_s: float = 60.0
     # How a runtime reaches services on this host (gateway, sandbox Telegram).
     runtime_host_alias: str = "host.docker.internal"
+    # URLs every runtime may reach besides its model base URL and Telegram API base
+    # (the egress fence refuses everything else); http URLs also limit the path prefix.
+    runtime_egress_allowlist: list[str] = Field(default_factory=list)
+    # Install the iptables rules that stop tenant bridges from reaching host ports (needs
+    # root on the engine host). Off only where scripts/install-host-guard.sh did it already.
+    runtime_host_guard: bool = True
 
     # Provider gateway
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it
     gateway_port: int = 8100
     gateway_public_url: str | None = None  # as seen from a runtime
+    # The gateway's readiness URL, checked by the API's /readyz (unset: not checked).
+    gateway_ready_url: str | None = None
     upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
     upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = 60.0
+    # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
+    metrics_token: SecretStr | None = None
+    # Redis shared by gateway replicas (limits, quotas, revocation); unset = in-process.
+    redis_url: SecretStr | None = None
+    # The managed models (JSON list of CatalogModel); empty with upstreams: a default catalog.
+    model_catalog: list[CatalogModel] = Field(default_factory=list)
+    # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
+    byok_allowed_private_networks: list[str] = Field(default_factory=list)
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"
@@ -92,6 +133,30 @@ class Settings(BaseSettings):
     stripe_price_ids: dict[str, str] = Field(default_factory=dict)  # plan id -> price id
     grace_period_days: int = 7
     retention_days: int = 30
+
+    @field_validator("byok_allowed_private_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                parse_networks([cidr])
+            except ValueError:
+                raise ValueError(
+                    f"TCC_BYOK_ALLOWED_PRIVATE_NETWORKS: {cidr!r} is not a CIDR"
+                ) from None
+        return value
+
+    @field_validator("runtime_egress_allowlist")
+    @classmethod
+    def _egress_urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+                raise ValueError(
+                    f"TCC_RUNTIME_EGRESS_ALLOWLIST: {url!r} must be an http(s) URL "
+                    "(scheme://host[:port][/path prefix])"
+                )
+        return urls
 
     @model_validator(mode="after")
     def _refuse_placeholders(self) -> Settings:
@@ -110,6 +175,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} must be set to a real secret outside development")
         if self.database_url is None:
             raise ValueError("TCC_DATABASE_URL must be set outside development")
+        if self.codec_trust_local_ui:
+            raise ValueError("TCC_CODEC_TRUST_LOCAL_UI is for development only")
         return self
 
     @property
@@ -142,6 +209,18 @@ class Settings(BaseSettings):
     @property
     def billing_enabled(self) -> bool:
         return self.stripe_secret_key is not None
+
+    @property
+    def models(self) -> ModelCatalog:
+        """The managed model catalog in effect (only the demo model when no upstream is set)."""
+        return build_catalog(self.model_catalog, self.upstream_urls)
+
+    def egress_guard(self) -> EgressGuard:
+        """The SSRF guard for customer-supplied provider URLs (https only in production)."""
+        return EgressGuard(
+            parse_networks(self.byok_allowed_private_networks),
+            https_only=self.environment is Environment.PRODUCTION,
+        )
 
     def ensure_data_dir(self) -> Path:
         """Create ``data_dir`` (mode 0700: it holds the SQLite file and the master key)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from core.db.models import AuditLog, Membership, Tenant
+from core.db.models import AuditLog, Credential, Membership, TelegramApproval, Tenant
 from core.errors import InvalidInput, NotFound
 from core.plans import get_plan
 
@@ -58,3 +58,19 @@ def audit(
 ) -> None:
     """Append to the audit log (never pass secret values in ``detail``)."""
     session.add(AuditLog(tenant_id=tenant_id, actor=actor, action=action, detail=detail or None))
+
+
+def purge_personal_data(session: Session, tenant_id: str) -> None:
+    """After the retention period of a deleted tenant: drop what could identify a person.
+
+    The row stays (ids in usage and billing records point at it) but loses its name,
+    Telegram identities and credentials; audit entries keep who/what/when, not details.
+    """
+    tenant = require_tenant(session, tenant_id)
+    tenant.name = "Deleted bot"
+    tenant.telegram_owner_id = None
+    tenant.telegram_bot_username = None
+    session.execute(delete(Credential).where(Credential.tenant_id == tenant_id))
+    # Approved Telegram senders (ids and first names) identify people too.
+    session.execute(delete(TelegramApproval).where(TelegramApproval.tenant_id == tenant_id))
+    session.execute(update(AuditLog).where(AuditLog.tenant_id == tenant_id).values(detail=None))

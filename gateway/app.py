@@ -8,6 +8,7 @@ FastAPI's stack; ``/v1/models``, ``/healthz`` and ``/metrics`` are FastAPI route
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -16,16 +17,18 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import Database
-from core.errors import TinyClawError
-from core.plans import DEMO_MODEL, Plan
+from core.egress import EgressGuard
+from core.errors import Forbidden, TinyClawError, Unauthorized
+from core.plans import Plan
 from core.secrets.base import SecretStore
 from core.settings import Settings
-from gateway import pricing
 from gateway.config import GatewayConfig
-from gateway.errors import openai_body, status_of
+from gateway.errors import database_unavailable, openai_body, status_of
 from gateway.fastpath import ANTHROPIC_PATH, FastRoutes, Receive, Scope, Send, token_of
+from gateway.health import Readiness
 from gateway.limits import RateLimiter, retry_after_header
 from gateway.service import Gateway
 from gateway.upstreams import Upstream, upstreams_from_urls
@@ -56,6 +59,7 @@ def create_app(
     config: GatewayConfig | None = None,
     plans: Mapping[str, Plan] | None = None,
     limiter: RateLimiter | None = None,
+    egress: EgressGuard | None = None,
 ) -> GatewayApp:
     """Build the gateway app; ``upstreams`` overrides ``settings.upstream_urls``."""
     config = config or GatewayConfig.from_env()
@@ -67,6 +71,7 @@ def create_app(
         config,
         plans=plans,
         limiter=limiter,
+        egress=egress,
     )
 
     @asynccontextmanager
@@ -82,6 +87,7 @@ def create_app(
     )
     app.state.gateway = gw
     app.add_exception_handler(TinyClawError, _error_response)  # type: ignore[arg-type]
+    app.add_exception_handler(SQLAlchemyError, _database_response)
     app.add_exception_handler(Exception, _unexpected_response)
     _add_routes(app, gw)
     return app
@@ -107,27 +113,67 @@ def _add_routes(app: GatewayApp, gw: Gateway) -> None:
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
-        """The models this tenant may call: its plan's allowlist that this gateway can route."""
+        """The managed models this tenant's plan may call (the demo model only when offline)."""
         ctx = await gw.authenticate(_token(request))
         plan = gw.plan_for(ctx)
-        ids = [m for m in [DEMO_MODEL, *pricing.priced_models()] if plan.allows_model(m)]
-        ids = [m for m in dict.fromkeys(ids) if gw.routable(ctx, m)]
+        # BYOK: the tenant's own provider lists its models (GET /tenants/{id}/models).
+        models = gw.catalog.for_plan(plan) if ctx.mode != "byok" else []
         return {
             "object": "list",
+            "demo": gw.catalog.offline,
             "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": m.split("/")[0]} for m in ids
+                {
+                    "id": m.id,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": m.id.split("/")[0] if "/" in m.id else "tinyclaw",
+                    "name": m.name or m.id,
+                }
+                for m in models
             ],
         }
+
+    readiness = Readiness(gw.db)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         """Liveness, with each platform upstream's breaker state (names only)."""
         return {"status": "ok", "upstreams": {n: b.state for n, b in gw.breakers.items()}}
 
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: 200 while the gateway's database is readable and writable, else 503."""
+        ready, reason = await readiness.check()
+        body: dict[str, object] = {
+            "status": "ready" if ready else "not_ready",
+            "database": reason,
+        }
+        body["usage_rows_spooled"] = gw.writer.spooled_rows
+        return JSONResponse(body, 200 if ready else 503)
+
     @app.get("/metrics")
-    async def metrics() -> Response:
-        """Prometheus metrics (no tenant labels, no secrets)."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics (no tenant labels, no secrets); needs the operator's token."""
+        _check_metrics_token(gw.settings, request)
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _check_metrics_token(settings: Settings, request: Request) -> None:
+    """Let a scrape through only with ``TCC_METRICS_TOKEN`` (open in development if unset)."""
+    expected = settings.metrics_token
+    if expected is None:
+        if settings.is_development:
+            return
+        raise Forbidden(
+            "Metrics are disabled: set TCC_METRICS_TOKEN and scrape with that bearer token.",
+            code="metrics_disabled",
+        )
+    given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized(
+            "Metrics need 'Authorization: Bearer <TCC_METRICS_TOKEN>'.",
+            code="metrics_token_invalid",
+        )
 
 
 async def _error_response(request: Request, exc: TinyClawError) -> Response:
@@ -136,6 +182,11 @@ async def _error_response(request: Request, exc: TinyClawError) -> Response:
     if "retry_after" in exc.details:
         headers["retry-after"] = retry_after_header(float(exc.details["retry_after"]))
     return JSONResponse(openai_body(status, exc.code, exc.message), status, headers)
+
+
+async def _database_response(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable on %s (%s)", request.url.path, type(exc).__name__)
+    return await _error_response(request, database_unavailable())
 
 
 async def _unexpected_response(request: Request, exc: Exception) -> Response:

@@ -25,6 +25,8 @@ class GatewayConfig:
     keepalive_expiry_s: float = 15.0
     flush_interval_s: float = 0.1
     flush_max_rows: int = 500
+    # Request bodies above this are refused with 413 before they are read.
+    max_body_bytes: int = 10 * 1024 * 1024
     # Prompt bodies are personal data: only ever logged when explicitly asked.
     log_prompts: bool = False
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.errors import Forbidden, NotFound, PaymentRequired, RateLimited, TinyClawError
+from core.errors import (
+    Forbidden,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+    ServiceUnavailable,
+    TinyClawError,
+)
 
 
 class ModelNotAllowed(Forbidden):
@@ -35,6 +42,31 @@ class RateLimitExceeded(RateLimited):
     default_code = "rate_limit_exceeded"
 
 
+class RequestTooLarge(TinyClawError):
+    """The request body is over the gateway's size limit (refused before it is read)."""
+
+    status_code = 413
+    default_code = "request_too_large"
+
+
+def too_large(limit: int) -> RequestTooLarge:
+    """The 413 refusal; it states the limit and never quotes the body."""
+    return RequestTooLarge(
+        f"The request body is larger than this gateway accepts ({limit} bytes, "
+        f"{limit / (1 << 20):.0f} MiB). Send a shorter conversation or smaller attachments.",
+        limit_bytes=limit,
+    )
+
+
+def database_unavailable() -> ServiceUnavailable:
+    """The 503 for a call the gateway cannot check or meter because its database is away."""
+    return ServiceUnavailable(
+        "The gateway cannot reach its database right now; retry in a few seconds.",
+        code="database_unavailable",
+        retry_after=5,
+    )
+
+
 class UpstreamRejected(TinyClawError):
     """The provider refused the request (4xx); its own text is withheld: it may echo keys."""
 
@@ -54,6 +86,7 @@ OUTCOMES = {
     "monthly_messages_exceeded": "refused_quota",
     "rate_limit_exceeded": "refused_rate",
     "invalid_input": "refused_invalid",
+    "request_too_large": "refused_invalid",
     "upstream_unavailable": "upstream_error",
     "upstream_rejected": "upstream_rejected",
     "upstream_auth_failed": "upstream_rejected",
@@ -66,6 +99,7 @@ _OPENAI_TYPES = {
     402: "insufficient_quota",
     403: "permission_error",
     404: "invalid_request_error",
+    413: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
@@ -75,6 +109,7 @@ _ANTHROPIC_TYPES = {
     402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
+    413: "request_too_large",
     422: "invalid_request_error",
     429: "rate_limit_error",
     503: "overloaded_error",

@@ -17,9 +17,18 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.errors import InvalidInput, TinyClawError
 from gateway import anthropic, demo
-from gateway.errors import OUTCOMES, anthropic_body, openai_body, status_of
+from gateway.errors import (
+    OUTCOMES,
+    anthropic_body,
+    database_unavailable,
+    openai_body,
+    status_of,
+    too_large,
+)
 from gateway.httpclient import ResponseAborted
 from gateway.limits import retry_after_header
 from gateway.relay import (
@@ -76,22 +85,33 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def read_body(receive: Receive) -> bytes:
-    """The whole request body."""
-    message = await receive()
-    if message["type"] != "http.request":
-        raise ClientGone
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    parts = [body]
+def check_declared_length(headers: list[tuple[bytes, bytes]], limit: int) -> None:
+    """Refuse a body whose ``Content-Length`` is over ``limit`` before reading any of it."""
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise InvalidInput("The Content-Length header must be a number.") from None
+            if declared > limit:
+                raise too_large(limit)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; ``RequestTooLarge`` as soon as more than ``limit`` bytes came."""
+    parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             raise ClientGone
-        parts.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:  # chunked uploads have no Content-Length: count as they arrive
+            raise too_large(limit)
+        parts.append(chunk)
         if not message.get("more_body"):
-            return b"".join(parts)
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 async def send_bytes(
@@ -112,6 +132,8 @@ async def send_error(send: Send, exc: TinyClawError, anthropic_dialect: bool) ->
     if "retry_after" in exc.details:
         value = retry_after_header(float(exc.details["retry_after"]))
         extra.append((b"retry-after", value.encode()))
+    if exc.code == "request_too_large":
+        extra.append((b"connection", b"close"))  # the unread rest of the body is not wanted
     if anthropic_dialect:
         body = anthropic_body(status, exc.message)
     else:
@@ -163,10 +185,12 @@ class FastRoutes:
         anthropic_dialect: bool,
     ) -> None:
         gw = self.gw
+        limit = gw.config.max_body_bytes
         try:
+            check_declared_length(scope["headers"], limit)
             ctx = await gw.authenticate(token_of(scope["headers"]))
             call = Call(route=route, ctx=ctx, plan=gw.plan_for(ctx))
-            raw = await read_body(receive)
+            raw = await read_body(receive, limit)
             try:
                 result = await work(call, raw)
             except TinyClawError as exc:
@@ -179,6 +203,10 @@ class FastRoutes:
             return
         except TinyClawError as exc:
             await send_error(send, exc, anthropic_dialect)
+            return
+        except SQLAlchemyError as exc:
+            log.warning("database unavailable on %s (%s)", scope["path"], type(exc).__name__)
+            await send_error(send, database_unavailable(), anthropic_dialect)
             return
         except Exception as exc:
             # Type only: an exception's text could quote request data.

@@ -48,3 +48,14 @@ class GatewayMetrics:
             ["upstream"],
             registry=r,
         )
+        # Set to callables by the gateway: read at scrape time.
+        self.usage_spooled = Gauge(
+            "tcc_gateway_usage_rows_spooled",
+            "Usage rows waiting in the on-disk spool for the database",
+            registry=r,
+        )
+        self.usage_dropped = Gauge(
+            "tcc_gateway_usage_rows_dropped",
+            "Usage rows lost since start because the spool was full (alert on > 0)",
+            registry=r,
+        )

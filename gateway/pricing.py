@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
-from core.plans import DEMO_MODEL
+from core.model_catalog import DEMO_ENTRY, CatalogModel, default_models
 
 
 @dataclass(frozen=True)
@@ -21,26 +21,12 @@ class Price:
     output_per_m: Decimal
 
 
-def _p(inp: str, out: str) -> Price:
-    return Price(Decimal(inp), Decimal(out))
+def _price(model: CatalogModel) -> Price:
+    return Price(model.input_per_m, model.output_per_m)
 
 
-# Model ids as routed upstream (OpenRouter naming). Keep in step with plan allowlists.
-PRICES: dict[str, Price] = {
-    DEMO_MODEL: _p("0", "0"),
-    "openai/gpt-4o-mini": _p("0.15", "0.60"),
-    "openai/gpt-4o": _p("2.50", "10.00"),
-    "openai/gpt-4.1-nano": _p("0.10", "0.40"),
-    "openai/gpt-4.1-mini": _p("0.40", "1.60"),
-    "openai/gpt-4.1": _p("2.00", "8.00"),
-    "anthropic/claude-3-haiku": _p("0.25", "1.25"),
-    "anthropic/claude-3-5-haiku": _p("0.80", "4.00"),
-    "anthropic/claude-3-5-sonnet": _p("3.00", "15.00"),
-    "anthropic/claude-3-7-sonnet": _p("3.00", "15.00"),
-    "anthropic/claude-sonnet-4": _p("3.00", "15.00"),
-    "google/gemini-2.0-flash-001": _p("0.10", "0.40"),
-    "meta-llama/llama-3.1-8b-instruct": _p("0.02", "0.05"),
-}
+# The default catalog's prices (OpenRouter ids); an operator's TCC_MODEL_CATALOG carries its own.
+PRICES: dict[str, Price] = {m.id: _price(m) for m in (DEMO_ENTRY, *default_models())}
 
 
 def price_for(model: str) -> Price | None:

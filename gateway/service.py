@@ -13,13 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pydantic import SecretStr
+from redis.asyncio import Redis
 
 from core.db import Database
+from core.egress import EgressGuard
 from core.errors import InvalidInput, Unauthorized
+from core.model_catalog import CatalogModel, ModelCatalog, build_catalog
 from core.plans import DEMO_MODEL, PLANS, Plan
 from core.secrets.base import SecretNotFound, SecretStore
 from core.settings import Settings
-from gateway import pricing
+from gateway import pricing, shared
 from gateway.config import GatewayConfig
 from gateway.errors import (
     BudgetExceeded,
@@ -33,11 +36,20 @@ from gateway.httpclient import HttpClient, Response
 from gateway.limits import InProcessLimiter, RateLimiter
 from gateway.metering import ANSWERED, MessageCounter, SpendTracker, UsageRecord, UsageWriter
 from gateway.metrics import GatewayMetrics
+from gateway.shared import RevocationListener
 from gateway.tokens import TenantContext, TtlCache, authenticate
-from gateway.upstreams import CircuitBreaker, Upstream, send_with_failover, upstream_name
+from gateway.upstreams import (
+    CircuitBreaker,
+    Upstream,
+    pinned_byok_upstream,
+    send_with_failover,
+    upstream_name,
+    with_model,
+)
 
 log = logging.getLogger("gateway")
 DEMO_UPSTREAM = "demo"
+MAX_MODEL_CHARS = 200
 Target = tuple[Upstream, CircuitBreaker | None]
 
 
@@ -50,6 +62,7 @@ class Call:
     plan: Plan
     model: str = ""
     price: pricing.Price | None = None
+    entry: CatalogModel | None = None  # the managed catalog entry (None: demo or BYOK)
     est_input: int = 0
     streamed: bool = False
     upstream: str | None = None
@@ -71,9 +84,14 @@ class Gateway:
         *,
         plans: Mapping[str, Plan] | None = None,
         limiter: RateLimiter | None = None,
+        egress: EgressGuard | None = None,
     ) -> None:
         self.settings, self.db, self.secrets, self.config = settings, db, secret_store, config
         self.upstreams = upstreams
+        self.catalog: ModelCatalog = build_catalog(
+            settings.model_catalog, [u.base_url for u in upstreams]
+        )
+        self.egress = egress or settings.egress_guard()
         self.breakers = {
             u.name: CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
             for u in upstreams
@@ -83,26 +101,61 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.auth_cache = TtlCache(config.auth_cache_ttl_s)
         self.key_cache = TtlCache(config.auth_cache_ttl_s)
-        self.writer = UsageWriter(db, config.flush_interval_s, config.flush_max_rows)
+        self.writer = UsageWriter(
+            db,
+            config.flush_interval_s,
+            config.flush_max_rows,
+            spool_dir=settings.data_dir / "usage-spool",
+        )
         self.spend = SpendTracker(db, self.writer, config.auth_cache_ttl_s)
         self.messages = MessageCounter(db, config.auth_cache_ttl_s)
+        self.metrics.usage_spooled.set_function(lambda: self.writer.spooled_rows)
+        self.metrics.usage_dropped.set_function(lambda: self.writer.dropped_rows)
         self.client: HttpClient | None = None
+        self.redis: Redis | None = None
+        self._revocations: RevocationListener | None = None
+        self._shared_limiter = limiter is None  # an injected limiter is kept as is
 
     async def start(self) -> None:
-        """Open the pooled upstream client and start the usage writer."""
+        """Open the pooled upstream client, shared state (Redis) and the usage writer."""
+        if self.settings.redis_url is not None:
+            await self._share_state(self.settings.redis_url.get_secret_value())
         self.client = HttpClient(
             connect_timeout=self.config.connect_timeout_s,
             read_timeout=self.settings.upstream_timeout_s,
             max_connections=self.config.max_connections,
             keepalive_expiry=self.config.keepalive_expiry_s,
         )
-        self.writer.start()
+        await self.writer.start()
+
+    async def _share_state(self, url: str) -> None:
+        """Limits, monthly totals and revocations shared with every replica through Redis."""
+        self.redis = shared.connect(url)
+        if self._shared_limiter:
+            self.limiter = shared.RedisLimiter(self.redis)
+        self.messages.shared = shared.RedisMonthlyCounters(self.redis, "messages")
+        self.spend.shared = shared.RedisMonthlyCounters(self.redis, "spend")
+        self._revocations = shared.RevocationListener(self.redis, self.forget_tenant)
+        await self._revocations.start()
+
+    def forget_tenant(self, tenant_id: str | None) -> None:
+        """Drop cached authentications of ``tenant_id`` (None: of everyone), e.g. on revocation."""
+        if tenant_id is None:
+            self.auth_cache.clear()
+        else:
+            self.auth_cache.discard_where(lambda ctx: ctx is None or ctx.tenant_id == tenant_id)
+        self.key_cache.clear()
 
     async def stop(self) -> None:
         """Flush usage and close connections."""
         await self.writer.stop()
         if self.client is not None:
             await self.client.aclose()
+        if self._revocations is not None:
+            await self._revocations.stop()
+        if self.redis is not None:
+            await shared.drain_background()
+            await self.redis.aclose()
 
     async def authenticate(self, token: str | None) -> TenantContext:
         """The caller behind ``token`` (cached for ``auth_cache_ttl_s``), or ``Unauthorized``."""
@@ -131,28 +184,20 @@ class Gateway:
 
     def routable(self, ctx: TenantContext, model: str) -> bool:
         """Whether this gateway can serve ``model`` for ``ctx`` (ignoring the plan)."""
-        if model == DEMO_MODEL:
-            return True
         if ctx.mode == "byok":
             return True  # the tenant's provider decides; unpriced models cost the platform 0
-        return bool(self.upstreams) and pricing.price_for(model) is not None
+        return self.catalog.get(model) is not None
 
     async def admit(self, call: Call) -> None:
         """Allowlist, then rate limits, then budget; raise the matching refusal."""
         model, plan = call.model, call.plan
         if not model:
             raise InvalidInput("'model' is required.", field="model")
-        if not plan.allows_model(model):
-            raise ModelNotAllowed(
-                f"The {plan.name} plan does not include model '{model}'. "
-                "GET /v1/models lists the models you can use, or upgrade your plan."
+        if len(model) > MAX_MODEL_CHARS:  # refusals quote the model: never echo a huge one
+            raise InvalidInput(
+                f"'model' is too long (at most {MAX_MODEL_CHARS} characters).", field="model"
             )
-        if not self.routable(call.ctx, model):
-            raise ModelNotFound(
-                f"Model '{model}' is not available here. GET /v1/models lists the models you "
-                "can use."
-            )
-        call.price = pricing.price_for(model)
+        self._check_model(call)
         wait = await self.limiter.acquire(
             call.ctx.tenant_id, plan.requests_per_minute, plan.tokens_per_minute, call.est_input
         )
@@ -164,6 +209,25 @@ class Gateway:
             )
         call.reserved = call.est_input
         await self._check_budget(call)
+
+    def _check_model(self, call: Call) -> None:
+        """Managed calls: a catalog model the plan may use; BYOK: the tenant's provider decides."""
+        model, plan = call.model, call.plan
+        if call.ctx.mode == "byok" and model != DEMO_MODEL:
+            return  # the tenant's own key and provider: no platform price, no allowlist
+        entry = self.catalog.get(model)
+        if entry is None and plan.allows_model(model):
+            raise ModelNotFound(
+                f"Model '{model}' is not available here. GET /v1/models lists the models you "
+                "can use."
+            )
+        if entry is None or not entry.allowed_on(plan):
+            raise ModelNotAllowed(
+                f"The {plan.name} plan does not include model '{model}'. "
+                "GET /v1/models lists the models you can use, or upgrade your plan."
+            )
+        call.entry = entry
+        call.price = pricing.Price(entry.input_per_m, entry.output_per_m)
 
     async def _check_budget(self, call: Call) -> None:
         plan = call.plan
@@ -187,10 +251,16 @@ class Gateway:
                 f"({call.plan.name} plan) is used up. Upgrade the plan or wait for next month."
             )
 
-    async def targets(self, ctx: TenantContext) -> list[Target]:
-        """Where to send a non-demo call: platform upstreams in order, or the BYOK provider."""
+    async def targets(self, call: Call) -> list[Target]:
+        """Where to send a non-demo call: the catalog entry's upstream(s), or the BYOK provider."""
+        ctx = call.ctx
         if ctx.mode != "byok":
-            return [(u, self.breakers[u.name]) for u in self.upstreams]
+            wanted = call.entry.upstream.rstrip("/") if call.entry and call.entry.upstream else None
+            return [
+                (u, self.breakers[u.name])
+                for u in self.upstreams
+                if wanted is None or u.base_url.rstrip("/") == wanted
+            ]
         if not ctx.byok_ref:
             raise ProviderKeyMissing(
                 "Your account uses its own provider key, but none is stored. Add it in the "
@@ -210,7 +280,11 @@ class Gateway:
                 raise ProviderKeyMissing(
                     "Your provider key could not be found. Add it again in the dashboard."
                 ) from None
-            upstream = Upstream(upstream_name(base), base, SecretStr(key))
+            if ctx.byok_base_url:
+                # Customer input: resolved and checked here, connected to that IP (no rebinding).
+                upstream = await pinned_byok_upstream(self.egress, base, SecretStr(key))
+            else:  # the operator's own upstream (configuration), with the tenant's key
+                upstream = Upstream(upstream_name(base), base, SecretStr(key))
             self.key_cache.put(cache_key, upstream)
         # A tenant's key is never sent to another provider, so BYOK has no failover.
         return [(upstream, None)]
@@ -218,7 +292,9 @@ class Gateway:
     async def send(self, call: Call, body: bytes) -> Response:
         """POST to the call's targets with failover; record time to response headers."""
         assert self.client is not None, "Gateway.start() was not awaited"
-        targets = await self.targets(call.ctx)
+        targets = await self.targets(call)
+        if call.entry is not None and call.entry.wire_model != call.model:
+            body = with_model(body, call.entry.wire_model)
         t0 = time.perf_counter()
         response, upstream = await send_with_failover(
             self.client, targets, body, on_failure=self._on_failure

@@ -128,6 +128,11 @@ class TtlCache:
             self._data.clear()  # rare; a full refill costs one query per live token
         self._data[key] = (time.monotonic() + self.ttl_s, value)
 
+    def discard_where(self, predicate: Any) -> None:
+        """Forget the entries whose value matches ``predicate`` (e.g. one tenant's)."""
+        for key in [k for k, (_, v) in self._data.items() if predicate(v)]:
+            self._data.pop(key, None)
+
     def clear(self) -> None:
         """Forget everything (in-process invalidation, e.g. right after a revoke)."""
         self._data.clear()

@@ -7,6 +7,7 @@ Upstream error bodies are never read into messages or logs: they can echo keys.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
+from core.egress import EgressGuard
 from core.errors import ServiceUnavailable
 from gateway.httpclient import HttpClient, Response, UpstreamError
 
@@ -29,6 +31,8 @@ class Upstream:
     name: str  # safe to record and label: host only, never credentials
     base_url: str
     api_key: SecretStr | None = field(default=None, repr=False)
+    # Connect here instead of resolving the host again (BYOK: the address the guard checked).
+    connect_ip: str | None = None
 
     @cached_property
     def chat_url(self) -> str:
@@ -48,6 +52,23 @@ def upstream_name(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "upstream"
     return f"{host}:{parts.port}" if parts.port else host
+
+
+async def pinned_byok_upstream(guard: EgressGuard, base_url: str, key: SecretStr) -> Upstream:
+    """A tenant's provider as an upstream pinned to the one address ``guard`` allowed.
+
+    Raises ``EgressRefused`` (4xx) for a URL or address the guard refuses; nothing
+    is sent anywhere before that check.
+    """
+    ip = await guard.pin(base_url)
+    return Upstream(upstream_name(base_url), base_url, key, connect_ip=ip)
+
+
+def with_model(body: bytes, model: str) -> bytes:
+    """``body`` (a JSON request) with its ``model`` replaced (catalog id -> upstream name)."""
+    payload = json.loads(body)
+    payload["model"] = model
+    return json.dumps(payload).encode()
 
 
 def upstreams_from_urls(urls: list[str], api_key: SecretStr | None) -> list[Upstream]:
@@ -144,7 +165,9 @@ async def send_with_failover(
 
 async def _attempt(client: HttpClient, upstream: Upstream, body: bytes) -> Response | str:
     try:
-        response = await client.post(upstream.chat_url, body, upstream.headers)
+        response = await client.post(
+            upstream.chat_url, body, upstream.headers, connect_ip=upstream.connect_ip
+        )
     except UpstreamError as exc:  # connect errors, every timeout, broken connections
         return type(exc).__name__
     if response.status >= 500:

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from runtime.config import ConfigError, load_env, load_settings
+from runtime.config import ConfigError, load_env, load_settings, with_secrets_file
 from runtime.logs import add_file_handler, setup_logging
 
 EXIT_CONFIG = 2
@@ -15,10 +15,15 @@ EXIT_CONFIG = 2
 
 def main() -> int:
     """Load and check the configuration, then run the runtime until it is told to stop."""
-    ring, redactor = setup_logging(os.environ, os.environ.get("TINYAGI_LOG_LEVEL", "INFO"))
+    try:
+        environ = with_secrets_file(dict(os.environ))
+    except ConfigError as exc:
+        print(f"tinyagi runtime: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    ring, redactor = setup_logging(environ, environ.get("TINYAGI_LOG_LEVEL", "INFO"))
     log = logging.getLogger("runtime")
     try:
-        env = load_env(dict(os.environ))
+        env = load_env(environ)
         os.makedirs(env.home, exist_ok=True)
         add_file_handler(os.path.join(env.home, "logs"))
         settings = load_settings(env.home, env)

@@ -99,6 +99,23 @@ def _int_env(environ: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"environment: {name}: must be an integer") from None
 
 
+def with_secrets_file(environ: dict[str, str]) -> dict[str, str]:
+    """The environment plus the secrets in TINYAGI_SECRETS_FILE (a JSON object), if set.
+
+    The control plane delivers secrets as a read-only file so that they never sit in
+    the container's configuration; values from the file win over the environment.
+    """
+    path = environ.get("TINYAGI_SECRETS_FILE")
+    if not path:
+        return environ
+    secrets = read_json(path, "secrets file")
+    if not isinstance(secrets, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()
+    ):
+        raise ConfigError("secrets file: must be a JSON object of strings")
+    return {**environ, **secrets}
+
+
 def load_env(environ: dict[str, str]) -> Env:
     """Read and check the environment; raise ConfigError naming the variable."""
     token = environ.get("RUNTIME_API_TOKEN", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,15 +74,51 @@ async def _request(method: str, url: str, payload: Any, headers: dict[str, str])
     if payload is not None:
         lines.append("Content-Type: application/json")
     lines += [f"{key}: {value}" for key, value in headers.items()]
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=_ssl_context() if secure else None, server_hostname=host if secure else None
-    )
+    proxy = _proxy_for(parts.scheme, host)
+    if proxy is None:
+        reader, writer = await asyncio.open_connection(
+            host,
+            port,
+            ssl=_ssl_context() if secure else None,
+            server_hostname=host if secure else None,
+        )
+    else:
+        reader, writer = await _via_proxy(proxy, host, port, secure)
+        if not secure:  # a plain-HTTP proxy request names the whole URL
+            lines[0] = f"{method} {parts.scheme}://{parts.netloc}{target} HTTP/1.1"
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         await writer.drain()
         return await _read_response(reader)
     finally:
         writer.close()
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int] | None:
+    """The (host, port) of the HTTP proxy from HTTP(S)_PROXY / NO_PROXY, or None."""
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get(scheme)
+    if not url or urllib.request.proxy_bypass_environment(host, proxies):  # type: ignore[attr-defined]
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    return (parts.hostname or "localhost", parts.port or 3128)
+
+
+async def _via_proxy(
+    proxy: tuple[str, int], host: str, port: int, secure: bool
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open a connection through a proxy: a CONNECT tunnel upgraded to TLS for https."""
+    reader, writer = await asyncio.open_connection(*proxy)
+    if not secure:
+        return reader, writer
+    writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    await writer.drain()
+    status = (await reader.readuntil(b"\r\n\r\n")).split(b" ", 2)
+    if len(status) < 2 or status[1] != b"200":
+        writer.close()
+        raise ValueError("proxy refused the tunnel")
+    await writer.start_tls(_ssl_context(), server_hostname=host)
+    return reader, writer
 
 
 async def _read_response(reader: asyncio.StreamReader) -> Response:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs and starts what the platform and its tests need on a fresh Debian machine
-# (run as root): Docker engine, PostgreSQL, debootstrap, Chromium; then the local base
+# (run as root): Docker engine, PostgreSQL, Redis, debootstrap, Chromium; then the local base
 # and runtime images. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ command -v pg_ctlcluster >/dev/null || need+=(postgresql)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v chromium >/dev/null || need+=(chromium)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+command -v redis-server >/dev/null || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -54,5 +55,12 @@ su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname='tcc'\"" | grep
   || su postgres -c "psql -qc \"CREATE ROLE tcc LOGIN SUPERUSER PASSWORD 'tcc'\""
 su postgres -c "psql -tAc \"SELECT 1 FROM pg_database WHERE datname='tcc_test'\"" | grep -q 1 \
   || su postgres -c "createdb -O tcc tcc_test"
+
+# Redis: shared gateway limits (TCC_REDIS_URL). Tests start private instances on free
+# ports from this binary; this one serves development on the default port.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --bind 127.0.0.1 --port 6379 --daemonize yes --save "" --appendonly no \
+    --logfile /var/log/tcc-redis.log
+fi
 
 scripts/build-runtime-image.sh

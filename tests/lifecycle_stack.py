@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core import credentials as creds
 from core.context import AppContext
 from core.db import Database, run_migrations
-from core.db.models import User
+from core.db.models import Tenant, User
 from core.settings import Settings
 from core.temporal import TaskQueues
 from core.tenants import create_tenant
@@ -59,16 +61,19 @@ class Stack:
                 s, owner_id=self.user_id, name="Test bot", plan=plan, bundle_id=bundle
             )
             tid = tenant.id
+        CREATED_TENANTS.add(tid)
         creds.store_credential(self.db, acts.store, tid, creds.TELEGRAM, token)
         return tid
 
 
 def stack_settings(
-    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str
+    tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str, **overrides: object
 ) -> Settings:
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
         gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
+        byok_allowed_private_networks=["127.0.0.0/8"], **overrides,
     )  # fmt: skip
 
 
@@ -78,9 +83,10 @@ async def start_stack(
     fakes: tuple[FakeTelegram, FakeOpenAI],
     driver: str,
     catalog: object | None = None,
+    **overrides: object,
 ) -> AsyncIterator[Stack]:
     telegram, upstream = fakes
-    settings = stack_settings(tmp, telegram, upstream, driver)
+    settings = stack_settings(tmp, telegram, upstream, driver, **overrides)
     run_migrations(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
     queues = TaskQueues(prefix=f"t{uuid.uuid4().hex[:8]}")
@@ -97,12 +103,13 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
-    if driver == "process":
-        # Process runtimes outlive the test otherwise (their home is under this tmp dir);
-        # docker runtimes are cleaned by their own fixtures, never by a broad sweep here.
-        procs = lifecycle_activities(ctx).driver
-        for tenant_id in procs.list_tenants():
-            procs.remove(tenant_id)
+    if driver == "process":  # runtimes are local processes: stop every one this stack made
+        import contextlib
+
+        local = lifecycle_activities(ctx).driver
+        for tenant_id in local.list_tenants():
+            with contextlib.suppress(Exception):
+                local.remove(tenant_id)
     await lifecycle_activities(ctx).http.aclose()
     db.dispose()
 
@@ -113,9 +120,16 @@ async def process_stack(
 ) -> AsyncIterator[Stack]:
     async for stack in start_stack(tmp_path, temporal_env, fakes, "process"):
         yield stack
+        # Process runtimes outlive the test otherwise (they are not children of pytest).
+        driver = lifecycle_activities(stack.ctx).provisioner.driver
+        for tid in driver.list_tenants():
+            driver.stop(tid, timeout=5)
 
 
-RUNTIME_IMAGE = "tinyclaw/runtime:dev"
+SHIPPED_IMAGE = "tinyclaw/runtime:dev"
+# Tenant ids new_tenant() made in this session: the only ones the cleanup may remove.
+CREATED_TENANTS: set[str] = set()
+RUNTIME_IMAGE = os.environ.get("TCC_RUNTIME_IMAGE", SHIPPED_IMAGE)
 BROKEN_IMAGE = "tcc-test/broken-runtime:1"
 # Test images: a runtime that exits at once, one that never answers, one Docker cannot start.
 TEST_IMAGES = {
@@ -144,7 +158,9 @@ def docker_images() -> Iterator[None]:
         pytest.skip("TCC_SKIP_DOCKER=1")
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
-        [str(root / "scripts/build-runtime-image.sh")], capture_output=True, text=True
+        [str(root / "scripts/build-runtime-image.sh"), RUNTIME_IMAGE],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         pytest.fail(f"runtime image build failed:\n{result.stdout}\n{result.stderr}")
@@ -153,21 +169,31 @@ def docker_images() -> Iterator[None]:
         dockerfile = f"FROM {RUNTIME_IMAGE}\n{line}\n"
         client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     yield
-    _cleanup_containers(client)
     client.close()
+    cleanup_tenants(sorted(CREATED_TENANTS))  # any left by tests outside docker_stack
 
 
-def _cleanup_containers(client: object) -> None:
-    """Remove every tenant container, volume and network the tests created."""
+def cleanup_tenants(tenant_ids: list[str]) -> None:
+    """Remove the containers, volumes and networks of these tenants (and nobody else's).
+
+    The engine is shared with other test runs on this machine: never sweep every
+    ``tinyclaw.managed`` object, only those of tenants this test created.
+    """
     import docker
 
-    assert isinstance(client, docker.DockerClient)
-    for c in client.containers.list(all=True, filters={"label": "tinyclaw.managed=true"}):
-        c.remove(force=True)
-    for v in client.volumes.list(filters={"label": "tinyclaw.managed=true"}):
-        v.remove(force=True)
-    for n in client.networks.list(filters={"label": "tinyclaw.managed=true"}):
-        n.remove()
+    client = docker.from_env()
+    try:
+        for tid in tenant_ids:
+            for label in (f"tinyclaw.tenant={tid}", f"tinyclaw.egress-for={tid}"):
+                for c in client.containers.list(all=True, filters={"label": label}):
+                    c.remove(force=True)
+            label = {"label": f"tinyclaw.tenant={tid}"}
+            for v in client.volumes.list(filters=label):
+                v.remove(force=True)
+            for n in client.networks.list(filters=label):
+                n.remove()
+    finally:
+        client.close()
 
 
 def make_test_catalog(tmp: Path) -> Path:
@@ -177,11 +203,13 @@ def make_test_catalog(tmp: Path) -> Path:
     root = Path(__file__).resolve().parent.parent / "bundles" / "catalog"
     dest = tmp / "catalog"
     shutil.copytree(root, dest)
+    for bundle_toml in dest.rglob("bundle.toml"):  # TCC_RUNTIME_IMAGE: a privately built image
+        bundle_toml.write_text(bundle_toml.read_text().replace(SHIPPED_IMAGE, RUNTIME_IMAGE))
     for bundle_id, image in TEST_BUNDLES.items():
         target = dest / bundle_id / "1.0.0"
         shutil.copytree(root / "starter" / "1.0.0", target)
         toml = (target / "bundle.toml").read_text()
-        toml = toml.replace('id = "starter"', f'id = "{bundle_id}"').replace(RUNTIME_IMAGE, image)
+        toml = toml.replace('id = "starter"', f'id = "{bundle_id}"').replace(SHIPPED_IMAGE, image)
         (target / "bundle.toml").write_text(toml)
     return dest
 
@@ -197,3 +225,6 @@ async def docker_stack(
         tmp_path, temporal_env, fakes, "docker", catalog=load_catalog(make_test_catalog(tmp_path))
     ):
         yield stack
+        with stack.db.system_session() as s:
+            tenant_ids = list(s.scalars(select(Tenant.id)))
+        cleanup_tenants(tenant_ids)

@@ -33,6 +33,7 @@ def test_compose_config_is_valid() -> None:
         "api:",
         "worker:",
         "gateway:",
+        "redis:",
     ):
         assert service in result.stdout
 
@@ -43,3 +44,16 @@ def test_compose_refuses_missing_secrets() -> None:
     result = subprocess.run([binary, "config"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "POSTGRES_PASSWORD" in result.stderr or "TCC_" in result.stderr
+
+
+def test_the_web_ui_is_published_only_behind_the_admin_auth_proxy() -> None:
+    import yaml
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    assert "ports" not in services["temporal-ui"]
+    proxy = services["temporal-ui-proxy"]
+    assert proxy["ports"] and proxy["depends_on"] == ["temporal-ui", "api"]
+    conf = (ROOT / "deploy" / "temporal-ui-proxy.conf").read_text()
+    assert "auth_request /_tcc_admin_check;" in conf
+    assert "proxy_pass http://api:8000/admin/web-ui/auth;" in conf
+    assert "proxy_pass http://temporal-ui:8080;" in conf

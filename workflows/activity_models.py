@@ -14,6 +14,8 @@ class TenantRef(BaseModel):
 class PrepareDeployInput(BaseModel):
     tenant_id: str
     workflow_id: str
+    # The run of that workflow: a child re-run under the same id (a reset) records anew.
+    run_id: str | None = None
     bundle_id: str | None = None
     bundle_version: str | None = None
 
@@ -127,11 +129,13 @@ class RuntimeCallInput(BaseModel):
     """A read or a test message through the runtime API (no state change)."""
 
     tenant_id: str
-    op: str  # message | logs | status | pairing | set_pairing | conversations
+    op: str  # message | logs | status
     text: str | None = None
     lines: int = 100
-    # set_pairing: {access, approved: [{sender_id, name}]} (sender ids, no secrets)
-    pairing: dict[str, object] | None = None
+
+
+# Owner reads and the live pairing push (core.runtime_reads): answered as ``data``.
+OWNER_OPS = frozenset({"pairing", "set_pairing", "conversations"})
 
 
 class RuntimeCallResult(BaseModel):
@@ -139,7 +143,20 @@ class RuntimeCallResult(BaseModel):
     agent: str | None = None
     lines: list[str] = []
     status: dict[str, object] = {}
-    data: dict[str, object] = {}  # pairing and conversations answers
+    data: dict[str, object] = {}  # owner reads (pairing, set_pairing, conversations)
+
+    @classmethod
+    def from_runtime(cls, op: str, body: dict[str, object]) -> RuntimeCallResult:
+        """The runtime API's JSON answer to ``op`` as this model."""
+        if op == "message":
+            agent = body.get("agent")
+            return cls(reply=str(body.get("reply", "")), agent=str(agent) if agent else None)
+        if op == "logs":
+            raw = body.get("lines", [])
+            return cls(lines=[str(x) for x in raw] if isinstance(raw, list) else [])
+        if op in OWNER_OPS:
+            return cls(data=body)
+        return cls(status=body)
 
 
 class SweepResult(BaseModel):
@@ -149,6 +166,7 @@ class SweepResult(BaseModel):
     orphans_removed: list[str] = []
     unknown: list[str] = []  # runtimes of tenants this database does not know: left alone
     checked: int = 0
+    not_signalled: list[str] = []  # unhealthy, but their tenant workflow could not be signalled
 
 
 class RollupInput(BaseModel):
@@ -157,3 +175,21 @@ class RollupInput(BaseModel):
 
 class RollupResult(BaseModel):
     rows: int
+
+
+class ReconfigureInput(BaseModel):
+    """Prepare a reconfigure: keep a rollback point, settle the plan and the bundle."""
+
+    tenant_id: str
+    workflow_id: str
+    plan: str | None = None
+
+
+class ReconfigurePrepared(BaseModel):
+    bundle_id: str
+    bundle_version: str
+    previous_bundle_id: str | None
+    previous_bundle_version: str | None
+    # Set when the running bundle does not fit the (new) plan and the bot moves bundles.
+    notice: str | None = None
+    has_rollback_point: bool = True

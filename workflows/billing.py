@@ -40,9 +40,48 @@ def _ignored(s: TenantWorkflowInput, reason: str) -> BillingOutcome:
 
 
 def apply_billing_event(
-    s: TenantWorkflowInput, event: BillingEvent, now: datetime
+    s: TenantWorkflowInput, event: BillingEvent, now: datetime, *, plan_applies: bool = False
 ) -> BillingOutcome:
-    """Mutate ``s`` for ``event`` and return the lifecycle commands it calls for."""
+    """Mutate ``s`` for ``event`` and return the lifecycle commands it calls for.
+
+    ``plan_applies`` (new workflows; old histories replay without it): a paid plan change
+    reconfigures a live bot, and subscribing again after a cancellation brings the bot back
+    and cancels the scheduled deletion.
+    """
+    before_plan, before_status = s.plan, s.billing_status
+    outcome = _apply(s, event, now)
+    if plan_applies and outcome.result.applied:
+        outcome.commands.extend(
+            _plan_and_return(s, event, before_plan, before_status, outcome.commands)
+        )
+    outcome.result.plan = s.plan
+    return outcome
+
+
+def _plan_and_return(
+    s: TenantWorkflowInput, e: BillingEvent, before_plan: str, before_status: str,
+    already: list[Command],
+) -> list[Command]:  # fmt: skip
+    """The commands a resubscription or a plan change adds to the event's own."""
+    commands: list[Command] = []
+    # A deploy or unsuspend starts the runtime from the persisted plan anyway.
+    starting = any(c.action in (Action.DEPLOY, Action.UNSUSPEND) for c in already)
+    if e.type == "checkout.session.completed" and before_status == "canceled":
+        s.delete_at = None  # the customer is back: keep the bot
+        if s.state not in (S.PENDING, S.FAILED):  # those get the checkout's deploy
+            reason = "Subscribed again: bringing your bot back."
+            commands.append(Command(action=Action.UNSUSPEND, actor="billing", reason=reason))
+    elif s.plan != before_plan and s.billing_status == "active" and not starting:
+        commands.append(
+            Command(
+                action=Action.RECONFIGURE, actor="billing", plan=s.plan,
+                reason=f"Plan changed from {before_plan} to {s.plan}.",
+            )
+        )  # fmt: skip
+    return commands
+
+
+def _apply(s: TenantWorkflowInput, event: BillingEvent, now: datetime) -> BillingOutcome:
     last = s.last_billing_event_at
     if event.type in STATUS_EVENTS and last is not None and event.created < last:
         return _ignored(s, "older than the last applied billing event")

@@ -15,6 +15,7 @@ PERMANENT_ERRORS = [
     "missing_telegram_token", "bad_telegram_token", "unknown_bundle", "bundle_not_allowed",
     "plan_limit_exceeded", "image_missing", "health_timeout", "runtime_failed",
     "switch_refused", "missing_provider_key", "tenant_not_found", "illegal_transition",
+    "test_message_failed",
 ]  # fmt: skip
 
 RETRY = RetryPolicy(
@@ -46,6 +47,20 @@ CONTAINER: ActivityOptions = {
     "heartbeat_timeout": timedelta(seconds=5),
     "retry_policy": RETRY,
 }
+# The deploy's test message calls the model: one budget, the HTTP timeout inside the
+# activity's, and a retry only when the message never reached the runtime (a retry after
+# the model answered would bill and answer twice).
+TEST_MESSAGE_HTTP_TIMEOUT_S = 40.0
+TEST_MESSAGE: ActivityOptions = {
+    "start_to_close_timeout": timedelta(seconds=TEST_MESSAGE_HTTP_TIMEOUT_S + 10),
+    "heartbeat_timeout": timedelta(seconds=5),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(milliseconds=500),
+        maximum_attempts=3,
+        non_retryable_error_types=PERMANENT_ERRORS,
+    ),
+}
+PATCH_TEST_MESSAGE_BUDGET = "test-message-one-budget"
 
 
 def failure_reason(err: BaseException) -> str:

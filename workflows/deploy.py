@@ -22,7 +22,14 @@ from workflows.activity_models import (
     TenantRef,
     TransitionInput,
 )
-from workflows.common import CONTAINER, SHORT, Saga, failure_reason
+from workflows.common import (
+    CONTAINER,
+    PATCH_TEST_MESSAGE_BUDGET,
+    SHORT,
+    TEST_MESSAGE,
+    Saga,
+    failure_reason,
+)
 from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
@@ -34,11 +41,13 @@ HEALTH_TIMEOUT_S = 60.0
 async def record(tenant_id: str, to: S, step: str, reason: str | None = None, **extra: str) -> None:
     """Record a state change (idempotent per workflow step)."""
     wid = workflow.info().workflow_id
+    # Keyed by run as well: a child re-run under the same id (after a reset of the tenant
+    # workflow) must record its transitions, not find them "already recorded".
     await workflow.execute_activity_method(
         A.record_transition,
         TransitionInput(
             tenant_id=tenant_id, to_state=to, reason=reason, workflow_id=wid,
-            key=f"{wid}:{step}", **extra,
+            key=f"{wid}:{workflow.info().run_id}:{step}", **extra,
         ),
         **SHORT,
     )  # fmt: skip
@@ -115,13 +124,15 @@ class DeployTenantWorkflow:
                 A.prepare_deploy,
                 PrepareDeployInput(
                     tenant_id=tid, workflow_id=workflow.info().workflow_id,
+                    run_id=workflow.info().run_id,
                     bundle_id=cmd.bundle_id, bundle_version=cmd.bundle_version,
                 ),
                 **SHORT,
             )  # fmt: skip
             await bring_up(tid, prepared, saga, keep_volume)
+            budget = TEST_MESSAGE if workflow.patched(PATCH_TEST_MESSAGE_BUDGET) else SHORT
             await workflow.execute_activity_method(
-                A.send_test_message, TenantRef(tenant_id=tid), **SHORT
+                A.send_test_message, TenantRef(tenant_id=tid), **budget
             )
         except ActivityError as err:
             reason = failure_reason(err)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -14,6 +15,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tenant import TenantWorkflow
 
 
+SWEEP_REASON = "Health sweep: the runtime stopped answering."
+TOLERANT_SIGNALS = "sweep-signals-concurrently-and-tolerates-missing-workflows"
+
+
 @workflow.defn
 class HealthSweepWorkflow:
     """Find healthy tenants whose runtime stopped answering and have their workflow restart it."""
@@ -24,12 +29,24 @@ class HealthSweepWorkflow:
             M.sweep_runtimes, start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(seconds=10), retry_policy=SHORT["retry_policy"],
         )  # fmt: skip
-        for tid in result.unhealthy:
-            handle = workflow.get_external_workflow_handle_for(TenantWorkflow.run, f"tenant-{tid}")
-            await handle.signal(
-                TenantWorkflow.force_restart, "Health sweep: the runtime stopped answering."
+        if workflow.patched(TOLERANT_SIGNALS):
+            # All at once, and a tenant whose workflow is gone does not fail the sweep.
+            sent = await asyncio.gather(
+                *(_restart(tid) for tid in result.unhealthy), return_exceptions=True
             )
+            result.not_signalled = [
+                tid for tid, outcome in zip(result.unhealthy, sent, strict=True)
+                if isinstance(outcome, BaseException)
+            ]  # fmt: skip
+            return result
+        for tid in result.unhealthy:
+            await _restart(tid)
         return result
+
+
+async def _restart(tenant_id: str) -> None:
+    handle = workflow.get_external_workflow_handle_for(TenantWorkflow.run, f"tenant-{tenant_id}")
+    await handle.signal(TenantWorkflow.force_restart, SWEEP_REASON)
 
 
 @workflow.defn

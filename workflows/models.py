@@ -24,6 +24,7 @@ class Action(StrEnum):
     SUSPEND = "suspend"
     UNSUSPEND = "unsuspend"
     DELETE = "delete"
+    RECONFIGURE = "reconfigure"  # apply changed settings (token, model, key, access, plan)
 
 
 class Command(BaseModel):
@@ -36,6 +37,7 @@ class Command(BaseModel):
     bundle_version: str | None = None
     agent: str | None = None  # reset_memory: one agent, or all
     full_reset: bool = False  # reset_memory: also clear memory/
+    plan: str | None = None  # reconfigure: the plan this change moves to (None: unchanged)
 
 
 class CommandAccepted(BaseModel):
@@ -44,6 +46,7 @@ class CommandAccepted(BaseModel):
     action: Action
     workflow_id: str
     position: int
+    duplicate: bool = False  # True: it repeats a pending command, answered with that one
 
 
 class ActionRecord(BaseModel):
@@ -76,6 +79,7 @@ class BillingEventResult(BaseModel):
     applied: bool
     billing_status: str
     reason: str | None = None
+    plan: str | None = None  # the plan the tenant is on after the event (the one paid for)
 
 
 class TenantWorkflowInput(BaseModel):
@@ -98,6 +102,19 @@ class TenantWorkflowInput(BaseModel):
     killed: bool = False
     grace_period_days: int = 7
     retention_days: int = 30
+
+
+class TenantDurableState(BaseModel):
+    """What the tenant workflow writes to the database so any fresh run can rebuild it."""
+
+    tenant_id: str
+    billing_status: str
+    grace_deadline: datetime | None = None
+    delete_at: datetime | None = None
+    purge_at: datetime | None = None
+    last_billing_event_at: datetime | None = None
+    suspended_for_billing: bool = False
+    killed: bool = False
 
 
 class TenantState(BaseModel):

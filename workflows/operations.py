@@ -22,6 +22,11 @@ from workflows.models import ActionInput, ActionResult
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
 
+PATCH_DELETE_FAILURE = "delete-failure-recorded"
+
+
+REPORTS_BUNDLE_PATCH = "reprovision-reports-bundle"
+
 
 async def _stop(tenant_id: str) -> None:
     await workflow.execute_activity_method(
@@ -36,7 +41,11 @@ async def _reprovision(data: ActionInput, what: str) -> ActionResult:
     try:
         prepared: PreparedDeploy = await workflow.execute_activity_method(
             A.prepare_deploy,
-            PrepareDeployInput(tenant_id=tid, workflow_id=workflow.info().workflow_id),
+            PrepareDeployInput(
+                tenant_id=tid,
+                workflow_id=workflow.info().workflow_id,
+                run_id=workflow.info().run_id,
+            ),
             **SHORT,
         )
         # On failure stop the container again but never touch the tenant's data.
@@ -51,6 +60,13 @@ async def _reprovision(data: ActionInput, what: str) -> ActionResult:
         await saga.compensate()
         await record(tid, S.FAILED, "failed", f"{what} failed: {reason}")
         return ActionResult(state=S.FAILED, reason=reason)
+    if workflow.patched(REPORTS_BUNDLE_PATCH):
+        # The bundle may differ from before: a plan change while stopped can move it.
+        await record(
+            tid, S.HEALTHY, "healthy", f"{what} complete: your bot is live.",
+            bundle_id=prepared.bundle_id, bundle_version=prepared.bundle_version,
+        )  # fmt: skip
+        return ActionResult(state=S.HEALTHY, bundle_id=prepared.bundle_id)
     await record(tid, S.HEALTHY, "healthy", f"{what} complete: your bot is live.")
     return ActionResult(state=S.HEALTHY)
 
@@ -156,6 +172,19 @@ class DeleteTenantWorkflow:
     async def run(self, data: ActionInput) -> ActionResult:
         tid = data.tenant_id
         await record(tid, S.DELETING, "deleting", data.command.reason or "Deletion requested.")
+        try:
+            return await self._delete(data)
+        except ActivityError as err:
+            # Before this guard a failed step failed the child and left the database
+            # "deleting" while the tenant workflow kept its old state.
+            if not workflow.patched(PATCH_DELETE_FAILURE):
+                raise
+            reason = failure_reason(err)
+            await record(tid, S.FAILED, "delete-failed", f"Delete failed: {reason}")
+            return ActionResult(state=S.FAILED, reason=f"Delete failed: {reason}")
+
+    async def _delete(self, data: ActionInput) -> ActionResult:
+        tid = data.tenant_id
         await _stop(tid)
         await workflow.execute_activity_method(
             A.backup_runtime, TenantRef(tenant_id=tid), **CONTAINER

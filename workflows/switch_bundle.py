@@ -1,6 +1,6 @@
 """Bundle switch with safe-migration checks and automatic rollback.
 
-check (plan, schema change) -> updating -> snapshot the volume -> render and start the
+check (plan, schema change) -> updating -> stop and snapshot the volume -> render and start the
 new bundle -> health. If the new bundle fails its health check, the snapshot is restored,
 the previous bundle is started again, and the tenant is back on it, healthy.
 """
@@ -18,6 +18,7 @@ from workflows.activity_models import (
     StartRuntimeInput,
     SwitchCheckInput,
     SwitchCheckResult,
+    TenantRef,
 )
 from workflows.common import CONTAINER, SHORT, failure_reason
 from workflows.deploy import record, wait_healthy
@@ -25,6 +26,8 @@ from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
+
+PATCH_SNAPSHOT_STOPPED = "switch-snapshots-a-stopped-runtime"
 
 
 async def _start(tid: str, bundle_id: str, version: str) -> None:
@@ -62,11 +65,17 @@ class SwitchBundleWorkflow:
             "updating",
             f"Switching to {check.target_bundle_id} {check.target_version}.",
         )
-        snap: SnapshotRef = await workflow.execute_activity_method(
-            A.snapshot_runtime,
-            SnapshotInput(tenant_id=tid, label=workflow.info().workflow_id),
-            **CONTAINER,
-        )
+        if workflow.patched(PATCH_SNAPSHOT_STOPPED):
+            try:
+                snap = await self._stopped_snapshot(tid)
+            except ActivityError as err:
+                return await self._abort(tid, check, failure_reason(err))
+        else:
+            snap = await workflow.execute_activity_method(
+                A.snapshot_runtime,
+                SnapshotInput(tenant_id=tid, label=workflow.info().workflow_id),
+                **CONTAINER,
+            )
         try:
             await _start(tid, check.target_bundle_id, check.target_version)
             await wait_healthy(tid)
@@ -81,6 +90,35 @@ class SwitchBundleWorkflow:
             bundle_version=check.target_version,
         )
         return ActionResult(state=S.HEALTHY, bundle_id=check.target_bundle_id)
+
+    async def _stopped_snapshot(self, tid: str) -> SnapshotRef:
+        """Stop the runtime first: a running one writes while it is copied, so a rollback
+        would restore an inconsistent home."""
+        await workflow.execute_activity_method(
+            A.stop_runtime, TenantRef(tenant_id=tid), **CONTAINER
+        )
+        snap: SnapshotRef = await workflow.execute_activity_method(
+            A.snapshot_runtime,
+            SnapshotInput(tenant_id=tid, label=workflow.info().workflow_id),
+            **CONTAINER,
+        )
+        return snap
+
+    async def _abort(self, tid: str, check: SwitchCheckResult, why: str) -> ActionResult:
+        """No snapshot, no switch: start the current bundle again, unchanged."""
+        old_id, old_version = check.current_bundle_id, check.current_version
+        try:
+            if old_id and old_version:
+                await _start(tid, old_id, old_version)
+            await wait_healthy(tid)
+        except ActivityError as err:
+            reason = f"Bundle switch aborted ({why}) and the bot did not restart: "
+            reason += failure_reason(err)
+            await record(tid, S.FAILED, "failed", reason)
+            return ActionResult(state=S.FAILED, reason=reason, bundle_id=old_id)
+        reason = f"Bundle switch aborted: the data could not be saved first ({why})."
+        await record(tid, S.HEALTHY, "aborted", reason)
+        return ActionResult(state=S.HEALTHY, reason=reason, bundle_id=old_id, ok=False)
 
     async def _rollback(
         self, tid: str, check: SwitchCheckResult, snap: SnapshotRef, why: str

@@ -11,7 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
@@ -41,7 +46,17 @@ from workflows.operations import (
     SuspendTenantWorkflow,
     UnsuspendTenantWorkflow,
 )
+from workflows.queueing import (
+    HISTORY_KEEP,
+    MAX_PENDING,
+    PATCH_BOUNDED_QUEUE,
+    PATCH_KEEP_PENDING,
+    duplicate_of,
+    trim_history,
+)
+from workflows.reconfigure import ReconfigureTenantWorkflow
 from workflows.switch_bundle import SwitchBundleWorkflow
+from workflows.tenant_durability import PATCH_PERSIST_STATE, TenantDurability
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
@@ -57,6 +72,7 @@ CHILDREN: dict[Action, type] = {
     Action.SUSPEND: SuspendTenantWorkflow,
     Action.UNSUSPEND: UnsuspendTenantWorkflow,
     Action.DELETE: DeleteTenantWorkflow,
+    Action.RECONFIGURE: ReconfigureTenantWorkflow,
 }
 
 # The states each action may start from, and the state it leads to when it succeeds.
@@ -70,15 +86,23 @@ SOURCES: dict[Action, frozenset[S]] = {
     Action.SUSPEND: frozenset({S.HEALTHY, S.PAUSED, S.FAILED}),
     Action.UNSUSPEND: frozenset({S.SUSPENDED}),
     Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
+    Action.RECONFIGURE: frozenset({S.HEALTHY}),
 }
 TARGETS: dict[Action, S] = {
     Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
     Action.RESTART: S.HEALTHY, Action.RESET_MEMORY: S.HEALTHY, Action.SWITCH_BUNDLE: S.HEALTHY,
     Action.SUSPEND: S.SUSPENDED, Action.UNSUSPEND: S.HEALTHY, Action.DELETE: S.DELETED,
+    Action.RECONFIGURE: S.HEALTHY,
 }  # fmt: skip
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
-HISTORY_KEEP = 50
+# Paid plan changes reconfigure the bot; resubscribing unsuspends it (issue 10).
+PLAN_APPLIES_PATCH = "billing-plan-applies"
+# Guards of behaviour added after workflows were already running (see README, "Changing a
+# workflow"): histories recorded before them replay the old path.
+PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
+PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
+PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"  # deprecated
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -86,19 +110,24 @@ def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
 
 
 @workflow.defn
-class TenantWorkflow:
+class TenantWorkflow(TenantDurability):
     """One per tenant; the source of truth for what is in flight."""
 
     @workflow.init
     def __init__(self, data: TenantWorkflowInput) -> None:
         self.s = data.model_copy(deep=True)
         self.in_flight: ActionRecord | None = None
+        self.in_flight_cmd: tuple[str, Command] | None = None
+        self._init_durability()
 
     # ---- run loop -------------------------------------------------------------------
     @workflow.run
     async def run(self, data: TenantWorkflowInput) -> TenantState:
         self._upsert_search_attributes()
+        self.persist = workflow.patched(PATCH_PERSIST_STATE)
+        await self._record_interruption()
         while True:
+            await self._save_durable_state()
             await self._wait_for_work()
             self._fire_due_timers()
             if self.s.queue:
@@ -126,6 +155,8 @@ class TenantWorkflow:
                     # A handler set or moved a deadline (payment failed, grace extended):
                     # wake up and wait again with a timer for the new one.
                     or self._next_deadline() != deadline
+                    # Billing or support state changed: write it down before anything else.
+                    or (self.persist and self._durable() != self.saved)
                 ),
                 timeout=timeout,
             )
@@ -141,7 +172,10 @@ class TenantWorkflow:
         if self.s.grace_deadline and self.s.grace_deadline <= now:
             self.s.grace_deadline = None
             # Still unpaid when the grace period ends (a subscription update may say "unpaid").
-            if self.s.billing_status in ("past_due", "unpaid"):
+            unpaid: tuple[str, ...] = ("past_due", "unpaid")
+            if not workflow.patched(PATCH_GRACE_UNPAID):
+                unpaid = ("past_due",)
+            if self.s.billing_status in unpaid:
                 self.s.billing_status = "unpaid"
                 self.s.suspended_for_billing = True
                 self._enqueue(
@@ -179,7 +213,13 @@ class TenantWorkflow:
             record.status, record.reason, record.finished_at = "rejected", problem, workflow.now()
             return
         record.status, record.started_at = "running", workflow.now()
-        self.in_flight = record
+        self.in_flight, self.in_flight_cmd = record, (wf_id, cmd)
+        # Child ids are unique across runs (the API seeds ``seq`` from the database on a
+        # fresh start); a reset re-running an earlier child may reuse its id on purpose.
+        # It is the SDK's default written out (the command is the same as before), so its
+        # patch, recorded in some histories, is deprecated: they replay either way.
+        workflow.deprecate_patch(PATCH_CHILD_ID_POLICY)
+        reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
         try:
             result: ActionResult = await workflow.execute_child_workflow(
                 CHILDREN[cmd.action],
@@ -187,6 +227,7 @@ class TenantWorkflow:
                 id=wf_id,
                 search_attributes=self._search_attributes(),
                 execution_timeout=timedelta(minutes=30),
+                id_reuse_policy=reuse,
             )
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)
@@ -197,7 +238,7 @@ class TenantWorkflow:
             record.status = "succeeded" if ok else "failed"
             record.reason = result.reason or record.reason
         record.finished_at = workflow.now()
-        self.in_flight = None
+        self.in_flight = self.in_flight_cmd = None
         if self.s.state == S.DELETED and self.s.purge_at is None:
             self.s.grace_deadline = self.s.delete_at = None
             self.s.purge_at = workflow.now() + timedelta(days=self.s.retention_days)
@@ -244,8 +285,14 @@ class TenantWorkflow:
                 reason=cmd.reason,
             )
         )
-        del self.s.history[:-HISTORY_KEEP]
+        self._trim_history()
         return CommandAccepted(action=cmd.action, workflow_id=wf_id, position=len(self.s.queue))
+
+    def _trim_history(self) -> None:
+        if workflow.patched(PATCH_KEEP_PENDING):
+            self.s.history = trim_history(self.s.history)
+        else:
+            del self.s.history[:-HISTORY_KEEP]
 
     def _record(self, wf_id: str) -> ActionRecord:
         for rec in reversed(self.s.history):
@@ -253,18 +300,42 @@ class TenantWorkflow:
                 return rec
         raise ApplicationError(f"no record of {wf_id}", type="internal")
 
+    def _duplicate(self, cmd: Command) -> CommandAccepted | None:
+        """The answer already given to the pending command ``cmd`` repeats, if any."""
+        dup = duplicate_of(cmd, self.s.queue, self.in_flight_cmd)
+        if dup is None:
+            return None
+        return CommandAccepted(
+            action=cmd.action, workflow_id=dup[0], position=dup[1], duplicate=True
+        )
+
     # ---- handlers ---------------------------------------------------------------------
     @workflow.update
     async def command(self, cmd: Command) -> CommandAccepted:
         """Queue a lifecycle command; answers at once with the child workflow's ID."""
-        if cmd.action == Action.UNSUSPEND and (
-            cmd.actor.startswith("support") or cmd.actor == "admin"
-        ):
-            self.s.killed = False  # support unsuspending by command lifts its own kill switch
+        if workflow.patched(PATCH_BOUNDED_QUEUE):
+            dup = self._duplicate(cmd)
+            if dup is not None:
+                return dup  # a repeat answers with the pending command it repeats
+        is_support = cmd.actor.startswith("support") or cmd.actor == "admin"
+        if cmd.action == Action.UNSUSPEND and is_support:
+            if workflow.patched(PATCH_SUPPORT_UNSUSPEND):
+                self.s.killed = False  # support unsuspending lifts its own kill switch
         return self._enqueue(cmd)
 
     @command.validator
     def _validate_command(self, cmd: Command) -> None:
+        # Validators never run on replay (a rejected update leaves no history): no guard.
+        if self._duplicate(cmd) is not None:
+            return
+        if len(self.s.queue) >= MAX_PENDING:
+            raise ApplicationError(
+                f"{len(self.s.queue)} commands are already waiting for this bot;"
+                " wait for them to finish and try again.",
+                len(self.s.queue),
+                type="too_many_pending_commands",
+                non_retryable=True,
+            )
         problem = self._check(cmd, self._projected_state())
         if problem:
             raise rejected(problem)
@@ -272,7 +343,9 @@ class TenantWorkflow:
     @workflow.update
     async def billing_event(self, event: BillingEvent) -> BillingEventResult:
         """Apply a verified billing event (update ID = provider event ID: redelivery is a no-op)."""
-        outcome = apply_billing_event(self.s, event, workflow.now())
+        outcome = apply_billing_event(
+            self.s, event, workflow.now(), plan_applies=workflow.patched(PLAN_APPLIES_PATCH)
+        )
         for cmd in outcome.commands:
             if self._check(cmd, self._projected_state()) is None:
                 self._enqueue(cmd)
@@ -297,6 +370,8 @@ class TenantWorkflow:
         cmd = Command(
             action=Action.RESTART, actor="support", reason=reason or "Restarted by support."
         )
+        if workflow.patched(PATCH_BOUNDED_QUEUE) and self._duplicate(cmd) is not None:
+            return  # the health sweep repeats itself every minute: one pending restart is enough
         if self._check(cmd, self._projected_state()) is None:
             self._enqueue(cmd)
 

@@ -29,13 +29,14 @@ async def admin_signal(
     tenant_id: str,
     signal: Annotated[str, Form(max_length=32)],
     reason: Annotated[str, Form(max_length=500)] = "",
+    confirm: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """Send a support signal (kill switch, lift it, force restart) to a tenant workflow."""
     ctx = context_of(request)
     try:
         if signal not in ADMIN_SIGNALS:
             raise TinyClawError("Unknown signal.", code="bad_signal")
-        body = SignalIn(signal=signal, reason=reason)  # type: ignore[arg-type]
+        body = SignalIn(signal=signal, reason=reason, confirm=confirm == "yes")  # type: ignore[arg-type]
         await send_signal(tenant_id, body, admin, ctx)
     except TinyClawError as exc:
         tenants = all_tenants(admin, ctx)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 
-from api.auth import check_login_rate
+from api.auth import check_signup_rate, guarded_login
+from api.auth_email import check_email_rate, confirm_reset, confirm_verification, request_reset
 from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
 from api.tenants.endpoints import list_mine
-from core import accounts, sessions
+from core import account_email, accounts, sessions
 from core.accounts import Principal
 from core.errors import TinyClawError, Unauthorized
 from core.tenants import audit
@@ -59,16 +60,19 @@ def signup_form(request: Request) -> Response:
 
 @router.post("/signup")
 def signup(request: Request, email: Email, password: Password) -> Response:
-    """Create an account and log in."""
+    """Create an account and log in (rate-limited per address)."""
     ctx = context_of(request)
     try:
+        check_signup_rate(request)
         with ctx.db.system_session() as session:
             user = accounts.sign_up(session, email, password)
             token = sessions.start_session(session, user.id)
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup")
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
+            welcome = account_email.verification_email(ctx.settings, user)
     except TinyClawError as exc:
         return page(request, "signup.html", exc.status_code, error=exc.message, email=email)
+    account_email.deliver(ctx, welcome)
     return _login_response(request, token, "/app/new?notice=signed_up")
 
 
@@ -81,15 +85,19 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, email: Email, password: Password) -> Response:
-    """Log in with email and password (rate-limited per email and per address)."""
+async def login(request: Request, email: Email, password: Password) -> Response:
+    """Log in with email and password (backs off per address and per account)."""
     ctx = context_of(request)
-    try:
-        check_login_rate(request, email)
+
+    def attempt() -> str:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, email, password)
             token = sessions.start_session(session, user.id)
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
+            return token
+
+    try:
+        token = await guarded_login(request, email, attempt)
     except TinyClawError as exc:
         response = page(request, "login.html", exc.status_code, error=exc.message, email=email)
         if "retry_after" in exc.details:
@@ -114,3 +122,50 @@ async def logout(request: Request) -> Response:
     response = redirect(request, "/app/login?notice=logged_out")
     response.delete_cookie(sessions.COOKIE_NAME, path="/")
     return response
+
+
+@router.get("/forgot-password")
+def forgot_form(request: Request) -> Response:
+    """Ask for a password reset link."""
+    return page(request, "forgot.html")
+
+
+@router.post("/forgot-password")
+async def forgot(request: Request, email: Email) -> Response:
+    """Email a reset link (the page says the same whether the account exists)."""
+    try:
+        check_email_rate(request, email)
+        await asyncio.to_thread(request_reset, context_of(request), email)
+    except TinyClawError as exc:
+        return page(request, "forgot.html", exc.status_code, error=exc.message, email=email)
+    return page(request, "forgot.html", sent=True)
+
+
+@router.get("/reset-password")
+def reset_form(request: Request, token: Annotated[str, Query(max_length=1000)] = "") -> Response:
+    """The new-password form of a reset link."""
+    return page(request, "reset.html", token=token)
+
+
+@router.post("/reset-password")
+async def reset(
+    request: Request, password: Password, token: Annotated[str, Form(max_length=1000)] = ""
+) -> Response:
+    """Set the new password; every login of the account ends, so log in again."""
+    try:
+        await asyncio.to_thread(confirm_reset, context_of(request), token, password)
+    except TinyClawError as exc:
+        return page(request, "reset.html", exc.status_code, error=exc.message, token=token)
+    response = redirect(request, "/app/login?notice=password_reset")
+    response.delete_cookie(sessions.COOKIE_NAME, path="/")
+    return response
+
+
+@router.get("/verify-email")
+async def verify(request: Request, token: Annotated[str, Query(max_length=1000)] = "") -> Response:
+    """Confirm the email address of the account from the emailed link."""
+    try:
+        out = await asyncio.to_thread(confirm_verification, context_of(request), token)
+    except TinyClawError as exc:
+        return page(request, "error.html", exc.status_code, message=exc.message)
+    return page(request, "verified.html", email=out.email)

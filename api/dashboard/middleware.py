@@ -4,8 +4,9 @@ A live ``tcc_session`` cookie puts the user on ``request.state.principal`` (whic
 ``api.deps.CurrentUser`` accepts), so the JSON API is cookie-authorised too: every
 state-changing request that relies on the cookie must therefore carry the session's
 CSRF token (``X-CSRF-Token`` header or a ``csrf_token`` form field), or it gets 403.
-A request with an ``Authorization`` header is authorised by that header alone (a
-cross-site page cannot set it), so it needs no CSRF token. Anonymous dashboard
+Only a request with a *valid* ``Authorization: Bearer`` token skips the check, and the
+cookie is then ignored for it. Cookie-authorised writes must also come from this site:
+a foreign ``Origin`` (or ``Sec-Fetch-Site: cross-site``) is refused. Anonymous dashboard
 forms (login, sign-up) use a double-submit cookie instead.
 """
 
@@ -17,9 +18,10 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from core import sessions
+from core.accounts import principal_for_token
 from core.context import AppContext
 
 Scope = MutableMapping[str, Any]
@@ -115,21 +117,25 @@ class SessionMiddleware:
             return
         cookies = _cookies(scope)
         state = scope.setdefault("state", {})
+        state["pre_csrf"] = cookies.get(PRE_COOKIE) or ""
+        if await self._valid_bearer(_header(scope, b"authorization")):
+            # Authorised by the token alone (a cross-site page cannot set it): the cookie
+            # is ignored, so there is nothing for a forged request to ride on.
+            await self.app(scope, receive, send)
+            return
         token = cookies.get(sessions.COOKIE_NAME)
         login = await self._resolve(token) if token else None
         if login is not None:
             state["principal"] = login.principal
             state["web_login"] = login
-        state["pre_csrf"] = cookies.get(PRE_COOKIE) or ""
         # The codec routes only transform the payloads they are given (no state changes), and
         # the Temporal Web UI that calls them cannot send our CSRF token.
         pure = scope["path"] in CSRF_EXEMPT_PATHS
-        needs_check = (
-            scope["method"] not in SAFE_METHODS
-            and not _header(scope, b"authorization")
-            and not pure
-        )
+        needs_check = scope["method"] not in SAFE_METHODS and not pure
         if needs_check and (login is not None or scope["path"].startswith(DASHBOARD_PREFIX)):
+            if not self._same_origin(scope):
+                await _refuse(scope, send)
+                return
             expected = login.csrf_token if login is not None else state["pre_csrf"]
             submitted = _header(scope, b"x-csrf-token")
             if submitted is None:
@@ -144,6 +150,29 @@ class SessionMiddleware:
                 return
         await self.app(scope, receive, send)
 
+    def _same_origin(self, scope: Scope) -> bool:
+        """A browser's ``Origin`` (or ``Sec-Fetch-Site``) names this site, or is absent."""
+        origin = _header(scope, b"origin")
+        if origin is None:
+            return _header(scope, b"sec-fetch-site") in (None, "same-origin", "none")
+        host = _header(scope, b"host") or ""
+        own = {f"{scope.get('scheme', 'http')}://{host}".lower()}
+        public_url = self.context().settings.public_url
+        if public_url:
+            own.add(_origin_of(public_url))
+        return origin.rstrip("/").lower() in own
+
+    async def _valid_bearer(self, header: str | None) -> bool:
+        if not header or not header.lower().startswith("bearer "):
+            return False
+        ctx = self.context()
+
+        def lookup() -> bool:
+            with ctx.db.system_session() as session:
+                return principal_for_token(session, header[7:].strip()) is not None
+
+        return await asyncio.to_thread(lookup)
+
     async def _resolve(self, token: str) -> sessions.WebLogin | None:
         ctx = self.context()
 
@@ -152,6 +181,11 @@ class SessionMiddleware:
                 return sessions.resolve_session(session, token)
 
         return await asyncio.to_thread(lookup)
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def new_pre_token() -> str:

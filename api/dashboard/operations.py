@@ -9,15 +9,18 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
+from api.admin import SUPPORT_ACTOR_PREFIX
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, page, redirect
-from api.dashboard.wizard import bundles_for
+from api.dashboard.wizard import bundles_for, models_or_error
 from api.deps import TenantAccess, TenantOwner
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
 from core.errors import InvalidInput, TinyClawError
+from core.plans import PLANS
 from gateway.rollup import usage_summary
 
 router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)
@@ -31,20 +34,18 @@ def period_start(now: datetime | None = None) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _feed_and_usage(request: Request, tenant_id: str) -> tuple[list[AuditLog], dict[str, Any]]:
+def _feed_and_usage(
+    request: Request, tenant_id: str, *, staff: bool
+) -> tuple[list[AuditLog], dict[str, Any]]:
     ctx = context_of(request)
     with ctx.db.tenant_session(tenant_id) as session:
         usage = usage_summary(session, tenant_id, period_start())
     with ctx.db.system_session() as session:
         # audit_log is not tenant-owned (it also holds account events): filter explicitly.
-        feed = list(
-            session.scalars(
-                select(AuditLog)
-                .where(AuditLog.tenant_id == tenant_id)
-                .order_by(AuditLog.id.desc())
-                .limit(FEED_SIZE)
-            )
-        )
+        query = select(AuditLog).where(AuditLog.tenant_id == tenant_id)
+        if not staff:  # support entries name the admin and carry internal reasons
+            query = query.where(AuditLog.actor.not_like(f"{SUPPORT_ACTOR_PREFIX}%"))
+        feed = list(session.scalars(query.order_by(AuditLog.id.desc()).limit(FEED_SIZE)))
     return feed, usage
 
 
@@ -53,8 +54,10 @@ async def render_bot(
 ) -> Response:
     """The operations page."""
     ctx = context_of(request)
-    bot = await tenant_view(ctx, access.tenant_id, access.role)
-    feed, usage = _feed_and_usage(request, access.tenant_id)
+    staff = access.user.is_platform_admin
+    bot = await tenant_view(ctx, access.tenant_id, access.role, staff=staff)
+    feed, usage = _feed_and_usage(request, access.tenant_id, staff=staff)
+    models, models_error = await models_or_error(ctx, access.tenant_id)
     action = current_action(bot)
     steps = await workflow_steps(ctx, action.workflow_id) if action else []
     history = list(reversed(bot.workflow.history)) if bot.workflow else []
@@ -62,7 +65,8 @@ async def render_bot(
         request, "bot.html", status_code, bot=bot, feed=feed, usage=usage, history=history,
         events=events_view(ctx, access.tenant_id, 20), action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
-        bundles=bundles_for(request, bot.plan), period=period_start(), **extra,
+        bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
+        models_error=models_error, plans=list(PLANS.values()), **extra,
     )  # fmt: skip
 
 
@@ -74,6 +78,17 @@ async def bot_page(request: Request, access: TenantAccess) -> Response:
     if notice:
         return await render_bot(request, access, notice=NOTICES[notice])
     return await render_bot(request, access)
+
+
+@router.post("/model")
+async def choose(
+    request: Request, access: TenantOwner, model: Annotated[str, Form(max_length=200)] = ""
+) -> Response:
+    """Pick the bot's model (managed catalog for its plan, or its provider's list)."""
+    ctx = context_of(request)
+    return await _run(
+        request, access, choose_model(ctx, access.tenant_id, model, access.actor), "model_chosen"
+    )
 
 
 @router.post("/actions/{name}")
@@ -142,3 +157,18 @@ async def billing_portal(request: Request, access: TenantOwner) -> Response:
     except TinyClawError as exc:
         return await render_bot(request, access, exc.status_code, error=exc.message)
     return redirect(request, out.url)
+
+
+@router.post("/plan")
+async def change_plan(
+    request: Request, access: TenantOwner, plan: Annotated[str, Form(max_length=32)]
+) -> Response:
+    """Change plan (through Stripe when billing is on); a refusal says why on the page."""
+    from api.tenants.plan import request_plan_change
+
+    ctx = context_of(request)
+    try:
+        out = await request_plan_change(ctx, request.app.state.catalog, access, plan)
+    except TinyClawError as exc:
+        return await render_bot(request, access, exc.status_code, error=exc.message)
+    return await render_bot(request, access, 200, notice=out.message)

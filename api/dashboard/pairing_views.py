@@ -66,10 +66,12 @@ async def set_access(
 @router.get("/conversations")
 async def conversations(request: Request, access: TenantAccess) -> Response:
     """The last messages per chat, newest first (redacted by the runtime)."""
-    chats, error = [], None
+    chats: list[object] = []
+    error = None
     try:
         result = await call_runtime(context_of(request), access.tenant_id, "conversations")
-        chats = list(result.data.get("conversations", []))
+        raw = result.data.get("conversations", [])
+        chats = list(raw) if isinstance(raw, list) else []
     except TinyClawError as exc:
         error = exc.message
     return page(request, "_conversations.html", chats=chats, error=error)

@@ -25,9 +25,14 @@ CSP = (
 NOTICES = {
     "signed_up": "Welcome! Your account is ready. Let's create your first bot.",
     "logged_out": "You are logged out.",
+    "password_reset": "Your password is changed. Log in with the new one.",
+    "token_revoked": "Token revoked: it no longer works.",
     "billing_off": "Billing is off on this installation: your plan is assigned without payment.",
-    "telegram_saved": "Telegram bot connected.",
+    "telegram_saved": "Telegram token saved: the bot uses it when it is deployed.",
+    "telegram_applying": "New Telegram token saved. Your bot is restarting on it; the "
+    "action history below says when it is live on the new bot (or why it kept the old one).",
     "model_saved": "Model mode saved.",
+    "model_chosen": "Model saved. A running bot uses it once its configuration is next applied.",
     "billing_success": "Payment received: your plan is active.",
     "billing_cancelled": "Checkout was cancelled; no payment was taken.",
     "billing_portal": "Back from the billing portal.",

@@ -8,17 +8,22 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from api.billing import start_checkout
 from api.dashboard.auth_views import WebUser
 from api.dashboard.render import context_of, page, redirect
-from api.deps import TenantAccess, TenantOwner, tenant_access
+from api.deps import TenantAccess, TenantOwner
 from api.sandbox import sandbox_chat_id
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
-from api.tenants.service import tenant_view
+from api.tenants.model_service import PRESETS, choose_model, models_view
+from api.tenants.service import request_reconfigure, tenant_view
 from bundles.catalog import Catalog
-from core.errors import TinyClawError
-from core.plans import PLANS
+from core import credentials as creds
+from core.context import AppContext
+from core.errors import InvalidInput, TinyClawError
+from core.plans import PLANS, get_plan
 from core.sandbox import generate_token
+from core.tenants import require_tenant
 
 router = APIRouter(prefix="/app", include_in_schema=False)
 Text = Annotated[str, Form(max_length=500)]
@@ -41,17 +46,10 @@ def new_bot_form(request: Request, user: WebUser) -> Response:
 async def new_bot(
     request: Request, user: WebUser, name: Text, plan: Annotated[str, Form(max_length=32)]
 ) -> Response:
-    """Create the bot; billing on goes to Stripe Checkout, billing off assigns the plan."""
+    """Create the bot on its plan; with billing on, payment is the last step (after the bundle)."""
     ctx = context_of(request)
     try:
         created = await api.create(s.TenantIn(name=name, plan=plan), user, ctx)
-        if ctx.settings.billing_enabled:
-            from api.billing import CheckoutIn, checkout  # the billing router owns checkout
-
-            owner = tenant_access(ctx, user, created.id)
-            out = await checkout(CheckoutIn(plan=plan), owner, ctx, request, None)
-            if out.url:
-                return redirect(request, out.url)
     except ValidationError as err:
         return _plan_error(request, _validation_message(err), 422)
     except TinyClawError as exc:
@@ -89,9 +87,12 @@ async def telegram_save(
         if ctx.settings.sandbox_telegram and pre_approved is None:
             pre_approved = sandbox_chat_id(access.user.user_id)
         body = s.TelegramTokenIn(token=token, owner_telegram_id=pre_approved)
-        await api.set_telegram_token(body, access, ctx, request)
+        saved = await api.set_telegram_token(body, access, ctx, request)
     except (TinyClawError, ValidationError, ValueError) as exc:
         return await _telegram_error(request, access, exc)
+    if saved.reconfigure and saved.reconfigure.status == "applying":
+        # A live bot: it says "connected" only once the runtime polls the new bot.
+        return redirect(request, f"/app/bots/{access.tenant_id}?notice=telegram_applying")
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
 
 
@@ -122,10 +123,32 @@ async def telegram_sandbox(request: Request, access: TenantOwner) -> Response:
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
 
 
+async def models_or_error(ctx: AppContext, tenant_id: str) -> tuple[s.ModelsOut | None, str | None]:
+    """The bot's model picker contents, or why they could not be read (provider down, ...)."""
+    try:
+        return await models_view(ctx, tenant_id), None
+    except TinyClawError as exc:
+        return None, exc.message
+
+
+async def _model_page(
+    request: Request, access: TenantOwner, status: int = 200, **extra: object
+) -> Response:
+    ctx = context_of(request)
+    bot = await _bot(request, access)
+    models, models_error = await models_or_error(ctx, access.tenant_id)
+    catalog = ctx.settings.models
+    return page(
+        request, "wizard_model.html", status, bot=bot, step=3, models=models,
+        models_error=models_error, managed_models=catalog.for_plan(get_plan(bot.plan)),
+        demo=catalog.offline, presets=PRESETS, **extra,
+    )  # fmt: skip
+
+
 @router.get("/bots/{tenant_id}/setup/model")
 async def model_form(request: Request, access: TenantOwner) -> Response:
-    """Step 3: managed model access, or bring your own key."""
-    return page(request, "wizard_model.html", bot=await _bot(request, access), step=3)
+    """Step 3: managed model access (and which model), or bring your own key."""
+    return await _model_page(request, access)
 
 
 @router.post("/bots/{tenant_id}/setup/model")
@@ -134,22 +157,34 @@ async def model_save(
     access: TenantOwner,
     mode: Annotated[str, Form(max_length=16)],
     api_key: OptText = "",
+    provider: OptText = "",
     base_url: OptText = "",
     model: OptText = "",
+    managed_model: OptText = "",
 ) -> Response:
-    """Save the model mode; a BYOK key is checked against the provider before it is stored."""
+    """Save the model mode and model; a BYOK key is checked against the provider first."""
     ctx = context_of(request)
     try:
         if mode == "byok":
-            body = s.ProviderKeyIn(api_key=api_key, base_url=base_url or None, model=model or None)
+            body = s.ProviderKeyIn(
+                api_key=api_key, provider=provider or None, base_url=base_url or None,  # type: ignore[arg-type]
+                model=model or None,
+            )  # fmt: skip
             await api.set_provider_key(body, access, ctx)
         else:
-            api.set_model_mode(s.ModelModeIn(mode="managed"), access, ctx)
+            api.save_model_mode(ctx, access, "managed")
+            if managed_model:
+                await choose_model(
+                    ctx, access.tenant_id, managed_model, access.actor, reconfigure=False
+                )
+            # One reconfigure for both settings (a live bot; otherwise the deploy renders them).
+            await request_reconfigure(
+                ctx, access.tenant_id, access.actor, "Model settings changed."
+            )
     except (TinyClawError, ValidationError) as exc:
         message = exc.message if isinstance(exc, TinyClawError) else _validation_message(exc)
         status = exc.status_code if isinstance(exc, TinyClawError) else 422
-        bot = await _bot(request, access)
-        return page(request, "wizard_model.html", status, bot=bot, step=3, error=message)
+        return await _model_page(request, access, status, error=message)
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/bundle?notice=model_saved")
 
 
@@ -171,9 +206,15 @@ async def bundle_form(request: Request, access: TenantOwner) -> Response:
 async def deploy(
     request: Request, access: TenantAccess, bundle_id: Annotated[str, Form(max_length=64)] = ""
 ) -> Response:
-    """Deploy (step 5) and go to the live progress page."""
+    """Deploy (step 5) and go to the live progress page; with billing on, pay first."""
     ctx = context_of(request)
     try:
+        if await _needs_payment(request, access, bundle_id):
+            out = await start_checkout(
+                ctx, access, request, access_plan(ctx, access), success_page="/progress"
+            )
+            if out.url:  # the paid checkout deploys; Stripe sends the customer to progress
+                return redirect(request, out.url)
         await api.deploy(access, ctx, s.DeployIn(bundle_id=bundle_id or None))
     except TinyClawError as exc:
         bot = await _bot(request, access)
@@ -183,3 +224,24 @@ async def deploy(
             error=exc.message,
         )  # fmt: skip
     return redirect(request, f"/app/bots/{access.tenant_id}/progress")
+
+
+def access_plan(ctx: AppContext, access: TenantAccess) -> str:
+    """The plan the bot was created on (the one its checkout sells)."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        return require_tenant(session, access.tenant_id).plan
+
+
+async def _needs_payment(request: Request, access: TenantAccess, bundle_id: str) -> bool:
+    """Billing on and not paid yet: check the deploy has all it needs, keep the bundle."""
+    ctx = context_of(request)
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        tenant = require_tenant(session, access.tenant_id)
+        if not ctx.settings.billing_enabled or tenant.billing_status != "incomplete":
+            return False
+        if creds.credential(session, access.tenant_id, creds.TELEGRAM) is None:
+            raise InvalidInput("Connect a Telegram bot (step 2) before paying.", field="token")
+        catalog: Catalog = request.app.state.catalog
+        chosen = bundle_id or tenant.bundle_id or "starter"
+        tenant.bundle_id = catalog.resolve(chosen, tenant.plan).id  # the paid deploy runs it
+    return True

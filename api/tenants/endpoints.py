@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request, status
 
-from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOwner
+from api.deps import ContextDep, CurrentUser, TenantAccess, TenantAccessInfo, TenantOwner
 from api.tenants import schemas as s
-from api.tenants.service import call_runtime, check_provider_key, events_view, tenant_view
+from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
+from api.tenants.service import call_runtime, events_view, request_reconfigure, tenant_view
 from core import credentials as creds
 from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
+from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
 from core.lifecycle import send_command
 from core.ratelimit import SlidingWindow
@@ -21,7 +23,22 @@ from workflows.models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60)
+# Lifecycle commands: the queue is bounded too (429 too_many_pending_commands); these stop
+# a script or a stuck button from hammering the workflow engine at all.
+TENANT_COMMANDS = SlidingWindow(limit=30, window_s=60)
+USER_COMMANDS = SlidingWindow(limit=60, window_s=60)
+# The same key (per user) answers with the first answer instead of queueing again.
+IdempotencyKey = Annotated[
+    str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$")
+]
 BILLING_BLOCKED = ("incomplete", "unpaid", "canceled")
+PAYMENT_FIRST = {
+    "incomplete": "Nothing is deployed before payment: finish checkout for your plan (Billing on "
+    "the bot page, or POST /tenants/{id}/billing/checkout); the bot deploys once Stripe confirms.",
+    "canceled": "The subscription was cancelled: subscribe again (Billing on the bot page) to "
+    "bring the bot back.",
+    "unpaid": "A payment is overdue: update your payment method in the billing portal.",
+}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -57,7 +74,9 @@ async def list_mine(user: CurrentUser, ctx: ContextDep) -> list[s.TenantOut]:
 @router.get("/{tenant_id}")
 async def get(access: TenantAccess, ctx: ContextDep) -> s.TenantOut:
     """One bot: its state, deployment, credentials (last four only) and what is in flight."""
-    return await tenant_view(ctx, access.tenant_id, access.role)
+    return await tenant_view(
+        ctx, access.tenant_id, access.role, staff=access.user.is_platform_admin
+    )
 
 
 @router.get("/{tenant_id}/events")
@@ -96,56 +115,84 @@ async def set_telegram_token(
             action="telegram.token_set",
             bot=me.username,
         )
-    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, f"Telegram bot changed to @{me.username}."
+    )
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail, reconfigure=outcome)
 
 
 @router.put("/{tenant_id}/provider-key")
 async def set_provider_key(
     body: s.ProviderKeyIn, access: TenantOwner, ctx: ContextDep
 ) -> s.CredentialOut:
-    """Bring your own model key (checked against the provider) and switch to BYOK mode."""
-    base_url = body.base_url or (
-        ctx.settings.upstream_urls[0] if ctx.settings.upstream_urls else None
+    """Bring your own model key: checked against the provider, its model picked; BYOK mode on."""
+    base_url, trusted = provider_base_url(ctx, body)
+    offered = await provider_models(
+        ctx, base_url, body.api_key, provider=body.provider, trusted=trusted
     )
-    if not base_url:
-        raise InvalidInput("Give the provider's base URL (OpenAI-compatible).", field="base_url")
-    await check_provider_key(base_url, body.api_key)
-    detail = {"base_url": base_url, **({"model": body.model} if body.model else {})}
+    model = pick_byok_model(offered, body.model)
+    detail: dict[str, object] = {"provider": body.provider or "custom", "model": model}
+    if not trusted:  # the platform's own upstream is configuration; not stored per tenant
+        detail["base_url"] = base_url
     row = creds.store_credential(
         ctx.db, ctx.secrets, access.tenant_id, creds.PROVIDER_KEY, body.api_key, detail=detail
     )
     with ctx.db.tenant_session(access.tenant_id) as session:
         require_tenant(session, access.tenant_id).model_mode = "byok"
         audit(session, tenant_id=access.tenant_id, actor=access.actor, action="provider_key.set")
-    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, "Your own provider key is now in use."
+    )
+    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail, reconfigure=outcome)
 
 
-@router.put("/{tenant_id}/model-mode")
-def set_model_mode(body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep) -> dict[str, str]:
-    """Managed (our keys) or BYOK (your key); takes effect at the next restart."""
+def save_model_mode(ctx: AppContext, access: TenantAccessInfo, mode: str) -> None:
+    """Persist the model mode (BYOK needs a stored provider key); no reconfigure."""
     with ctx.db.tenant_session(access.tenant_id) as session:
         if (
-            body.mode == "byok"
+            mode == "byok"
             and creds.credential(session, access.tenant_id, creds.PROVIDER_KEY) is None
         ):
             raise InvalidInput("Add your provider key first.", field="mode")
-        require_tenant(session, access.tenant_id).model_mode = body.mode
+        require_tenant(session, access.tenant_id).model_mode = mode
         audit(
-            session,
-            tenant_id=access.tenant_id,
-            actor=access.actor,
-            action="model_mode.set",
-            mode=body.mode,
-        )
-    return {"mode": body.mode}
+            session, tenant_id=access.tenant_id, actor=access.actor, action="model_mode.set",
+            mode=mode,
+        )  # fmt: skip
 
 
-async def _command(ctx: ContextDep, access: TenantAccess, command: Command) -> s.AcceptedOut:
+@router.put("/{tenant_id}/model-mode")
+async def set_model_mode(
+    body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep
+) -> dict[str, str]:
+    """Managed (our keys) or BYOK (your key); a live bot is reconfigured on it."""
+    save_model_mode(ctx, access, body.mode)
+    outcome = await request_reconfigure(
+        ctx, access.tenant_id, access.actor, f"Model mode changed to {body.mode}."
+    )
+    return {"mode": body.mode, "status": outcome.status, "message": outcome.message}
+
+
+def _limit_commands(access: TenantAccess) -> None:
+    for limiter, key in ((TENANT_COMMANDS, access.tenant_id), (USER_COMMANDS, access.actor)):
+        wait = limiter.hit(key)
+        if wait is not None:
+            raise RateLimited(
+                "Too many lifecycle commands; wait a moment.",
+                code="commands_rate_limited", retry_after=int(wait) + 1,
+            )  # fmt: skip
+
+
+async def _command(
+    ctx: ContextDep, access: TenantAccess, command: Command, key: str | None = None
+) -> s.AcceptedOut:
+    _limit_commands(access)
     if command.action in (Action.DEPLOY, Action.RESUME):
         with ctx.db.tenant_session(access.tenant_id) as session:
-            if require_tenant(session, access.tenant_id).billing_status in BILLING_BLOCKED:
-                raise PaymentRequired("Complete checkout (or update your payment method) first.")
-    accepted = await send_command(ctx, access.tenant_id, command)
+            status = require_tenant(session, access.tenant_id).billing_status
+        if status in BILLING_BLOCKED:
+            raise PaymentRequired(PAYMENT_FIRST.get(status, PAYMENT_FIRST["unpaid"]))
+    accepted = await send_command(ctx, access.tenant_id, command, idempotency_key=key)
     with ctx.db.system_session() as session:
         audit(
             session,
@@ -158,13 +205,17 @@ async def _command(ctx: ContextDep, access: TenantAccess, command: Command) -> s
         action=accepted.action.value,
         workflow_id=accepted.workflow_id,
         position=accepted.position,
+        duplicate=accepted.duplicate,
         status_url=f"/tenants/{access.tenant_id}",
     )
 
 
 @router.post("/{tenant_id}/deploy", status_code=status.HTTP_202_ACCEPTED)
 async def deploy(
-    access: TenantAccess, ctx: ContextDep, body: s.DeployIn | None = None
+    access: TenantAccess,
+    ctx: ContextDep,
+    body: s.DeployIn | None = None,
+    idem: IdempotencyKey = None,
 ) -> s.AcceptedOut:
     """Deploy the bot (or redeploy after a failure). Answers at once; follow the state."""
     body = body or s.DeployIn()
@@ -177,29 +228,38 @@ async def deploy(
             bundle_id=body.bundle_id,
             bundle_version=body.bundle_version,
         ),
+        idem,
     )
 
 
 @router.post("/{tenant_id}/pause", status_code=status.HTTP_202_ACCEPTED)
-async def pause(access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+async def pause(
+    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
     """Stop the bot; nothing is lost."""
-    return await _command(ctx, access, Command(action=Action.PAUSE, actor=access.actor))
+    return await _command(ctx, access, Command(action=Action.PAUSE, actor=access.actor), idem)
 
 
 @router.post("/{tenant_id}/resume", status_code=status.HTTP_202_ACCEPTED)
-async def resume(access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+async def resume(
+    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
     """Start a paused bot again."""
-    return await _command(ctx, access, Command(action=Action.RESUME, actor=access.actor))
+    return await _command(ctx, access, Command(action=Action.RESUME, actor=access.actor), idem)
 
 
 @router.post("/{tenant_id}/restart", status_code=status.HTTP_202_ACCEPTED)
-async def restart(access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+async def restart(
+    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
     """Restart the bot's runtime."""
-    return await _command(ctx, access, Command(action=Action.RESTART, actor=access.actor))
+    return await _command(ctx, access, Command(action=Action.RESTART, actor=access.actor), idem)
 
 
 @router.post("/{tenant_id}/reset-memory", status_code=status.HTTP_202_ACCEPTED)
-async def reset_memory(body: s.ResetIn, access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+async def reset_memory(
+    body: s.ResetIn, access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
     """Start fresh conversations for one or all agents (``full`` also clears memory)."""
     if not body.confirm:
         raise InvalidInput(
@@ -211,11 +271,14 @@ async def reset_memory(body: s.ResetIn, access: TenantAccess, ctx: ContextDep) -
         Command(
             action=Action.RESET_MEMORY, actor=access.actor, agent=body.agent, full_reset=body.full
         ),
+        idem,
     )
 
 
 @router.post("/{tenant_id}/switch-bundle", status_code=status.HTTP_202_ACCEPTED)
-async def switch_bundle(body: s.SwitchIn, access: TenantAccess, ctx: ContextDep) -> s.AcceptedOut:
+async def switch_bundle(
+    body: s.SwitchIn, access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
     """Move to another bundle; rolls back automatically if the new one is unhealthy."""
     return await _command(
         ctx,
@@ -226,18 +289,21 @@ async def switch_bundle(body: s.SwitchIn, access: TenantAccess, ctx: ContextDep)
             bundle_id=body.bundle_id,
             bundle_version=body.bundle_version,
         ),
+        idem,
     )
 
 
 @router.post("/{tenant_id}/delete", status_code=status.HTTP_202_ACCEPTED)
-async def delete(body: s.DeleteIn, access: TenantOwner, ctx: ContextDep) -> s.AcceptedOut:
+async def delete(
+    body: s.DeleteIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
     """Delete the bot: its runtime, data and secrets (a backup is kept for the retention period)."""
     with ctx.db.tenant_session(access.tenant_id) as session:
         if body.confirm_name.strip() != require_tenant(session, access.tenant_id).name:
             raise InvalidInput(
                 "Type the bot's exact name to confirm deletion.", field="confirm_name"
             )
-    return await _command(ctx, access, Command(action=Action.DELETE, actor=access.actor))
+    return await _command(ctx, access, Command(action=Action.DELETE, actor=access.actor), idem)
 
 
 @router.post("/{tenant_id}/messages")

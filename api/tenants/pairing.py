@@ -6,6 +6,7 @@ them) and then pushed live to the running runtime, so no restart is needed.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import ContextDep, TenantAccess, TenantOwner
 from api.tenants.service import call_runtime
+from core import config_snapshot
 from core import pairing as p
 from core.context import AppContext
 from core.errors import NotFound, TinyClawError
@@ -118,6 +120,10 @@ async def change_access(ctx: AppContext, tenant_id: str, mode: str) -> dict[str,
     """Set the access mode and apply it live (shared with the dashboard)."""
     with ctx.db.tenant_session(tenant_id) as session:
         p.set_access(session, tenant_id, mode)
+    # Applied live, not through a reconfigure: a later rollback must keep this mode.
+    await asyncio.to_thread(
+        config_snapshot.applied_live, ctx.db, ctx.secrets, tenant_id, telegram_access=mode
+    )
     await _push(ctx, tenant_id)
     return await pairing_view(ctx, tenant_id)
 

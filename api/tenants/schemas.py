@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from api.schemas import UtcDatetime
 from workflows.models import ActionRecord, Note
 
 
@@ -24,11 +24,36 @@ class TelegramTokenIn(BaseModel):
 
 
 class ProviderKeyIn(BaseModel):
-    api_key: str = Field(min_length=8, max_length=500)
-    base_url: str | None = Field(
-        default=None, max_length=500, description="OpenAI-compatible base URL"
+    # Printable ASCII only: it travels in an HTTP header.
+    api_key: str = Field(min_length=8, max_length=500, pattern=r"^[\x21-\x7e]+$")
+    provider: Literal["openai", "anthropic", "openrouter", "custom"] | None = Field(
+        default=None, description="a preset, or custom (give base_url)"
     )
-    model: str | None = Field(default=None, max_length=200)
+    base_url: str | None = Field(
+        default=None,
+        max_length=500,
+        description="OpenAI-compatible base URL (custom provider)",
+    )
+    model: str | None = Field(default=None, max_length=200, description="default: the first")
+
+
+class ModelChoiceIn(BaseModel):
+    model: str = Field(min_length=1, max_length=200)
+
+
+class ModelOut(BaseModel):
+    id: str
+    name: str | None = None
+    roles: list[str] = []
+    input_per_m: str | None = Field(default=None, description="USD per million input tokens")
+    output_per_m: str | None = Field(default=None, description="USD per million output tokens")
+
+
+class ModelsOut(BaseModel):
+    mode: str
+    demo: bool = Field(description="true: no upstream is configured, only the offline demo model")
+    selected: str | None
+    models: list[ModelOut]
 
 
 class ModelModeIn(BaseModel):
@@ -59,10 +84,19 @@ class MessageIn(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
 
+class ReconfigureOut(BaseModel):
+    """What happens to a saved change: applied by a reconfigure now, or at the next start."""
+
+    status: Literal["applying", "saved"]
+    message: str
+    workflow_id: str | None = None
+
+
 class CredentialOut(BaseModel):
     kind: str
     last4: str | None
     detail: dict[str, object] | None = None
+    reconfigure: ReconfigureOut | None = None
 
 
 class DeploymentOut(BaseModel):
@@ -71,8 +105,12 @@ class DeploymentOut(BaseModel):
     reason: str | None
     bundle_id: str | None
     bundle_version: str | None
-    updated_at: datetime
-    healthy_at: datetime | None
+    updated_at: UtcDatetime
+    healthy_at: UtcDatetime | None
+    # What the platform last saw of the runtime (up, down, starting, stopped).
+    runtime_health: str = "up"
+    runtime_down_at: UtcDatetime | None = None
+    runtime_down_reason: str | None = None
 
 
 class EventOut(BaseModel):
@@ -80,7 +118,7 @@ class EventOut(BaseModel):
     to_state: str
     reason: str | None
     workflow_id: str | None
-    at: datetime
+    at: UtcDatetime
 
 
 class WorkflowView(BaseModel):
@@ -88,8 +126,8 @@ class WorkflowView(BaseModel):
     queued: list[ActionRecord]
     history: list[ActionRecord]
     notes: list[Note]
-    grace_deadline: datetime | None
-    delete_at: datetime | None
+    grace_deadline: UtcDatetime | None
+    delete_at: UtcDatetime | None
     killed: bool
 
 
@@ -100,9 +138,10 @@ class TenantOut(BaseModel):
     role: str
     bundle_id: str | None
     model_mode: str
+    model: str | None = Field(default=None, description="the managed model picked for this bot")
     billing_status: str
     telegram_bot_username: str | None
-    created_at: datetime
+    created_at: UtcDatetime
     state: str
     deployment: DeploymentOut | None = None
     credentials: list[CredentialOut] = []
@@ -115,6 +154,7 @@ class AcceptedOut(BaseModel):
     workflow_id: str
     position: int
     status_url: str
+    duplicate: bool = False  # it repeats a pending command: this is that command's answer
 
 
 class MessageOut(BaseModel):

@@ -2,32 +2,65 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 from sqlalchemy import select
-from temporalio.client import WorkflowFailureError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.tenants.schemas import (
     CredentialOut,
     DeploymentOut,
     EventOut,
+    ReconfigureOut,
     TenantOut,
     WorkflowView,
 )
+from bundles.catalog import load_catalog
 from core import credentials as creds
 from core.context import AppContext
 from core.db.models import Credential
 from core.deployments import current_deployment, deployment_events
-from core.errors import InvalidInput, ServiceUnavailable
-from core.lifecycle import query_state, rejection
-from core.temporal import search_attributes as sa
+from core.errors import Conflict
+from core.lifecycle import query_state, send_command
+from core.provisioning import Provisioner
+from core.runtime_reads import RuntimeReader
+from core.runtimes.select import select_driver
 from core.tenants import require_tenant
-from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
-from workflows.runtime_call import CallRuntimeWorkflow
+from workflows.activity_models import RuntimeCallResult
+from workflows.models import Action, Command
+
+# States in which no runtime runs: a persisted change simply applies at the next start.
+NOT_RUNNING = frozenset({"pending", "failed", "paused", "suspended", "deleting", "deleted"})
+
+
+async def request_reconfigure(
+    ctx: AppContext, tenant_id: str, actor: str, reason: str, *, plan: str | None = None
+) -> ReconfigureOut:
+    """Apply a change persisted just before (token, model, key, access mode, plan) to the bot.
+
+    A live bot gets one reconfigure action (restart on the new settings, roll back on
+    failure); a bot with no running runtime takes the change at its next start.
+    """
+    with ctx.db.tenant_session(tenant_id) as session:
+        require_tenant(session, tenant_id)
+        dep = current_deployment(session, tenant_id)
+        state = dep.state if dep else "pending"
+    if state in NOT_RUNNING:
+        return ReconfigureOut(
+            status="saved", message="Saved. It takes effect when the bot next starts."
+        )
+    command = Command(action=Action.RECONFIGURE, actor=actor, reason=reason, plan=plan)
+    try:
+        accepted = await send_command(ctx, tenant_id, command)
+    except Conflict as exc:
+        # Billing block, kill switch, or the bot is being paused/deleted: nothing runs the
+        # old settings for long, and the next start renders the new ones.
+        return ReconfigureOut(status="saved", message=f"Saved; not applied now: {exc.message}")
+    return ReconfigureOut(
+        status="applying", workflow_id=accepted.workflow_id,
+        message="Saved. Your bot is restarting on the new settings; follow it on the bot page.",
+    )  # fmt: skip
 
 
 def temporal_ui_link(ctx: AppContext, tenant_id: str) -> str:
@@ -38,9 +71,9 @@ def temporal_ui_link(ctx: AppContext, tenant_id: str) -> str:
 
 
 async def tenant_view(
-    ctx: AppContext, tenant_id: str, role: str, *, detail: bool = True
+    ctx: AppContext, tenant_id: str, role: str, *, detail: bool = True, staff: bool = False
 ) -> TenantOut:
-    """The tenant as the customer sees it: database row, deployment, workflow state."""
+    """The tenant as the customer sees it; support notes and Temporal links only for ``staff``."""
     with ctx.db.tenant_session(tenant_id) as session:
         tenant = require_tenant(session, tenant_id)
         dep = current_deployment(session, tenant_id)
@@ -49,7 +82,7 @@ async def tenant_view(
         ).all()
         out = TenantOut(
             id=tenant.id, name=tenant.name, plan=tenant.plan, role=role, bundle_id=tenant.bundle_id,
-            model_mode=tenant.model_mode, billing_status=tenant.billing_status,
+            model_mode=tenant.model_mode, model=tenant.model, billing_status=tenant.billing_status,
             telegram_bot_username=tenant.telegram_bot_username, created_at=tenant.created_at,
             state=dep.state if dep else "pending",
             deployment=DeploymentOut.model_validate(dep, from_attributes=True) if dep else None,
@@ -62,7 +95,10 @@ async def tenant_view(
         state = await query_state(ctx, tenant_id)
         if state is not None:
             out.workflow = WorkflowView(**state.model_dump(include=set(WorkflowView.model_fields)))
-        out.temporal_ui_url = temporal_ui_link(ctx, tenant_id)
+            if not staff:  # support notes name the admin and are internal
+                out.workflow.notes = []
+        if staff:
+            out.temporal_ui_url = temporal_ui_link(ctx, tenant_id)
     return out
 
 
@@ -75,36 +111,22 @@ def events_view(ctx: AppContext, tenant_id: str, limit: int) -> list[EventOut]:
         ]
 
 
-async def check_provider_key(base_url: str, api_key: str) -> None:
-    """Check a BYOK key against the provider's ``/models``; the key is never echoed."""
-    try:
-        async with httpx.AsyncClient(timeout=10) as http:
-            resp = await http.get(
-                f"{base_url.rstrip('/')}/models", headers={"Authorization": f"Bearer {api_key}"}
-            )
-    except httpx.HTTPError:
-        raise ServiceUnavailable(
-            "The provider could not be reached to check the key. Try again."
-        ) from None
-    if resp.status_code in (401, 403):
-        raise InvalidInput(
-            "The provider rejected this API key.", code="bad_provider_key", field="api_key"
-        )
-    if resp.status_code >= 400:
-        raise ServiceUnavailable(f"The provider answered {resp.status_code} when checking the key.")
+def runtime_reader(ctx: AppContext) -> RuntimeReader:
+    """This process's reader of tenant runtimes (built on first use, kept in the context)."""
+    reader = ctx.extras.get("runtime_reader")
+    if reader is None:
+        kind, driver = select_driver(ctx.settings)
+        provisioner = Provisioner(
+            settings=ctx.settings, store=ctx.secrets, catalog=load_catalog(),
+            driver=driver, driver_kind=kind,
+        )  # fmt: skip
+        http = httpx.AsyncClient(timeout=httpx.Timeout(30, connect=5))
+        reader = ctx.extras["runtime_reader"] = RuntimeReader(ctx.db, provisioner, http)
+    return reader  # type: ignore[no-any-return]
 
 
-async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: object) -> RuntimeCallResult:
-    """Run ``CallRuntimeWorkflow`` (test message, status or logs) and wait for it."""
-    try:
-        return await ctx.temporal.execute_workflow(
-            CallRuntimeWorkflow.run,
-            RuntimeCallInput(tenant_id=tenant_id, op=op, **kw),  # type: ignore[arg-type]
-            id=f"tenant-{tenant_id}-call-{op}-{uuid.uuid4().hex[:12]}",
-            task_queue=ctx.queues.lifecycle,
-            execution_timeout=timedelta(seconds=120),
-            # Filterable by tenant in the Web UI like every other workflow of the tenant.
-            search_attributes=TypedSearchAttributes([SearchAttributePair(sa.TENANT_ID, tenant_id)]),
-        )
-    except WorkflowFailureError as err:
-        raise rejection(err) from None
+async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: Any) -> RuntimeCallResult:
+    """A test message, status, logs or an owner route (pairing, conversations, the live
+    pairing push), straight from the tenant's runtime (no workflow)."""
+    body = await runtime_reader(ctx).call(tenant_id, op, **kw)
+    return RuntimeCallResult.from_runtime(op, body)

@@ -1,6 +1,7 @@
 """Stripe webhook events: signature verification and the ``BillingEvent`` they become.
 
-Verification uses Stripe's own scheme (``stripe.WebhookSignature``) on the raw body.
+Verification follows Stripe's scheme (HMAC-SHA256 of ``"<t>.<body>"``) on the raw body,
+with the header parsed once and strictly.
 Each way a delivery can be wrong is its own 400 error, so logs and Stripe's dashboard
 say exactly what to fix::
 
@@ -13,14 +14,15 @@ say exactly what to fix::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import stripe
 
 from core.billing.stripe_client import from_timestamp, id_of, subscription_info
 from core.errors import TinyClawError
@@ -34,6 +36,9 @@ INVOICE_PAID = "invoice.paid"
 HANDLED_TYPES = frozenset(
     {CHECKOUT_COMPLETED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_DELETED, PAYMENT_FAILED, INVOICE_PAID}
 )
+
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01: anything later is not a Stripe time
+_UNSIGNED_INT = re.compile(r"[0-9]{1,12}")
 
 # (claimed tenant id from metadata, stripe customer id, stripe subscription id) -> tenant id
 TenantResolver = Callable[[str | None, str | None, str | None], str | None]
@@ -73,6 +78,7 @@ class EventFacts:
     status: str | None
     plan: str | None
     current_period_end: datetime | None = None
+    checkout_session_id: str | None = None  # checkout.session.completed: whose items were paid
 
 
 def verify_event(
@@ -85,26 +91,48 @@ def verify_event(
         raise ValueError("a webhook secret is required to verify Stripe events")
     try:
         text = payload.decode("utf-8")
-        # Signature only here: the age check below gets its own error type.
-        stripe.WebhookSignature.verify_header(text, sig_header, secret, tolerance=None)
     except UnicodeDecodeError:
         raise MalformedEvent("The webhook body is not UTF-8 text.") from None
-    except stripe.SignatureVerificationError:
+    # One strict parse feeds both the signature and the age check, so they cannot
+    # disagree about which timestamp was signed.
+    signed_at, signatures = parse_signature_header(sig_header)
+    expected = hmac.new(
+        secret.encode(), f"{signed_at}.".encode() + payload, hashlib.sha256
+    ).hexdigest()
+    if not any(hmac.compare_digest(expected, sig) for sig in signatures):
         raise BadSignature(
             "The Stripe-Signature does not match this body; check the endpoint's signing secret."
-        ) from None
-    signed_at = _signed_at(sig_header)
-    if tolerance and signed_at < time.time() - tolerance:
+        )
+    age = time.time() - signed_at
+    if tolerance and age > tolerance:
         raise StaleSignature(f"The signature is older than {tolerance} seconds; refusing a replay.")
+    if tolerance and -age > tolerance:
+        raise StaleSignature("The signature is dated in the future; check the sender's clock.")
     return _parse(text)
 
 
-def _signed_at(sig_header: str) -> int:
+def parse_signature_header(sig_header: str) -> tuple[int, list[str]]:
+    """``(timestamp, v1 signatures)``: exactly one integer ``t`` and at least one ``v1``."""
+    stamps: list[str] = []
+    signatures: list[str] = []
     for part in sig_header.split(","):
-        key, _, value = part.partition("=")
-        if key.strip() == "t":
-            return int(value)
-    raise BadSignature("The Stripe-Signature header has no timestamp.")
+        key, sep, value = part.partition("=")
+        if not sep or key != key.strip() or not key or not value:
+            raise BadSignature("The Stripe-Signature header is malformed (expected t=...,v1=...).")
+        if key == "t":
+            stamps.append(value)
+        elif key == "v1":
+            signatures.append(value)
+    if len(stamps) != 1 or not _UNSIGNED_INT.fullmatch(stamps[0]):
+        raise BadSignature("The Stripe-Signature header needs exactly one integer timestamp t.")
+    if not signatures:
+        raise BadSignature("The Stripe-Signature header has no v1 signature.")
+    return int(stamps[0]), signatures
+
+
+def valid_timestamp(value: Any) -> bool:
+    """A Unix timestamp Stripe could send: an int (not a bool) between 1970 and 2100."""
+    return type(value) is int and 0 <= value <= MAX_TIMESTAMP
 
 
 def _parse(text: str) -> dict[str, Any]:
@@ -116,7 +144,7 @@ def _parse(text: str) -> dict[str, Any]:
         isinstance(event, dict)
         and isinstance(event.get("id"), str)
         and isinstance(event.get("type"), str)
-        and isinstance(event.get("created"), int)
+        and valid_timestamp(event.get("created"))
         and isinstance((event.get("data") or {}).get("object"), dict)
     )
     if not valid:
@@ -126,6 +154,15 @@ def _parse(text: str) -> dict[str, Any]:
 
 def event_facts(event: Mapping[str, Any], price_ids: Mapping[str, str]) -> EventFacts | None:
     """The subscription facts of a handled event type; ``None`` for types we only record."""
+    try:
+        return _event_facts(event, price_ids)
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError):
+        # A signed event whose object has the wrong shape: Stripe's fault or a replayed
+        # test payload, never worth a 500 that Stripe would retry for days.
+        raise MalformedEvent("A field of this event's object has an unexpected type.") from None
+
+
+def _event_facts(event: Mapping[str, Any], price_ids: Mapping[str, str]) -> EventFacts | None:
     kind = event["type"]
     obj = event["data"]["object"]
     base = {"event_id": event["id"], "type": kind, "created": from_timestamp(event["created"])}
@@ -153,6 +190,7 @@ def _checkout_facts(session: Mapping[str, Any]) -> dict[str, Any]:
     metadata = session.get("metadata") or {}
     paid = session.get("payment_status") in ("paid", "no_payment_required")
     return {
+        "checkout_session_id": session.get("id"),
         "tenant_hint": session.get("client_reference_id") or metadata.get("tenant_id"),
         "customer_id": id_of(session.get("customer")),
         "subscription_id": id_of(session.get("subscription")),

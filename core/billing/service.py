@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.billing.events import EventFacts
 from core.db.models import AuditLog, Subscription, Tenant
 from core.errors import NotFound
-from core.plans import get_plan
+from core.plans import PLANS, get_plan
 
 
 class BillingStatus(StrEnum):
@@ -140,6 +140,7 @@ def record_event(session: Session, tenant_id: str, facts: EventFacts) -> Subscri
         row.status = facts.status
     if facts.plan:
         row.plan = facts.plan
+        _enforce_plan(session, tenant_id, facts.plan)
     if facts.current_period_end:
         row.current_period_end = facts.current_period_end
     row.last_event_at = facts.created
@@ -147,12 +148,29 @@ def record_event(session: Session, tenant_id: str, facts: EventFacts) -> Subscri
     return row
 
 
-def set_billing_status(session: Session, tenant_id: str, status: str) -> None:
-    """Show ``status`` on the tenant (the dashboard's view of the workflow's answer)."""
+def _enforce_plan(session: Session, tenant_id: str, plan: str) -> None:
+    """The plan paid for becomes the tenant's plan: limits, models, bundles, container size."""
+    tenant = session.get(Tenant, tenant_id)
+    if tenant is not None and plan in PLANS and tenant.plan != plan:
+        session.add(
+            AuditLog(
+                tenant_id=tenant_id, actor="billing", action="billing.plan_changed",
+                detail={"from": tenant.plan, "to": plan},
+            )
+        )  # fmt: skip
+        tenant.plan = plan
+
+
+def set_billing_status(
+    session: Session, tenant_id: str, status: str, plan: str | None = None
+) -> None:
+    """Show ``status`` (and the plan) on the tenant, as the workflow answered."""
     tenant = session.get(Tenant, tenant_id)
     if tenant is not None:
         # Stored as the workflow answered: it is the authority on billing status values.
         tenant.billing_status = status
+    if plan is not None:
+        _enforce_plan(session, tenant_id, plan)
 
 
 def assign_plan_without_payment(

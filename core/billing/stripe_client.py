@@ -184,6 +184,45 @@ class StripeBilling:
             sub = await self._client.v1.subscriptions.retrieve_async(subscription_id)
         return subscription_info(sub.to_dict(), self._price_ids)
 
+    async def open_checkout(self, session_id: str) -> CheckoutLink | None:
+        """The Checkout Session ``session_id`` if it can still be paid (open), else None."""
+        with self._translated("look up the checkout"):
+            session = await self._client.v1.checkout.sessions.retrieve_async(session_id)
+        if session.status != "open" or not session.url:
+            return None
+        return CheckoutLink(id=session.id, url=str(session.url))
+
+    async def expire_checkout(self, session_id: str) -> None:
+        """Close an open Checkout Session so it can no longer start a subscription."""
+        with self._translated("close the previous checkout"):
+            await self._client.v1.checkout.sessions.expire_async(session_id)
+
+    async def change_plan(self, subscription_id: str, plan_id: str, idempotency_key: str) -> None:
+        """Move the subscription to ``plan_id``'s price (prorated); Stripe confirms by webhook."""
+        price = self.price_for(plan_id)
+        with self._translated("change the plan"):
+            sub = await self._client.v1.subscriptions.retrieve_async(subscription_id)
+            item_id = sub["items"]["data"][0]["id"]
+            await self._client.v1.subscriptions.update_async(
+                subscription_id,
+                {
+                    "items": [{"id": item_id, "price": price}],
+                    "proration_behavior": "create_prorations",
+                },
+                _options(idempotency_key),
+            )
+
+    async def checkout_plan(self, session_id: str) -> str | None:
+        """The plan of the price a Checkout Session was paid with (None: not one of ours)."""
+        with self._translated("read the checkout's items"):
+            items = await self._client.v1.checkout.sessions.line_items.list_async(session_id)
+        for item in items.data:
+            price = item.price.id if item.price is not None else None
+            plan = plan_for_price(self._price_ids, price)
+            if plan is not None:
+                return plan
+        return None
+
     async def aclose(self) -> None:
         """Close the HTTP connections."""
         close = getattr(self._http, "close_async", None)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -35,6 +36,11 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _aware(when: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 class Base(DeclarativeBase):
@@ -59,6 +65,7 @@ class User(Base):
     is_platform_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    email_verified_at: Mapped[datetime | None]
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
 
@@ -73,9 +80,14 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     last4: Mapped[str] = mapped_column(String(4))
+    # Space-separated subset of "read write admin".
+    scopes: Mapped[str] = mapped_column(
+        String(64), default="read write", server_default="read write admin"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
 
 
 class Tenant(Base):
@@ -86,6 +98,8 @@ class Tenant(Base):
     plan: Mapped[str] = mapped_column(String(32))
     bundle_id: Mapped[str | None] = mapped_column(String(64))
     model_mode: Mapped[str] = mapped_column(String(16), default="managed")  # managed | byok
+    # The bot's managed model pick (a catalog id); None: the bundle's own models.
+    model: Mapped[str | None] = mapped_column(String(200))
     billing_status: Mapped[str] = mapped_column(String(32), default="off")
     telegram_owner_id: Mapped[int | None] = mapped_column(BigInteger)
     telegram_bot_username: Mapped[str | None] = mapped_column(String(64))
@@ -93,6 +107,16 @@ class Tenant(Base):
     telegram_access: Mapped[str] = mapped_column(String(16), default="private")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
+    # Written by the tenant workflow (``save_tenant_state``) so that a fresh run (after a
+    # failure, a terminate or a reset) rebuilds dunning, retention and support state.
+    grace_deadline: Mapped[datetime | None]
+    delete_at: Mapped[datetime | None]
+    purge_at: Mapped[datetime | None]
+    last_billing_event_at: Mapped[datetime | None]
+    kill_switch: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    suspended_for_billing: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="tenant")
 
@@ -162,6 +186,24 @@ class Deployment(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     healthy_at: Mapped[datetime | None]
+    # Set when the platform sees the runtime die or stop answering; a later healthy_at
+    # (the restart that restored it) supersedes it.
+    runtime_down_at: Mapped[datetime | None]
+    runtime_down_reason: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def runtime_health(self) -> str:
+        """What the platform last saw of the runtime: up, down, starting or stopped."""
+        if self.state in ("provisioning", "updating"):
+            return "starting"
+        if self.state == "failed":
+            return "down"
+        if self.state != "healthy":
+            return "stopped"
+        down, healthy = _aware(self.runtime_down_at), _aware(self.healthy_at)
+        if down is not None and (healthy is None or down >= healthy):
+            return "down"
+        return "up"
 
     events: Mapped[list[DeploymentEvent]] = relationship(
         back_populates="deployment", order_by="DeploymentEvent.id"
@@ -257,6 +299,8 @@ class UsageEvent(TenantOwned, Base):
     streamed: Mapped[bool] = mapped_column(Boolean, default=False)
     outcome: Mapped[str] = mapped_column(String(32))  # ok | upstream_error | refused_* ...
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The gateway's write batch: a spooled batch is replayed only if it is not here yet.
+    batch_id: Mapped[str | None] = mapped_column(String(40), index=True)
 
 
 class UsageDaily(TenantOwned, Base):
@@ -297,6 +341,17 @@ class AuditLog(Base):
     action: Mapped[str] = mapped_column(String(100))
     detail: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkerHeartbeat(Base):
+    """A worker process's latest sign of life (readiness: a worker serves the task queue)."""
+
+    __tablename__ = "worker_heartbeats"
+
+    identity: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_queue: Mapped[str] = mapped_column(String(200), index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 from core.db.sessions_model import WebSession  # noqa: E402, F401 (registers the table)

@@ -71,8 +71,8 @@ def reset_flag_files(settings_json: str, agent: str | None, full: bool) -> dict[
     return flags
 
 
-def strip_top_dir(src_path: str) -> bytes:
-    """Re-root a home snapshot ('tinyagi/...') so it can be unpacked into the home itself."""
+def strip_top_dir(src_path: str, uid: int = RUNTIME_UID) -> bytes:
+    """Re-root a home snapshot ('tinyagi/...') for unpacking into the home, owned by uid."""
     out = io.BytesIO()
     with tarfile.open(src_path) as src, tarfile.open(fileobj=out, mode="w") as dst:
         for member in src:
@@ -85,5 +85,7 @@ def strip_top_dir(src_path: str) -> bytes:
             ):
                 continue  # the top dir itself, and links, which a home never needs
             member.name = rest
+            member.uid = member.gid = uid  # a snapshot may come from another tenant's UID
+            member.uname = member.gname = ""
             dst.addfile(member, src.extractfile(member) if member.isfile() else None)
     return out.getvalue()

@@ -6,23 +6,33 @@ import contextlib
 import io
 import logging
 import tarfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
-from docker.types import LogConfig
+from docker.types import LogConfig, Mount
 
+from core.runtimes import fence, identity
 from core.runtimes._home import build_tar, reset_flag_files, strip_top_dir
 from core.runtimes.base import (
     HOME_IN_RUNTIME,
     RUNTIME_PORT,
-    RUNTIME_UID,
     ImageMissingError,
     RuntimeDriverError,
     RuntimeNotFoundError,
     RuntimeSpec,
     RuntimeStatus,
+)
+from core.runtimes.secrets_delivery import (
+    SECRETS_DIR,
+    SECRETS_FILE,
+    ensure_secrets_volume,
+    remove_secrets,
+    secrets_volume_name,
+    split_env,
+    write_secrets,
 )
 
 log = logging.getLogger(__name__)
@@ -31,6 +41,9 @@ LABEL_MANAGED = "tinyclaw.managed"
 LABEL_TENANT = "tinyclaw.tenant"
 LABEL_DEPLOYMENT = "tinyclaw.deployment"
 LABEL_CONFIG = "tinyclaw.config-hash"
+# Bumped when the container shape changes so that ensure() recreates older containers.
+FENCE_VERSION = "fence1"
+DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
 # Empties the home before a restore; runs as the runtime user in a throwaway container.
 _CLEAR_HOME = (
     "import os,shutil,sys;h=sys.argv[1]\n"
@@ -82,6 +95,9 @@ class DockerDriver:
         api_port: int = RUNTIME_PORT,
         tmpfs_size_mb: int = 64,
         log_max_size: str = "10m",
+        egress_allow: Iterable[str] = (),
+        host_guard: bool = True,
+        fence_image: str = DEFAULT_FENCE_IMAGE,
     ) -> None:
         try:
             self._client = client or docker.from_env()
@@ -94,53 +110,74 @@ class DockerDriver:
         self._log_config = LogConfig(
             type="json-file", config={"max-size": log_max_size, "max-file": "3"}
         )
+        # A blocking call cannot be cancelled: an activity attempt that timed out may still
+        # be running in its thread. Its retry waits here instead of running beside it.
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._egress_allow = list(egress_allow)
+        self._host_guard = host_guard
+        # The platform's own image runs the egress proxy and the volume helpers: a bundle
+        # may point at an upstream runtime image that has neither python3 nor runtime.egress.
+        self._fence_image = fence_image
+
+    def _tenant_lock(self, tenant_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(tenant_id, threading.Lock())
 
     # --- lifecycle ----------------------------------------------------------------
 
     def ensure(self, spec: RuntimeSpec) -> None:
         """Create network, volume and container if missing; write files; recreate on change."""
-        with _docker_errors("ensure", tuple(spec.env.values())):
-            if not self.image_present(spec.image):
-                raise ImageMissingError(f"runtime image {spec.image!r} is not present")
+        with self._tenant_lock(spec.tenant_id), _docker_errors("ensure", tuple(spec.env.values())):
+            for image in (spec.image, self._fence_image):
+                if not self.image_present(image):
+                    raise ImageMissingError(f"runtime image {image!r} is not present")
             labels = self._labels(spec)
-            self._ensure_network(spec.tenant_id, labels)
-            self._ensure_volume(spec.tenant_id, labels)
+            uid = self._ensure_fence(spec, labels)
             container = self._find(spec.tenant_id)
             was_running = False
-            if container is not None and container.labels.get(LABEL_CONFIG) != spec.config_hash():
+            if container is not None and container.labels.get(LABEL_CONFIG) != labels[LABEL_CONFIG]:
                 was_running = container.status == "running"
                 log.info("recreating runtime", extra={"tenant_id": spec.tenant_id})
                 container.remove(force=True)
                 container = None
             if container is None:
-                container = self._create(spec, labels)
-            # Always includes "." so the volume root belongs to the runtime user.
-            container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files))
+                container = self._create_or_get(spec, labels, uid)
+            # Always includes "." so the volume root belongs to the tenant's user.
+            container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files, uid=uid))
             if was_running:
                 container.start()
 
     def start(self, tenant_id: str) -> None:
         """Start the container (no-op when running)."""
-        with _docker_errors("start"):
+        with self._tenant_lock(tenant_id), _docker_errors("start"):
             container = self._get(tenant_id)
+            fence.start_egress(self._client, tenant_id)
             if container.status != "running":
                 container.start()
 
     def stop(self, tenant_id: str, timeout: int = 10) -> None:
         """Stop the container: SIGTERM, then SIGKILL after timeout (no-op when stopped)."""
-        with _docker_errors("stop"):
+        with self._tenant_lock(tenant_id), _docker_errors("stop"):
             container = self._get(tenant_id)
             if container.status in ("running", "restarting", "paused"):
                 container.stop(timeout=timeout)
+            fence.stop_egress(self._client, tenant_id)
 
     def remove(self, tenant_id: str, keep_volume: bool = False) -> None:
         """Remove container, network and (unless kept) volume; missing pieces are fine."""
-        with _docker_errors("remove"):
+        with self._tenant_lock(tenant_id), _docker_errors("remove"):
             container = self._find(tenant_id)
             if container is not None:
-                container.remove(force=True)
-            with contextlib.suppress(NotFound):
-                self._client.networks.get(network_name(tenant_id)).remove()
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+            fence.remove_egress(self._client, tenant_id)
+            for helper in ("claim", "secrets-writer"):  # left behind by a killed worker
+                identity.remove_leftover(self._client, f"{container_name(tenant_id)}-{helper}")
+            remove_secrets(self._client, tenant_id)
+            for network in fence.networks_named(self._client, network_name(tenant_id)):
+                with contextlib.suppress(NotFound):
+                    network.remove()
             if not keep_volume:
                 with contextlib.suppress(NotFound):
                     self._client.volumes.get(volume_name(tenant_id)).remove(force=True)
@@ -212,12 +249,16 @@ class DockerDriver:
             container = self._get(tenant_id)
             settings = self._read_file(container, f"{HOME_IN_RUNTIME}/settings.json")
             flags = reset_flag_files(settings, agent, full)
-            container.put_archive(HOME_IN_RUNTIME, build_tar(flags, root_mode=None))
+            uid = identity.volume_uid(self._client, volume_name(tenant_id))
+            container.put_archive(HOME_IN_RUNTIME, build_tar(flags, uid=uid, root_mode=None))
 
     def write_files(self, tenant_id: str, files: dict[str, str]) -> None:
-        """Write home-relative files into the home through the (possibly stopped) container."""
+        """Write home-relative files into the home through the (possibly stopped) container,
+        owned by the tenant's UID (the runtime must be able to rewrite them)."""
         with _docker_errors("write files"):
-            self._get(tenant_id).put_archive(HOME_IN_RUNTIME, build_tar(files, root_mode=None))
+            container = self._get(tenant_id)
+            uid = identity.volume_uid(self._client, volume_name(tenant_id))
+            container.put_archive(HOME_IN_RUNTIME, build_tar(files, uid=uid, root_mode=None))
 
     def snapshot(self, tenant_id: str, dest_path: str) -> str:
         """Stream a tar of the home (top directory 'tinyagi/') to dest_path."""
@@ -232,11 +273,12 @@ class DockerDriver:
         """Empty the home, then unpack a snapshot into it (the container must exist)."""
         with _docker_errors("restore"):
             container = self._get(tenant_id)
+            uid = identity.volume_uid(self._client, volume_name(tenant_id))
             self._client.containers.run(
                 container.image.id,
                 ["python3", "-c", _CLEAR_HOME, HOME_IN_RUNTIME],
                 volumes={volume_name(tenant_id): {"bind": HOME_IN_RUNTIME, "mode": "rw"}},
-                user=f"{RUNTIME_UID}:{RUNTIME_UID}",
+                user=f"{uid}:{uid}",
                 network_mode="none",
                 read_only=True,
                 cap_drop=["ALL"],
@@ -244,7 +286,7 @@ class DockerDriver:
                 labels={LABEL_MANAGED: "true", LABEL_TENANT: tenant_id},
             )
             # The root filesystem is read-only, so unpack into the volume mount itself.
-            container.put_archive(HOME_IN_RUNTIME, strip_top_dir(src_path))
+            container.put_archive(HOME_IN_RUNTIME, strip_top_dir(src_path, uid))
 
     # --- internals ----------------------------------------------------------------
 
@@ -253,43 +295,63 @@ class DockerDriver:
             LABEL_MANAGED: "true",
             LABEL_TENANT: spec.tenant_id,
             LABEL_DEPLOYMENT: spec.deployment_id,
-            LABEL_CONFIG: spec.config_hash(),
+            LABEL_CONFIG: f"{spec.config_hash()}-{FENCE_VERSION}",
         }
 
-    def _ensure_network(self, tenant_id: str, labels: dict[str, str]) -> None:
-        try:
-            self._client.networks.get(network_name(tenant_id))
-        except NotFound:
-            common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
-            self._client.networks.create(network_name(tenant_id), driver="bridge", labels=common)
+    def _ensure_fence(self, spec: RuntimeSpec, labels: dict[str, str]) -> int:
+        """Network, home and secrets volumes, egress proxy; return the tenant's UID."""
+        tenant, image = spec.tenant_id, self._fence_image
+        common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
+        if self._host_guard:
+            fence.ensure_host_guard()
+        fence.ensure_tenant_network(self._client, network_name(tenant), tenant, common)
+        uid = identity.ensure_home_volume(self._client, volume_name(tenant), tenant, common)
+        ensure_secrets_volume(self._client, tenant, common)
+        if self._find(tenant) is None:  # first creation, or a retry after a killed worker
+            modes = {volume_name(tenant): 0o700, secrets_volume_name(tenant): 0o500}
+            helper = f"{container_name(tenant)}-claim"
+            identity.claim_volumes(self._client, image, helper, uid, modes)
+        _, secrets = split_env(spec.env)
+        write_secrets(self._client, tenant, image, uid, secrets, common)
+        allow = fence.allowlist(spec.env, self._egress_allow)
+        fence.ensure_egress(self._client, tenant, image, network_name(tenant), allow, common)
+        return uid
 
-    def _ensure_volume(self, tenant_id: str, labels: dict[str, str]) -> None:
+    def _create_or_get(self, spec: RuntimeSpec, labels: dict[str, str], uid: int) -> Container:
+        """Create the container; when another attempt created it first, use that one."""
         try:
-            self._client.volumes.get(volume_name(tenant_id))
-        except NotFound:
-            common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
-            self._client.volumes.create(volume_name(tenant_id), labels=common)
+            return self._create(spec, labels, uid)
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            return self._get(spec.tenant_id)
 
-    def _create(self, spec: RuntimeSpec, labels: dict[str, str]) -> Container:
+    def _create(self, spec: RuntimeSpec, labels: dict[str, str], uid: int) -> Container:
+        public, _ = split_env(spec.env)
+        env = {**public, **fence.runtime_proxy_env(), "TINYAGI_SECRETS_FILE": SECRETS_FILE}
         return self._client.containers.create(
             spec.image,
             name=container_name(spec.tenant_id),
             hostname="tinyagi",
-            environment=dict(spec.env),
+            environment=env,
             labels=labels,
             network=network_name(spec.tenant_id),
-            volumes={volume_name(spec.tenant_id): {"bind": HOME_IN_RUNTIME, "mode": "rw"}},
+            # no_copy: the image's copy of the home would hand the volume root back to
+            # the image's UID on first mount.
+            mounts=[
+                Mount(HOME_IN_RUNTIME, volume_name(spec.tenant_id), no_copy=True),
+                Mount(SECRETS_DIR, secrets_volume_name(spec.tenant_id), read_only=True),
+            ],
             read_only=True,
             tmpfs={"/tmp": self._tmpfs},  # noqa: S108 - a private tmpfs inside the container
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
-            user=f"{RUNTIME_UID}:{RUNTIME_UID}",
+            user=f"{uid}:{uid}",
             mem_limit=f"{spec.memory_mb}m",
             memswap_limit=f"{spec.memory_mb}m",  # no swap beyond the memory limit
             nano_cpus=int(spec.cpus * 1_000_000_000),
             pids_limit=spec.pids_limit,
             restart_policy={"Name": "unless-stopped"},
-            extra_hosts={"host.docker.internal": "host-gateway"},
             log_config=self._log_config,
         )
 

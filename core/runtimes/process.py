@@ -26,6 +26,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.runtimes._env import split_env
 from core.runtimes._home import reset_flag_files
 from core.runtimes.base import RuntimeDriverError, RuntimeNotFoundError, RuntimeSpec, RuntimeStatus
 
@@ -85,10 +86,14 @@ class ProcessDriver:
         if self._pid_alive(tenant_id):
             return
         state = self._state(tenant_id)
+        public, _ = split_env(json.loads((tenant / "env.json").read_text()))
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": str(REPO_ROOT),
-            **json.loads((tenant / "env.json").read_text()),
+            **public,
+            # Secrets stay in the 0600 env.json: not in the process environment, which
+            # `ps e` and /proc/<pid>/environ show.
+            "TINYAGI_SECRETS_FILE": str(tenant / "env.json"),
             "TINYAGI_HOME": str(tenant / "home"),
             "TINYAGI_API_HOST": self._host,
             "TINYAGI_API_PORT": str(state["port"]),

@@ -33,5 +33,10 @@ def select_driver(settings: Settings) -> tuple[str, RuntimeDriver]:
                 "no Docker engine: tenant runtimes run as local processes (development only)"
             )
     if kind == "docker":
-        return kind, build_driver("docker")
+        return kind, build_driver(
+            "docker",
+            egress_allow=settings.runtime_egress_allowlist,
+            fence_image=settings.runtime_image,
+            host_guard=settings.runtime_host_guard,
+        )
     return kind, build_driver("process", data_dir=settings.data_dir / "runtimes")

@@ -65,3 +65,43 @@ async def test_web_ui_origin_may_call_the_codec_with_the_admin_cookie(
     # Elsewhere the API stays same-origin, even for the UI's origin.
     r = await api.get("/plans", headers={"Origin": ui})
     assert "access-control-allow-origin" not in r.headers
+
+
+async def test_local_web_ui_reaches_the_codec_without_credentials_only_when_trusted(
+    tmp_path, db
+) -> None:
+    from tests.api.light_app import client, light_app
+
+    for trusted in (False, True):
+        app = light_app(tmp_path, db, codec_trust_local_ui=trusted)
+        settings = app.state.ctx.settings
+        ui = settings.resolved_temporal_ui_url
+        codec = EncryptionCodec(codec_key(settings))
+        [encrypted] = await codec.encode([Payload(metadata={"encoding": b"json/plain"}, data=b"1")])
+        body = {"payloads": [_wire(encrypted)]}
+        async with client(app) as local, client(app, "192.0.2.5") as remote:
+            from_ui = await local.post("/codec/decode", json=body, headers={"Origin": ui})
+            assert from_ui.status_code == (200 if trusted else 401)
+            evil = {"Origin": "https://evil.example"}
+            assert (await local.post("/codec/decode", json=body, headers=evil)).status_code == 401
+            # Not a loopback peer: the Origin header alone proves nothing.
+            assert (
+                await remote.post("/codec/decode", json=body, headers={"Origin": ui})
+            ).status_code == 401
+            bad = await local.post("/codec/decode", content=b"{nope", headers={"Origin": ui})
+            assert bad.status_code in (401, 422)
+
+
+def test_trusting_the_local_ui_is_refused_in_production() -> None:
+    import pytest
+    from pydantic import SecretStr, ValidationError
+
+    from core.settings import Settings
+
+    with pytest.raises(ValidationError, match="development only"):
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            environment="production", database_url="postgresql://x/y",
+            session_secret=SecretStr("a-long-random-session-secret"),
+            codec_key=SecretStr("a-real-codec-key-value"), codec_trust_local_ui=True,
+        )  # fmt: skip

@@ -94,6 +94,10 @@ async def test_public_mode_and_bad_input(
     convos = (await api.get(f"/tenants/{tid}/conversations", headers=h)).json()["conversations"]
     assert convos[0]["chat_id"] == str(ANOTHER)
     assert convos[0]["messages"][0]["text"] == "hello public"
+    # Reads and the live push go straight to the runtime: no workflow per call.
+    client = process_stack.env.client
+    query = f'WorkflowId STARTS_WITH "tenant-{tid}-call-"'
+    assert [wf.id async for wf in client.list_workflows(query)] == []
 
 
 async def test_a_revoke_while_paused_holds_after_resume(

@@ -36,6 +36,8 @@ async def test_signup_to_live_bot_and_actions(
     assert r.status_code == 201, r.text
     tid = r.json()["id"]
     assert r.json()["billing_status"] == "off"
+    # Timestamps carry their timezone, even from SQLite.
+    assert r.json()["created_at"].endswith(("Z", "+00:00"))
 
     # A token Telegram does not know is refused at once, with a clear message.
     bad = await api.put(f"/tenants/{tid}/telegram", json={"token": tokens()}, headers=h)

@@ -128,8 +128,8 @@ async def test_checkout_portal_and_state_with_stripe(api_on: Api, fake_stripe: F
         headers = {"Stripe-Signature": header}
         await api_on.client.post("/webhooks/stripe", content=body, headers=headers)
     state = (await api_on.get(api_on.member)).json()
-    # The tenant's own plan moves when the workflow applies the plan change, not here.
-    assert _standing(state) == (True, "active", "starter")
+    # The plan paid for is the tenant's plan (issue 10: it used to stay "starter").
+    assert _standing(state) == (True, "active", "pro")
     assert state["subscription"]["plan"] == "pro" and state["subscription"]["has_stripe_customer"]
 
     twice = await api_on.post("/checkout", api_on.owner, json={"plan": "business"})

@@ -247,3 +247,69 @@ async def test_billing_on_without_a_webhook_secret_is_503(
     resp = await harness.post_raw(body, header)
     assert (resp.status_code, resp.json()["code"]) == (503, "billing_misconfigured")
     assert harness.webhook_rows() == []
+
+
+# --- the Stripe-Signature header is parsed once, strictly ------------------------------
+
+
+def _hmac(body: bytes, ts: int, secret: str) -> str:
+    return sign(body, secret, ts).split("v1=")[1]
+
+
+@pytest.mark.parametrize(
+    "make_header",
+    [
+        # Two timestamps: the library and an age check must never read different ones.
+        lambda body, s, now: f"t ={now},t={now - 3600},v1={_hmac(body, now - 3600, s)}",
+        lambda body, s, now: f"t={now},t={now - 3600},v1={_hmac(body, now - 3600, s)}",
+        lambda body, s, now: f"t =abc,v1={_hmac(body, now, s)}",
+        lambda body, s, now: f"t=1.5e9,v1={_hmac(body, now, s)}",
+        lambda body, s, now: f"v1={_hmac(body, now, s)}",
+        lambda body, s, now: f"t={now},v1=",
+        lambda body, s, now: f"t={now + 3600},v1={_hmac(body, now + 3600, s)}",
+        lambda body, s, now: f"t={now},v1={_hmac(body, now, s)},garbage",
+    ],
+    ids=["spaced-dup-t", "dup-t", "t-not-int", "t-float", "no-t", "empty-v1", "future", "junk"],
+)
+async def test_malformed_signature_headers_are_400(harness: WebhookHarness, make_header) -> None:
+    body = json.dumps(_event()).encode()
+    now = int(time.time())
+    resp = await harness.post_raw(body, make_header(body, harness.secret, now))
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["code"].startswith("signature_")
+    assert harness.webhook_rows() == []
+
+
+@pytest.mark.parametrize("created", [10**20, -(10**15), True, 2**31 * 1000])
+async def test_out_of_range_created_is_400(harness: WebhookHarness, created: object) -> None:
+    event = _event()
+    event["created"] = created
+    body, header = signed(event, harness.secret)
+    resp = await harness.post_raw(body, header)
+    assert (resp.status_code, resp.json()["code"]) == (400, "malformed_event")
+    assert harness.webhook_rows() == []
+
+
+async def test_out_of_range_period_end_is_400(harness: WebhookHarness) -> None:
+    tenant_id = make_tenant(harness.ctx.db)
+    sub = {
+        "id": "sub_x",
+        "object": "subscription",
+        "customer": "cus_x",
+        "status": "active",
+        "metadata": {"tenant_id": tenant_id},
+        "current_period_end": 10**20,
+        "items": {"data": [{"current_period_end": 10**20, "price": {"id": "price_pro"}}]},
+    }
+    body, header = signed(make_event("customer.subscription.updated", sub), harness.secret)
+    resp = await harness.post_raw(body, header)
+    assert (resp.status_code, resp.json()["code"]) == (400, "malformed_event")
+    assert harness.webhook_rows() == []
+
+
+async def test_several_v1_signatures_one_matching_is_accepted(harness: WebhookHarness) -> None:
+    body = json.dumps(_event()).encode()
+    now = int(time.time())
+    header = f"t={now},v1={'0' * 64},v1={_hmac(body, now, harness.secret)},v0=abc"
+    resp = await harness.post_raw(body, header)
+    assert resp.status_code == 200, resp.text

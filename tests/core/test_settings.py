@@ -53,3 +53,11 @@ def test_env_prefix_and_empty_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TCC_CODEC_KEY", "")  # empty means "not set"
     s = Settings(_env_file=None)  # type: ignore[call-arg]
     assert s.api_port == 9001 and s.codec_key is None
+
+
+def test_egress_allowlist_takes_only_http_urls(tmp_path) -> None:
+    ok = ["https://api.openrouter.ai", "http://gw.internal:8100/v1"]
+    s = Settings(_env_file=None, data_dir=tmp_path, runtime_egress_allowlist=ok)  # type: ignore[call-arg]
+    assert s.runtime_egress_allowlist == ok
+    with pytest.raises(ValidationError, match="TCC_RUNTIME_EGRESS_ALLOWLIST"):
+        Settings(_env_file=None, data_dir=tmp_path, runtime_egress_allowlist=["10.0.0.0/8"])  # type: ignore[call-arg]

@@ -122,6 +122,9 @@ async def test_admin_sees_every_tenant_with_temporal_links(
     assert page.status_code == 200 and "Customer bot" in page.text
     assert re.search(r"namespaces/default/workflows\?query=TenantId%3D%22" + tid, page.text)
     await admin.csrf_from("/app/admin")
-    r = await admin.post(f"/app/admin/tenants/{tid}/signal", {"signal": "kill_switch"})
+    r = await admin.post(
+        f"/app/admin/tenants/{tid}/signal",
+        {"signal": "kill_switch", "confirm": "yes", "reason": "abuse report"},
+    )
     assert r.status_code == 303
     assert "kill switch on" in (await customer.client.get(f"/app/bots/{tid}/live")).text

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import httpx
-import pytest
 
-from api.auth import LOGIN_LIMIT
 from core import sessions
 from core.db import Database
 from core.db.models import AuditLog, User
 from tests.dashboard.conftest import PASSWORD, Browser, bot_token, live_bot, new_bot, sign_up
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.lifecycle_stack import Stack
-
-
-@pytest.fixture(autouse=True)
-def fresh_login_limit() -> Iterator[None]:
-    """The limiter is per process: start and end each test with the test client's budget."""
-    LOGIN_LIMIT.reset("ip:127.0.0.1")
-    yield
-    LOGIN_LIMIT.reset("ip:127.0.0.1")
 
 
 async def test_csrf_is_required_for_every_cookie_authorised_write(

@@ -17,7 +17,6 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from api.auth import LOGIN_LIMIT
 from core.context import AppContext
 from core.sandbox import SandboxServer
 from tests.conftest import free_port
@@ -86,7 +85,6 @@ class AppServer:
 
 @pytest.fixture
 def server(process_stack: Stack) -> Iterator[AppServer]:
-    LOGIN_LIMIT.reset("ip:127.0.0.1")
     app_server = AppServer(process_stack).start()
     yield app_server
     app_server.stop()

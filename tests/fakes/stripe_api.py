@@ -136,6 +136,7 @@ class FakeStripe:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.requests: list[RecordedRequest] = []
+        self.outbox: list[dict[str, Any]] = []  # events API calls caused, for tests to deliver
         self.outage = False  # True: every request answers 500 api_error
         self._idempotent: dict[str, tuple[str, dict[str, Any], int, dict[str, Any]]] = {}
         self._lock = threading.RLock()
@@ -224,6 +225,20 @@ class FakeStripe:
             return self._create_checkout(params)
         if method == "POST" and path == "/v1/billing_portal/sessions":
             return self._create_portal(params)
+        match = re.fullmatch(r"/v1/checkout/sessions/([^/]+)(/expire)?", path)
+        if match and (method == "GET" or match.group(2)):
+            session = self._get(self.checkout_sessions, match.group(1), "checkout session")
+            if match.group(2):
+                if session["status"] != "open":
+                    raise StripeFailure(400, "invalid_request_error", "Session is not open.")
+                session["status"] = "expired"
+            return _public(session)
+        match = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
+        if method == "POST" and match:
+            return self._modify_subscription(match.group(1), params)
+        match = re.fullmatch(r"/v1/checkout/sessions/([^/]+)/line_items", path)
+        if method == "GET" and match:
+            return self._line_items(match.group(1))
         match = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
         if method == "GET" and match:
             return self._get(self.subscriptions, match.group(1), "subscription")
@@ -280,6 +295,29 @@ class FakeStripe:
         }
         self.checkout_sessions[session_id] = session
         return _public(session)
+
+    def _modify_subscription(self, sub_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A plan change through the API: the event it causes goes to ``outbox``."""
+        sub = self._get(self.subscriptions, sub_id, "subscription")
+        items = params.get("items") or []
+        if not items or items[0].get("id") != sub["items"]["data"][0]["id"]:
+            raise StripeFailure(400, "invalid_request_error", "Unknown item", "items[0][id]")
+        price = items[0].get("price")
+        if price not in self.prices:
+            raise StripeFailure(400, "invalid_request_error", f"No such price: '{price}'")
+        self.outbox.append(self.update_subscription(sub_id, price=price))
+        return dict(sub)
+
+    def _line_items(self, session_id: str) -> dict[str, Any]:
+        session = self._get(self.checkout_sessions, session_id, "checkout session")
+        data = [
+            {
+                "id": _new_id("li"), "object": "item", "quantity": item.get("quantity", 1),
+                "price": {"id": item["price"], "object": "price"},
+            }
+            for item in session["_line_items"]
+        ]  # fmt: skip
+        return {"object": "list", "data": data, "has_more": False, "url": "/v1/line_items"}
 
     def _create_portal(self, params: dict[str, Any]) -> dict[str, Any]:
         customer = params.get("customer")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 
 from core.db import Database
@@ -96,16 +100,18 @@ def issue(db: Database, tenant_id: str) -> str:
         return issue_token(session, tenant_id, deployment_id="dep1")
 
 
-def add_byok_key(db: Database, store: MemorySecretStore, tenant_id: str, base_url: str) -> None:
+def add_byok_key(
+    db: Database, store: MemorySecretStore, tenant_id: str, base_url: str, key: str = BYOK_KEY
+) -> None:
     """Store a BYOK provider key the way the dashboard does (secret + credential ref)."""
-    ref = store.put(tenant_id, "provider_key", BYOK_KEY)
+    ref = store.put(tenant_id, "provider_key", key)
     with db.tenant_session(tenant_id) as session:
         session.add(
             Credential(
                 tenant_id=tenant_id,
                 kind="provider_key",
                 ref=ref,
-                last4=BYOK_KEY[-4:],
+                last4=key[-4:],
                 detail={"base_url": base_url, "provider": "fake"},
             )
         )
@@ -126,6 +132,61 @@ class Harness:
         await self.gw.writer.flush()
 
 
+def data_dir_of(db: Database) -> Path:
+    """The test's data directory: next to a SQLite file, else a fresh temporary one."""
+    url = db.engine.url
+    if url.get_backend_name() == "sqlite" and url.database:
+        return Path(url.database).parent
+    return Path(tempfile.mkdtemp(prefix="tcc-gw-"))
+
+
+def gateway_app(
+    db: Database,
+    store: MemorySecretStore,
+    upstreams: list[str] | None = None,
+    *,
+    timeout_s: float = 5.0,
+    settings: dict[str, Any] | None = None,
+    **config: Any,
+) -> FastAPI:
+    """A gateway app (lifespan not started) with test defaults; ``settings`` overrides them."""
+    values: dict[str, Any] = {
+        "data_dir": data_dir_of(db),  # the usage spool lives there
+        "upstream_urls": upstreams or [],
+        "upstream_api_key": PLATFORM_KEY,
+        "upstream_timeout_s": timeout_s,
+        # The fake providers listen on loopback: allowlisted, as an operator would.
+        "byok_allowed_private_networks": ["127.0.0.0/8"],
+        **(settings or {}),
+    }
+    plans = config.pop("plans", None)
+    limiter = config.pop("limiter", None)
+    egress = config.pop("egress", None)
+    cfg = GatewayConfig(**{"auth_cache_ttl_s": 0.0, **config})
+    return create_app(
+        Settings(**values), db, store, config=cfg, plans=plans, limiter=limiter, egress=egress
+    )
+
+
+@asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn (lifespan on) on a free loopback port; yield its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @asynccontextmanager
 async def running_gateway(
     db: Database,
@@ -133,15 +194,11 @@ async def running_gateway(
     upstreams: list[str] | None = None,
     *,
     timeout_s: float = 5.0,
+    settings: dict[str, Any] | None = None,
     **config: Any,
 ) -> AsyncIterator[Harness]:
     """The gateway app with its lifespan running, served in-process over ASGI."""
-    settings = Settings(
-        upstream_urls=upstreams or [], upstream_api_key=PLATFORM_KEY, upstream_timeout_s=timeout_s
-    )
-    plans = config.pop("plans", None)
-    cfg = GatewayConfig(**{"auth_cache_ttl_s": 0.0, **config})
-    app = create_app(settings, db, store, config=cfg, plans=plans)
+    app = gateway_app(db, store, upstreams, timeout_s=timeout_s, settings=settings, **config)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 
 import pytest
@@ -126,3 +128,77 @@ async def test_prompt_bodies_are_logged_only_when_enabled(db, store, caplog, log
             headers=bearer(issue(db, tenant)),
         )
     assert ("my-private-words" in caplog.text) is log_prompts
+
+
+class _PathRecordingUpstream:
+    """One host answering OpenAI completions under any path; records (path, authorization)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self.root = ""
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> _PathRecordingUpstream:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.root = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = (await reader.readuntil(b"\r\n\r\n")).decode()
+                lines = head.split("\r\n")
+                fields = {
+                    k.lower(): v for k, v in (x.split(": ", 1) for x in lines[1:] if ": " in x)
+                }
+                body = json.loads(await reader.readexactly(int(fields["content-length"])))
+                self.seen.append((lines[0].split(" ")[1], fields.get("authorization", "")))
+                writer.write(self._answer(body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    @staticmethod
+    def _answer(body: dict) -> bytes:
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        if body.get("stream"):
+            chunk = {"choices": [{"index": 0, "delta": {"content": "hi"}}]}
+            last = {"choices": [], "usage": usage}
+            events = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(last)}\n\ndata: [DONE]\n\n"
+            data = events.encode()
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+        else:
+            message = {"role": "assistant", "content": "hi"}
+            answer = {"choices": [{"index": 0, "message": message}], "usage": usage}
+            data = json.dumps(answer).encode()
+            head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+        return head + b"content-length: %d\r\n\r\n" % len(data) + data
+
+
+async def test_byok_tenants_on_one_host_keep_their_own_path_and_key(db, store) -> None:
+    """Issue 11: tenant B's key and prompt once went to tenant A's base path."""
+    async with _PathRecordingUpstream() as host:
+        tenants = {}
+        for name in ("a", "b"):
+            tenant = create_tenant(db, mode="byok")
+            add_byok_key(db, store, tenant, f"{host.root}/{name}/v1", key=f"sk-own-{name}-000")
+            tenants[name] = tenant
+        async with running_gateway(db, store, []) as h:
+            tokens = {name: issue(db, tenant) for name, tenant in tenants.items()}
+            for stream in (False, True, False):
+                for name in ("a", "b"):
+                    r = await h.client.post(
+                        "/v1/chat/completions",
+                        json=chat(MODEL, f"from {name}", stream=stream),
+                        headers=bearer(tokens[name]),
+                    )
+                    assert r.status_code == 200, r.text
+    expected = [
+        ("/a/v1/chat/completions", "Bearer sk-own-a-000"),
+        ("/b/v1/chat/completions", "Bearer sk-own-b-000"),
+    ]
+    assert host.seen == expected * 3

@@ -184,7 +184,7 @@ async def test_stream_that_stalls_times_out_between_chunks() -> None:
         assert await response.__anext__() == b"abc"
         with pytest.raises(ReadTimeout):
             await response.__anext__()
-        response.release()
+        await response.aclose()
         await client.aclose()
 
 
@@ -332,3 +332,39 @@ def test_sse_tap_passthrough_finds_split_usage_and_estimates_lazily() -> None:
     assert tap.has_usage() and tap.usage == {"prompt_tokens": 3, "completion_tokens": 1}
     kept = SseTap()
     assert kept.passthrough(usage, keep_usage=True) == usage
+
+
+# --------------------------------------------------------------------------- one host, many paths
+
+
+async def test_requests_to_one_host_keep_their_own_path_and_headers() -> None:
+    """Issue 11: the request line once came from the first URL seen on a host."""
+    seen: list[tuple[str, str]] = []
+
+    async def recording(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            lines = head.decode().split("\r\n")
+            fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+            fields = {k.lower(): v for k, v in fields.items()}
+            await reader.readexactly(int(fields.get("content-length", "0")))
+            seen.append((lines[0].split(" ")[1], fields.get("authorization", "")))
+            writer.write(json_response())
+            await writer.drain()
+
+    client = HttpClient(read_timeout=2, max_connections=1)  # one connection: reuse guaranteed
+    async with serving(recording) as server:
+        root = server.url.removesuffix("/v1/chat/completions")
+        calls = [(f"{root}/tenant-a/v1/chat/completions", "Bearer key-a")]
+        calls.append((f"{root}/tenant-b/v1/chat/completions?x=1", "Bearer key-b"))
+        for url, auth in calls * 3:
+            response = await client.post(url, b"{}", [("authorization", auth)])
+            assert await response.aread() == JSON_OK
+        assert server.connections == 1
+        await client.aclose()
+    expected = [("/tenant-a/v1/chat/completions", "Bearer key-a")]
+    expected.append(("/tenant-b/v1/chat/completions?x=1", "Bearer key-b"))
+    assert seen == expected * 3

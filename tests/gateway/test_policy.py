@@ -46,12 +46,18 @@ async def test_model_off_the_allowlist_is_403_in_both_dialects(db, store, upstre
     assert outcomes(db, tenant) == ["refused_model", "refused_model"]
 
 
-async def test_models_lists_plan_allowlist_intersected_with_routable(db, store, upstream) -> None:
+async def test_models_lists_the_catalog_for_the_plan_without_the_demo(db, store, upstream) -> None:
     tenant = create_tenant(db, plan="starter")
     async with running_gateway(db, store, [upstream.base_url]) as h:
         r = await h.client.get("/v1/models", headers=bearer(issue(db, tenant)))
-    ids = [m["id"] for m in r.json()["data"]]
-    assert ids == [DEMO_MODEL, "anthropic/claude-3-5-haiku", "openai/gpt-4o-mini"]
+        demo = await h.client.post(
+            "/v1/chat/completions", json=chat(DEMO_MODEL, "hi"), headers=bearer(issue(db, tenant))
+        )
+    ids = sorted(m["id"] for m in r.json()["data"])
+    # With an upstream configured the demo model is gone: it is offline-only.
+    assert r.json()["demo"] is False
+    assert ids == ["anthropic/claude-3-5-haiku", "openai/gpt-4o-mini"]
+    assert demo.status_code == 404 and demo.json()["error"]["code"] == "model_not_found"
 
 
 async def test_requests_per_minute_limit_is_429_with_retry_after(db, store) -> None:
@@ -93,7 +99,7 @@ async def test_tokens_per_minute_limit(db, store) -> None:
     assert "tokens per minute" in second.json()["error"]["message"]
 
 
-async def test_monthly_budget_exceeded_is_402_but_demo_still_works(db, store, upstream) -> None:
+async def test_monthly_budget_exceeded_is_402(db, store, upstream) -> None:
     tenant = create_tenant(db, plan="starter")  # $5.00 budget
     with db.tenant_session(tenant) as s:
         s.add(
@@ -111,16 +117,12 @@ async def test_monthly_budget_exceeded_is_402_but_demo_still_works(db, store, up
         r = await h.client.post(
             "/v1/chat/completions", json=chat("openai/gpt-4o-mini", "hi"), headers=bearer(token)
         )
-        demo = await h.client.post(
-            "/v1/chat/completions", json=chat(DEMO_MODEL, "hi"), headers=bearer(token)
-        )
         await h.flush()
     assert r.status_code == 402
     assert r.json()["error"]["code"] == "budget_exceeded"
     assert "$5.00" in r.json()["error"]["message"]
-    assert demo.status_code == 200
     assert upstream.completions() == []
-    assert outcomes(db, tenant)[1:] == ["refused_budget", "ok"]
+    assert outcomes(db, tenant)[1:] == ["refused_budget"]
 
 
 async def test_budget_counts_spend_recorded_by_this_gateway(db, store, upstream) -> None:

@@ -33,6 +33,8 @@ from workflows.activity_models import (
     PreparedDeploy,
     PrepareDeployInput,
     PurgeInput,
+    ReconfigureInput,
+    ReconfigurePrepared,
     RemoveRuntimeInput,
     ResetInput,
     RestoreInput,
@@ -47,7 +49,7 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
-from workflows.models import Note, TenantState
+from workflows.models import Note, TenantDurableState, TenantState
 from workflows.tenant import TenantWorkflow
 
 DEFAULT_BUNDLE = ("starter", "1.0.0")
@@ -92,6 +94,7 @@ class FakeLifecycle:
     running: dict[str, tuple[str, str]] = field(default_factory=dict)
     refusals: dict[str, list[str]] = field(default_factory=dict)
     gates: dict[tuple[str, str | None], asyncio.Event] = field(default_factory=dict)
+    saved: dict[str, TenantDurableState] = field(default_factory=dict)  # save_tenant_state
 
     # ---- switches used by tests ---------------------------------------------------------
     def fail(
@@ -263,6 +266,26 @@ class FakeLifecycle:
     async def notify(self, data: NotifyInput) -> None:
         await self._enter("notify", data)
 
+    # ---- reconfigure ------------------------------------------------------------------
+    @activity.defn(name="prepare_reconfigure")
+    async def prepare_reconfigure(self, data: ReconfigureInput) -> ReconfigurePrepared:
+        await self._enter("prepare_reconfigure", data)
+        current = self.running.get(data.tenant_id, DEFAULT_BUNDLE)
+        return ReconfigurePrepared(
+            bundle_id=current[0], bundle_version=current[1],
+            previous_bundle_id=current[0], previous_bundle_version=current[1],
+        )  # fmt: skip
+
+    @activity.defn(name="restore_previous_config")
+    async def restore_previous_config(self, data: TenantRef) -> bool:
+        await self._enter("restore_previous_config", data)
+        return True
+
+    @activity.defn(name="save_tenant_state")
+    async def save_tenant_state(self, data: TenantDurableState) -> None:
+        # Kept apart from ``calls``: it is bookkeeping, not a step of an action.
+        self.saved[data.tenant_id] = data
+
     def all(self) -> list[Callable[..., Any]]:
         """Every fake activity, for a worker."""
         return [
@@ -271,7 +294,8 @@ class FakeLifecycle:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify,
+            self.check_bundle_switch, self.notify, self.save_tenant_state,
+            self.prepare_reconfigure, self.restore_previous_config,
         ]  # fmt: skip
 
 

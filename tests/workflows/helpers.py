@@ -8,6 +8,7 @@ import time
 from sqlalchemy import select
 
 from core.db.models import Deployment, DeploymentEvent
+from core.errors import ServiceUnavailable
 from core.lifecycle import query_state, send_command
 from tests.lifecycle_stack import Stack
 from workflows.models import Action, Command, TenantState
@@ -20,12 +21,32 @@ async def settle(
 ) -> TenantState:
     """Wait until nothing is in flight or queued; return the final state."""
     deadline = time.monotonic() + timeout
+    state: TenantState | None = None
     while time.monotonic() < deadline:
-        state = await query_state(stack.ctx, tid)
+        try:
+            state = await query_state(stack.ctx, tid)
+        except ServiceUnavailable:  # no worker serving at this moment (one is restarting)
+            await asyncio.sleep(0.2)
+            continue
         if state is not None and state.in_flight is None and not state.queued:
             return state
         await asyncio.sleep(0.1)
     raise AssertionError(f"tenant {tid} did not settle in {timeout}s: {state}")
+
+
+async def wait_worker(stack: Stack, timeout: float = 60) -> None:  # noqa: ASYNC109
+    """Wait until readiness sees a worker serving the stack's task queue (the API refuses
+    engine calls with 503 until then)."""
+    from core.temporal.readiness import readiness
+
+    deadline = time.monotonic() + timeout
+    report: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        report = await readiness(stack.ctx).report()
+        if report.get("worker") == "ok":
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no worker became ready in {timeout}s: {report}")
 
 
 async def run(stack: Stack, tid: str, action: Action, **kw: object) -> TenantState:

@@ -4,7 +4,10 @@ Runs representative flows with the real workflows and fake activities, then writ
 history of every workflow involved (the tenant workflow and each child) as
 ``histories/<workflow id>.json`` (``WorkflowHistory.to_json()``, compacted).
 
-    .venv/bin/python -m tests.workflows.record_histories
+    .venv/bin/python -m tests.workflows.record_histories [flow ...]
+
+Name the flows to record (``every_action queue_repeats``): a NEW flow is recorded alone,
+so the histories of older code stay as they were and keep guarding its patches.
 
 Most flows run on a fresh Temporal dev server; the billing flow needs a week to pass, so
 it runs on the time-skipping test server. Payloads are encrypted with the fixed test codec
@@ -25,18 +28,22 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from core.temporal import data_converter, search_attributes
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
-from workflows.models import Action, BillingEvent, Command, TenantWorkflowInput
+from workflows.activity_models import SweepResult
+from workflows.maintenance import HealthSweepWorkflow
+from workflows.models import Action, BillingEvent, Command, Note, TenantWorkflowInput
 from workflows.tenant import TenantWorkflow
 
 HERE = Path(__file__).resolve().parent
@@ -109,8 +116,181 @@ async def billing_grace_suspend(
     return "billing-grace"
 
 
-DEV_SERVER_FLOWS: list[Flow] = [deploy_ok, deploy_failed, pause_resume, switch_rollback]
-TIME_SKIPPING_FLOWS: list[Flow] = [billing_grace_suspend]
+@activity.defn(name="sweep_runtimes")
+async def sweep_finds_ghosts() -> SweepResult:
+    """The sweep activity, finding two unhealthy tenants whose workflows do not exist."""
+    return SweepResult(unhealthy=["ghost-a", "ghost-b"], checked=2)
+
+
+async def record_sweep(client: Client, out: Path) -> list[str]:
+    """The health sweep signalling tenants whose workflow is gone (and not failing)."""
+    wid = "health-sweep-ghosts"
+    async with Worker(
+        client, task_queue="rec-sweep", workflows=[HealthSweepWorkflow],
+        activities=[sweep_finds_ghosts],
+    ):  # fmt: skip
+        await client.execute_workflow(HealthSweepWorkflow.run, id=wid, task_queue="rec-sweep")
+    history = await client.get_workflow_handle(wid).fetch_history()
+    compact = json.dumps(json.loads(history.to_json()), separators=(",", ":"))
+    (out / f"{wid}.json").write_text(compact + "\n")
+    return [wid]
+
+
+async def every_action(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    handle = await _tenant(client, tq, "every-action")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.RESTART)
+    await _run(handle, Action.RESET_MEMORY, agent="assistant")
+    await _run(handle, Action.SWITCH_BUNDLE, bundle_id="pro")
+    await _run(handle, Action.SUSPEND)
+    cmd = Command(action=Action.UNSUSPEND, actor="support:rec")
+    await handle.execute_update(TenantWorkflow.command, cmd)  # type: ignore[attr-defined]
+    await settle(handle)  # type: ignore[arg-type]
+    await _run(handle, Action.DELETE)
+    return "every-action"
+
+
+async def queue_repeats(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A repeated command answered with the pending one, behind a held step."""
+    gate = fake.hold("stop_runtime", "queue-repeats")
+    handle = await _tenant(client, tq, "queue-repeats")
+    await _run(handle, Action.DEPLOY)
+    for action in (Action.PAUSE, Action.PAUSE, Action.RESUME, Action.RESUME):
+        cmd = Command(action=action, actor="user:rec")
+        await handle.execute_update(TenantWorkflow.command, cmd)  # type: ignore[attr-defined]
+    gate.set()
+    await settle(handle)  # type: ignore[arg-type]
+    return "queue-repeats"
+
+
+async def support_signal_start(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """Support signals on a tenant whose workflow was not running (signal-with-start)."""
+    tid = "support-start"
+    data = TenantWorkflowInput(tenant_id=tid, plan="pro", billing_status="active", seq=7)
+    note = Note(author="rec", text="started by a note", at=datetime(2026, 1, 1, tzinfo=UTC))
+    handle = await client.start_workflow(
+        TenantWorkflow.run, data, id=f"tenant-{tid}", task_queue=tq,
+        start_signal="add_note", start_signal_args=[note],
+    )  # fmt: skip
+    await _run(handle, Action.DEPLOY)
+    await handle.signal(TenantWorkflow.kill_switch, "rec")
+    await settle(handle)
+    await handle.signal(TenantWorkflow.lift_kill_switch, "rec")
+    await settle(handle)
+    await handle.signal(TenantWorkflow.force_restart, "rec")
+    await barrier(handle)
+    return tid
+
+
+async def _billing(
+    handle: object, env: WorkflowEnvironment, n: int, kind: str, **kw: object
+) -> None:
+    created = await env.get_current_time() + timedelta(seconds=n)
+    event = BillingEvent(event_id=f"evt_rec_{kind}_{n}", type=kind, created=created, **kw)  # type: ignore[arg-type]
+    await handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)  # type: ignore[attr-defined]
+
+
+async def billing_cancel_delete(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    handle = await _tenant(client, tq, "billing-cancel")
+    await _run(handle, Action.DEPLOY)
+    await _billing(handle, env, 1, "customer.subscription.deleted", subscription_status="canceled")
+    await env.sleep(timedelta(days=31))
+    await barrier(handle)  # type: ignore[arg-type]
+    await env.sleep(timedelta(days=31))
+    await handle.result()  # type: ignore[attr-defined]  # purged, then the workflow ends
+    return "billing-cancel"
+
+
+async def billing_recovered(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    handle = await _tenant(client, tq, "billing-recovered")
+    await _run(handle, Action.DEPLOY)
+    await _billing(handle, env, 1, "invoice.payment_failed", subscription_status="past_due")
+    await _billing(handle, env, 2, "customer.subscription.updated", subscription_status="unpaid")
+    await env.sleep(timedelta(days=8))
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "suspended", state
+    await _billing(handle, env, 3, "invoice.paid", subscription_status="active")
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "healthy", state
+    return "billing-recovered"
+
+
+async def delete_failed(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A delete whose step fails is recorded as failed, then a retry deletes."""
+    fake.fail("remove_runtime", "runtime_failed", "Docker could not remove it.", times=1)
+    handle = await _tenant(client, tq, "delete-failed")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.DELETE)
+    await _run(handle, Action.DELETE)
+    return "delete-failed"
+
+
+async def interrupted_start(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A fresh run whose database state says an action was under way: it starts as failed."""
+    tid = "interrupted-start"
+    data = TenantWorkflowInput(tenant_id=tid, plan="pro", state="provisioning", seq=3)  # type: ignore[arg-type]
+    await client.start_workflow(TenantWorkflow.run, data, id=f"tenant-{tid}", task_queue=tq)
+    await _run(client.get_workflow_handle_for(TenantWorkflow.run, f"tenant-{tid}"), Action.DEPLOY)
+    return tid
+
+
+async def switch_stopped(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A bundle switch that snapshots the stopped runtime, then one whose snapshot fails."""
+    handle = await _tenant(client, tq, "switch-stopped")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.SWITCH_BUNDLE, bundle_id="pro")
+    fake.fail("snapshot_runtime", "runtime_failed", "The volume could not be read.", times=1)
+    await _run(handle, Action.SWITCH_BUNDLE, bundle_id="starter")
+    return "switch-stopped"
+
+
+async def reconfigure_rollback(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    handle = await _tenant(client, tq, "reconfigure-rollback")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.RECONFIGURE, reason="Telegram bot changed.")
+    fake.fail("verify_telegram", "bad_telegram_token", "Telegram rejected this bot token.",
+              tenant_id="reconfigure-rollback", times=1)  # fmt: skip
+    await _run(handle, Action.RECONFIGURE, reason="Telegram bot changed again.")
+    return "reconfigure-rollback"
+
+
+async def billing_plan_resubscribe(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    """Upgrade (reconfigure), cancel (suspend, deletion scheduled), subscribe again."""
+    handle = await _tenant(client, tq, "billing-resubscribe")
+    await _run(handle, Action.DEPLOY)
+    events = [
+        ("customer.subscription.updated", {"plan": "business", "subscription_status": "active"}),
+        ("customer.subscription.deleted", {"subscription_status": "canceled"}),
+        ("checkout.session.completed", {"plan": "pro", "subscription_status": "active"}),
+    ]
+    for n, (kind, fields) in enumerate(events):
+        event = BillingEvent(
+            event_id=f"evt_rec_resub_{n}", type=kind, created=await env.get_current_time(),
+            **fields,  # type: ignore[arg-type]
+        )  # fmt: skip
+        await handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)  # type: ignore[attr-defined]
+        await settle(handle)  # type: ignore[arg-type]
+        await env.sleep(timedelta(days=1))
+    await env.sleep(timedelta(days=40))
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "healthy" and state.delete_at is None, state
+    return "billing-resubscribe"
+
+
+DEV_SERVER_FLOWS: list[Flow] = [
+    deploy_ok, deploy_failed, pause_resume, switch_rollback,
+    every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
+    switch_stopped, reconfigure_rollback,
+]  # fmt: skip
+TIME_SKIPPING_FLOWS: list[Flow] = [
+    billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,
+]  # fmt: skip
 
 
 async def _register_search_attributes(client: Client) -> None:
@@ -139,12 +319,19 @@ async def _save(client: Client, tids: list[str], out: Path) -> list[str]:
 
 async def _record(env: WorkflowEnvironment, flows: list[Flow], out: Path) -> list[str]:
     fake = FakeLifecycle()
+    if not flows:
+        return []
     async with fake_worker(env.client, fake) as tq:
         tids = [await flow(env.client, tq, fake, env) for flow in flows]
         return await _save(env.client, tids, out)
 
 
-async def main() -> None:
+def _chosen(flows: list[Flow], names: list[str]) -> list[Flow]:
+    return [f for f in flows if not names or f.__name__ in names]
+
+
+async def main(names: list[str]) -> None:
+    """Record the named flows (every flow when none is named)."""
     with tempfile.TemporaryDirectory() as tmp:
         converter = data_converter(make_settings(Path(tmp)))
         out = Path(tmp) / "histories"
@@ -156,7 +343,9 @@ async def main() -> None:
             dev_server_log_level="error",
         )
         try:
-            saved = await _record(dev, DEV_SERVER_FLOWS, out)
+            saved = await _record(dev, _chosen(DEV_SERVER_FLOWS, names), out)
+            if not names or "record_sweep" in names:
+                saved += await record_sweep(dev.client, out)
         finally:
             await dev.shutdown()
         skipping = await WorkflowEnvironment.start_time_skipping(
@@ -164,7 +353,7 @@ async def main() -> None:
         )
         try:
             await _register_search_attributes(skipping.client)
-            saved += await _record(skipping, TIME_SKIPPING_FLOWS, out)
+            saved += await _record(skipping, _chosen(TIME_SKIPPING_FLOWS, names), out)
         finally:
             await skipping.shutdown()
         HISTORIES.mkdir(exist_ok=True)
@@ -176,4 +365,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -21,7 +21,7 @@ from core.lifecycle import send_command
 from core.temporal.codec import EncryptionCodec
 from tests.conftest import TEST_CODEC_KEY
 from tests.lifecycle_stack import Stack
-from tests.workflows.helpers import db_state, settle
+from tests.workflows.helpers import db_state, settle, wait_worker
 from tests.workflows.test_lifecycle_docker import containers
 from workflows.models import Action, Command
 
@@ -61,6 +61,7 @@ async def test_worker_killed_mid_deploy_finishes_with_one_container(docker_stack
     tid = stack.new_tenant()
     proc = worker_process(stack)
     try:
+        await wait_worker(stack)
         await send_command(stack.ctx, tid, Command(action=Action.DEPLOY))
         # Kill it once the deploy is under way (the runtime is being created or started).
         for _ in range(300):
@@ -71,6 +72,7 @@ async def test_worker_killed_mid_deploy_finishes_with_one_container(docker_stack
         proc.wait(10)
         assert db_state(stack, tid)[0] == "provisioning"
         proc = worker_process(stack)
+        await wait_worker(stack)
         state = await settle(stack, tid, timeout=120)
     finally:
         proc.terminate()

@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.lifecycle import LifecycleActivities
+from activities.reconfigure import ReconfigureActivities
 from core.temporal import data_converter, search_attributes
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
@@ -130,7 +131,8 @@ def _activities(obj: object) -> dict[str, typing.Callable[..., object]]:
 
 
 def test_fakes_have_the_real_activity_names_and_signatures() -> None:
-    real, fake = _activities(LifecycleActivities), _activities(FakeLifecycle())
+    real = {**_activities(LifecycleActivities), **_activities(ReconfigureActivities)}
+    fake = _activities(FakeLifecycle())
     assert sorted(fake) == sorted(real)
     for name, fn in real.items():
         assert typing.get_type_hints(fake[name]) == typing.get_type_hints(fn), name

@@ -27,9 +27,18 @@ from core.temporal import data_converter
 from tests.conftest import make_settings
 from worker import WORKFLOWS
 from workflows.activity_models import TenantRef
-from workflows.common import CONTAINER, SHORT
+from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
 from workflows.models import ActionInput, ActionResult
-from workflows.operations import PauseTenantWorkflow
+from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
+from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
+from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
+from workflows.tenant import (
+    CHILDREN,
+    PATCH_GRACE_UNPAID,
+    PATCH_PERSIST_STATE,
+    PATCH_SUPPORT_UNSUSPEND,
+)
+from workflows.tenant_durability import PATCH_RECOVER_INTERRUPTED
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
@@ -37,7 +46,14 @@ with workflow.unsafe.imports_passed_through():
 HISTORIES = Path(__file__).parent / "histories"
 FILES = sorted(HISTORIES.glob("*.json"))
 # Every flow record_histories.py records; a missing one means a recording was lost.
-FLOWS = ["deploy-ok", "deploy-failed", "pause-resume", "switch-rollback", "billing-grace"]
+FLOWS = [
+    "deploy-ok", "deploy-failed", "pause-resume", "switch-rollback", "billing-grace",
+    # Recorded after the queue, persistence and signal-with-start patches (their markers
+    # are in these histories; the ones above replay the unpatched paths).
+    "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
+    "delete-failed", "interrupted-start", "switch-stopped",
+    "reconfigure-rollback", "billing-resubscribe",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +74,24 @@ def test_every_flow_and_workflow_type_has_a_recorded_history() -> None:
         load(p).events[0].workflow_execution_started_event_attributes.workflow_type.name
         for p in FILES
     }
-    expected = {
-        "TenantWorkflow", "DeployTenantWorkflow", "PauseTenantWorkflow", "ResumeTenantWorkflow",
-        "SwitchBundleWorkflow", "SuspendTenantWorkflow",
-    }  # fmt: skip
+    # Every action's child workflow, i.e. every workflow the tenant workflow can start.
+    expected = {"TenantWorkflow", *(cls.__name__ for cls in CHILDREN.values())}
     assert expected <= recorded_types
+
+
+def test_the_new_histories_carry_every_patch_marker() -> None:
+    markers = set()
+    for path in FILES:
+        for event in load(path).events:
+            if event.HasField("marker_recorded_event_attributes"):
+                details = event.marker_recorded_event_attributes.details
+                markers.add(details["patch-data"].payloads[0].data.decode())
+    patches = {
+        PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
+        PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
+        PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED,
+    }  # fmt: skip
+    assert all(any(p in m for m in markers) for p in patches), markers
 
 
 @pytest.fixture(scope="module")

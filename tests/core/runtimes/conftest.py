@@ -108,7 +108,7 @@ def make_spec(runtime_image: str, container_fakes: tuple[FakeTelegram, FakeOpenA
 @pytest.fixture
 def docker_driver(docker_client: docker.DockerClient) -> Iterator[DockerDriver]:
     """A DockerDriver; every tenant created by this test run is removed afterwards."""
-    driver = DockerDriver(docker_client)
+    driver = DockerDriver(docker_client, fence_image=IMAGE)
     yield driver
     for tenant in driver.list_tenants():
         if tenant.startswith(f"test-{RUN_ID}-"):

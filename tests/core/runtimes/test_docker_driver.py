@@ -133,13 +133,14 @@ def test_tenants_are_isolated_and_confined(
     assert b"BLOCKED" in result.output, result.output
     own_ip = docker_driver.address(first.tenant_id).split("//")[1].split(":")[0]
     assert b"CONNECTED" in container.exec_run(["python3", "-c", probe, own_ip]).output
-    assert container.exec_run(["id", "-u"]).output.strip() == b"10001"
+    uid = docker_client.volumes.get(volume_name(first.tenant_id)).attrs["Labels"]["tinyclaw.uid"]
+    assert container.exec_run(["id", "-u"]).output.strip() == uid.encode() != b"10001"
     host = container.attrs["HostConfig"]
     assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"]
     assert host["SecurityOpt"] == ["no-new-privileges"] and host["Privileged"] is False
     assert host["Memory"] == 128 * 1024 * 1024 and host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64 and not host.get("PortBindings")
-    assert container.attrs["Config"]["User"] == "10001:10001"
+    assert container.attrs["Config"]["User"] == f"{uid}:{uid}"
     assert container.labels["tinyclaw.tenant"] == first.tenant_id
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [network_name(first.tenant_id)]
     write = container.exec_run(["python3", "-c", "open('/app/x','w')"])
@@ -166,7 +167,9 @@ def test_ensure_is_idempotent_and_recreates_on_change(
     assert spec.tenant_id in docker_driver.list_tenants()
 
 
-def test_stop_reset_snapshot_restore_remove(docker_driver, make_spec, tmp_path: Path) -> None:
+def test_stop_reset_snapshot_restore_remove(
+    docker_driver, docker_client, make_spec, tmp_path: Path
+) -> None:
     spec = make_spec()
     _deploy(docker_driver, spec)
     docker_driver.stop(spec.tenant_id, timeout=5)
@@ -180,8 +183,11 @@ def test_stop_reset_snapshot_restore_remove(docker_driver, make_spec, tmp_path: 
     with tarfile.open(snap) as tar:
         names = tar.getnames()
         pairing = tar.extractfile("tinyagi/pairing.json").read()
+        owner = tar.getmember("tinyagi/pairing.json").uid
     assert "tinyagi/workspace/coder/reset_flag" in names and "tinyagi/settings.json" in names
     assert pairing == b'{"access": "public"}'  # written into a stopped runtime's home
+    uid = docker_client.volumes.get(volume_name(spec.tenant_id)).attrs["Labels"]["tinyclaw.uid"]
+    assert str(owner) == uid  # the tenant's own UID: its runtime may rewrite the file
     docker_driver.ensure(spec.model_copy(update={"files": {"extra.txt": "later"}}))
     docker_driver.restore(spec.tenant_id, snap)
     snap2 = docker_driver.snapshot(spec.tenant_id, str(tmp_path / "again.tar"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,21 @@ def test_ensure_restarts_a_running_runtime_when_config_changes(
     wait_healthy(driver.address("acme"))
     assert driver.status("acme").started_at != before
     assert api_call(driver.address("acme"), "GET", "/api/status", token="bad")[0] == 401
+
+
+def test_secrets_stay_in_a_private_file_not_in_the_process_environment(
+    driver: ProcessDriver, data_dir: Path, fakes
+) -> None:
+    telegram, _ = fakes
+    driver.ensure(_spec(fakes))
+    driver.start("acme")
+    wait_healthy(driver.address("acme"))
+    telegram.inject_message(BOT_TOKEN, OWNER_ID, "hi")
+    assert telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 1)[0]["text"] == "echo: hi"
+    env_files = list(data_dir.rglob("env.json"))
+    assert len(env_files) == 1 and env_files[0].stat().st_mode & 0o777 == 0o600
+    pid = json.loads((env_files[0].parent / "state.json").read_text())["pid"]
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    for secret in (API_TOKEN, BOT_TOKEN, MODEL_KEY):
+        assert secret.encode() not in environ
+    assert b"TINYAGI_SECRETS_FILE=" in environ

@@ -1,0 +1,97 @@
+"""The egress proxy and the runtime's proxy-aware client, over real sockets on this host."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime import httpclient
+from runtime.config import ConfigError, with_secrets_file
+from runtime.egress import Proxy, parse_allowlist
+from tests.fakes.openai_upstream import FakeOpenAI
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI().start()
+    yield fake
+    fake.stop()
+
+
+async def _with_proxy(allow: str, body) -> object:
+    server = await asyncio.start_server(Proxy(parse_allowlist(allow)).handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        return await body(port)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def _raw(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    out = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    return out
+
+
+def test_client_reaches_an_allowed_url_through_the_proxy(upstream, monkeypatch) -> None:
+    base = f"http://127.0.0.1:{upstream.port}/v1"
+
+    async def body(port: int) -> tuple[int, int]:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        ok = await httpclient.request_json("GET", f"{base}/models")
+        metrics = await httpclient.request_json("GET", f"http://127.0.0.1:{upstream.port}/metrics")
+        return ok.status, metrics.status
+
+    assert asyncio.run(_with_proxy(base, body)) == (200, 403)
+
+
+def test_proxy_refuses_unlisted_hosts_ports_and_tunnels(upstream) -> None:
+    allow = f"http://127.0.0.1:{upstream.port}/v1 https://api.telegram.org"
+
+    async def body(port: int) -> list[bytes]:
+        return [
+            await _raw(port, b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            await _raw(port, b"GET http://169.254.169.254/ HTTP/1.1\r\nHost: x\r\n\r\n"),
+            await _raw(port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n"),
+            await _raw(port, f"CONNECT 127.0.0.1:{upstream.port} HTTP/1.1\r\n\r\n".encode()),
+            await _raw(port, b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ]
+
+    outcomes = asyncio.run(_with_proxy(allow, body))
+    assert [o.split(b" ")[1] for o in outcomes] == [b"403", b"403", b"403", b"403", b"400"]
+
+
+def test_one_request_per_connection_so_pipelining_cannot_leave_the_prefix(upstream) -> None:
+    allow = f"http://127.0.0.1:{upstream.port}/v1"
+    first = f"GET http://127.0.0.1:{upstream.port}/v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+    second = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    async def body(port: int) -> bytes:
+        return await _raw(port, (first + second).encode())
+
+    out = asyncio.run(_with_proxy(allow, body))
+    assert out.split(b" ")[1] == b"200" and b"fake-model" in out
+    assert [r.path for r in upstream.requests] == ["/v1/models"]
+
+
+def test_secrets_file_is_merged_over_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "runtime.json"
+    path.write_text(json.dumps({"RUNTIME_API_TOKEN": "from-file"}))
+    env = with_secrets_file({"TINYAGI_SECRETS_FILE": str(path), "RUNTIME_API_TOKEN": "env"})
+    assert env["RUNTIME_API_TOKEN"] == "from-file"
+    assert with_secrets_file({"A": "b"}) == {"A": "b"}
+    path.write_text("[1]")
+    with pytest.raises(ConfigError, match="secrets file: must be a JSON object of strings"):
+        with_secrets_file({"TINYAGI_SECRETS_FILE": str(path)})
+    with pytest.raises(ConfigError, match="secrets file: file not found"):
+        with_secrets_file({"TINYAGI_SECRETS_FILE": str(tmp_path / "missing.json")})
