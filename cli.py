@@ -94,6 +94,8 @@ def _children(
         children.append(spawn("sandbox", [
             py, "-m", "core.sandbox", "--host", settings.gateway_host,
             "--port", str(settings.sandbox_telegram_port),
+            # Keeps its place across restarts (update numbering, transcripts; no tokens).
+            "--state", str(logs.parent / "sandbox-telegram.json"),
         ]))  # fmt: skip
     children += [
         spawn("worker", [py, "-m", "worker"]),

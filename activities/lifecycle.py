@@ -7,7 +7,9 @@ stable code; client errors (4xx) are non-retryable, the rest are retried.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,15 +25,18 @@ from bundles.schema import BundleManifest
 from bundles.switch import check_switch
 from core import config_snapshot
 from core import credentials as creds
+from core.backups import BACKUP_KEY, backup_key, seal_file
 from core.channels.telegram import get_me
 from core.db import Database
 from core.db.models import AuditLog, Tenant
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
 from core.errors import PlanLimitExceeded, TinyClawError
+from core.pairing import pairing_document
 from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
+from core.secrets.base import secret_ref
 from core.tenants import purge_personal_data
 from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
@@ -62,6 +67,7 @@ from workflows.models import TenantDurableState
 P = ParamSpec("P")
 R = TypeVar("R")
 DEFAULT_BUNDLE = "starter"
+BACKUP_FILE = "final.tar.enc"
 TEST_MESSAGE = "Hello from TinyClaw Cloud: this is the deploy check. Please answer briefly."
 
 
@@ -336,9 +342,19 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def restart_runtime(self, data: TenantRef) -> None:
-        """Stop and start the runtime's container."""
+        """Stop and start the runtime, with pairing.json re-rendered from the database."""
         await self.stop_runtime(data)
+        await self._thread(self._render_pairing, data.tenant_id)
         await self._thread(self.driver.start, data.tenant_id)
+
+    def _render_pairing(self, tenant_id: str) -> None:
+        # Approvals live in the database: a revoke made while the runtime was down, or a
+        # snapshot older than an approval, must not decide who may talk to the bot.
+        if not self.driver.status(tenant_id).exists:
+            return
+        with self.db.tenant_session(tenant_id) as session:
+            document = pairing_document(session, tenant_id)
+        self.driver.write_files(tenant_id, {"pairing.json": json.dumps(document, indent=2)})
 
     @activity.defn
     @mapped
@@ -406,7 +422,12 @@ class LifecycleActivities:
             kinds = (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED)
             for kind in (*kinds, *config_snapshot.SNAPSHOT_KINDS):
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
+            # The backup key must outlive the other secrets until purge_backups, or the
+            # retained backup could never be opened.
+            kept = backup_key(self.store, data.tenant_id, create=False)
             self.store.delete_tenant(data.tenant_id)
+            if kept is not None:
+                self.store.put(data.tenant_id, BACKUP_KEY, base64.b64encode(kept).decode())
 
         await self._thread(run)
 
@@ -433,17 +454,27 @@ class LifecycleActivities:
         """Put a snapshot back into the runtime home."""
         await self.stop_runtime(TenantRef(tenant_id=data.tenant_id))
         await self._thread(self.driver.restore, data.tenant_id, data.path)
+        await self._thread(self._render_pairing, data.tenant_id)
 
     @activity.defn
     @mapped
     async def backup_runtime(self, data: TenantRef) -> None:
-        """Keep a final backup of the home for the retention period (if there is a runtime)."""
+        """Keep a final encrypted backup of the home for the retention period (if any)."""
         status = await self._thread(self.driver.status, data.tenant_id)
-        dest = self._tenant_dir("backups", data.tenant_id) / "final.tar"
+        dest = self._tenant_dir("backups", data.tenant_id) / BACKUP_FILE
         if status.exists and not dest.exists():
-            tmp = dest.with_suffix(".partial")
-            await self._thread(self.driver.snapshot, data.tenant_id, str(tmp))
-            tmp.rename(dest)
+            await self._thread(self._sealed_backup, data.tenant_id, dest)
+
+    def _sealed_backup(self, tenant_id: str, dest: Path) -> None:
+        key = backup_key(self.store, tenant_id)
+        assert key is not None
+        plain = dest.with_name(".final.partial")
+        try:
+            self.driver.snapshot(tenant_id, str(plain))
+            plain.chmod(0o600)
+            seal_file(plain, dest, key, tenant_id)
+        finally:
+            plain.unlink(missing_ok=True)  # the plain tar never outlives this call
 
     @activity.defn
     @mapped
@@ -458,6 +489,7 @@ class LifecycleActivities:
                     file.unlink(missing_ok=True)
                 if folder.exists():
                     folder.rmdir()
+            self.store.delete(secret_ref(data.tenant_id, BACKUP_KEY))
             with self.db.tenant_session(data.tenant_id) as session:
                 purge_personal_data(session, data.tenant_id)
 

@@ -24,6 +24,7 @@ from api import (
 from api.middleware import BodyLimit
 from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
+from api.tenants import pairing as tenant_pairing
 from api.tenants import plan as tenant_plan
 from bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tenants.router,
         tenant_plan.router,
         tenant_models.router,
+        tenant_pairing.router,
         webhooks.router,
         billing.router,
         admin.router,

@@ -25,7 +25,9 @@ ROLLBACK = "rollback_config"
 SNAPSHOT_KINDS = (APPLIED, ROLLBACK)
 # What a snapshot covers: customer credentials (value + detail) and runtime-relevant columns.
 SECRET_KINDS = (creds.TELEGRAM, creds.PROVIDER_KEY)
-TENANT_FIELDS = ("model_mode", "model", "telegram_owner_id", "telegram_bot_username")
+TENANT_FIELDS = (
+    "model_mode", "model", "telegram_owner_id", "telegram_bot_username", "telegram_access",
+)  # fmt: skip
 
 
 def current_config(db: Database, store: SecretStore, tenant_id: str) -> dict[str, Any]:
@@ -97,3 +99,22 @@ def restore_rollback_point(db: Database, store: SecretStore, tenant_id: str) -> 
             if name in TENANT_FIELDS:
                 setattr(tenant, name, value)
     return True
+
+
+def applied_live(db: Database, store: SecretStore, tenant_id: str, **fields: Any) -> None:
+    """Record tenant fields a running runtime took without a restart (the access mode).
+
+    They are part of both the applied configuration and any rollback point, so rolling
+    back a failed reconfigure never silently undoes a change the owner made live.
+    """
+    for kind in SNAPSHOT_KINDS:
+        saved = _read(db, store, tenant_id, kind)
+        if saved is None:
+            continue
+        saved["tenant"].update({k: v for k, v in fields.items() if k in TENANT_FIELDS})
+        with db.tenant_session(tenant_id) as session:
+            row = creds.credential(session, tenant_id, kind)
+            detail = dict(row.detail) if row is not None and row.detail else None
+        creds.store_credential(
+            db, store, tenant_id, kind, json.dumps(saved, sort_keys=True), detail=detail
+        )

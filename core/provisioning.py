@@ -18,6 +18,7 @@ from core.db import Database
 from core.db.models import Tenant
 from core.deployments import get_tenant
 from core.errors import InvalidInput
+from core.pairing import pairing_document
 from core.plans import get_plan
 from core.rendering import TenantChoices, render_runtime_config, runtime_env
 from core.runtimes import RuntimeDriver, RuntimeSpec
@@ -58,17 +59,21 @@ class Provisioner:
         return url
 
     def choices(self, session: Session, tenant: Tenant) -> TenantChoices:
-        """What the tenant chose that shapes its files: plan, model pick, mode, BYOK model."""
+        """What the tenant chose that shapes its files: plan, model pick, mode, BYOK model,
+        and who may talk to the bot (access mode and approved senders, from the database)."""
         byok_model = None
         if tenant.model_mode == "byok":
             row = creds.credential(session, tenant.id, creds.PROVIDER_KEY)
             picked = (row.detail or {}).get("model") if row is not None else None
             byok_model = str(picked) if picked else None
+        pairing = pairing_document(session, tenant.id)
         return TenantChoices(
             tenant_id=tenant.id, tenant_name=tenant.name,
             owner_telegram_id=tenant.telegram_owner_id, plan=tenant.plan, model=tenant.model,
             model_mode="byok" if tenant.model_mode == "byok" else "managed",
             byok_model=byok_model,
+            telegram_access=pairing["access"],
+            approved_senders=tuple((a["sender_id"], a["name"]) for a in pairing["approved"]),
         )  # fmt: skip
 
     def spec(

@@ -29,8 +29,10 @@ from runtime.schema import PAIRING_SCHEMA, SETTINGS_SCHEMA, validate
 
 DEFAULT_HOME = "/home/tinyagi"  # TINYAGI_HOME inside the runtime image
 DEFAULT_HEARTBEAT_INTERVAL = 3600
-# Files the runtime itself changes after first boot (pairing approvals): never overwrite.
-FIRST_BOOT_ONLY = frozenset({"pairing.json"})
+# Files the runtime itself changes after first boot: never overwrite. (pairing.json is not
+# one: approvals live in the control plane's database and are rendered into every deploy;
+# the runtime keeps its pending pairing codes in its own database.)
+FIRST_BOOT_ONLY: frozenset[str] = frozenset()
 
 TemplateSource = Path | Callable[[str], str]
 
@@ -43,6 +45,9 @@ class TenantChoices(BaseModel):
     tenant_id: str = Field(min_length=1)
     tenant_name: str = Field(min_length=1, max_length=200)
     owner_telegram_id: int | None = None
+    # private | public, and the approved senders ({sender_id, name}) from the database.
+    telegram_access: Literal["private", "public"] = "private"
+    approved_senders: tuple[tuple[str, str | None], ...] = ()
     model_mode: Literal["managed", "byok"] = "managed"
     byok_model: str | None = None
     plan: str = "starter"
@@ -61,7 +66,7 @@ class RenderedConfig(BaseModel):
         return json.loads(self.files["settings.json"])
 
     def write_to(self, home: Path, *, first_boot: bool = False) -> list[str]:
-        """Write the files under ``home``; ``pairing.json`` only on first boot. Returns paths."""
+        """Write the files under ``home`` (FIRST_BOOT_ONLY ones only on first boot)."""
         written = []
         for relative, text in sorted(self.files.items()):
             target = home / relative
@@ -183,6 +188,16 @@ def _settings(
     }
 
 
+def _pairing(choices: TenantChoices) -> dict[str, Any]:
+    approved: list[dict[str, Any]] = []
+    if choices.owner_telegram_id is not None:
+        approved.append({"sender_id": str(choices.owner_telegram_id), "name": "owner"})
+    for sender_id, name in choices.approved_senders:
+        if all(a["sender_id"] != sender_id for a in approved):
+            approved.append({"sender_id": sender_id, "name": name})
+    return {"access": choices.telegram_access, "approved": approved}
+
+
 def render_runtime_config(
     manifest: BundleManifest,
     templates: TemplateSource,
@@ -201,12 +216,7 @@ def render_runtime_config(
         raise InvalidInput("the runtime home must be an absolute path", field="home")
     read = _loader(templates)
     settings = _settings(manifest, choices, home, catalog)
-    pairing = {
-        "approved": [{"sender_id": choices.owner_telegram_id}]
-        if choices.owner_telegram_id is not None
-        else [],
-        "pending": [],
-    }
+    pairing = _pairing(choices)
     files = {
         "settings.json": json.dumps(settings, indent=2, ensure_ascii=False) + "\n",
         "pairing.json": json.dumps(pairing, indent=2) + "\n",

@@ -2,8 +2,12 @@
 
 Status, logs and the dashboard's test message are answered from the calling process
 (API or worker) straight from the runtime, so polling a dashboard never starts a
-workflow and the Temporal UI shows lifecycle work only. Callers must already have
-checked the tenant scope (``TenantAccess``); this module only reads that tenant's runtime.
+workflow and the Temporal UI shows lifecycle work only. The owner's views go the same
+way: pending pairing requests (``pairing``), the last messages (``conversations``) and
+the live push of the database's approvals and access mode (``set_pairing``; the database
+stays the source of truth and every deploy, restart and restore renders it into
+``pairing.json``). Callers must already have checked the tenant scope (``TenantAccess``,
+``TenantOwner`` for the push); this module only talks to that tenant's runtime.
 """
 
 from __future__ import annotations
@@ -21,7 +25,16 @@ from core.runtimes.base import RuntimeDriverError
 
 # One budget per call: the test message waits for the model once and is never retried
 # (a retry after the model answered would bill and answer twice).
-TIMEOUTS = {"message": 60.0, "logs": 10.0, "status": 5.0}
+TIMEOUTS = {
+    "message": 60.0, "logs": 10.0, "status": 5.0,
+    "pairing": 10.0, "set_pairing": 10.0, "conversations": 10.0,
+}  # fmt: skip
+# The runtime's owner routes (runtime/owner_api.py).
+OWNER_ROUTES = {
+    "pairing": ("GET", "/api/pairing"),
+    "set_pairing": ("PUT", "/api/pairing"),
+    "conversations": ("GET", "/api/conversations"),
+}
 NOT_ANSWERING = "The bot's runtime is not answering. Is it paused or stopped?"
 
 
@@ -34,9 +47,16 @@ class RuntimeReader:
     http: httpx.AsyncClient
 
     async def call(
-        self, tenant_id: str, op: str, *, text: str | None = None, lines: int = 100
+        self,
+        tenant_id: str,
+        op: str,
+        *,
+        text: str | None = None,
+        lines: int = 100,
+        pairing: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The runtime's JSON answer to ``op`` (message | logs | status)."""
+        """The runtime's JSON answer to ``op``: message | logs | status, or an owner route
+        (pairing | conversations | set_pairing, which sends ``pairing`` as the body)."""
         try:
             address, headers = await asyncio.to_thread(
                 self.provisioner.runtime_endpoint, self.db, tenant_id
@@ -55,6 +75,12 @@ class RuntimeReader:
                     f"{address}/api/logs", params={"lines": lines}, headers=headers,
                     timeout=timeout,
                 )  # fmt: skip
+            elif op in OWNER_ROUTES:
+                method, path = OWNER_ROUTES[op]
+                payload = pairing if op == "set_pairing" else None
+                resp = await self.http.request(
+                    method, f"{address}{path}", headers=headers, timeout=timeout, json=payload
+                )
             else:
                 resp = await self.http.get(
                     f"{address}/api/status", headers=headers, timeout=timeout

@@ -4,26 +4,30 @@ It speaks the part of the Bot API a runtime uses (``getMe``, ``getUpdates`` with
 long polling, ``sendMessage``), accepts any well-formed bot token and creates the bot
 on first use. Two extra routes under ``/bot<token>/sandbox/`` let the dashboard's chat
 page stand in for the Telegram app: send a message as a user, read the conversation.
-Knowing the token is the only authority, exactly as on the real Bot API. State lives
-in memory: restarting the sandbox forgets the conversations, never a bot.
+Knowing the token is the only authority, exactly as on the real Bot API. Like Telegram,
+it keeps its place across restarts when given a state file (``--state``): the update
+numbering, unconfirmed updates and the transcripts persist (bots are keyed by a hash of
+their token, so the file holds no token), and a runtime's stored offset stays valid.
 
 Pointing ``TCC_TELEGRAM_API_BASE`` at ``https://api.telegram.org`` makes bots real.
 
-    python -m core.sandbox --host 0.0.0.0 --port 8081
+    python -m core.sandbox --host 0.0.0.0 --port 8081 --state data/sandbox-telegram.json
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
+import hashlib
 import json
+import os
 import secrets
 import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -63,14 +67,48 @@ class SandboxBot:
         return line
 
 
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class SandboxTelegram:
     """The sandbox's state; all methods run on the server's event loop."""
 
-    def __init__(self) -> None:
-        self._bots: dict[str, SandboxBot] = {}
-        self._ids = itertools.count(1)
+    def __init__(self, state_path: Path | None = None) -> None:
+        self._bots: dict[str, SandboxBot] = {}  # keyed by the token's hash
+        self._next_id = 1
         self._changed: asyncio.Condition | None = None
+        self._state_path = state_path
         self.stopping = False
+        self._load()
+
+    def next_id(self) -> int:
+        """The next update (and message) id; never reused, even across restarts."""
+        value, self._next_id = self._next_id, self._next_id + 1
+        return value
+
+    def _load(self) -> None:
+        if self._state_path is None or not self._state_path.exists():
+            return
+        data = json.loads(self._state_path.read_text(encoding="utf-8"))
+        self._next_id = int(data.get("next_id", 1))
+        for key, bot in (data.get("bots") or {}).items():
+            transcripts = {int(c): lines for c, lines in (bot.get("transcripts") or {}).items()}
+            self._bots[key] = SandboxBot(
+                int(bot["bot_id"]), str(bot["username"]), list(bot.get("updates") or []),
+                transcripts,
+            )  # fmt: skip
+
+    def save(self) -> None:
+        """Write the state file (atomically, mode 0600) when there is one."""
+        if self._state_path is None:
+            return
+        data = {"next_id": self._next_id, "bots": {k: asdict(b) for k, b in self._bots.items()}}
+        tmp = self._state_path.with_name(f".{self._state_path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        os.replace(tmp, self._state_path)
 
     @property
     def changed(self) -> asyncio.Condition:
@@ -83,15 +121,17 @@ class SandboxTelegram:
         """The bot for a well-formed token (created on first use), else None."""
         if not TOKEN_SHAPE.match(token):
             return None
-        bot = self._bots.get(token)
+        key = _token_key(token)
+        bot = self._bots.get(key)
         if bot is None:
             bot_id = int(token.split(":", 1)[0])
-            bot = self._bots[token] = SandboxBot(bot_id, f"sandbox_{bot_id % 100000}_bot")
+            bot = self._bots[key] = SandboxBot(bot_id, f"sandbox_{bot_id % 100000}_bot")
+            self.save()
         return bot
 
     async def user_says(self, bot: SandboxBot, chat_id: int, text: str, name: str) -> None:
         """A user writes to the bot: queue the update the runtime will poll."""
-        update_id = next(self._ids)
+        update_id = self.next_id()
         person = {"id": chat_id, "is_bot": False, "first_name": name}
         message = {
             "message_id": update_id, "date": int(time.time()), "text": text, "from": person,
@@ -100,14 +140,16 @@ class SandboxTelegram:
         bot.log(chat_id, "user", text)
         async with self.changed:
             bot.updates.append({"update_id": update_id, "message": message})
+            self.save()
             self.changed.notify_all()
 
     async def get_updates(
         self, bot: SandboxBot, offset: int, wait_s: float, limit: int
     ) -> list[dict[str, Any]]:
         """Long-poll: confirm updates before ``offset``, wait up to ``wait_s`` for new ones."""
-        if offset:
+        if offset and bot.updates and bot.updates[0]["update_id"] < offset:
             bot.updates = [u for u in bot.updates if u["update_id"] >= offset]
+            self.save()
         deadline = time.monotonic() + min(wait_s, MAX_POLL_S)
         async with self.changed:
             while not bot.updates and not self.stopping:
@@ -191,9 +233,9 @@ def build_app(state: SandboxTelegram | None = None) -> Starlette:
         chat_id = int(params["chat_id"])
         line = bot.log(chat_id, "bot", text)
         chat = {"id": chat_id, "type": "private"}
-        return _ok(
-            {"message_id": next(state._ids), "date": line["date"], "chat": chat, "text": text}
-        )
+        message_id = state.next_id()
+        state.save()
+        return _ok({"message_id": message_id, "date": line["date"], "chat": chat, "text": text})
 
     async def sandbox_send(request: Request) -> JSONResponse:
         bot = state.bot(request.path_params["token"])
@@ -229,8 +271,10 @@ def build_app(state: SandboxTelegram | None = None) -> Starlette:
 class SandboxServer:
     """The sandbox served by uvicorn on its own thread (tests, embedded use)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._state = SandboxTelegram()
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, state_path: Path | None = None
+    ) -> None:
+        self._state = SandboxTelegram(state_path)
         config = uvicorn.Config(
             build_app(self._state),
             host=host,
@@ -274,9 +318,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--state", type=Path, help="keep updates and chats in this file")
     args = parser.parse_args()
     uvicorn.run(
-        build_app(), host=args.host, port=args.port, log_level="warning",
+        build_app(SandboxTelegram(args.state)), host=args.host, port=args.port, log_level="warning",
         timeout_graceful_shutdown=2,
     )  # fmt: skip
 

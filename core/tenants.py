@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from core.db.models import AuditLog, Credential, Membership, Tenant
+from core.db.models import AuditLog, Credential, Membership, TelegramApproval, Tenant
 from core.errors import InvalidInput, NotFound
 from core.plans import get_plan
 
@@ -71,4 +71,6 @@ def purge_personal_data(session: Session, tenant_id: str) -> None:
     tenant.telegram_owner_id = None
     tenant.telegram_bot_username = None
     session.execute(delete(Credential).where(Credential.tenant_id == tenant_id))
+    # Approved Telegram senders (ids and first names) identify people too.
+    session.execute(delete(TelegramApproval).where(TelegramApproval.tenant_id == tenant_id))
     session.execute(update(AuditLog).where(AuditLog.tenant_id == tenant_id).values(detail=None))

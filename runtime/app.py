@@ -13,8 +13,9 @@ from typing import Any
 from runtime.api import ApiError, ApiServer
 from runtime.config import Env, Settings
 from runtime.heartbeat import Heartbeat, worth_sending
-from runtime.logs import RingHandler
+from runtime.logs import Redactor, RingHandler, secret_values
 from runtime.model import ModelClient
+from runtime.owner_api import OwnerApi
 from runtime.pairing import Pairing
 from runtime.queue import Message, Store
 from runtime.router import Router
@@ -35,7 +36,7 @@ class App:
         self.ring = ring
         self.started = time.time()
         self.store = Store(os.path.join(env.home, "tinyagi.db"))
-        self.pairing = Pairing(env.home)
+        self.pairing = Pairing(env.home, self.store)
         self.router = Router(
             settings,
             self.store,
@@ -53,6 +54,7 @@ class App:
                 env.telegram_poll_timeout,
             )
         self.api = ApiServer(env.api_token)
+        OwnerApi(self.store, self.pairing, Redactor(secret_values(os.environ))).register(self.api)
         self._wake = asyncio.Event()
         self._stopping = False
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -66,6 +68,8 @@ class App:
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT, then shut down cleanly."""
         recovered = self.store.recover()
+        for agent in self.settings.agents.values():
+            self.router.apply_reset_flag(agent)  # a reset asked while stopped purges now
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,6 +118,13 @@ class App:
 
     async def _process(self, message: Message) -> None:
         try:
+            capped = message.channel != "heartbeat" and message.reply is None
+            wait = self.router.cap_wait(message.conversation) if capped else 0.0
+            if wait > 0:
+                # Over the hourly cap: the message waits its turn instead of being refused.
+                self.store.defer(message.id, time.time() + wait)
+                log.info("message deferred by the hourly cap", extra={"message_id": message.id})
+                return
             if message.reply is None:
                 reply = await self.router.handle(
                     message.conversation,
@@ -126,7 +137,7 @@ class App:
             else:  # a delivery retry: the model already answered
                 text, agent, failed = message.reply, message.reply_agent or "", False
             await self._deliver(message, text, agent, failed)
-            self.store.complete(message.id)
+            self.store.complete(message.id, answered=bool(agent) and not failed)
         except asyncio.CancelledError:
             self.store.requeue(message.id)
             log.info("message requeued at shutdown", extra={"message_id": message.id})
@@ -169,12 +180,10 @@ class App:
         return {"ok": True}
 
     async def _status(self, body: dict, query: dict) -> dict[str, Any]:
-        """Health: ok only when every enabled channel is running."""
-        channels = (
-            {"telegram": {"running": bool(self.telegram and self.telegram.running)}}
-            if "telegram" in self.settings.channels
-            else {}
-        )
+        """Health: ok only when every enabled channel is running and recently talked."""
+        channels = {}
+        if "telegram" in self.settings.channels:
+            channels["telegram"] = self._telegram_status()
         last = self.store.last_message_at()
         last_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None
         return {
@@ -184,6 +193,18 @@ class App:
             "queue": self.store.counts(),
             "last_message_at": last_iso,
         }
+
+    def _telegram_status(self) -> dict[str, Any]:
+        channel = self.telegram
+        if channel is None:
+            return {"running": False, "error": "no bot token"}
+        stale_after = self.env.telegram_stale_after
+        status: dict[str, Any] = {"running": channel.healthy(stale_after)}
+        if channel.last_ok is not None:
+            status["last_ok_age_s"] = round(time.monotonic() - channel.last_ok, 1)
+        if not status["running"] and channel.running:
+            status["error"] = channel.last_error or f"no successful poll in {stale_after}s"
+        return status
 
     async def _message(self, body: dict, query: dict) -> dict[str, Any]:
         """Process a message through the queue as if from a channel and return the reply."""

@@ -36,6 +36,7 @@ class Env:
     openai_api_key: str | None
     log_level: str
     telegram_poll_timeout: int
+    telegram_stale_after: int
     shutdown_grace: float
     workers: int
     model_timeout: float
@@ -132,6 +133,8 @@ def load_env(environ: dict[str, str]) -> Env:
         openai_api_key=environ.get("OPENAI_API_KEY") or None,
         log_level=environ.get("TINYAGI_LOG_LEVEL", "INFO"),
         telegram_poll_timeout=_int_env(environ, "TELEGRAM_POLL_TIMEOUT", 25),
+        # A long poll succeeds at least every poll timeout; silence beyond this is a failure.
+        telegram_stale_after=_int_env(environ, "TELEGRAM_STALE_AFTER", 120),
         shutdown_grace=float(_int_env(environ, "TINYAGI_SHUTDOWN_GRACE", 5)),
         workers=max(1, _int_env(environ, "TINYAGI_WORKERS", 3)),
         model_timeout=float(_int_env(environ, "TINYAGI_MODEL_TIMEOUT", 60)),

@@ -1,8 +1,10 @@
 """Heartbeat: each enabled agent gets its heartbeat.md prompt every interval, via the queue.
 
-The result is logged. It reaches Telegram only when it is non-empty, is not the
-conventional "HEARTBEAT_OK" (nothing to report), the model answered, and an owner
-chat is known (the first approved sender in pairing.json).
+The result is logged. It reaches Telegram only when it reports something: not empty,
+not the conventional "HEARTBEAT_OK", and not a bare "OK" (the bundles' heartbeat
+prompts ask for "OK" when nothing needs attention, and an hourly "OK" is noise),
+the model answered, and an owner chat is known (the first approved sender in
+pairing.json).
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from runtime.queue import Store
 log = logging.getLogger("runtime.heartbeat")
 
 NOTHING_TO_REPORT = "HEARTBEAT_OK"
+# Replies meaning "nothing to report", compared after dropping case, quotes, punctuation.
+QUIET_REPLIES = frozenset({"HEARTBEAT OK", "OK", "ALL OK", "NO REPLY", ""})
+_DECORATION = " \t\r\n.,!:;\"'`*_()[]-—✅👍"
 
 
 def worth_sending(reply: str) -> bool:
-    """True when a heartbeat reply should be forwarded to the owner."""
+    """True when a heartbeat reply has something to report to the owner."""
     text = reply.strip()
-    return bool(text) and NOTHING_TO_REPORT not in text and text != "(no reply)"
+    if NOTHING_TO_REPORT in text:
+        return False
+    core = text.upper().strip(_DECORATION).replace("_", " ").strip()
+    return core not in QUIET_REPLIES
 
 
 class Heartbeat:

@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS messages (
     reply TEXT,
     reply_agent TEXT,
     error TEXT,
+    answered_at REAL,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
@@ -40,7 +41,14 @@ CREATE TABLE IF NOT EXISTS sessions (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_key ON sessions (conversation, agent, id);
+CREATE TABLE IF NOT EXISTS pairing_requests (
+    sender_id TEXT PRIMARY KEY,
+    code TEXT NOT NULL,
+    first_name TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL
+);
 """
+PURGED = ""  # what a reset leaves of a handled message's text
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,16 @@ class Store:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Deleted or overwritten text is zeroed on disk, so a purge really forgets it.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        # Homes created by an older runtime lack the column; adding it is cheap and safe.
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(messages)")}
+        if "answered_at" not in columns:
+            self._db.execute("ALTER TABLE messages ADD COLUMN answered_at REAL")
 
     def close(self) -> None:
         """Close the database."""
@@ -84,9 +101,9 @@ class Store:
         sender: str | None = None,
         sender_id: str | None = None,
         agent: str | None = None,
-        offset: tuple[str, int] | None = None,
+        values: dict[str, str | float] | None = None,
     ) -> int:
-        """Insert a pending message, optionally saving a channel offset in the same commit."""
+        """Insert a pending message, saving small values (a channel offset) in the same commit."""
         now = time.time()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -95,8 +112,8 @@ class Store:
                 " text, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?)",
                 (channel, conversation, chat_id, sender, sender_id, agent, text, now, now),
             )
-            if offset is not None:
-                self._set(*offset)
+            for key, value in (values or {}).items():
+                self._set(key, value)
         return int(cursor.lastrowid or 0)
 
     def claim(self) -> Message | None:
@@ -125,11 +142,12 @@ class Store:
             (reply, agent, time.time(), message_id),
         )
 
-    def complete(self, message_id: int) -> None:
-        """Mark a message completed."""
+    def complete(self, message_id: int, answered: bool = True) -> None:
+        """Mark a message completed; answered ones count against the hourly cap."""
+        now = time.time()
         self._db.execute(
-            "UPDATE messages SET state='completed', updated_at=? WHERE id=?",
-            (time.time(), message_id),
+            "UPDATE messages SET state='completed', updated_at=?, answered_at=? WHERE id=?",
+            (now, now if answered else None, message_id),
         )
 
     def fail(self, message_id: int, error: str) -> str:
@@ -174,13 +192,88 @@ class Store:
         counts.update({row["state"]: row["n"] for row in rows})
         return counts
 
-    def recent_count(self, conversation: str, seconds: float) -> int:
-        """Return how many messages a conversation received in the last seconds."""
-        row = self._db.execute(
-            "SELECT COUNT(*) AS n FROM messages WHERE conversation=? AND created_at>?",
+    def answered_times(self, conversation: str, seconds: float) -> list[float]:
+        """When the conversation's messages of the last seconds were answered, oldest first."""
+        rows = self._db.execute(
+            "SELECT answered_at FROM messages WHERE conversation=? AND answered_at>?"
+            " ORDER BY answered_at",
             (conversation, time.time() - seconds),
+        ).fetchall()
+        return [float(r["answered_at"]) for r in rows]
+
+    def defer(self, message_id: int, until: float) -> None:
+        """Put a message back to pending until a time, without counting a failure."""
+        self._db.execute(
+            "UPDATE messages SET state='pending', next_attempt_at=?, updated_at=? WHERE id=?",
+            (until, time.time(), message_id),
+        )
+
+    def recent_conversations(self, chats: int, per_chat: int) -> list[dict]:
+        """The newest user-channel messages grouped per conversation, newest first."""
+        rows = self._db.execute(
+            "SELECT conversation, channel, chat_id, sender, text, reply, state, created_at"
+            " FROM messages WHERE channel!='heartbeat' AND text!=? ORDER BY id DESC LIMIT ?",
+            (PURGED, chats * per_chat * 4),
+        ).fetchall()
+        grouped: dict[str, dict] = {}
+        for row in rows:
+            convo = grouped.get(row["conversation"])
+            if convo is None:
+                if len(grouped) >= chats:
+                    continue
+                convo = grouped[row["conversation"]] = {
+                    "conversation": row["conversation"], "channel": row["channel"],
+                    "chat_id": row["chat_id"], "messages": [],
+                }  # fmt: skip
+            if len(convo["messages"]) < per_chat:
+                keys = ("sender", "text", "reply", "state", "created_at")
+                convo["messages"].append({k: row[k] for k in keys})
+        return list(grouped.values())
+
+    def purge_texts(self, agent: str | None) -> int:
+        """Blank the text and reply of handled messages (one agent's, or all); returns count."""
+        cursor = self._db.execute(
+            "UPDATE messages SET text=?, reply=NULL, error=NULL"
+            " WHERE state!='pending' AND text!=?"
+            " AND (? IS NULL OR reply_agent=? OR agent=? OR reply_agent IS NULL)",
+            (PURGED, PURGED, agent, agent, agent),
+        )
+        # Old page images stay in the WAL until a checkpoint copies and truncates it.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return cursor.rowcount
+
+    # ---- pairing requests (codes given to strangers) ----------------------------------
+    def pairing_request(self, sender_id: str) -> dict | None:
+        """The pending request of a sender, if any."""
+        row = self._db.execute(
+            "SELECT * FROM pairing_requests WHERE sender_id=?", (sender_id,)
         ).fetchone()
-        return int(row["n"])
+        return dict(row) if row else None
+
+    def pairing_requests(self) -> list[dict]:
+        """Every pending request, oldest first."""
+        rows = self._db.execute("SELECT * FROM pairing_requests ORDER BY created_at").fetchall()
+        return [dict(r) for r in rows]
+
+    def add_pairing_request(self, sender_id: str, code: str, first_name: str, at: float) -> None:
+        """Record a pairing code given to a sender."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO pairing_requests (sender_id, code, first_name, created_at)"
+            " VALUES (?,?,?,?)",
+            (sender_id, code, first_name, at),
+        )
+
+    def remove_pairing_request(self, sender_id: str) -> None:
+        """Forget a sender's request (approved)."""
+        self._db.execute("DELETE FROM pairing_requests WHERE sender_id=?", (sender_id,))
+
+    def trim_pairing_requests(self, keep: int) -> None:
+        """Keep only the newest requests so strangers cannot grow the table without bound."""
+        self._db.execute(
+            "DELETE FROM pairing_requests WHERE sender_id NOT IN (SELECT sender_id FROM"
+            " pairing_requests ORDER BY created_at DESC LIMIT ?)",
+            (keep,),
+        )
 
     def last_message_at(self) -> float | None:
         """Return the creation time of the newest message from a user channel."""
@@ -197,6 +290,13 @@ class Store:
     def set_value(self, key: str, value: str | float) -> None:
         """Persist a small value."""
         self._set(key, value)
+
+    def set_values(self, values: dict[str, str | float]) -> None:
+        """Persist several small values in one commit."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            for key, value in values.items():
+                self._set(key, value)
 
     def _set(self, key: str, value: str | float) -> None:
         self._db.execute(

@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,7 +23,6 @@ HANDOFF = re.compile(r"\[@([A-Za-z0-9_,\s-]+?):\s*(.*?)\]", re.DOTALL)
 MAX_CALLS_PER_MESSAGE = 12
 HOUR = 3600.0
 TOO_LONG = "Sorry — your message is too long (the limit is {limit} characters)."
-HOURLY_CAP = "You've reached the limit of {limit} messages per hour. Please try again later."
 DEPTH_CAP = "(Stopped: the hand-off chain reached its limit of {limit} steps.)"
 TEAMMATE = "[Message from teammate @{sender}]: {text}"
 
@@ -65,6 +65,18 @@ class Router:
                 return self._settings.teams[name].leader, match.group(2).strip()
         return self._settings.default_agent, text.strip()
 
+    def cap_wait(self, conversation: str) -> float:
+        """Seconds until the conversation may get another answer under the hourly cap (0: now).
+
+        Only answered messages count, so a burst waits in the queue and is answered as
+        the window slides, instead of being refused.
+        """
+        hourly = self._settings.policy["max_messages_per_conversation_per_hour"]
+        answered = self._store.answered_times(conversation, HOUR)
+        if len(answered) < hourly:
+            return 0.0
+        return max(0.0, answered[len(answered) - hourly] + HOUR - time.time())
+
     async def handle(
         self, conversation: str, text: str, agent: str | None, capped: bool = True
     ) -> Reply:
@@ -74,9 +86,6 @@ class Router:
             limit = policy["max_message_chars"]
             if len(text) > limit:
                 return Reply(TOO_LONG.format(limit=limit), "")
-            hourly = policy["max_messages_per_conversation_per_hour"]
-            if self._store.recent_count(conversation, HOUR) > hourly:
-                return Reply(HOURLY_CAP.format(limit=hourly), "")
         if agent is None or agent not in self._settings.agents:
             agent, text = self.resolve(text)
         return await self._run_chain(conversation, Step(agent, text, 0, None))
@@ -146,6 +155,8 @@ class Router:
         except FileNotFoundError:
             return False
         self._store.clear_sessions(agent.id)
+        # The conversation text lives in the queue too: a reset must not leave it behind.
+        self._store.purge_texts(agent.id)
         if content == "full":
             shutil.rmtree(os.path.join(agent.workdir, "memory"), ignore_errors=True)
         os.remove(flag)

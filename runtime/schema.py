@@ -192,13 +192,15 @@ SETTINGS_SCHEMA: dict[str, Any] = {
 PAIRING_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
+        # private: only approved senders (strangers get a pairing code); public: anyone.
+        "access": {"type": "string", "enum": ["private", "public"]},
         "approved": {
             "type": "array",
             "items": {
                 "type": "object",
                 "required": ["sender_id"],
                 "properties": {
-                    "sender_id": {"type": ["string", "integer"]},
+                    "sender_id": {"type": ["string", "integer"], "pattern": r"^-?[0-9]{1,20}$"},
                     "name": {"type": ["string", "null"]},
                 },
             },

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +19,8 @@ log = logging.getLogger("runtime.telegram")
 
 MAX_TEXT = 4096
 OFFSET_KEY = "telegram.offset"
+SEEN_KEY = "telegram.seen"
+SEEN_KEEP = 200  # fingerprints of recently handled updates, to tell a replay from a reset
 PAIRING_REPLY = "This bot is private. Ask the owner to approve pairing code {code}."
 
 
@@ -42,6 +47,11 @@ class TelegramChannel:
         self._poll_timeout = poll_timeout
         self.running = False
         self.username: str | None = None
+        self.last_ok: float | None = None  # monotonic time of the last successful API call
+        self.last_error: str | None = None
+        # Until a probe (a poll without offset) has run, the stored offset may belong to a
+        # server whose numbering has since restarted: sending it would drop newer updates.
+        self._probe = True
 
     async def call(self, method: str, payload: dict | None = None, wait: float = 30) -> Any:
         """Call a Bot API method, waiting out 429 retry_after; return its result."""
@@ -59,6 +69,7 @@ class TelegramChannel:
                 continue
             if not data.get("ok"):
                 raise TelegramError(f"{method}: {response.status} {data.get('description', '')}")
+            self.last_ok, self.last_error = time.monotonic(), None
             return data.get("result")
         raise TelegramError(f"{method}: still rate limited")
 
@@ -75,30 +86,72 @@ class TelegramChannel:
                 await self._poll_once()
                 backoff = 1.0
             except (TelegramError, ConfigError) as exc:
+                self.last_error = str(exc)
+                self._probe = True  # the server may have restarted meanwhile
                 log.warning("telegram poll failed", extra={"error": str(exc), "retry_in": backoff})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
 
+    def healthy(self, stale_after: float) -> bool:
+        """Connected, and the last successful poll or send is at most stale_after seconds old."""
+        return (
+            self.running
+            and self.last_ok is not None
+            and time.monotonic() - self.last_ok <= stale_after
+        )
+
     async def _poll_once(self) -> None:
-        offset = int(self._store.get_value(OFFSET_KEY) or 0)
-        payload = {"offset": offset, "timeout": self._poll_timeout, "allowed_updates": ["message"]}
+        payload: dict[str, Any] = {"allowed_updates": ["message"]}
+        if self._probe:
+            payload["timeout"] = 0  # no offset: confirms nothing, shows what is unconfirmed
+        else:
+            payload["offset"] = int(self._store.get_value(OFFSET_KEY) or 0)
+            payload["timeout"] = self._poll_timeout
         updates = await self.call("getUpdates", payload, wait=self._poll_timeout + 15)
+        self._probe = False
         for update in updates or []:
+            if self._replayed(update):
+                continue
             await self._handle_update(update)
 
+    def _replayed(self, update: dict) -> bool:
+        """True for an update handled before; notices numbering that went backwards."""
+        offset = int(self._store.get_value(OFFSET_KEY) or 0)
+        update_id = int(update["update_id"])
+        if update_id >= offset:
+            return False
+        if _fingerprint(update) in self._seen():
+            return True  # handled, just not confirmed yet: the next poll confirms it
+        # Telegram (or the sandbox) restarted its numbering below our offset: follow it,
+        # or every new message would be dropped as "already confirmed".
+        log.warning(
+            "telegram update ids went backwards; following the new numbering",
+            extra={"stored_offset": offset, "update_id": update_id},
+        )
+        self._store.set_value(OFFSET_KEY, update_id)
+        return False
+
+    def _seen(self) -> list[str]:
+        return json.loads(self._store.get_value(SEEN_KEY) or "[]")
+
+    def _handled(self, update: dict) -> dict[str, str | float]:
+        """The values to commit once an update is handled: next offset and its fingerprint."""
+        seen = [*self._seen(), _fingerprint(update)][-SEEN_KEEP:]
+        return {OFFSET_KEY: int(update["update_id"]) + 1, SEEN_KEY: json.dumps(seen)}
+
     async def _handle_update(self, update: dict) -> None:
-        next_offset = (OFFSET_KEY, int(update["update_id"]) + 1)
+        handled = self._handled(update)
         message = update.get("message") or {}
         chat = message.get("chat") or {}
         text = message.get("text")
         sender = message.get("from") or {}
         if chat.get("type") != "private" or not text or not sender:
-            self._store.set_value(*next_offset)  # groups, media and edits are skipped
+            self._store.set_values(handled)  # groups, media and edits are skipped
             return
         sender_id = str(sender["id"])
-        if not self._pairing.is_approved(sender_id):
-            self._store.set_value(*next_offset)
-            code = self._pairing.code_for(sender_id)
+        if not self._pairing.may_talk(sender_id):
+            self._store.set_values(handled)
+            code = self._pairing.code_for(sender_id, sender.get("first_name"))
             log.info("pairing code sent", extra={"sender_id": sender_id})
             await self.send(str(chat["id"]), PAIRING_REPLY.format(code=code))
             return
@@ -109,7 +162,7 @@ class TelegramChannel:
             chat_id=str(chat["id"]),
             sender=sender.get("first_name"),
             sender_id=sender_id,
-            offset=next_offset,
+            values=handled,
         )
         self._on_enqueue()
 
@@ -117,6 +170,16 @@ class TelegramChannel:
         """Send text to a chat, split into Telegram-sized parts."""
         for part in split_text(text):
             await self.call("sendMessage", {"chat_id": chat_id, "text": part})
+
+
+def _fingerprint(update: dict) -> str:
+    """What identifies an update beyond its id: chat, message id, date and text."""
+    message = update.get("message") or {}
+    chat = (message.get("chat") or {}).get("id")
+    text = zlib.crc32(str(message.get("text")).encode())
+    return (
+        f"{update.get('update_id')}:{chat}:{message.get('message_id')}:{message.get('date')}:{text}"
+    )
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:

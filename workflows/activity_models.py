@@ -134,11 +134,16 @@ class RuntimeCallInput(BaseModel):
     lines: int = 100
 
 
+# Owner reads and the live pairing push (core.runtime_reads): answered as ``data``.
+OWNER_OPS = frozenset({"pairing", "set_pairing", "conversations"})
+
+
 class RuntimeCallResult(BaseModel):
     reply: str | None = None
     agent: str | None = None
     lines: list[str] = []
     status: dict[str, object] = {}
+    data: dict[str, object] = {}  # owner reads (pairing, set_pairing, conversations)
 
     @classmethod
     def from_runtime(cls, op: str, body: dict[str, object]) -> RuntimeCallResult:
@@ -149,6 +154,8 @@ class RuntimeCallResult(BaseModel):
         if op == "logs":
             raw = body.get("lines", [])
             return cls(lines=[str(x) for x in raw] if isinstance(raw, list) else [])
+        if op in OWNER_OPS:
+            return cls(data=body)
         return cls(status=body)
 
 

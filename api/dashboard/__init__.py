@@ -15,7 +15,15 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import sandbox
-from api.dashboard import admin_views, auth_views, live, operations, token_views, wizard
+from api.dashboard import (
+    admin_views,
+    auth_views,
+    live,
+    operations,
+    pairing_views,
+    token_views,
+    wizard,
+)
 from api.dashboard.middleware import DASHBOARD_PREFIX, SessionMiddleware
 from api.dashboard.render import page, redirect
 from core.errors import TinyClawError, Unauthorized
@@ -54,7 +62,7 @@ def install(app: FastAPI) -> None:
     app.add_middleware(SessionMiddleware, context=lambda: app.state.ctx)
     for router in (
         auth_views.router, wizard.router, live.router, operations.router,
-        admin_views.router, sandbox.router, token_views.router,
+        admin_views.router, sandbox.router, token_views.router, pairing_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -126,6 +126,7 @@ def runtime_reader(ctx: AppContext) -> RuntimeReader:
 
 
 async def call_runtime(ctx: AppContext, tenant_id: str, op: str, **kw: Any) -> RuntimeCallResult:
-    """A test message, status or logs, read straight from the tenant's runtime (no workflow)."""
+    """A test message, status, logs or an owner route (pairing, conversations, the live
+    pairing push), straight from the tenant's runtime (no workflow)."""
     body = await runtime_reader(ctx).call(tenant_id, op, **kw)
     return RuntimeCallResult.from_runtime(op, body)

@@ -103,6 +103,8 @@ class Tenant(Base):
     billing_status: Mapped[str] = mapped_column(String(32), default="off")
     telegram_owner_id: Mapped[int | None] = mapped_column(BigInteger)
     telegram_bot_username: Mapped[str | None] = mapped_column(String(64))
+    # private: approved senders only (strangers get a pairing code); public: anyone.
+    telegram_access: Mapped[str] = mapped_column(String(16), default="private")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
     # Written by the tenant workflow (``save_tenant_state``) so that a fresh run (after a
@@ -226,6 +228,18 @@ class DeploymentEvent(TenantOwned, Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     deployment: Mapped[Deployment] = relationship(back_populates="events")
+
+
+class TelegramApproval(TenantOwned, Base):
+    """A Telegram sender the owner approved to talk to the bot (rendered into pairing.json)."""
+
+    __tablename__ = "telegram_approvals"
+    __table_args__ = (UniqueConstraint("tenant_id", "sender_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    sender_id: Mapped[str] = mapped_column(String(24))
+    first_name: Mapped[str | None] = mapped_column(String(64))
+    approved_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Credential(TenantOwned, Base):

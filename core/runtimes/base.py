@@ -107,6 +107,9 @@ class RuntimeDriver(Protocol):
     def exec_reset(self, tenant_id: str, agent: str | None, full: bool) -> None:
         """Write reset flags into the home (works while stopped)."""
 
+    def write_files(self, tenant_id: str, files: dict[str, str]) -> None:
+        """Write home-relative files into an existing home (works while stopped)."""
+
     def address(self, tenant_id: str) -> str:
         """Base URL of the runtime API as reachable from this host."""
 

@@ -254,6 +254,14 @@ class DockerDriver:
             uid = identity.volume_uid(self._client, volume_name(tenant_id))
             container.put_archive(HOME_IN_RUNTIME, build_tar(flags, uid=uid, root_mode=None))
 
+    def write_files(self, tenant_id: str, files: dict[str, str]) -> None:
+        """Write home-relative files into the home through the (possibly stopped) container,
+        owned by the tenant's UID (the runtime must be able to rewrite them)."""
+        with _docker_errors("write files"):
+            container = self._get(tenant_id)
+            uid = identity.volume_uid(self._client, volume_name(tenant_id))
+            container.put_archive(HOME_IN_RUNTIME, build_tar(files, uid=uid, root_mode=None))
+
     def snapshot(self, tenant_id: str, dest_path: str) -> str:
         """Stream a tar of the home (top directory 'tinyagi/') to dest_path."""
         with _docker_errors("snapshot"):

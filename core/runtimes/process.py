@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import signal
@@ -195,6 +196,16 @@ class ProcessDriver:
         for rel, content in reset_flag_files(settings, agent, full).items():
             (home / rel).parent.mkdir(parents=True, exist_ok=True)
             (home / rel).write_text(content, encoding="utf-8")
+
+    def write_files(self, tenant_id: str, files: dict[str, str]) -> None:
+        """Write home-relative files into the home (atomically, each)."""
+        home = self._existing(tenant_id) / "home"
+        for rel, content in files.items():
+            target = home / posixpath.normpath(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(content, encoding="utf-8")
+            os.replace(tmp, target)
 
     def snapshot(self, tenant_id: str, dest_path: str) -> str:
         """A tar of the home with top directory 'tinyagi/' (same shape as the docker driver)."""

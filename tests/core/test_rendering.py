@@ -64,8 +64,8 @@ def test_starter_renders_the_contract_files(catalog: Catalog) -> None:
         "max_message_chars": 4000,
     }
     assert json.loads(config.files["pairing.json"]) == {
-        "approved": [{"sender_id": 42}],
-        "pending": [],
+        "access": "private",
+        "approved": [{"sender_id": "42", "name": "owner"}],
     }
     assert (
         "You are Assistant, the assistant of Acme" in config.files["workspace/assistant/AGENTS.md"]
@@ -96,7 +96,7 @@ def test_pro_renders_the_team_and_hand_off_prompts(catalog: Catalog) -> None:
 
 def test_unknown_owner_means_nobody_pre_approved(catalog: Catalog) -> None:
     config = render(catalog, "starter", "starter", owner_telegram_id=None)
-    assert json.loads(config.files["pairing.json"]) == {"approved": [], "pending": []}
+    assert json.loads(config.files["pairing.json"]) == {"access": "private", "approved": []}
 
 
 def test_home_is_a_parameter_and_must_be_absolute(catalog: Catalog) -> None:
@@ -160,13 +160,22 @@ def test_template_errors_name_the_template(catalog: Catalog) -> None:
     assert "missing_variable" in info.value.reason
 
 
-def test_write_to_keeps_runtime_pairing_after_first_boot(catalog: Catalog, tmp_path: Path) -> None:
-    config = render(catalog, "starter", "starter")
+def test_every_render_carries_the_approvals_and_access_mode(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    # Approvals live in the control plane: a re-render must carry them, never drop them.
+    config = render(
+        catalog, "starter", "starter", telegram_access="public",
+        approved_senders=(("5001", "Sam"), ("42", None)),
+    )  # fmt: skip
     assert "pairing.json" in config.write_to(tmp_path, first_boot=True)
-    (tmp_path / "pairing.json").write_text('{"approved": [{"sender_id": 7}], "pending": []}')
+    (tmp_path / "pairing.json").write_text('{"approved": []}')
     written = config.write_to(tmp_path)
-    assert "pairing.json" not in written and "settings.json" in written
-    assert '"sender_id": 7' in (tmp_path / "pairing.json").read_text()
+    assert "pairing.json" in written and "settings.json" in written
+    assert json.loads((tmp_path / "pairing.json").read_text()) == {
+        "access": "public",
+        "approved": [{"sender_id": "42", "name": "owner"}, {"sender_id": "5001", "name": "Sam"}],
+    }
     assert (tmp_path / "workspace/assistant/AGENTS.md").read_text().startswith("# Assistant")
 
 

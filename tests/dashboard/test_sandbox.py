@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from core.sandbox import SandboxServer, generate_token
+from tests.fakes.openai_upstream import FakeOpenAI
+from tests.runtime.harness import OWNER_ID, RuntimeProcess, free_port, home_files, write_home
 
 
 @pytest.fixture
@@ -54,3 +57,44 @@ def test_a_user_message_reaches_the_bot_and_the_reply_the_transcript(
         ]
         == []
     )
+
+
+def test_sandbox_keeps_its_place_across_restarts_and_a_runtime_keeps_answering(
+    tmp_path: Path,
+) -> None:
+    # Repro: the sandbox restarted while the bot's stored offset was high; numbering
+    # restarted at 1 and every later message was dropped as "already confirmed".
+    state, port, token = tmp_path / "sandbox.json", free_port(), generate_token()
+    upstream = FakeOpenAI().start()
+    server = SandboxServer(port=port, state_path=state).start()
+    write_home(tmp_path / "home", home_files())
+    runtime = RuntimeProcess(
+        tmp_path / "home", server.base_url, upstream.base_url, TELEGRAM_BOT_TOKEN=token
+    )
+    try:
+        runtime.start()
+        for n in range(3):
+            _say_and_wait(server.base_url, token, f"before {n}", 2 * (n + 1))
+        server.stop()
+        server = SandboxServer(port=port, state_path=state).start()
+        lines = _say_and_wait(server.base_url, token, "after restart", 8)
+        assert [m["text"] for m in lines][-2:] == ["after restart", "echo: after restart"]
+        assert lines[0]["text"] == "before 0"  # the conversation survived the restart
+        assert token not in state.read_text() and state.stat().st_mode & 0o777 == 0o600
+    finally:
+        runtime.kill()
+        server.stop()
+        upstream.stop()
+
+
+def _say_and_wait(base: str, token: str, text: str, lines: int) -> list[dict]:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        client.post(f"/bot{token}/sandbox/send", json={"chat_id": OWNER_ID, "text": text})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            got = client.get(f"/bot{token}/sandbox/transcript", params={"chat_id": OWNER_ID})
+            messages = got.json()["result"]["messages"]
+            if len(messages) >= lines:
+                return messages
+            time.sleep(0.1)
+    raise AssertionError(f"no reply to {text!r}: {messages}")

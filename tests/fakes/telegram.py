@@ -47,6 +47,7 @@ class FakeTelegram(BackgroundServer):
         self._cond = threading.Condition()
         self._ids = itertools.count(1)
         self._stopping = False
+        self._generation = 0
 
     @property
     def base_url(self) -> str:
@@ -126,6 +127,23 @@ class FakeTelegram(BackgroundServer):
             raise TimeoutError(f"bot sent {len(sent)} of {count} messages to chat {chat_id}")
         return sent
 
+    def failures_left(self, token: str, method: str) -> int:
+        """How many of the failures queued by fail_next have not been served yet."""
+        with self._cond:
+            return len(self._bots[token].failures.get(method, []))
+
+    def restart_numbering(self) -> None:
+        """Act like a Bot API server that lost its state: pending updates gone, ids restart.
+
+        Long polls in flight end (as their connections would), so runtimes poll again.
+        """
+        with self._cond:
+            self._ids = itertools.count(1)
+            self._generation += 1
+            for bot in self._bots.values():
+                bot.updates = []
+            self._cond.notify_all()
+
     def pending_updates(self, token: str) -> int:
         """How many updates the bot has not confirmed yet."""
         with self._cond:
@@ -148,7 +166,8 @@ class FakeTelegram(BackgroundServer):
             if offset:
                 # Like Telegram: asking for offset confirms every earlier update.
                 bot.updates = [u for u in bot.updates if u["update_id"] >= offset]
-            while not bot.updates and not self._stopping:
+            generation = self._generation
+            while not bot.updates and not self._stopping and generation == self._generation:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break

@@ -116,3 +116,23 @@ def test_heartbeat_ok_is_only_logged(
     time.sleep(0.3)
     assert telegram.sent_messages(BOT_TOKEN) == []
     assert "heartbeat result" in runtime.stdout()
+
+
+def test_heartbeat_ok_as_the_bundle_prompt_asks_is_not_sent_to_the_owner(
+    make_runtime, telegram: FakeTelegram, upstream: FakeOpenAI
+) -> None:
+    # The bundles' heartbeat.md says: Reply "OK" if nothing needs attention.
+    replies = iter(["OK.", "Reminder: dentist at 3 pm."])
+    upstream.script(lambda req: next(replies, "OK"))
+    settings = team_settings()
+    settings["agents"]["coder"]["heartbeat"] = {"enabled": True, "interval": 1}
+    files = {
+        **home_files(),
+        "settings.json": json.dumps(settings),
+        "workspace/coder/heartbeat.md": 'Reply "OK" if nothing needs attention.',
+    }
+    make_runtime(files=files)
+    sent = telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 1, timeout=10)
+    time.sleep(1.5)
+    texts = [m["text"] for m in telegram.sent_messages(BOT_TOKEN, OWNER_ID)]
+    assert texts == ["Reminder: dentist at 3 pm."] and sent

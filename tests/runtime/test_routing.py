@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 
 from runtime.router import split_handoffs
 from tests.fakes.openai_upstream import FakeOpenAI
-from tests.runtime.harness import home_files, team_settings
+from tests.fakes.telegram import FakeTelegram
+from tests.runtime.harness import BOT_TOKEN, OWNER_ID, home_files, team_settings
 
 
 def _three_agent_files(**policy: int) -> dict[str, str]:
@@ -70,16 +72,33 @@ def test_ping_pong_stops_at_the_chain_depth_cap(make_runtime, upstream: FakeOpen
     assert len(upstream.completions()) == 3  # depth 0, 1, 2
 
 
-def test_hourly_cap_and_message_length(make_runtime, upstream: FakeOpenAI) -> None:
+def test_message_length_cap_and_per_conversation_hourly_cap(
+    make_runtime, upstream: FakeOpenAI
+) -> None:
     files = _three_agent_files(max_messages_per_conversation_per_hour=2, max_message_chars=20)
     runtime = make_runtime(files=files)
     assert "too long" in runtime.call("POST", "/api/message", {"message": "x" * 21})[1]["reply"]
-    runtime.call("POST", "/api/message", {"message": "one"})
-    reply = runtime.call("POST", "/api/message", {"message": "two"})[1]["reply"]
-    assert reply.startswith("You've reached the limit of 2 messages per hour")
+    assert runtime.call("POST", "/api/message", {"message": "one"})[1]["reply"] == "echo: one"
+    # The refusal above was not an answer, so it does not use up the cap.
+    assert runtime.call("POST", "/api/message", {"message": "two"})[1]["reply"] == "echo: two"
     other = runtime.call("POST", "/api/message", {"message": "hi", "sender_id": "other"})[1]
     assert other["reply"] == "echo: hi"  # the cap is per conversation
-    assert len(upstream.completions()) == 2
+    assert len(upstream.completions()) == 3
+
+
+def test_a_burst_over_the_hourly_cap_waits_instead_of_being_refused(
+    make_runtime, telegram: FakeTelegram, upstream: FakeOpenAI
+) -> None:
+    # Repro: 61 quick messages to a fresh bot got 10 answers and 51 "limit of 60 per hour".
+    runtime = make_runtime()
+    for n in range(61):
+        telegram.inject_message(BOT_TOKEN, OWNER_ID, f"quick {n}")
+    sent = telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 60, timeout=60)
+    time.sleep(1.5)
+    texts = [m["text"] for m in telegram.sent_messages(BOT_TOKEN, OWNER_ID)]
+    assert texts == [f"echo: quick {n}" for n in range(60)], texts[:3]
+    assert not any("limit" in t for t in texts) and len(sent) >= 60
+    assert runtime.call("GET", "/api/status")[1]["queue"]["pending"] == 1  # waits its turn
 
 
 def test_split_handoffs_parses_targets() -> None:

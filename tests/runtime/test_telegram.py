@@ -30,8 +30,8 @@ def test_unknown_sender_gets_a_pairing_code_and_is_ignored(
     telegram.inject_message(BOT_TOKEN, 777, "again")
     second = telegram.wait_for_messages(BOT_TOKEN, 777, 2)[1]["text"]
     assert code in second  # the same code, not a new one each time
-    pairing = json.loads((runtime.home / "pairing.json").read_text())
-    assert pairing["pending"][0]["sender_id"] == "777" and pairing["pending"][0]["code"] == code
+    pending = runtime.call("GET", "/api/pairing")[1]["pending"]
+    assert [(p["sender_id"], p["code"]) for p in pending] == [("777", code)]
     assert upstream.completions() == []
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 
 import docker
 import pytest
 
+from core.backups import backup_key, open_file
 from core.lifecycle import send_command
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, run, settle
@@ -70,7 +73,13 @@ async def test_full_lifecycle_with_docker(docker_stack: Stack) -> None:
     assert state.state == "deleted"
     assert docker_objects(tid) == (0, 0, 0)
     backups = stack.ctx.settings.data_dir / "backups" / "backups" / tid
-    assert (backups / "final.tar").exists()
+    sealed = backups / "final.tar.enc"
+    assert [p.name for p in backups.iterdir()] == ["final.tar.enc"]  # no plain tar left
+    assert sealed.stat().st_mode & 0o777 == 0o600 and not tarfile.is_tarfile(sealed)
+    key = backup_key(stack.ctx.secrets, tid, create=False)
+    assert key is not None  # kept for the retention period, with the backup
+    with tarfile.open(fileobj=io.BytesIO(open_file(sealed, key, tid))) as tar:
+        assert any(name.endswith("settings.json") for name in tar.getnames())
 
 
 async def test_bundle_switch_rolls_back_when_new_bundle_is_unhealthy(docker_stack: Stack) -> None:

@@ -167,19 +167,27 @@ def test_ensure_is_idempotent_and_recreates_on_change(
     assert spec.tenant_id in docker_driver.list_tenants()
 
 
-def test_stop_reset_snapshot_restore_remove(docker_driver, make_spec, tmp_path: Path) -> None:
+def test_stop_reset_snapshot_restore_remove(
+    docker_driver, docker_client, make_spec, tmp_path: Path
+) -> None:
     spec = make_spec()
     _deploy(docker_driver, spec)
     docker_driver.stop(spec.tenant_id, timeout=5)
     status = docker_driver.status(spec.tenant_id)
     assert status.exists and not status.running and status.exit_code == 0
     docker_driver.exec_reset(spec.tenant_id, None, full=True)
+    docker_driver.write_files(spec.tenant_id, {"pairing.json": '{"access": "public"}'})
     snap = docker_driver.snapshot(spec.tenant_id, str(tmp_path / "home.tar"))
     import tarfile
 
     with tarfile.open(snap) as tar:
         names = tar.getnames()
+        pairing = tar.extractfile("tinyagi/pairing.json").read()
+        owner = tar.getmember("tinyagi/pairing.json").uid
     assert "tinyagi/workspace/coder/reset_flag" in names and "tinyagi/settings.json" in names
+    assert pairing == b'{"access": "public"}'  # written into a stopped runtime's home
+    uid = docker_client.volumes.get(volume_name(spec.tenant_id)).attrs["Labels"]["tinyclaw.uid"]
+    assert str(owner) == uid  # the tenant's own UID: its runtime may rewrite the file
     docker_driver.ensure(spec.model_copy(update={"files": {"extra.txt": "later"}}))
     docker_driver.restore(spec.tenant_id, snap)
     snap2 = docker_driver.snapshot(spec.tenant_id, str(tmp_path / "again.tar"))

@@ -96,6 +96,8 @@ def test_reset_snapshot_restore_remove(driver: ProcessDriver, fakes, tmp_path: P
     driver.ensure(_spec(fakes))
     driver.exec_reset("acme", "reviewer", full=False)
     home = tmp_path / "data/tenants/acme/home"
+    driver.write_files("acme", {"pairing.json": '{"access": "public"}'})
+    assert (home / "pairing.json").read_text() == '{"access": "public"}'
     assert (home / "workspace/reviewer/reset_flag").read_text() == ""
     assert not (home / "workspace/coder/reset_flag").exists()
     snap = driver.snapshot("acme", str(tmp_path / "s.tar"))

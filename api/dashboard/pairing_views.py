@@ -1,0 +1,77 @@
+"""Bot page sections: who may talk to the bot (pairing, access mode) and the last messages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import Response
+
+from api.dashboard.render import context_of, page
+from api.deps import TenantAccess, TenantOwner
+from api.tenants import pairing as svc
+from api.tenants.service import call_runtime
+from core.errors import TinyClawError
+
+router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)
+
+
+async def _fragment(request: Request, tenant_id: str, error: str | None = None) -> Response:
+    view = await svc.pairing_view(context_of(request), tenant_id)
+    return page(request, "_pairing.html", tenant_id=tenant_id, view=view, error=error)
+
+
+@router.get("/pairing")
+async def pairing(request: Request, access: TenantAccess) -> Response:
+    """Pending pairing requests, approved senders and the access mode."""
+    return await _fragment(request, access.tenant_id)
+
+
+@router.post("/pairing/approve")
+async def approve(
+    request: Request, access: TenantOwner, code: Annotated[str, Form(max_length=20)]
+) -> Response:
+    """Approve a pairing code."""
+    try:
+        await svc.approve_code(context_of(request), access.tenant_id, code)
+    except TinyClawError as exc:
+        return await _fragment(request, access.tenant_id, exc.message)
+    return await _fragment(request, access.tenant_id)
+
+
+@router.post("/pairing/revoke")
+async def revoke(
+    request: Request, access: TenantOwner, sender_id: Annotated[str, Form(max_length=24)]
+) -> Response:
+    """Revoke an approved sender."""
+    try:
+        await svc.revoke_sender(context_of(request), access.tenant_id, sender_id)
+    except TinyClawError as exc:
+        return await _fragment(request, access.tenant_id, exc.message)
+    return await _fragment(request, access.tenant_id)
+
+
+@router.post("/pairing/access")
+async def set_access(
+    request: Request, access: TenantOwner, mode: Annotated[str, Form(max_length=16)]
+) -> Response:
+    """Make the bot private or public."""
+    try:
+        await svc.change_access(context_of(request), access.tenant_id, mode)
+    except TinyClawError as exc:
+        return await _fragment(request, access.tenant_id, exc.message)
+    return await _fragment(request, access.tenant_id)
+
+
+@router.get("/conversations")
+async def conversations(request: Request, access: TenantAccess) -> Response:
+    """The last messages per chat, newest first (redacted by the runtime)."""
+    chats: list[object] = []
+    error = None
+    try:
+        result = await call_runtime(context_of(request), access.tenant_id, "conversations")
+        raw = result.data.get("conversations", [])
+        chats = list(raw) if isinstance(raw, list) else []
+    except TinyClawError as exc:
+        error = exc.message
+    return page(request, "_conversations.html", chats=chats, error=error)
