@@ -30,10 +30,12 @@ from core import credentials as creds  # noqa: E402
 from core.context import AppContext  # noqa: E402
 from core.db import Database, run_migrations  # noqa: E402
 from core.db.models import Deployment, User  # noqa: E402
+from core.deployments import deployment_events  # noqa: E402
 from core.lifecycle import send_command  # noqa: E402
 from core.settings import Environment, Settings  # noqa: E402
 from core.temporal import TaskQueues, connect  # noqa: E402
 from core.temporal.devserver import DevServer, port_open  # noqa: E402
+from core.temporal.readiness import readiness  # noqa: E402
 from core.tenants import create_tenant  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
@@ -86,7 +88,9 @@ async def one_deploy(ctx: AppContext, telegram: FakeTelegram, user_id: str) -> t
             if state == "healthy":
                 healthy = now
             elif state == "failed":
-                raise RuntimeError(f"deploy of {tid} failed")
+                with ctx.db.tenant_session(tid) as s:
+                    why = [e.reason for e in deployment_events(s, tid, limit=1)]
+                raise RuntimeError(f"deploy of {tid} failed: {why}")
         if now > 120:
             raise TimeoutError(f"deploy of {tid} took over 120 s")
         await asyncio.sleep(0.01)
@@ -143,6 +147,7 @@ async def main(runs: int, concurrent: int) -> None:
         uid = user.id
     try:
         async with build_worker(ctx):
+            await worker_ready(ctx)  # the API refuses engine calls until a worker serves
             await one_deploy(ctx, telegram, uid)  # warm-up: imports, first container
             seq = [await one_deploy(ctx, telegram, uid) for _ in range(runs)]
             t0 = time.perf_counter()
@@ -180,6 +185,15 @@ def report(seq: list[tuple[float, float]], conc: list[tuple[float, float]], tota
         "targets: healthy median <= 1.5 s, p95 <= 3 s; first answer median <= 2 s;"
         " 20 concurrent <= 20 s"
     )
+
+
+async def worker_ready(ctx: AppContext, timeout_s: float = 60.0) -> None:
+    """Wait until readiness sees the worker polling and heartbeating."""
+    deadline = time.monotonic() + timeout_s
+    while (await readiness(ctx).report()).get("worker") != "ok":
+        if time.monotonic() > deadline:
+            raise SystemExit("no worker became ready")
+        await asyncio.sleep(0.2)
 
 
 if __name__ == "__main__":

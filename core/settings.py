@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # Install the iptables rules that stop tenant bridges from reaching host ports (needs
     # root on the engine host). Off only where scripts/install-host-guard.sh did it already.
     runtime_host_guard: bool = True
+    # The shared network every tenant's egress proxy joins: one address per tenant, so it
+    # needs its own large subnet (the engine's default pools hand out small ones).
+    runtime_egress_subnet: str = "10.214.0.0/16"
 
     # Provider gateway
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it

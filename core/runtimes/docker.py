@@ -98,6 +98,7 @@ class DockerDriver:
         log_max_size: str = "10m",
         egress_allow: Iterable[str] = (),
         host_guard: bool = True,
+        egress_subnet: str = fence.EGRESS_SUBNET,
         fence_image: str = DEFAULT_FENCE_IMAGE,
     ) -> None:
         try:
@@ -117,6 +118,7 @@ class DockerDriver:
         self._locks_guard = threading.Lock()
         self._egress_allow = list(egress_allow)
         self._host_guard = host_guard
+        self._egress_subnet = egress_subnet
         # The platform's own image runs the egress proxy and the volume helpers: a bundle
         # may point at an upstream runtime image that has neither python3 nor runtime.egress.
         self._fence_image = fence_image
@@ -321,7 +323,9 @@ class DockerDriver:
         _, secrets = split_env(spec.env)
         write_secrets(self._client, tenant, image, uid, secrets, common)
         allow = fence.allowlist(spec.env, self._egress_allow)
-        fence.ensure_egress(self._client, tenant, image, network, allow, common)
+        fence.ensure_egress(
+            self._client, tenant, image, network, allow, common, subnet=self._egress_subnet
+        )
         return uid, network.id
 
     def _create_or_get(

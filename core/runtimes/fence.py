@@ -26,12 +26,16 @@ import docker
 from docker.errors import APIError, NotFound
 from docker.models.containers import Container
 from docker.models.networks import Network
+from docker.types import IPAMConfig, IPAMPool
 
 from core.runtimes.base import RuntimeDriverError
 
 log = logging.getLogger(__name__)
 
 EGRESS_NETWORK = "tcc-egress"
+# One address per tenant's proxy: a /16 of its own, not a small subnet from the default pool
+# (which ran out after 13 tenants).
+EGRESS_SUBNET = "10.214.0.0/16"
 EGRESS_ALIAS = "egress"
 EGRESS_PORT = 3128
 EGRESS_UID = 65534
@@ -144,10 +148,27 @@ def ensure_tenant_network(
     return _oldest_network(client, name)
 
 
-def ensure_egress_network(client: docker.DockerClient) -> Network:
-    """The shared non-internal network of the egress proxies (the oldest of duplicates)."""
+def ensure_egress_network(client: docker.DockerClient, subnet: str = EGRESS_SUBNET) -> Network:
+    """The shared non-internal network of the egress proxies (the oldest of duplicates).
+
+    A network made before the subnet was set (a small default-pool one) is replaced once no
+    proxy uses it, so the fleet is not capped by its size.
+    """
+    for network in networks_named(client, EGRESS_NETWORK):
+        pools = (network.attrs.get("IPAM") or {}).get("Config") or []
+        if [p.get("Subnet") for p in pools] != [subnet] and not network.attrs.get("Containers"):
+            network.reload()
+            if not network.attrs.get("Containers"):
+                with contextlib.suppress(NotFound, APIError):
+                    network.remove()
     if not networks_named(client, EGRESS_NETWORK):
-        client.networks.create(EGRESS_NETWORK, driver="bridge", labels={"tinyclaw.egress": "true"})
+        with contextlib.suppress(APIError):  # a concurrent attempt created it first
+            client.networks.create(
+                EGRESS_NETWORK,
+                driver="bridge",
+                labels={"tinyclaw.egress": "true"},
+                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)]),
+            )
     return _oldest_network(client, EGRESS_NETWORK)
 
 
@@ -189,6 +210,8 @@ def ensure_egress(
     tenant_network: Network,
     allow: list[str],
     labels: dict[str, str],
+    *,
+    subnet: str = EGRESS_SUBNET,
 ) -> None:
     """Create (or recreate on an allowlist change) the tenant's egress proxy and start it.
 
@@ -198,7 +221,7 @@ def ensure_egress(
     digest = hashlib.sha256(json.dumps([image, allow]).encode()).hexdigest()[:16]
     for _ in range(_EGRESS_ATTEMPTS):
         try:
-            proxy = _get_or_create_proxy(client, tenant_id, image, allow, labels, digest)
+            proxy = _get_or_create_proxy(client, tenant_id, image, allow, labels, digest, subnet)
             if proxy is None:
                 continue  # lost a create race to a proxy that was removed again: look again
             # A worker killed between create and connect leaves a proxy off the tenant network.
@@ -217,6 +240,7 @@ def _get_or_create_proxy(
     allow: list[str],
     labels: dict[str, str],
     digest: str,
+    subnet: str,
 ) -> Container | None:
     try:
         proxy = client.containers.get(egress_name(tenant_id))
@@ -227,7 +251,7 @@ def _get_or_create_proxy(
             return proxy
         with contextlib.suppress(NotFound):
             proxy.remove(force=True)
-    egress_network = ensure_egress_network(client)
+    egress_network = ensure_egress_network(client, subnet)
     try:
         return client.containers.create(
             image,

@@ -38,5 +38,6 @@ def select_driver(settings: Settings) -> tuple[str, RuntimeDriver]:
             egress_allow=settings.runtime_egress_allowlist,
             fence_image=settings.runtime_image,
             host_guard=settings.runtime_host_guard,
+            egress_subnet=settings.runtime_egress_subnet,
         )
     return kind, build_driver("process", data_dir=settings.data_dir / "runtimes")

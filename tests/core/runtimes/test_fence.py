@@ -258,3 +258,22 @@ def test_a_tenant_deployed_before_the_fence_is_moved_behind_it(
     _deploy(docker_driver, spec)
     assert docker_client.networks.get(network_name(tenant)).attrs["Internal"] is True
     assert _uid_of(docker_client, spec) == 10001  # legacy homes keep their owner
+
+
+@pytest.mark.docker
+def test_the_shared_egress_network_has_room_for_a_fleet() -> None:
+    """Every tenant's proxy takes one address on the shared egress network: it must not be a
+    small subnet from the engine's default pool (a /28 stopped the 14th deploy)."""
+    import ipaddress
+
+    from core.runtimes.fence import EGRESS_SUBNET, ensure_egress_network
+
+    client = docker.from_env()
+    try:
+        network = ensure_egress_network(client)
+        network.reload()
+        subnets = [p["Subnet"] for p in network.attrs["IPAM"]["Config"]]
+    finally:
+        client.close()
+    assert subnets == [EGRESS_SUBNET]
+    assert ipaddress.ip_network(subnets[0]).num_addresses >= 4096
