@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
@@ -21,6 +22,15 @@ async def _fragment(request: Request, tenant_id: str, error: str | None = None) 
     return page(request, "_pairing.html", tenant_id=tenant_id, view=view, error=error)
 
 
+async def _act(request: Request, tenant_id: str, change: Awaitable[dict[str, Any]]) -> Response:
+    """Run a pairing change; show the view it returns, or the refusal beside the controls."""
+    try:
+        view = await change
+    except TinyClawError as exc:
+        return await _fragment(request, tenant_id, exc.message)
+    return page(request, "_pairing.html", tenant_id=tenant_id, view=view, error=None)
+
+
 @router.get("/pairing")
 async def pairing(request: Request, access: TenantAccess) -> Response:
     """Pending pairing requests, approved senders and the access mode."""
@@ -32,11 +42,8 @@ async def approve(
     request: Request, access: TenantOwner, code: Annotated[str, Form(max_length=20)]
 ) -> Response:
     """Approve a pairing code."""
-    try:
-        await svc.approve_code(context_of(request), access.tenant_id, code)
-    except TinyClawError as exc:
-        return await _fragment(request, access.tenant_id, exc.message)
-    return await _fragment(request, access.tenant_id)
+    tid = access.tenant_id
+    return await _act(request, tid, svc.approve_code(context_of(request), tid, code))
 
 
 @router.post("/pairing/revoke")
@@ -44,11 +51,8 @@ async def revoke(
     request: Request, access: TenantOwner, sender_id: Annotated[str, Form(max_length=24)]
 ) -> Response:
     """Revoke an approved sender."""
-    try:
-        await svc.revoke_sender(context_of(request), access.tenant_id, sender_id)
-    except TinyClawError as exc:
-        return await _fragment(request, access.tenant_id, exc.message)
-    return await _fragment(request, access.tenant_id)
+    tid = access.tenant_id
+    return await _act(request, tid, svc.revoke_sender(context_of(request), tid, sender_id))
 
 
 @router.post("/pairing/access")
@@ -56,11 +60,8 @@ async def set_access(
     request: Request, access: TenantOwner, mode: Annotated[str, Form(max_length=16)]
 ) -> Response:
     """Make the bot private or public."""
-    try:
-        await svc.change_access(context_of(request), access.tenant_id, mode)
-    except TinyClawError as exc:
-        return await _fragment(request, access.tenant_id, exc.message)
-    return await _fragment(request, access.tenant_id)
+    tid = access.tenant_id
+    return await _act(request, tid, svc.change_access(context_of(request), tid, mode))
 
 
 @router.get("/conversations")
