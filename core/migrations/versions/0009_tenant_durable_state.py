@@ -1,7 +1,7 @@
 """tenant billing and support state that must survive any workflow run boundary
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 """
 
 from collections.abc import Sequence

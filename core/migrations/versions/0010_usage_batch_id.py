@@ -1,7 +1,7 @@
 """usage_events.batch_id: spooled usage batches are replayed exactly once
 
 Revision ID: 0010
-Revises: 0009 (chained after the merged 0005 and 0009; was 0004)
+Revises: 0009
 """
 
 from collections.abc import Sequence
