@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import client
 from core.db import Database, run_migrations
 from core.reconcile import pause_all, reconcile_all
 from core.runtimes import RuntimeDriver
@@ -236,8 +237,8 @@ def down(settings: Settings) -> int:
     return _pause_runtimes(settings)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tinyclaw-cloud`` command."""
+def build_parser() -> argparse.ArgumentParser:
+    """Every ``tinyclaw-cloud`` command: the operator's and the customer's (``login``, ``bots``)."""
     parser = argparse.ArgumentParser(prog="tinyclaw-cloud", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     up_cmd = sub.add_parser("up", help="run the whole platform on its embedded defaults")
@@ -248,7 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="pause every runtime of this installation")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="run a Temporal worker")
+    client.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tinyclaw-cloud`` command."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in {"login", "bots"}:
+        return client.run(args)
     settings = Settings()
     if args.command == "up":
         try:

@@ -140,7 +140,7 @@ def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
 
 async def force_restart(ctx: AppContext, tenant_id: str, reason: str) -> None:
     """Ask the tenant workflow to restart the runtime (queued behind what is in flight)."""
-    handle = ctx.temporal.get_workflow_handle_for(TenantWorkflow.run, f"tenant-{tenant_id}")
+    handle = ctx.temporal.get_workflow_handle(f"tenant-{tenant_id}")
     try:
         await handle.signal(TenantWorkflow.force_restart, reason)
     except RPCError as err:  # no tenant workflow: the next deploy or command starts it
