@@ -19,6 +19,7 @@ from api import (
     docs,
     errors,
     health,
+    sandbox,
     webhooks,
 )
 from api.middleware import BodyLimit
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         billing.router,
         admin.router,
         codec.router,
+        sandbox.api_router,
     ):
         app.include_router(router)
     dashboard.install(app)

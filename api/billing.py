@@ -23,7 +23,7 @@ from core.billing.stripe_client import CheckoutLink, StripeBilling, idempotency_
 from core.context import AppContext
 from core.db.models import AuditLog, new_id
 from core.errors import Conflict, NotFound
-from core.plans import get_plan
+from core.plans import PlanId, get_plan
 
 router = APIRouter(prefix="/tenants/{tenant_id}/billing", tags=["billing"])
 
@@ -34,14 +34,14 @@ IdempotencyHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_le
 
 
 class CheckoutIn(BaseModel):
-    plan: str
+    plan: PlanId
 
 
 class CheckoutOut(BaseModel):
     """Where to pay (billing on), or the plan that was assigned (billing off)."""
 
     billing: Literal["on", "off"]
-    plan: str
+    plan: PlanId
     url: str | None = None
     message: str | None = None
 

@@ -10,18 +10,50 @@ import hashlib
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from api.dashboard.render import context_of, page
-from api.deps import TenantAccess
+from api.deps import ContextDep, CurrentUser, TenantAccess
 from api.tenants.service import tenant_view
 from core import credentials as creds
 from core.context import AppContext
 from core.errors import NotFound, ServiceUnavailable, TinyClawError
+from core.sandbox import generate_token
 from core.tenants import audit
 
 router = APIRouter(prefix="/app/bots/{tenant_id}/sandbox", include_in_schema=False)
+api_router = APIRouter(prefix="/sandbox", tags=["sandbox"])
+
+
+class SandboxBotOut(BaseModel):
+    """A bot token for the offline sandbox Telegram (it works nowhere else)."""
+
+    token: str = Field(description="connect it with PUT /tenants/{id}/telegram")
+    owner_telegram_id: int = Field(
+        description="your user id in the sandbox chat: pass it as owner_telegram_id"
+    )
+    chat_url_template: str = Field(description="the dashboard's sandbox chat for a bot")
+
+
+@api_router.post("/bots", status_code=status.HTTP_201_CREATED, summary="New sandbox bot token")
+def new_sandbox_bot(user: CurrentUser, ctx: ContextDep) -> SandboxBotOut:
+    """A fresh sandbox bot token, as the dashboard's **Generate a sandbox bot token** makes.
+
+    Only where the sandbox Telegram runs (``make up`` without a Telegram base); elsewhere
+    404 ``sandbox_off``: use a real token from BotFather.
+    """
+    if not ctx.settings.sandbox_telegram:
+        raise NotFound(
+            "The sandbox Telegram is not running on this installation: use a token from BotFather.",
+            code="sandbox_off",
+        )
+    return SandboxBotOut(
+        token=generate_token(),
+        owner_telegram_id=sandbox_chat_id(user.user_id),
+        chat_url_template="/app/bots/{id}/sandbox",
+    )
 
 
 def sandbox_chat_id(user_id: str) -> int:

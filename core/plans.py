@@ -6,6 +6,8 @@ exceeding one is a ``PlanLimitExceeded`` (a clear 4xx), never a silent cut.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import InvalidInput, PlanLimitExceeded
@@ -111,6 +113,11 @@ PLANS: dict[str, Plan] = {
         ),
     )
 }
+
+# The plan ids as a closed set, for request and response schemas (a test keeps it equal
+# to PLANS).
+PlanId = Literal["starter", "pro", "business"]
+PLAN_IDS: tuple[str, ...] = get_args(PlanId)
 
 
 def get_plan(plan_id: str) -> Plan:

@@ -138,7 +138,7 @@ async def delete(
     """Delete the bot after the owner typed its exact name."""
     ctx = context_of(request)
     try:
-        await api.delete(s.DeleteIn(confirm_name=confirm_name), access, ctx)
+        await api.delete(access, ctx, s.DeleteIn(confirm_name=confirm_name))
     except TinyClawError as exc:
         return await render_bot(request, access, exc.status_code, delete_error=exc.message)
     return redirect(request, "/app?notice=deleted")

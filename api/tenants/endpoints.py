@@ -293,17 +293,37 @@ async def switch_bundle(
     )
 
 
-@router.post("/{tenant_id}/delete", status_code=status.HTTP_202_ACCEPTED)
+@router.delete("/{tenant_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete(
-    body: s.DeleteIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOwner,
+    ctx: ContextDep,
+    body: s.DeleteIn | None = None,
+    confirm_name: Annotated[
+        str | None,
+        Header(alias="Confirm-Name", max_length=200, description="the bot's name (or in the body)"),
+    ] = None,
+    idem: IdempotencyKey = None,
 ) -> s.AcceptedOut:
-    """Delete the bot: its runtime, data and secrets (a backup is kept for the retention period)."""
+    """Delete the bot: its runtime, data and secrets (a backup is kept for the retention period).
+
+    Confirm with the bot's exact name, in the body (``{"confirm_name": ...}``) or in the
+    ``Confirm-Name`` header.
+    """
+    typed = body.confirm_name if body is not None else confirm_name
     with ctx.db.tenant_session(access.tenant_id) as session:
-        if body.confirm_name.strip() != require_tenant(session, access.tenant_id).name:
+        if (typed or "").strip() != require_tenant(session, access.tenant_id).name:
             raise InvalidInput(
                 "Type the bot's exact name to confirm deletion.", field="confirm_name"
             )
     return await _command(ctx, access, Command(action=Action.DELETE, actor=access.actor), idem)
+
+
+@router.post("/{tenant_id}/delete", status_code=status.HTTP_202_ACCEPTED, deprecated=True)
+async def delete_by_post(
+    body: s.DeleteIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+) -> s.AcceptedOut:
+    """Same as ``DELETE /tenants/{id}`` (kept for existing clients)."""
+    return await delete(access, ctx, body, None, idem)
 
 
 @router.post("/{tenant_id}/messages")

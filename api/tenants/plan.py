@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from api.billing import LIVE_STATUSES, stripe_billing
 from api.deps import ContextDep, TenantAccessInfo, TenantOwner
@@ -23,20 +23,20 @@ from core.context import AppContext
 from core.db.models import new_id
 from core.deployments import current_deployment
 from core.errors import Conflict, PaymentRequired
-from core.plans import Plan, get_plan
+from core.plans import Plan, PlanId, get_plan
 from core.tenants import audit, require_tenant
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 
 
 class PlanIn(BaseModel):
-    plan: str = Field(min_length=1, max_length=32)
+    plan: PlanId
 
 
 class PlanChangeOut(BaseModel):
     """What happens next: applied (billing off), or asked of Stripe (billing on)."""
 
-    plan: str
+    plan: PlanId
     billing: Literal["on", "off"]
     status: Literal["applying", "saved", "requested", "unchanged"]
     message: str

@@ -7,12 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from api.schemas import UtcDatetime
+from core.deployment_state import DeploymentState
+from core.plans import PlanId
 from workflows.models import ActionRecord, Note
 
 
 class TenantIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    plan: str = Field(default="starter", max_length=32)
+    plan: PlanId = "starter"
     bundle_id: str | None = Field(default=None, max_length=64)
 
 
@@ -50,7 +52,7 @@ class ModelOut(BaseModel):
 
 
 class ModelsOut(BaseModel):
-    mode: str
+    mode: Literal["managed", "byok"]
     demo: bool = Field(description="true: no upstream is configured, only the offline demo model")
     selected: str | None
     models: list[ModelOut]
@@ -77,7 +79,9 @@ class ResetIn(BaseModel):
 
 
 class DeleteIn(BaseModel):
-    confirm_name: str = Field(description="type the bot's name to confirm: deletion loses data")
+    confirm_name: str = Field(
+        max_length=200, description="type the bot's name to confirm: deletion loses data"
+    )
 
 
 class MessageIn(BaseModel):
@@ -101,21 +105,21 @@ class CredentialOut(BaseModel):
 
 class DeploymentOut(BaseModel):
     id: str
-    state: str
+    state: DeploymentState
     reason: str | None
     bundle_id: str | None
     bundle_version: str | None
     updated_at: UtcDatetime
     healthy_at: UtcDatetime | None
     # What the platform last saw of the runtime (up, down, starting, stopped).
-    runtime_health: str = "up"
+    runtime_health: Literal["up", "down", "starting", "stopped"] = "up"
     runtime_down_at: UtcDatetime | None = None
     runtime_down_reason: str | None = None
 
 
 class EventOut(BaseModel):
-    from_state: str | None
-    to_state: str
+    from_state: DeploymentState | None
+    to_state: DeploymentState
     reason: str | None
     workflow_id: str | None
     at: UtcDatetime
@@ -134,15 +138,15 @@ class WorkflowView(BaseModel):
 class TenantOut(BaseModel):
     id: str
     name: str
-    plan: str
-    role: str
+    plan: PlanId
+    role: Literal["owner", "admin", "member", "viewer"]
     bundle_id: str | None
-    model_mode: str
+    model_mode: Literal["managed", "byok"]
     model: str | None = Field(default=None, description="the managed model picked for this bot")
     billing_status: str
     telegram_bot_username: str | None
     created_at: UtcDatetime
-    state: str
+    state: DeploymentState
     deployment: DeploymentOut | None = None
     credentials: list[CredentialOut] = []
     workflow: WorkflowView | None = None

@@ -80,10 +80,14 @@ async def test_signup_to_live_bot_and_actions(
     assert (await api.post(f"/tenants/{tid}/resume", headers=h)).status_code == 202
     await wait_state(api, tid, h, "healthy")
 
+    r = await api.request("DELETE", f"/tenants/{tid}", json={"confirm_name": "wrong"}, headers=h)
+    assert (r.status_code, r.json()["code"]) == (422, "invalid_input")
+    r = await api.delete(f"/tenants/{tid}", headers=h)  # no confirmation at all
+    assert r.status_code == 422 and "exact name" in r.json()["message"]
     r = await api.post(f"/tenants/{tid}/delete", json={"confirm_name": "wrong"}, headers=h)
-    assert r.status_code == 422
-    r = await api.post(f"/tenants/{tid}/delete", json={"confirm_name": "Support bot"}, headers=h)
-    assert r.status_code == 202
+    assert r.status_code == 422  # the older POST form checks the same
+    r = await api.delete(f"/tenants/{tid}", headers={**h, "Confirm-Name": "Support bot"})
+    assert r.status_code == 202, r.text
     await wait_state(api, tid, h, "deleted")
 
 
@@ -100,6 +104,7 @@ async def test_other_users_get_404(api: Client) -> None:
         ("POST", f"/tenants/{tid}/messages", {"text": "hi"}),
         ("GET", f"/tenants/{tid}/logs", None),
         ("POST", f"/tenants/{tid}/delete", {"confirm_name": "Mine"}),
+        ("DELETE", f"/tenants/{tid}", {"confirm_name": "Mine"}),
     ]:
         r = await api.request(method, path, json=body, headers=other)
         assert r.status_code == 404, (path, r.status_code, r.text)

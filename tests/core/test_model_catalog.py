@@ -106,3 +106,10 @@ def test_byok_renders_the_tenants_own_model(settings: Settings) -> None:
         manifest, bundles.template_loader(manifest), choices, models=settings.models
     )
     assert config.settings()["agents"]["assistant"]["model"] == "their-model-7"
+
+
+def test_the_plan_id_enum_is_the_plan_table() -> None:
+    # Request and response schemas list PlanId's values: it must name every plan, no more.
+    from core.plans import PLAN_IDS, PLANS
+
+    assert set(PLAN_IDS) == set(PLANS)
