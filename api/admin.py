@@ -10,8 +10,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from api.deps import ContextDep, CurrentUser, PlatformAdmin
+from api.pagination import Page
 from api.tenants.service import temporal_ui_link
 from core import lifecycle
+from core.context import AppContext
 from core.db.models import Tenant
 from core.deployments import current_deployment
 from core.errors import Forbidden, InvalidInput
@@ -71,11 +73,22 @@ def web_ui_auth(user: CurrentUser) -> None:
 
 
 @router.get("/tenants")
-def all_tenants(_admin: PlatformAdmin, ctx: ContextDep) -> list[AdminTenant]:
-    """Every tenant with state, plan, billing status and a Temporal UI link."""
+def all_tenants(_admin: PlatformAdmin, ctx: ContextDep, page: Page) -> list[AdminTenant]:
+    """Every tenant, newest first, with state, plan, billing status and a Temporal UI link
+    (paginated: see the ``Link`` header)."""
     with ctx.db.system_session() as session:
+        keys = session.execute(select(Tenant.id, Tenant.created_at)).all()
+        shown = page.slice(keys, key=lambda r: [r.created_at.isoformat(), r.id], descending=True)
+    return admin_tenants(ctx, [r.id for r in shown])
+
+
+def admin_tenants(ctx: AppContext, ids: list[str] | None = None) -> list[AdminTenant]:
+    """The admin's rows for tenants ``ids`` in that order (None: every tenant, newest first)."""
+    with ctx.db.system_session() as session:
+        if ids is None:
+            ids = list(session.scalars(select(Tenant.id).order_by(Tenant.created_at.desc())))
         out = []
-        for t in session.scalars(select(Tenant).order_by(Tenant.created_at.desc())):
+        for t in (session.get_one(Tenant, tid) for tid in ids):
             dep = current_deployment(session, t.id)
             out.append(AdminTenant(
                 id=t.id, name=t.name, plan=t.plan, billing_status=t.billing_status,

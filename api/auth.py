@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, CurrentUser
+from api.pagination import Page
 from api.schemas import UtcDatetime
 from core import account_email, accounts
 from core.db.models import User
@@ -208,9 +209,11 @@ def create_token(body: TokenIn, user: CurrentUser, ctx: ContextDep) -> TokenOut:
 
 
 @router.get("/tokens")
-def list_tokens(user: CurrentUser, ctx: ContextDep) -> list[TokenInfo]:
-    """Your live tokens (the last four characters only)."""
-    return list_api_tokens(ctx, user)
+def list_tokens(user: CurrentUser, ctx: ContextDep, page: Page) -> list[TokenInfo]:
+    """Your live tokens, newest first (the last four characters only; paginated)."""
+    return page.slice(
+        list_api_tokens(ctx, user), key=lambda t: [t.created_at.isoformat(), t.id], descending=True
+    )
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from api.pagination import Page
 from bundles.catalog import Catalog
 from core.plans import PLANS, Plan, get_plan
 
@@ -22,13 +23,14 @@ class BundleOut(BaseModel):
 
 
 @router.get("/plans")
-def plans() -> list[Plan]:
-    """Every plan with its limits."""
-    return list(PLANS.values())
+def plans(page: Page) -> list[Plan]:
+    """Every plan with its limits, cheapest first (paginated like every list)."""
+    ordered = list(PLANS.values())
+    return page.slice(ordered, key=ordered.index)
 
 
 @router.get("/bundles")
-def bundles(request: Request, plan: str | None = None) -> list[BundleOut]:
+def bundles(request: Request, page: Page, plan: str | None = None) -> list[BundleOut]:
     """The latest bundle versions (only those a plan allows, when ``plan`` is given)."""
     catalog: Catalog = request.app.state.catalog
     manifests = (
@@ -36,10 +38,11 @@ def bundles(request: Request, plan: str | None = None) -> list[BundleOut]:
         if plan
         else [catalog.versions(b)[0] for b in catalog.ids()]
     )
+    shown = page.slice(list(manifests), key=lambda m: m.id)
     return [
         BundleOut(
             id=m.id, version=m.version, name=m.name, description=m.description,
             agents=list(m.agents), teams=list(m.teams), plans=list(m.plans),
         )
-        for m in manifests
+        for m in shown
     ]  # fmt: skip

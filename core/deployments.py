@@ -83,14 +83,14 @@ def record_transition(
     return True
 
 
-def deployment_events(session: Session, tenant_id: str, limit: int = 100) -> list[DeploymentEvent]:
-    """The tenant's state history, newest first."""
-    stmt = (
-        select(DeploymentEvent)
-        .where(DeploymentEvent.tenant_id == tenant_id)
-        .order_by(DeploymentEvent.id.desc())
-        .limit(limit)
-    )
+def deployment_events(
+    session: Session, tenant_id: str, limit: int = 100, before_id: int | None = None
+) -> list[DeploymentEvent]:
+    """The tenant's state history, newest first (older than event ``before_id`` if given)."""
+    stmt = select(DeploymentEvent).where(DeploymentEvent.tenant_id == tenant_id)
+    if before_id is not None:
+        stmt = stmt.where(DeploymentEvent.id < before_id)
+    stmt = stmt.order_by(DeploymentEvent.id.desc()).limit(limit)
     return list(session.scalars(stmt))
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from api.admin import SignalIn, all_tenants, send_signal
+from api.admin import SignalIn, admin_tenants, send_signal
 from api.dashboard.render import context_of, page, redirect
 from api.deps import PlatformAdmin
 from core.errors import TinyClawError
@@ -19,7 +19,7 @@ ADMIN_SIGNALS = ("kill_switch", "lift_kill_switch", "force_restart")
 @router.get("")
 def admin_page(request: Request, admin: PlatformAdmin) -> Response:
     """Every tenant with state, plan, billing status and its workflows in the Temporal UI."""
-    return page(request, "admin.html", tenants=all_tenants(admin, context_of(request)))
+    return page(request, "admin.html", tenants=admin_tenants(context_of(request)))
 
 
 @router.post("/tenants/{tenant_id}/signal")
@@ -39,6 +39,6 @@ async def admin_signal(
         body = SignalIn(signal=signal, reason=reason, confirm=confirm == "yes")  # type: ignore[arg-type]
         await send_signal(tenant_id, body, admin, ctx)
     except TinyClawError as exc:
-        tenants = all_tenants(admin, ctx)
+        tenants = admin_tenants(ctx)
         return page(request, "admin.html", exc.status_code, tenants=tenants, error=exc.message)
     return redirect(request, "/app/admin?notice=signal")

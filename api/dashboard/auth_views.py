@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from api.auth import check_signup_rate, guarded_login
 from api.auth_email import check_email_rate, confirm_reset, confirm_verification, request_reset
 from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
-from api.tenants.endpoints import list_mine
+from api.tenants.endpoints import my_bots
 from core import account_email, accounts, sessions
 from core.accounts import Principal
 from core.errors import TinyClawError, Unauthorized
@@ -46,7 +46,7 @@ def _login_response(request: Request, token: str, to: str) -> Response:
 async def home(request: Request, user: WebUser) -> Response:
     """The user's bots, or the wizard when there are none yet."""
     ctx = context_of(request)
-    bots = await list_mine(user, ctx)
+    bots = await my_bots(ctx, user.user_id)
     if not bots and not request.query_params.get("notice"):
         return redirect(request, "/app/new")
     return page(request, "bots.html", bots=bots)

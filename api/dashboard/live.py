@@ -43,7 +43,7 @@ async def _live_values(request: Request, access: TenantAccess) -> dict[str, Any]
     bot = await tenant_view(ctx, access.tenant_id, access.role)
     action = current_action(bot)
     steps = await workflow_steps(ctx, action.workflow_id) if action else []
-    events = events_view(ctx, access.tenant_id, 20)
+    events, _ = events_view(ctx, access.tenant_id, 20)
     return {"bot": bot, "action": action, "steps": steps, "events": events,
             "settled": is_settled(bot)}  # fmt: skip
 

@@ -63,7 +63,7 @@ async def render_bot(
     history = list(reversed(bot.workflow.history)) if bot.workflow else []
     return page(
         request, "bot.html", status_code, bot=bot, feed=feed, usage=usage, history=history,
-        events=events_view(ctx, access.tenant_id, 20), action=action, steps=steps,
+        events=events_view(ctx, access.tenant_id, 20)[0], action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
         models_error=models_error, plans=list(PLANS.values()), **extra,

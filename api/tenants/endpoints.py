@@ -8,6 +8,7 @@ import httpx
 from fastapi import APIRouter, Header, Query, Request, status
 
 from api.deps import ContextDep, CurrentUser, TenantAccess, TenantAccessInfo, TenantOwner
+from api.pagination import Page
 from api.tenants import schemas as s
 from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
 from api.tenants.service import call_runtime, events_view, request_reconfigure, tenant_view
@@ -64,10 +65,21 @@ async def create(body: s.TenantIn, user: CurrentUser, ctx: ContextDep) -> s.Tena
 
 
 @router.get("")
-async def list_mine(user: CurrentUser, ctx: ContextDep) -> list[s.TenantOut]:
-    """Every bot you belong to."""
+async def list_mine(user: CurrentUser, ctx: ContextDep, page: Page) -> list[s.TenantOut]:
+    """Every bot you belong to, oldest first (paginated: see the ``Link`` header)."""
     with ctx.db.system_session() as session:
-        mine = [(t.id, role) for t, role in tenants_of(session, user.user_id)]
+        mine = [
+            (t.id, role, [t.created_at.isoformat(), t.id])
+            for t, role in tenants_of(session, user.user_id)
+        ]
+    shown = page.slice(mine, key=lambda row: row[2])
+    return [await tenant_view(ctx, tid, role, detail=False) for tid, role, _key in shown]
+
+
+async def my_bots(ctx: AppContext, user_id: str) -> list[s.TenantOut]:
+    """Every bot the user belongs to, oldest first, in one list (the dashboard's)."""
+    with ctx.db.system_session() as session:
+        mine = [(t.id, role) for t, role in tenants_of(session, user_id)]
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role in mine]
 
 
@@ -80,11 +92,14 @@ async def get(access: TenantAccess, ctx: ContextDep) -> s.TenantOut:
 
 
 @router.get("/{tenant_id}/events")
-def events(
-    access: TenantAccess, ctx: ContextDep, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> list[s.EventOut]:
-    """The deployment's state history (newest first), with times and reasons."""
-    return events_view(ctx, access.tenant_id, limit)
+def events(access: TenantAccess, ctx: ContextDep, page: Page) -> list[s.EventOut]:
+    """The deployment's state history (newest first), with times and reasons (paginated)."""
+    before = page.after
+    if before is not None and not isinstance(before, int):
+        raise InvalidInput("This cursor belongs to another list.", code="bad_cursor")
+    rows, last_id = events_view(ctx, access.tenant_id, page.limit, before_id=before)
+    page.next_page(last_id)
+    return rows
 
 
 @router.put("/{tenant_id}/telegram")

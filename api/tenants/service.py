@@ -102,13 +102,17 @@ async def tenant_view(
     return out
 
 
-def events_view(ctx: AppContext, tenant_id: str, limit: int) -> list[EventOut]:
-    """The deployment's state history, newest first."""
+def events_view(
+    ctx: AppContext, tenant_id: str, limit: int, before_id: int | None = None
+) -> tuple[list[EventOut], int | None]:
+    """A page of the deployment's state history, newest first, and the key of its last
+    event when older ones remain (None on the last page)."""
     with ctx.db.tenant_session(tenant_id) as session:
-        return [
-            EventOut.model_validate(e, from_attributes=True)
-            for e in deployment_events(session, tenant_id, limit)
-        ]
+        rows = deployment_events(session, tenant_id, limit + 1, before_id=before_id)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        out = [EventOut.model_validate(e, from_attributes=True) for e in rows]
+        return out, (rows[-1].id if more and rows else None)
 
 
 def runtime_reader(ctx: AppContext) -> RuntimeReader:
