@@ -21,7 +21,7 @@ from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
 from core.errors import InvalidInput, TinyClawError
 from core.plans import PLANS
-from gateway.rollup import usage_summary
+from gateway.control import usage_summary
 
 router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)
 SIMPLE_ACTIONS = {"pause": api.pause, "resume": api.resume, "restart": api.restart}
