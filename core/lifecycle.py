@@ -211,12 +211,12 @@ async def send_command(
     With an ``idempotency_key`` the update ID is derived from it, so Temporal answers a
     repeated request with the first answer instead of queueing the command twice.
     """
-    kw = {}
+    update_id = None
     if idempotency_key:
         digest = hashlib.sha256(f"{command.actor}\n{idempotency_key}".encode()).hexdigest()
-        kw["id"] = f"command-{digest[:32]}"
+        update_id = f"command-{digest[:32]}"
     accepted: CommandAccepted = await _update_with_start(
-        ctx, tenant_id, TenantWorkflow.command, command, **kw
+        ctx, tenant_id, TenantWorkflow.command, command, id=update_id
     )
     return accepted
 
