@@ -14,6 +14,7 @@ from api.tenants.schemas import (
     EventOut,
     ReconfigureOut,
     TenantOut,
+    UsageOut,
     WorkflowView,
 )
 from bundles.catalog import load_catalog
@@ -27,6 +28,8 @@ from core.provisioning import Provisioner
 from core.runtime_reads import RuntimeReader
 from core.runtimes.select import select_driver
 from core.tenants import require_tenant
+from gateway.metering import month_start
+from gateway.rollup import plan_usage
 from workflows.activity_models import RuntimeCallResult
 from workflows.models import Action, Command
 
@@ -91,6 +94,8 @@ async def tenant_view(
                 for c in cred_rows if c.kind in (creds.TELEGRAM, creds.PROVIDER_KEY)
             ],
         )  # fmt: skip
+        if detail:
+            out.usage = UsageOut(**plan_usage(session, tenant_id, tenant.plan, month_start()))
     if detail:
         state = await query_state(ctx, tenant_id)
         if state is not None:
