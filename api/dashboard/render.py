@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,14 +14,27 @@ from api.dashboard.middleware import PRE_COOKIE, new_pre_token
 from core.accounts import Principal
 from core.context import AppContext
 from core.sessions import WebLogin
+from core.settings import Settings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 # Everything the pages load is ours: no inline script, no third-party origin.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self' https://checkout.stripe.com "
-    "https://billing.stripe.com; base-uri 'none'"
+    "https://billing.stripe.com{extra}; base-uri 'none'"
 )
+
+
+def csp_for(settings: Settings) -> str:
+    """The page CSP. Forms may lead to Stripe's Checkout and portal; an installation whose
+    Stripe API is elsewhere (``TCC_STRIPE_API_BASE``: a Stripe-compatible or test server)
+    serves its checkout pages from that origin, and the browser follows a form's redirect
+    there only if ``form-action`` names it."""
+    parts = urlsplit(settings.stripe_api_base or "")
+    origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
+    return CSP.format(extra=origin if parts.netloc else "")
+
+
 # Fixed messages picked by code from the query string, so a link can never inject text.
 NOTICES = {
     "signed_up": "Welcome! Your account is ready. Let's create your first bot.",
@@ -74,7 +88,7 @@ def page(request: Request, template: str, status_code: int = 200, **values: Any)
         },
         status_code=status_code,
     )  # fmt: skip
-    secure_headers(response)
+    secure_headers(response, settings)
     if fresh_pre:
         response.set_cookie(
             PRE_COOKIE, fresh_pre, httponly=True, samesite="strict", secure=is_https(request),
@@ -83,9 +97,9 @@ def page(request: Request, template: str, status_code: int = 200, **values: Any)
     return response
 
 
-def secure_headers(response: Response) -> None:
+def secure_headers(response: Response, settings: Settings) -> None:
     """Headers every dashboard response carries."""
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Content-Security-Policy"] = csp_for(settings)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"

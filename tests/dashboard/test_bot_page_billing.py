@@ -41,3 +41,17 @@ async def test_a_cancelled_bot_offers_a_subscribe_again_checkout(
     [session] = billing_on.checkout_sessions.values()
     assert r.headers["location"] == session["url"]
     assert session["_line_items"][0]["price"] == "price_pro"
+
+
+async def test_forms_may_lead_to_the_configured_stripe_checkout(
+    browsers: Callable[[], httpx.AsyncClient],
+    billing_on: FakeStripe,  # noqa: F811
+) -> None:
+    """Pay and deploy redirects the form to Checkout: a browser follows it only when the
+    page's CSP form-action names Checkout's origin (here the configured Stripe API base)."""
+    b = await sign_up(browsers)
+    tid = await new_bot(b, "Paying", plan="pro")
+    csp = (await b.client.get(f"/app/bots/{tid}")).headers["content-security-policy"]
+    form_action = next(d for d in csp.split(";") if d.strip().startswith("form-action"))
+    assert billing_on.url in form_action.split()
+    assert "https://checkout.stripe.com" in form_action.split()
