@@ -276,6 +276,15 @@ async def journey(page: Page, prod: Prod) -> None:
     assert await ask(prod, token, STRANGER, "after the restart", 2) == "managed answer"
     assert len(prod.telegram.sent_messages(token, OTHER)) == 1  # never approved: no answer
 
+    # The bot page counts the answered calls against the Pro plan's quota and budget.
+    async def counted() -> str | None:
+        await page.goto(f"/app/bots/{tid}")
+        text = await page.locator("#usage-messages").inner_text()
+        return text if re.match(r"\s*[3-9] of 20,000", text) else None
+
+    await wait_for("usage on the bot page", counted, timeout=30)
+    await expect(page.locator("#usage-spend")).to_contain_text("of $40.00")
+
     # Upgrade and downgrade in the portal: Stripe's subscription.updated changes the
     # container's limits and what the gateway lets the bot call.
     assert limits_of(tid) == plan_limits("pro")
