@@ -291,7 +291,21 @@ async def journey(page: Page, prod: Prod) -> None:
     assert "house/max" not in await gateway_models(prod, tid)
     [sub_id] = list(prod.stripe.subscriptions)
     for plan in ("business", "pro"):
-        await prod.webhook(prod.stripe.update_subscription(sub_id, price=PRICES[plan]))
+        if plan == "business":  # the upgrade from the bot page: Stripe is asked, then says so
+            await page.goto(f"/app/bots/{tid}")
+            await page.locator("#plan-choice").select_option(plan)
+            await page.get_by_role("button", name="Change plan").click()
+            await expect(page.locator(".notice")).to_contain_text("Stripe is moving")
+            assert (
+                prod.stripe.subscriptions[sub_id]["items"]["data"][0]["price"]["id"]
+                == (PRICES[plan])
+            )
+            await prod.webhook(prod.stripe.outbox.pop())
+        else:  # the downgrade in the Customer Portal: only Stripe's event tells us
+            await page.goto(f"/app/bots/{tid}")
+            await page.get_by_role("button", name="Manage payment and plan").click()
+            await page.wait_for_url(re.compile(re.escape(prod.stripe.url) + r"/portal/"))
+            await prod.webhook(prod.stripe.update_subscription(sub_id, price=PRICES[plan]))
 
         async def applied(plan: str = plan) -> bool:
             attrs = await asyncio.to_thread(container, tid)
