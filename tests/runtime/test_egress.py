@@ -144,3 +144,26 @@ def test_a_uvicorn_upstream_answers_through_the_proxy(monkeypatch, http: str) ->
             await task
 
     assert asyncio.run(_with_proxy(base, body)) == (200, {"echo": {"q": 1}})
+
+
+def test_a_connection_closed_without_an_answer_says_so() -> None:
+    """The runtime's log names the failure an operator must look for (the gateway or the
+    egress proxy hung up), not a bare exception class."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async def body() -> str:
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await httpclient.request_json("POST", f"http://127.0.0.1:{port}/v1/x", {"a": 1})
+        except httpclient.HttpError as exc:
+            return str(exc)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return "answered"
+
+    assert asyncio.run(body()) == "connection closed before a response"
