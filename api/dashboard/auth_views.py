@@ -71,7 +71,10 @@ def signup(request: Request, email: Email, password: Password) -> Response:
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
             welcome = account_email.verification_email(ctx.settings, user)
     except TinyClawError as exc:
-        return page(request, "signup.html", exc.status_code, error=exc.message, email=email)
+        return page(
+            request, "signup.html", exc.status_code, error=exc.message, email=email,
+            error_code=exc.code,
+        )  # fmt: skip
     account_email.deliver(ctx, welcome)
     return _login_response(request, token, "/app/new?notice=signed_up")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +25,7 @@ import docker
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Error as PlaywrightError
 from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
@@ -42,7 +42,12 @@ from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.stripe_api import FakeStripe, signed
 from tests.fakes.telegram import FakeTelegram
 from tests.lifecycle_stack import Stack, cleanup_tenants, start_stack
-from tests.workflows.test_provider_docker import HostServer
+from tests.workflows.test_provider_docker import (
+    OWN_IMAGE,
+    HostServer,
+    build_own_image,
+    own_image_catalog,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.browser]
 
@@ -103,17 +108,17 @@ async def prod(
 ) -> AsyncIterator[Prod]:  # fmt: skip
     if os.environ.get("TCC_SKIP_DOCKER") == "1":
         pytest.skip("TCC_SKIP_DOCKER=1")
-    built = await asyncio.to_thread(
-        subprocess.run, [str(BUILD_SCRIPT)], capture_output=True, text=True
-    )
-    assert built.returncode == 0, built.stderr
+    await build_own_image()
     monkeypatch.setenv("TCC_GATEWAY_AUTH_CACHE_TTL_S", "0")  # plan changes reach it at once
     provider = FakeOpenAI(api_key=PLATFORM_KEY, models=["up-fast", "up-smart", "up-max"]).start()
     own = FakeOpenAI(api_key=TENANT_KEY, models=["tenant-model-a", "tenant-model-b"]).start()
     stripe = FakeStripe(prices={price: plan for plan, price in PRICES.items()}).start()
     port = free_port()
     try:
-        async for stack in start_stack(tmp_path, temporal_env, fakes, "docker"):
+        async for stack in start_stack(
+            tmp_path, temporal_env, fakes, "docker", catalog=own_image_catalog(tmp_path),
+            runtime_image=OWN_IMAGE,
+        ):  # fmt: skip
             s = stack.ctx.settings
             s.gateway_public_url = f"http://127.0.0.1:{port}/v1"
             s.upstream_urls, s.upstream_api_key = [provider.base_url], SecretStr(PLATFORM_KEY)
@@ -192,9 +197,21 @@ async def gateway_models(prod: Prod, tid: str) -> set[str]:
     return {m["id"] for m in r.json()["data"]}
 
 
+async def visit(page: Page, path: str) -> None:
+    """Open ``path``; a page still polling may reload itself (htmx ``HX-Refresh`` once its
+    action settles) just as we navigate, which aborts our navigation: then go again."""
+    for attempt in range(3):
+        try:
+            await page.goto(path)
+            return
+        except PlaywrightError as exc:
+            if "ERR_ABORTED" not in str(exc) or attempt == 2:
+                raise
+
+
 async def live_state(page: Page, tid: str, state: str) -> None:
     """Wait on the bot page until nothing is in flight and the bot is in ``state``."""
-    await page.goto(f"/app/bots/{tid}")
+    await visit(page, f"/app/bots/{tid}")
     live = page.locator("#live")
     await expect(live).to_have_attribute("data-state", state, timeout=120_000)
     await expect(live).to_have_attribute("data-settled", "yes", timeout=120_000)
@@ -207,7 +224,7 @@ async def pay(prod: Prod, page: Page) -> None:
     session_id = page.url.rsplit("/", 1)[1]
     session = prod.stripe.checkout_sessions[session_id]
     await prod.webhook(*prod.stripe.complete_checkout(session_id))
-    await page.goto(str(session["success_url"]))
+    await visit(page, str(session["success_url"]))
 
 
 async def test_production_journey(browser: Browser, prod: Prod) -> None:
@@ -262,7 +279,7 @@ async def journey(page: Page, prod: Prod) -> None:
     assert code, first
     other = await ask(prod, token, OTHER, "me too", 0)
     assert CODE.search(other) and "managed answer" not in other
-    await page.goto(f"/app/bots/{tid}")
+    await visit(page, f"/app/bots/{tid}")
     pending = page.locator(".pairing-pending li", has_text=code.group(1))
     await expect(pending).to_be_visible()
     await pending.get_by_role("button", name="Approve").click()
@@ -278,7 +295,7 @@ async def journey(page: Page, prod: Prod) -> None:
 
     # The bot page counts the answered calls against the Pro plan's quota and budget.
     async def counted() -> str | None:
-        await page.goto(f"/app/bots/{tid}")
+        await visit(page, f"/app/bots/{tid}")
         text = await page.locator("#usage-messages").inner_text()
         return text if re.match(r"\s*[3-9] of 20,000", text) else None
 
@@ -292,17 +309,17 @@ async def journey(page: Page, prod: Prod) -> None:
     [sub_id] = list(prod.stripe.subscriptions)
     for plan in ("business", "pro"):
         if plan == "business":  # the upgrade from the bot page: Stripe is asked, then says so
-            await page.goto(f"/app/bots/{tid}")
+            await visit(page, f"/app/bots/{tid}")
             await page.locator("#plan-choice").select_option(plan)
             await page.get_by_role("button", name="Change plan").click()
-            await expect(page.locator(".notice")).to_contain_text("Stripe is moving")
+            await expect(page.locator("#plan-outcome")).to_contain_text("Stripe is moving")
             assert (
                 prod.stripe.subscriptions[sub_id]["items"]["data"][0]["price"]["id"]
                 == (PRICES[plan])
             )
             await prod.webhook(prod.stripe.outbox.pop())
         else:  # the downgrade in the Customer Portal: only Stripe's event tells us
-            await page.goto(f"/app/bots/{tid}")
+            await visit(page, f"/app/bots/{tid}")
             await page.get_by_role("button", name="Manage payment and plan").click()
             await page.wait_for_url(re.compile(re.escape(prod.stripe.url) + r"/portal/"))
             await prod.webhook(prod.stripe.update_subscription(sub_id, price=PRICES[plan]))
@@ -322,7 +339,7 @@ async def journey(page: Page, prod: Prod) -> None:
 
     # BYOK with a chosen model: the tenant's provider answers, with the tenant's key.
     prod.own.script("own provider answer", model="tenant-model-b")
-    await page.goto(f"/app/bots/{tid}/setup/model")
+    await visit(page, f"/app/bots/{tid}/setup/model")
     await page.locator("#mode-byok").check()
     await page.locator("#provider").select_option("custom")
     await page.locator("#api_key").fill(TENANT_KEY)

@@ -9,7 +9,9 @@ answered by the operator's provider (through the catalog), never the demo model 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -24,6 +26,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
+from bundles.catalog import Catalog, load_catalog
 from core.db.models import Tenant
 from core.model_catalog import CatalogModel
 from core.tenants import require_tenant
@@ -31,7 +34,7 @@ from gateway.app import create_app as create_gateway
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
-from tests.lifecycle_stack import Stack, cleanup_tenants, start_stack
+from tests.lifecycle_stack import SHIPPED_IMAGE, Stack, cleanup_tenants, start_stack
 from tests.workflows.helpers import run
 from workflows.models import Action
 
@@ -40,6 +43,29 @@ pytestmark = pytest.mark.docker
 PLATFORM_KEY = "sk-platform-managed-key-0000002"
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts/build-runtime-image.sh"
 OWNER = 5151
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# This checkout's runtime image under its own tag: the shared tinyclaw/runtime:dev is rebuilt
+# from other checkouts at any moment, so a test of runtime/ code must run its own build.
+OWN_IMAGE = "tinyclaw/runtime:wt-" + hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+
+
+async def build_own_image() -> None:
+    """Build this checkout's runtime image (cached layers make a rebuild cheap)."""
+    built = await asyncio.to_thread(
+        subprocess.run, [str(BUILD_SCRIPT), OWN_IMAGE], capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stderr
+
+
+def own_image_catalog(tmp: Path) -> Catalog:
+    """The shipped bundles, their runtime image replaced by this checkout's build."""
+    dest = tmp / "own-catalog"
+    shutil.copytree(ROOT / "bundles" / "catalog", dest)
+    for toml in dest.rglob("bundle.toml"):
+        toml.write_text(toml.read_text().replace(SHIPPED_IMAGE, OWN_IMAGE))
+    return load_catalog(dest)
 
 
 class HostServer:
@@ -80,14 +106,14 @@ async def gateway_docker_stack(
     """Docker-driver stack, a real gateway on the host, the operator's provider behind it."""
     if os.environ.get("TCC_SKIP_DOCKER") == "1":
         pytest.skip("TCC_SKIP_DOCKER=1")
-    built = await asyncio.to_thread(
-        subprocess.run, [str(BUILD_SCRIPT)], capture_output=True, text=True
-    )
-    assert built.returncode == 0, built.stderr
+    await build_own_image()
     monkeypatch.setenv("TCC_GATEWAY_AUTH_CACHE_TTL_S", "0")
     provider = FakeOpenAI(api_key=PLATFORM_KEY).start()
     port = free_port()
-    async for stack in start_stack(tmp_path, temporal_env, fakes, "docker"):
+    async for stack in start_stack(
+        tmp_path, temporal_env, fakes, "docker", catalog=own_image_catalog(tmp_path),
+        runtime_image=OWN_IMAGE,
+    ):  # fmt: skip
         settings = stack.ctx.settings
         settings.gateway_public_url = f"http://127.0.0.1:{port}/v1"
         settings.upstream_urls = [provider.base_url]
