@@ -83,15 +83,19 @@ def usage_summary(session: Session, tenant_id: str, since: datetime) -> dict[str
     }
 
 
-def plan_usage(session: Session, tenant_id: str, plan_id: str, since: datetime) -> dict[str, Any]:
-    """This period's usage against the plan, counted the way the gateway enforces it.
+def plan_usage(
+    session: Session, tenant_id: str, plan_id: str, since: datetime | None = None
+) -> dict[str, Any]:
+    """This month's (or since ``since``) usage against the plan, counted the way the gateway
+    enforces it.
 
     Messages are answered model calls (the plan's ``monthly_messages``); spend is managed
     spend only (BYOK calls cost the tenant directly and never hit the budget).
     """
     from core.plans import get_plan
-    from gateway.metering import ANSWERED
+    from gateway.metering import ANSWERED, month_start
 
+    since = since or month_start()
     plan = get_plan(plan_id)
     where = (UsageEvent.tenant_id == tenant_id, UsageEvent.created_at >= since)
     answered, inp, out = session.execute(

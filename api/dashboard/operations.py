@@ -21,8 +21,8 @@ from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
 from core.errors import InvalidInput, TinyClawError
 from core.plans import PLANS
-from gateway.rollup import usage_summary
-from workflows.models import Action
+from core.workflow_models import Action
+from gateway.control import usage_summary
 from workflows.tenant import BLOCKED_ALLOWED, SOURCES, TARGETS
 
 router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)

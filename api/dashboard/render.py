@@ -217,12 +217,13 @@ def _flash_mac(login: WebLogin, payload: bytes) -> str:
 def outcome_redirect(
     request: Request, url: str, section: str, message: str, *, error: bool = True
 ) -> Response:
-    """Post/redirect/get for a form's outcome: 303 to ``url#section``, the outcome shown there.
+    """Post/redirect/get for a form's outcome: 303 to ``url#{section}-outcome``, the outcome
+    shown there (focusable, so the browser scrolls to it and moves the focus onto it).
 
     The message rides in a short-lived cookie bound to the session (HMAC with its CSRF
     secret), so Back never asks to resubmit a form and no link can put words on our page.
     """
-    response = redirect(request, f"{url}#{section}")
+    response = redirect(request, f"{url}#{section}-outcome")
     login = web_login(request)
     if login is not None:
         payload = json.dumps({"s": section, "m": message, "e": error}).encode()

@@ -17,8 +17,8 @@ from api.tenants import endpoints as api
 from api.tenants import schemas as s
 from api.tenants.model_service import PRESETS, choose_model, models_view
 from api.tenants.service import request_reconfigure, tenant_view
-from bundles.catalog import Catalog
 from core import credentials as creds
+from core.bundles.catalog import Catalog
 from core.context import AppContext
 from core.errors import InvalidInput, TinyClawError
 from core.plans import PLANS, get_plan

@@ -25,11 +25,6 @@ document.addEventListener("htmx:afterSettle", function (event) {
   var alert = document.querySelector("#main [role=alert]");
   if (alert) { alert.setAttribute("tabindex", "-1"); alert.focus(); }
 });
-document.addEventListener("DOMContentLoaded", function () {
-  // After a post/redirect/get the outcome is next to its form: bring it into view.
-  var outcome = document.querySelector("[id$=-outcome], #delete-error");
-  if (outcome) { outcome.focus(); }
-});
 document.addEventListener("htmx:afterSwap", function (event) {
   // Keep the newest sandbox message in view.
   var log = event.target.querySelector && event.target.querySelector(".chat-log");

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from bundles.catalog import load_catalog
+from core.bundles.catalog import load_catalog
 from core.context import AppContext
 from core.db import Database
 from core.db.models import Tenant, new_id

@@ -27,10 +27,10 @@ async def test_reset_switch_and_delete_show_their_results(
     assert "Type the bot's name" in page and "data" in page.lower()
 
     r = await b.post(f"/app/bots/{tid}/reset", {})
-    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#reset")
+    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#reset-outcome")
     assert "confirm" in outcome(await b.client.get(f"/app/bots/{tid}"), "reset")
     r = await b.post(f"/app/bots/{tid}/reset", {"confirm": "yes"})
-    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#reset")
+    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#reset-outcome")
     assert "Reset queued" in outcome(await b.client.get(f"/app/bots/{tid}"), "reset")
     await wait_settled(b, tid, "healthy")
 
@@ -44,12 +44,12 @@ async def test_reset_switch_and_delete_show_their_results(
     assert 'data-state="healthy"' in (await b.client.get(f"/app/bots/{tid}/live")).text
 
     r = await b.post(f"/app/bots/{tid}/delete", {"confirm_name": "ops bot"})
-    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#delete")
+    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#delete-outcome")
     page = (await b.client.get(f"/app/bots/{tid}")).text
     delete_section = page.split('id="delete"')[1]
-    assert 'id="delete-error"' in delete_section and "exact name" in delete_section
+    assert 'id="delete-outcome"' in delete_section and "exact name" in delete_section
     # The outcome is shown once: a reload (or Back) shows the page without it.
-    assert 'id="delete-error"' not in (await b.client.get(f"/app/bots/{tid}")).text
+    assert 'id="delete-outcome"' not in (await b.client.get(f"/app/bots/{tid}")).text
     r = await b.post(f"/app/bots/{tid}/delete", {"confirm_name": "Ops bot"})
     assert r.status_code == 303 and r.headers["location"] == "/app?notice=deleted"
     await wait_settled(b, tid, "deleted")

@@ -26,17 +26,17 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
-from bundles.catalog import Catalog, load_catalog
+from core.bundles.catalog import Catalog, load_catalog
 from core.db.models import Tenant
 from core.model_catalog import CatalogModel
 from core.tenants import require_tenant
+from core.workflow_models import Action
 from gateway.app import create_app as create_gateway
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
 from tests.lifecycle_stack import SHIPPED_IMAGE, Stack, cleanup_tenants, start_stack
 from tests.workflows.helpers import run
-from workflows.models import Action
 
 pytestmark = pytest.mark.docker
 

@@ -29,7 +29,7 @@ from core.db.models import AuditLog, Tenant
 from core.deployments import current_deployment, get_tenant, last_command_seq
 from core.errors import Conflict, RateLimited
 from core.temporal.readiness import readiness, unavailable
-from workflows.models import (
+from core.workflow_models import (
     BillingEvent,
     BillingEventResult,
     Command,
