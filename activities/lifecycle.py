@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,10 +26,10 @@ from bundles.schema import BundleManifest
 from bundles.switch import check_switch
 from core import config_snapshot
 from core import credentials as creds
-from core.backups import BACKUP_KEY, backup_key, seal_file
+from core.backups import BACKUP_KEY, backup_key
 from core.channels.telegram import get_me
 from core.db import Database
-from core.db.models import AuditLog, Tenant
+from core.db.models import AuditLog, Tenant, TenantBackup
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
 from core.errors import PlanLimitExceeded, TinyClawError
@@ -37,6 +38,7 @@ from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from core.secrets.base import secret_ref
+from core.tenant_backups import TenantBackups
 from core.tenants import purge_personal_data
 from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
@@ -466,15 +468,11 @@ class LifecycleActivities:
             await self._thread(self._sealed_backup, data.tenant_id, dest)
 
     def _sealed_backup(self, tenant_id: str, dest: Path) -> None:
-        key = backup_key(self.store, tenant_id)
-        assert key is not None
-        plain = dest.with_name(".final.partial")
-        try:
-            self.driver.snapshot(tenant_id, str(plain))
-            plain.chmod(0o600)
-            seal_file(plain, dest, key, tenant_id)
-        finally:
-            plain.unlink(missing_ok=True)  # the plain tar never outlives this call
+        # Recorded like every other backup, so a deleted bot's can be listed and restored.
+        backups = TenantBackups(
+            db=self.db, store=self.store, driver=self.driver, root=self.backups_dir
+        )
+        backups.take(tenant_id, "deletion", "deletion", filename=dest.name)
 
     @activity.defn
     @mapped
@@ -491,6 +489,9 @@ class LifecycleActivities:
                     folder.rmdir()
             self.store.delete(secret_ref(data.tenant_id, BACKUP_KEY))
             with self.db.tenant_session(data.tenant_id) as session:
+                session.execute(
+                    delete(TenantBackup).where(TenantBackup.tenant_id == data.tenant_id)
+                )
                 purge_personal_data(session, data.tenant_id)
 
         await self._thread(run)

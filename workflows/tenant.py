@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 from core.deployment_state import DeploymentState as S
 from workflows.activity_models import PurgeInput
+from workflows.backups import RestoreTenantWorkflow
 from workflows.billing import apply_billing_event
 from workflows.common import SHORT, failure_reason
 from workflows.deploy import DeployTenantWorkflow
@@ -73,6 +74,7 @@ CHILDREN: dict[Action, type] = {
     Action.UNSUSPEND: UnsuspendTenantWorkflow,
     Action.DELETE: DeleteTenantWorkflow,
     Action.RECONFIGURE: ReconfigureTenantWorkflow,
+    Action.RESTORE: RestoreTenantWorkflow,
 }
 
 # The states each action may start from, and the state it leads to when it succeeds.
@@ -87,12 +89,13 @@ SOURCES: dict[Action, frozenset[S]] = {
     Action.UNSUSPEND: frozenset({S.SUSPENDED}),
     Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
     Action.RECONFIGURE: frozenset({S.HEALTHY}),
+    Action.RESTORE: frozenset({S.HEALTHY, S.FAILED}),  # a paused bot is resumed first
 }
 TARGETS: dict[Action, S] = {
     Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
     Action.RESTART: S.HEALTHY, Action.RESET_MEMORY: S.HEALTHY, Action.SWITCH_BUNDLE: S.HEALTHY,
     Action.SUSPEND: S.SUSPENDED, Action.UNSUSPEND: S.HEALTHY, Action.DELETE: S.DELETED,
-    Action.RECONFIGURE: S.HEALTHY,
+    Action.RECONFIGURE: S.HEALTHY, Action.RESTORE: S.HEALTHY,
 }  # fmt: skip
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
@@ -270,6 +273,8 @@ class TenantWorkflow(TenantDurability):
             )
         if action == Action.SWITCH_BUNDLE and not cmd.bundle_id:
             return "A bundle switch needs the bundle to switch to."
+        if action == Action.RESTORE and not cmd.backup_id:
+            return "A restore needs the backup to restore."
         return None
 
     def _enqueue(self, cmd: Command) -> CommandAccepted:

@@ -52,7 +52,7 @@ FLOWS = [
     # are in these histories; the ones above replay the unpatched paths).
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
     "delete-failed", "interrupted-start", "switch-stopped",
-    "reconfigure-rollback", "billing-resubscribe",
+    "reconfigure-rollback", "billing-resubscribe", "restore-rollback",
 ]  # fmt: skip
 
 

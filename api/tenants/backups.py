@@ -1,0 +1,109 @@
+"""Tenant backups (issue 14): list, take one now, restore one as a lifecycle action."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, Field
+
+from api.deps import ContextDep, TenantAccess, TenantOwner
+from api.pagination import Page
+from api.tenants.endpoints import IdempotencyKey
+from api.tenants.endpoints import _command as run_command
+from api.tenants.schemas import AcceptedOut
+from core.context import AppContext
+from core.deployments import current_deployment
+from core.errors import Conflict, InvalidInput, RateLimited
+from core.ratelimit import SlidingWindow
+from core.tenant_backups import BACKED_UP_STATES, backup_id, list_backups, require_backup
+from core.tenants import audit
+from workflows.activity_models import BackupInput
+from workflows.backups import BackupTenantWorkflow
+from workflows.models import Action, Command
+
+router = APIRouter(prefix="/tenants", tags=["backups"])
+# A backup tars and encrypts the whole home: a few per hour per bot is plenty.
+MANUAL_BACKUPS = SlidingWindow(limit=5, window_s=3600)
+
+
+class BackupOut(BaseModel):
+    id: str
+    kind: str = Field(description="scheduled | manual | pre-restore | deletion")
+    size_bytes: int
+    created_at: datetime
+
+
+class BackupAccepted(BaseModel):
+    backup_id: str
+    workflow_id: str
+    status_url: str
+
+
+class RestoreIn(BaseModel):
+    backup_id: str = Field(min_length=1, max_length=64)
+
+
+@router.get("/{tenant_id}/backups")
+def backups(access: TenantAccess, ctx: ContextDep, page: Page) -> list[BackupOut]:
+    """The bot's backups, newest first (paginated: see the ``Link`` header)."""
+    before = page.after
+    if before is not None and not (
+        isinstance(before, list) and len(before) == 2 and all(isinstance(x, str) for x in before)
+    ):
+        raise InvalidInput("This cursor belongs to another list.", code="bad_cursor")
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        rows, last = list_backups(
+            session, access.tenant_id, page.limit, tuple(before) if before else None
+        )
+    page.next_page(list(last) if last else None)
+    return [BackupOut(**row.__dict__) for row in rows]
+
+
+def _check_backup_allowed(ctx: AppContext, tenant_id: str) -> None:
+    with ctx.db.tenant_session(tenant_id) as session:
+        dep = current_deployment(session, tenant_id)
+        state = dep.state if dep else "pending"
+    if state not in BACKED_UP_STATES:
+        raise Conflict(f"Cannot back up while the bot is {state}.", code="backup_not_possible")
+
+
+@router.post("/{tenant_id}/backups", status_code=status.HTTP_202_ACCEPTED)
+async def take_backup(access: TenantAccess, ctx: ContextDep) -> BackupAccepted:
+    """Take a backup now (answers at once; it appears in the list when done)."""
+    _check_backup_allowed(ctx, access.tenant_id)
+    wait = MANUAL_BACKUPS.hit(access.tenant_id)
+    if wait is not None:
+        raise RateLimited(
+            "Too many backups of this bot; wait a while.",
+            code="backups_rate_limited", retry_after=int(wait) + 1,
+        )  # fmt: skip
+    label = f"manual:{uuid.uuid4().hex}"
+    bid = backup_id(access.tenant_id, label)
+    wf_id = f"tenant-{access.tenant_id}-backup-{bid[:12]}"
+    await ctx.temporal.start_workflow(
+        BackupTenantWorkflow.run,
+        BackupInput(tenant_id=access.tenant_id, kind="manual", label=label),
+        id=wf_id,
+        task_queue=ctx.queues.lifecycle,
+    )
+    with ctx.db.system_session() as session:
+        audit(
+            session, tenant_id=access.tenant_id, actor=access.actor, action="backup.requested",
+            workflow_id=wf_id,
+        )  # fmt: skip
+    return BackupAccepted(
+        backup_id=bid, workflow_id=wf_id, status_url=f"/tenants/{access.tenant_id}/backups"
+    )
+
+
+@router.post("/{tenant_id}/restore", status_code=status.HTTP_202_ACCEPTED)
+async def restore(
+    body: RestoreIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+) -> AcceptedOut:
+    """Put a backup back (the current state is backed up first; a failed restore rolls back)."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        require_backup(session, access.tenant_id, body.backup_id)
+    command = Command(action=Action.RESTORE, actor=access.actor, backup_id=body.backup_id)
+    return await run_command(ctx, access, command, idem)
