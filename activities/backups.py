@@ -24,6 +24,7 @@ from workflows.activity_models import (
     BackupInput,
     BackupResult,
     RestoreBackupInput,
+    ScheduledBackupsInput,
     ScheduledBackupsResult,
 )
 
@@ -99,12 +100,11 @@ class BackupActivities:
 
     @activity.defn
     @mapped
-    async def run_scheduled_backups(self) -> ScheduledBackupsResult:
+    async def run_scheduled_backups(self, data: ScheduledBackupsInput) -> ScheduledBackupsResult:
         """Back up every live tenant whose plan's interval has passed; keep the plan's count."""
         result = ScheduledBackupsResult()
-        now = datetime.now(UTC)
-        label = f"scheduled:{now:%Y%m%dT%H%M}"
-        for tid in await asyncio.to_thread(self.backups.due, now):
+        label = f"scheduled:{data.round_id}"
+        for tid in await asyncio.to_thread(self.backups.due, datetime.now(UTC)):
             activity.heartbeat()
             try:
                 await self._take(BackupInput(tenant_id=tid, kind="scheduled", label=label))

@@ -215,6 +215,10 @@ class RestoreBackupInput(BaseModel):
     backup_id: str
 
 
+class ScheduledBackupsInput(BaseModel):
+    round_id: str  # names this round's backups: a retried round finds the ones it took
+
+
 class ScheduledBackupsResult(BaseModel):
     backed_up: list[str] = []
     failed: list[str] = []  # tenants whose backup failed this round (retried next round)

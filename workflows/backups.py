@@ -12,6 +12,7 @@ from workflows.activity_models import (
     BackupInput,
     BackupResult,
     RestoreBackupInput,
+    ScheduledBackupsInput,
     ScheduledBackupsResult,
     TenantRef,
 )
@@ -97,6 +98,7 @@ class ScheduledBackupsWorkflow:
     @workflow.run
     async def run(self) -> ScheduledBackupsResult:
         return await workflow.execute_activity_method(
-            B.run_scheduled_backups, start_to_close_timeout=timedelta(hours=2),
+            B.run_scheduled_backups, ScheduledBackupsInput(round_id=workflow.info().run_id),
+            start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(minutes=5), retry_policy=SHORT["retry_policy"],
         )  # fmt: skip

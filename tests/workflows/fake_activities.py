@@ -42,6 +42,7 @@ from workflows.activity_models import (
     RestoreBackupInput,
     RestoreInput,
     RuntimeStarted,
+    ScheduledBackupsInput,
     ScheduledBackupsResult,
     SnapshotInput,
     SnapshotRef,
@@ -257,7 +258,7 @@ class FakeLifecycle:
         await self._enter("restore_tenant_backup", data)
 
     @activity.defn(name="run_scheduled_backups")
-    async def run_scheduled_backups(self) -> ScheduledBackupsResult:
+    async def run_scheduled_backups(self, data: ScheduledBackupsInput) -> ScheduledBackupsResult:
         return ScheduledBackupsResult()
 
     # ---- bundle switch and notifications ----------------------------------------------
