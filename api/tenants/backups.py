@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from api.deps import ContextDep, TenantAccess, TenantOwner
+from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantOwner
 from api.pagination import Page
 from api.tenants.endpoints import IdempotencyKey
 from api.tenants.endpoints import _command as run_command
@@ -69,9 +69,8 @@ def _check_backup_allowed(ctx: AppContext, tenant_id: str) -> None:
         raise Conflict(f"Cannot back up while the bot is {state}.", code="backup_not_possible")
 
 
-@router.post("/{tenant_id}/backups", status_code=status.HTTP_202_ACCEPTED)
-async def take_backup(access: TenantAccess, ctx: ContextDep) -> BackupAccepted:
-    """Take a backup now (answers at once; it appears in the list when done)."""
+async def start_backup(ctx: AppContext, access: TenantAccessInfo) -> BackupAccepted:
+    """Start a manual backup (rate limited per bot); shared by the API and the dashboard."""
     _check_backup_allowed(ctx, access.tenant_id)
     wait = MANUAL_BACKUPS.hit(access.tenant_id)
     if wait is not None:
@@ -98,12 +97,25 @@ async def take_backup(access: TenantAccess, ctx: ContextDep) -> BackupAccepted:
     )
 
 
+async def request_restore(
+    ctx: AppContext, access: TenantAccessInfo, bid: str, key: str | None = None
+) -> AcceptedOut:
+    """Queue a restore of the tenant's backup ``bid`` (404 for another tenant's)."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        require_backup(session, access.tenant_id, bid)
+    command = Command(action=Action.RESTORE, actor=access.actor, backup_id=bid)
+    return await run_command(ctx, access, command, key)
+
+
+@router.post("/{tenant_id}/backups", status_code=status.HTTP_202_ACCEPTED)
+async def take_backup(access: TenantAccess, ctx: ContextDep) -> BackupAccepted:
+    """Take a backup now (answers at once; it appears in the list when done)."""
+    return await start_backup(ctx, access)
+
+
 @router.post("/{tenant_id}/restore", status_code=status.HTTP_202_ACCEPTED)
 async def restore(
     body: RestoreIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> AcceptedOut:
     """Put a backup back (the current state is backed up first; a failed restore rolls back)."""
-    with ctx.db.tenant_session(access.tenant_id) as session:
-        require_backup(session, access.tenant_id, body.backup_id)
-    command = Command(action=Action.RESTORE, actor=access.actor, backup_id=body.backup_id)
-    return await run_command(ctx, access, command, idem)
+    return await request_restore(ctx, access, body.backup_id, idem)
