@@ -29,8 +29,10 @@ from core.secrets import SecretStore
 
 KINDS = ("scheduled", "manual", "pre-restore", "deletion")
 DB_NAME = "tinyagi.db"
-LIVE_DB_FILES = {f"tinyagi/{DB_NAME}", f"tinyagi/{DB_NAME}-wal", f"tinyagi/{DB_NAME}-shm"}
-CONSISTENT_COPY = f"tinyagi/.backup/{DB_NAME}"
+# Paths under the snapshot's top directory.
+LIVE_DB_FILES = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm"}
+COPY_DIR = ".backup"
+CONSISTENT_COPY = f"{COPY_DIR}/{DB_NAME}"
 # Tenants in these states have a runtime home worth a scheduled backup.
 BACKED_UP_STATES = ("healthy", "paused", "suspended", "failed")
 
@@ -61,16 +63,18 @@ def make_consistent(src: Path, dest: Path, use_copy: bool) -> None:
     is always left out (a stopped runtime's own files are the consistent ones)."""
     with tarfile.open(src) as tar:
         members = tar.getmembers()
-        has_copy = use_copy and any(m.name == CONSISTENT_COPY for m in members)
+        rel = {m.name: m.name.partition("/")[2] for m in members}  # under the top dir
+        has_copy = use_copy and CONSISTENT_COPY in rel.values()
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w") as out:
             for member in members:
-                if has_copy and member.name in LIVE_DB_FILES:
+                name = rel[member.name]
+                if has_copy and name in LIVE_DB_FILES:
                     continue
-                if member.name.startswith("tinyagi/.backup"):
-                    if not has_copy or member.name != CONSISTENT_COPY:
+                if name == COPY_DIR or name.startswith(f"{COPY_DIR}/"):
+                    if not has_copy or name != CONSISTENT_COPY:
                         continue
-                    member.name = f"tinyagi/{DB_NAME}"
+                    member.name = member.name.removesuffix(CONSISTENT_COPY) + DB_NAME
                 data = tar.extractfile(member) if member.isfile() else None
                 out.addfile(member, data)
 
