@@ -100,6 +100,12 @@ class BackupActivities:
 
     @activity.defn
     @mapped
+    async def schedule_restore_on_deploy(self, data: RestoreBackupInput) -> None:
+        """A deleted bot has no runtime: its next deploy puts the backup into the new home."""
+        await asyncio.to_thread(self.backups.restore_on_deploy, data.tenant_id, data.backup_id)
+
+    @activity.defn
+    @mapped
     async def run_scheduled_backups(self, data: ScheduledBackupsInput) -> ScheduledBackupsResult:
         """Back up every live tenant whose plan's interval has passed; keep the plan's count."""
         result = ScheduledBackupsResult()
@@ -125,4 +131,7 @@ class BackupActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity of this class, for the worker."""
-        return [self.backup_tenant, self.restore_tenant_backup, self.run_scheduled_backups]
+        return [
+            self.backup_tenant, self.restore_tenant_backup, self.schedule_restore_on_deploy,
+            self.run_scheduled_backups,
+        ]  # fmt: skip

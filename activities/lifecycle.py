@@ -233,10 +233,31 @@ class LifecycleActivities:
             self.driver.ensure(spec)
             if was_running:
                 self.driver.stop(data.tenant_id)
+            self._apply_pending_restore(data.tenant_id, spec.files)
             self.driver.start(data.tenant_id)
             return str(self.driver.address(data.tenant_id))
 
         return RuntimeStarted(address=await self._thread(run))
+
+    def _apply_pending_restore(self, tenant_id: str, rendered: dict[str, str]) -> None:
+        """A restored deleted bot: put its backup into the new home, then today's rendered
+        configuration over it (the data comes back; the configuration is the current one)."""
+        backups = TenantBackups(
+            db=self.db, store=self.store, driver=self.driver, root=self.backups_dir
+        )
+        bid = backups.pending_restore(tenant_id)
+        if bid is None:
+            return
+        plain = self.backups_dir / "restores" / f"{tenant_id}-{bid}.tar"
+        plain.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            backups.open(tenant_id, bid, plain)
+            self.driver.restore(tenant_id, str(plain))
+        finally:
+            plain.unlink(missing_ok=True)
+        self.driver.write_files(tenant_id, rendered)
+        self._render_pairing(tenant_id)
+        backups.restore_done(tenant_id)
 
     @activity.defn
     @mapped

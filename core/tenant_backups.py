@@ -153,6 +153,32 @@ class TenantBackups:
         with os.fdopen(fd, "wb") as handle:
             handle.write(open_file(sealed, key, tenant_id))
 
+    def restore_on_deploy(self, tenant_id: str, bid: str) -> None:
+        """Have the next deploy put backup ``bid`` into the fresh home (a deleted bot)."""
+        with self.db.tenant_session(tenant_id) as session:
+            require_backup(session, tenant_id, bid)
+            if backup_key(self.store, tenant_id, create=False) is None:
+                raise InvalidInput(
+                    "The backup's key is gone: it cannot be opened.", code="bad_backup"
+                )
+            for row in session.scalars(select(TenantBackup)):
+                row.restore_on_deploy = row.id == bid
+
+    def pending_restore(self, tenant_id: str) -> str | None:
+        """The backup the next deploy must put back, if any."""
+        with self.db.tenant_session(tenant_id) as session:
+            return session.scalar(
+                select(TenantBackup.id).where(TenantBackup.restore_on_deploy.is_(True))
+            )
+
+    def restore_done(self, tenant_id: str) -> None:
+        """The pending restore is in the home: the following deploys start from it as is."""
+        with self.db.tenant_session(tenant_id) as session:
+            for row in session.scalars(
+                select(TenantBackup).where(TenantBackup.restore_on_deploy.is_(True))
+            ):
+                row.restore_on_deploy = False
+
     def prune(self, tenant_id: str, kind: str, keep: int) -> list[str]:
         """Delete all but the newest ``keep`` backups of ``kind``; the ids removed."""
         with self.db.tenant_session(tenant_id) as session:

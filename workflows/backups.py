@@ -48,6 +48,8 @@ class RestoreTenantWorkflow:
     @workflow.run
     async def run(self, data: ActionInput) -> ActionResult:
         tid, target = data.tenant_id, data.command.backup_id or ""
+        if data.from_state == S.DELETED:
+            return await self._undelete(tid, target)
         await record(tid, S.UPDATING, "updating", "Restoring a backup.")
         try:
             pre: BackupResult = await workflow.execute_activity_method(
@@ -69,6 +71,24 @@ class RestoreTenantWorkflow:
             return await self._roll_back(tid, pre.backup_id, failure_reason(err))
         await record(tid, S.HEALTHY, "healthy", "Restore complete: your bot runs the backup.")
         return ActionResult(state=S.HEALTHY)
+
+    async def _undelete(self, tid: str, target: str) -> ActionResult:
+        """A deleted bot (within retention) has no runtime and no bot token any more: it
+        comes back pending, and its next deploy starts from the backup."""
+        try:
+            await workflow.execute_activity_method(
+                B.schedule_restore_on_deploy,
+                RestoreBackupInput(tenant_id=tid, backup_id=target),
+                **SHORT,
+            )
+        except ActivityError as err:
+            reason = f"Restore failed: {failure_reason(err)}"
+            return ActionResult(state=S.DELETED, reason=reason, ok=False)
+        await record(
+            tid, S.PENDING, "restored",
+            "Restored: connect your Telegram bot again and deploy; it starts from the backup.",
+        )  # fmt: skip
+        return ActionResult(state=S.PENDING)
 
     async def _roll_back(self, tid: str, pre_id: str, why: str) -> ActionResult:
         try:

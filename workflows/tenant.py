@@ -89,7 +89,8 @@ SOURCES: dict[Action, frozenset[S]] = {
     Action.UNSUSPEND: frozenset({S.SUSPENDED}),
     Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
     Action.RECONFIGURE: frozenset({S.HEALTHY}),
-    Action.RESTORE: frozenset({S.HEALTHY, S.FAILED}),  # a paused bot is resumed first
+    # A paused bot is resumed first; a deleted one comes back within its retention period.
+    Action.RESTORE: frozenset({S.HEALTHY, S.FAILED, S.DELETED}),
 }
 TARGETS: dict[Action, S] = {
     Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
@@ -106,6 +107,7 @@ PLAN_APPLIES_PATCH = "billing-plan-applies"
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
 PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"  # deprecated
+PATCH_RESTORE_UNDELETES = "restore-of-deleted-cancels-purge"
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -235,9 +237,16 @@ class TenantWorkflow(TenantDurability):
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)
         else:
+            came_back = cmd.action == Action.RESTORE and self.s.state == S.DELETED
             self.s.state = result.state
             self.s.bundle_id = result.bundle_id or self.s.bundle_id
-            ok = result.ok and result.state == TARGETS[cmd.action]
+            target = TARGETS[cmd.action]
+            if came_back and workflow.patched(PATCH_RESTORE_UNDELETES):
+                # Restored within retention: pending again, and the purge is off.
+                target = S.PENDING
+                if result.state != S.DELETED:
+                    self.s.purge_at = None
+            ok = result.ok and result.state == target
             record.status = "succeeded" if ok else "failed"
             record.reason = result.reason or record.reason
         record.finished_at = workflow.now()

@@ -356,6 +356,8 @@ class TenantBackup(TenantOwned, Base):
     sha256: Mapped[str] = mapped_column(String(64))
     location: Mapped[str] = mapped_column(String(300))  # relative to the backups directory
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A deleted bot restored: its next deploy puts this backup into the fresh home.
+    restore_on_deploy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class WorkerHeartbeat(Base):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from core.db.models import TenantBackup
+from core.db.models import Tenant, TenantBackup
 from tests.api.conftest import Client, signup
 from tests.api.test_commands_under_misuse import live_bot
 from tests.api.test_tenants_flow import wait_state
@@ -134,3 +134,32 @@ async def test_backups_are_paginated_scoped_and_rate_limited(
     # Five manual backups an hour per bot: the sixth waits.
     codes = [(await api.post(f"/tenants/{tid}/backups", headers=h)).status_code for _ in range(3)]
     assert codes == [202, 202, 429]
+
+
+async def test_a_deleted_bot_restored_within_retention_gets_its_conversation_back(
+    api: Client, process_stack: Stack, tokens: Callable[[], str]
+) -> None:
+    tid, h = await live_bot(api, process_stack, tokens, "regretful@example.com")
+    await _say(api, tid, h, "remember this after deletion")
+    r = await api.delete(f"/tenants/{tid}", headers={**h, "Confirm-Name": "Busy bot"})
+    assert r.status_code == 202, r.text
+    await wait_state(api, tid, h, "deleted")
+    assert tid not in [t["id"] for t in (await api.get("/tenants", headers=h)).json()]
+
+    (final,) = (await api.get(f"/tenants/{tid}/backups", headers=h)).json()
+    assert final["kind"] == "deletion"
+    r = await api.post(f"/tenants/{tid}/restore", json={"backup_id": final["id"]}, headers=h)
+    assert r.status_code == 202, r.text
+    body = await wait_state(api, tid, h, "pending")
+    assert body["workflow"]["history"][-1]["status"] == "succeeded", body["workflow"]
+    assert tid in [t["id"] for t in (await api.get("/tenants", headers=h)).json()]
+    with process_stack.db.system_session() as s:
+        assert s.get(Tenant, tid).purge_at is None  # type: ignore[union-attr]
+
+    # The bot token was deleted with the bot: connect one again, deploy, and the chat is back.
+    token = tokens()
+    process_stack.telegram.add_bot(token, username=f"r{tid[:8]}")
+    assert (await api.put(f"/tenants/{tid}/telegram", json={"token": token}, headers=h)).is_success
+    assert (await api.post(f"/tenants/{tid}/deploy", headers=h)).status_code == 202
+    await wait_state(api, tid, h, "healthy")
+    assert "remember this after deletion" in await _texts(api, tid, h)

@@ -257,6 +257,10 @@ class FakeLifecycle:
     async def restore_tenant_backup(self, data: RestoreBackupInput) -> None:
         await self._enter("restore_tenant_backup", data)
 
+    @activity.defn(name="schedule_restore_on_deploy")
+    async def schedule_restore_on_deploy(self, data: RestoreBackupInput) -> None:
+        await self._enter("schedule_restore_on_deploy", data)
+
     @activity.defn(name="run_scheduled_backups")
     async def run_scheduled_backups(self, data: ScheduledBackupsInput) -> ScheduledBackupsResult:
         return ScheduledBackupsResult()
@@ -315,6 +319,7 @@ class FakeLifecycle:
             self.check_bundle_switch, self.notify, self.save_tenant_state,
             self.prepare_reconfigure, self.restore_previous_config,
             self.backup_tenant, self.restore_tenant_backup, self.run_scheduled_backups,
+            self.schedule_restore_on_deploy,
         ]  # fmt: skip
 
 

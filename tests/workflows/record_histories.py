@@ -294,10 +294,20 @@ async def restore_rollback(client: Client, tq: str, fake: FakeLifecycle, _: obje
     return "restore-rollback"
 
 
+async def restore_deleted(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A deleted bot restored within retention comes back pending and deploys (issue 14)."""
+    handle = await _tenant(client, tq, "restore-deleted")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.DELETE)
+    await _run(handle, Action.RESTORE, backup_id="bk-deletion")
+    await _run(handle, Action.DEPLOY)
+    return "restore-deleted"
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
-    switch_stopped, reconfigure_rollback, restore_rollback,
+    switch_stopped, reconfigure_rollback, restore_rollback, restore_deleted,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [
     billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,

@@ -7,6 +7,8 @@ for health; when that fails it puts the pre-restore backup back the same way.
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.workflows.fake_activities import FakeLifecycle
 from tests.workflows.test_orchestration import (  # noqa: F401 (fixtures)
     HEALTH_MESSAGE,
@@ -21,6 +23,16 @@ from tests.workflows.test_orchestration import (  # noqa: F401 (fixtures)
 from workflows.models import Action
 
 PUT_BACK = ["restore_tenant_backup", "restart_runtime", "wait_healthy"]
+
+
+async def _purge_set(fake: FakeLifecycle, tid: str, want: bool) -> None:
+    """Wait for the workflow's durable state write (it follows the action) to say so."""
+    for _ in range(100):
+        saved = fake.saved.get(tid)
+        if saved is not None and (saved.purge_at is not None) == want:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"purge_at never {'set' if want else 'cleared'}: {fake.saved.get(tid)}")
 
 
 def _steps(fake: FakeLifecycle, tid: str) -> list[str]:
@@ -80,3 +92,28 @@ async def test_a_paused_bot_is_resumed_before_a_restore(live: Tenant) -> None:
     assert "Cannot restore while the bot is paused" in await live.rejection(
         Action.RESTORE, backup_id="bk-1"
     )
+
+
+async def test_a_deleted_bot_restored_within_retention_comes_back_pending(
+    live: Tenant, fake: FakeLifecycle
+) -> None:
+    state = await live.run(Action.DELETE)
+    assert state.state == "deleted"
+    await _purge_set(fake, live.id, True)
+    state = await live.run(Action.RESTORE, backup_id="bk-final")
+    assert state.state == "pending" and last(state).status == "succeeded", last(state)
+    assert [r.backup_id for r in fake.inputs(live.id, "schedule_restore_on_deploy")] == ["bk-final"]
+    assert "restore_tenant_backup" not in fake.names(live.id)  # no runtime to restore into
+    await _purge_set(fake, live.id, False)  # the purge is off
+    state = await live.run(Action.DEPLOY)
+    assert state.state == "healthy", last(state)
+
+
+async def test_a_restore_of_a_deleted_bot_that_fails_leaves_it_deleted(
+    live: Tenant, fake: FakeLifecycle
+) -> None:
+    await live.run(Action.DELETE)
+    fake.fail("schedule_restore_on_deploy", "backup_not_found", "There is no such backup.")
+    state = await live.run(Action.RESTORE, backup_id="bk-gone")
+    assert state.state == "deleted" and last(state).status == "failed"
+    await _purge_set(fake, live.id, True)
