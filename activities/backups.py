@@ -28,6 +28,9 @@ from workflows.activity_models import (
     ScheduledBackupsResult,
 )
 
+# Kinds the scheduled round keeps the plan's count of.
+PRUNED_KINDS = ("scheduled", "manual", "pre-restore")
+
 
 @dataclass
 class BackupActivities:
@@ -120,9 +123,8 @@ class BackupActivities:
                 continue
             result.backed_up.append(tid)
             keep = await asyncio.to_thread(self._keep, tid)
-            result.pruned += len(
-                await asyncio.to_thread(self.backups.prune, tid, "scheduled", keep)
-            )
+            for kind in PRUNED_KINDS:  # deletion backups go with the retention period
+                result.pruned += len(await asyncio.to_thread(self.backups.prune, tid, kind, keep))
         return result
 
     def _keep(self, tenant_id: str) -> int:

@@ -38,7 +38,7 @@ from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from core.secrets.base import secret_ref
-from core.tenant_backups import TenantBackups
+from core.tenant_backups import TenantBackups, backup_id
 from core.tenants import purge_personal_data
 from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
@@ -484,16 +484,22 @@ class LifecycleActivities:
     async def backup_runtime(self, data: TenantRef) -> None:
         """Keep a final encrypted backup of the home for the retention period (if any)."""
         status = await self._thread(self.driver.status, data.tenant_id)
-        dest = self._tenant_dir("backups", data.tenant_id) / BACKUP_FILE
-        if status.exists and not dest.exists():
-            await self._thread(self._sealed_backup, data.tenant_id, dest)
+        if status.exists:
+            await self._thread(self._sealed_backup, data.tenant_id)
 
-    def _sealed_backup(self, tenant_id: str, dest: Path) -> None:
-        # Recorded like every other backup, so a deleted bot's can be listed and restored.
+    def _sealed_backup(self, tenant_id: str) -> None:
+        # Recorded like every other backup, so a deleted bot's can be listed and restored;
+        # one per deployment (a bot restored and deleted again keeps both).
         backups = TenantBackups(
             db=self.db, store=self.store, driver=self.driver, root=self.backups_dir
         )
-        backups.take(tenant_id, "deletion", "deletion", filename=dest.name)
+        with self.db.tenant_session(tenant_id) as session:
+            dep = current_deployment(session, tenant_id)
+            label = f"deletion:{dep.id if dep else ''}"
+        name = BACKUP_FILE
+        if (self._tenant_dir("backups", tenant_id) / name).exists():
+            name = f"final-{backup_id(tenant_id, label)[:12]}.tar.enc"
+        backups.take(tenant_id, "deletion", label, filename=name)
 
     @activity.defn
     @mapped
