@@ -17,16 +17,16 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.lifecycle import LifecycleActivities, mapped
-from core.plans import get_plan
-from core.tenant_backups import BackupInfo, TenantBackups
-from core.tenants import require_tenant
-from workflows.activity_models import (
+from core.activity_models import (
     BackupInput,
     BackupResult,
     RestoreBackupInput,
     ScheduledBackupsInput,
     ScheduledBackupsResult,
 )
+from core.plans import get_plan
+from core.tenant_backups import BackupInfo, TenantBackups
+from core.tenants import require_tenant
 
 # Kinds the scheduled round keeps the plan's count of.
 PRUNED_KINDS = ("scheduled", "manual", "pre-restore")

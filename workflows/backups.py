@@ -7,8 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from core.deployment_state import DeploymentState as S
-from workflows.activity_models import (
+from core.activity_models import (
     BackupInput,
     BackupResult,
     RestoreBackupInput,
@@ -16,9 +15,10 @@ from workflows.activity_models import (
     ScheduledBackupsResult,
     TenantRef,
 )
+from core.deployment_state import DeploymentState as S
+from core.workflow_models import ActionInput, ActionResult
 from workflows.common import CONTAINER, SHORT, ActivityOptions, failure_reason
 from workflows.deploy import record, wait_healthy
-from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
     from activities.backups import BackupActivities as B

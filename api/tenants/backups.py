@@ -13,15 +13,15 @@ from api.pagination import Page
 from api.tenants.endpoints import IdempotencyKey
 from api.tenants.endpoints import _command as run_command
 from api.tenants.schemas import AcceptedOut
+from core.activity_models import BackupInput
 from core.context import AppContext
 from core.deployments import current_deployment
 from core.errors import Conflict, InvalidInput, RateLimited
 from core.ratelimit import SlidingWindow
 from core.tenant_backups import BACKED_UP_STATES, backup_id, list_backups, require_backup
 from core.tenants import audit
-from workflows.activity_models import BackupInput
+from core.workflow_models import Action, Command
 from workflows.backups import BackupTenantWorkflow
-from workflows.models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["backups"])
 # A backup tars and encrypts the whole home: a few per hour per bot is plenty.

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from api.tenants.service import call_runtime
+from core.activity_models import BackupInput, BackupResult
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run
-from workflows.activity_models import BackupInput, BackupResult
 from workflows.backups import BackupTenantWorkflow
-from workflows.models import Action
 
 pytestmark = pytest.mark.docker
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from core.workflow_models import Action
 from tests.workflows.fake_activities import FakeLifecycle
 from tests.workflows.test_orchestration import (  # noqa: F401 (fixtures)
     HEALTH_MESSAGE,
@@ -20,7 +21,6 @@ from tests.workflows.test_orchestration import (  # noqa: F401 (fixtures)
     tenant,
     worker,
 )
-from workflows.models import Action
 
 PUT_BACK = ["restore_tenant_backup", "restart_runtime", "wait_healthy"]
 

@@ -12,14 +12,14 @@ from sqlalchemy import select, update
 from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
+from control.schedules import ensure_schedules
+from core.activity_models import ScheduledBackupsResult
 from core.db.models import TenantBackup
 from core.plans import get_plan
-from core.temporal.schedules import ensure_schedules
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run
-from workflows.activity_models import ScheduledBackupsResult
 from workflows.backups import ScheduledBackupsWorkflow
-from workflows.models import Action
 
 
 async def _round(stack: Stack) -> ScheduledBackupsResult:
