@@ -13,15 +13,14 @@ from api.pagination import Page
 from api.tenants.endpoints import IdempotencyKey
 from api.tenants.endpoints import _command as run_command
 from api.tenants.schemas import AcceptedOut
-from core.activity_models import BackupInput
+from control.backups import start_backup as start_workflow
 from core.context import AppContext
 from core.deployments import current_deployment
 from core.errors import Conflict, InvalidInput, RateLimited
 from core.ratelimit import SlidingWindow
-from core.tenant_backups import BACKED_UP_STATES, backup_id, list_backups, require_backup
+from core.tenant_backups import BACKED_UP_STATES, list_backups, require_backup
 from core.tenants import audit
 from core.workflow_models import Action, Command
-from workflows.backups import BackupTenantWorkflow
 
 router = APIRouter(prefix="/tenants", tags=["backups"])
 # A backup tars and encrypts the whole home: a few per hour per bot is plenty.
@@ -78,15 +77,7 @@ async def start_backup(ctx: AppContext, access: TenantAccessInfo) -> BackupAccep
             "Too many backups of this bot; wait a while.",
             code="backups_rate_limited", retry_after=int(wait) + 1,
         )  # fmt: skip
-    label = f"manual:{uuid.uuid4().hex}"
-    bid = backup_id(access.tenant_id, label)
-    wf_id = f"tenant-{access.tenant_id}-backup-{bid[:12]}"
-    await ctx.temporal.start_workflow(
-        BackupTenantWorkflow.run,
-        BackupInput(tenant_id=access.tenant_id, kind="manual", label=label),
-        id=wf_id,
-        task_queue=ctx.queues.lifecycle,
-    )
+    bid, wf_id = await start_workflow(ctx, access.tenant_id, "manual", f"manual:{uuid.uuid4().hex}")
     with ctx.db.system_session() as session:
         audit(
             session, tenant_id=access.tenant_id, actor=access.actor, action="backup.requested",
