@@ -11,13 +11,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import sandbox
 from api.dashboard import (
     admin_views,
     auth_views,
+    backup_views,
     live,
     operations,
     pairing_views,
@@ -63,6 +64,7 @@ def install(app: FastAPI) -> None:
     for router in (
         auth_views.router, wizard.router, live.router, operations.router,
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
+        backup_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -71,3 +73,11 @@ def install(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> Response:
         return RedirectResponse("/app", status_code=303)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for /favicon.ico whatever the page says: the same icon, cached."""
+        return FileResponse(
+            STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )  # fmt: skip
