@@ -13,7 +13,8 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     │   ├── MissingCredential   422     missing_telegram_token      core/provisioning.py
     │   ├── TemplateProblem     422     invalid_bundle              core/rendering.py
     │   ├── BadTelegramToken    422     bad_telegram_token          core/channels/telegram.py
-    │   └── EgressRefused       422     provider_url_refused        core/egress.py
+    │   ├── EgressRefused       422     provider_url_refused        core/egress.py
+    │   └── ControlBackupError  422     invalid_input               core/control_backup.py
     ├── Unauthorized            401     unauthorized                missing or wrong credentials
     ├── Forbidden               403     forbidden                   authenticated but not allowed
     │   ├── PlanLimitExceeded   403     plan_limit_exceeded         the plan does not allow this
