@@ -23,6 +23,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 
 from control.lifecycle import query_state, send_billing_event, send_command, workflow_id
+from core.errors import ServiceUnavailable
 from core.tenants import require_tenant
 from core.workflow_models import Action, BillingEvent, Command, TenantState
 from tests.lifecycle_stack import Stack
@@ -56,7 +57,13 @@ async def in_dunning(stack: Stack, tid: str) -> datetime:
         event_id=f"evt-{tid}", type="invoice.payment_failed", created=datetime.now(UTC),
         subscription_status="past_due",
     )  # fmt: skip
-    await send_billing_event(stack.ctx, tid, event)
+    for attempt in range(3):  # the event id is the update id: a retry cannot double it
+        try:
+            await send_billing_event(stack.ctx, tid, event)
+            break
+        except ServiceUnavailable:  # a fresh worker process on a busy machine: no answer yet
+            if attempt == 2:
+                raise
     state = await query_state(stack.ctx, tid)
     assert state is not None and state.grace_deadline is not None
     await saved_grace(stack, tid)
