@@ -14,7 +14,7 @@ import logging
 import re
 import socket
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -59,12 +59,12 @@ class RuntimeReading:
         return isinstance(error, str) and bool(_UNAUTHORIZED.search(error))
 
 
-@dataclass
 class SweepSnapshot(Collector):
     """The last sweep's readings, swapped in whole so a scrape never sees half a sweep and a
     tenant that left the fleet leaves the metrics with the next sweep."""
 
-    readings: list[RuntimeReading] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.readings: list[RuntimeReading] = []
 
     def replace(self, readings: list[RuntimeReading]) -> None:
         self.readings = readings
@@ -180,17 +180,23 @@ def metrics_app(settings: Settings, metrics: WorkerMetrics, sdk_url: str | None)
 
 async def serve(
     settings: Settings, metrics: WorkerMetrics, sdk_url: str | None, host: str = "0.0.0.0"
-) -> asyncio.Task[None]:
-    """Serve the worker's /metrics in this loop until the task is cancelled."""
+) -> asyncio.Task[None] | None:
+    """Serve the worker's /metrics in this loop until the task is cancelled; None (and an
+    error in the log) when the port is taken: the worker still works without it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        # Prometheus scrapes it from another host; the operator token guards it.
+        sock.bind((host, settings.worker_metrics_port))
+    except OSError as exc:
+        sock.close()
+        log.error("worker metrics not served: port %d (%s)", settings.worker_metrics_port, exc)
+        return None
     config = uvicorn.Config(
-        metrics_app(settings, metrics, sdk_url),
-        host=host,  # Prometheus scrapes it from another host; the token guards it
-        port=settings.worker_metrics_port,
-        log_level="warning",
-        lifespan="off",
+        metrics_app(settings, metrics, sdk_url), log_level="warning", lifespan="off"
     )
     server = _QuietServer(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     for _ in range(200):  # uvicorn has no started event; up to 10 s
         if server.started or task.done():
             break
