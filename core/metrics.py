@@ -28,9 +28,10 @@ from core.errors import Forbidden, Unauthorized
 from core.plans import PLANS
 from core.settings import Settings
 
-# The customer-facing text of an internal failure (workflows/common.py) starts so; the
-# failures are counted here and page the operator, which is what that text promises.
-INTERNAL_FAILURE_PREFIX = "An internal step failed"
+# The customer-facing text of an internal failure (workflows/common.py), recorded in the
+# failed transition's reason ("Deploy failed: An internal step failed ..."); counted here
+# so they page the operator, which is what that text promises.
+INTERNAL_FAILURE_TEXT = "An internal step failed"
 
 
 def check_operator_token(settings: Settings, authorization: str | None) -> None:
@@ -99,7 +100,8 @@ class FleetCollector(Collector):
             )
             internal = session.scalar(
                 select(func.count()).where(
-                    DeploymentEvent.reason.startswith(INTERNAL_FAILURE_PREFIX)
+                    DeploymentEvent.to_state == "failed",
+                    DeploymentEvent.reason.contains(INTERNAL_FAILURE_TEXT, autoescape=True),
                 )
             )
         yield self._runtime_up(deployments, plans)

@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.db import Database
 from core.db.models import Deployment, DeploymentEvent, UsageEvent, utcnow
-from core.metrics import INTERNAL_FAILURE_PREFIX
+from core.metrics import INTERNAL_FAILURE_TEXT
 from core.settings import Environment
 from core.tenants import create_tenant
 from tests.api.light_app import PASSWORD, client, light_app
@@ -44,7 +44,7 @@ def _fleet(db: Database, owner_id: str) -> dict[str, str]:
         s.add_all([
             DeploymentEvent(tenant_id=ids["never"], deployment_id=never.id,
                             from_state="provisioning", to_state="failed",
-                            reason=f"{INTERNAL_FAILURE_PREFIX} (docker_error). We know."),
+                            reason=f"Deploy failed: {INTERNAL_FAILURE_TEXT} (docker_error)."),
             DeploymentEvent(tenant_id=ids["never"], deployment_id=never.id,
                             from_state="pending", to_state="provisioning"),
         ])  # fmt: skip

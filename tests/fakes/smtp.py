@@ -29,7 +29,8 @@ class Inbox:
         return [m for m in self.messages if m["To"] == address]
 
     async def wait_for(self, count: int, to: str) -> Message:
-        for _ in range(100):
+        """The ``count``-th message to ``to``, waiting up to 15 s for it."""
+        for _ in range(300):
             mine = self.to(to)
             if len(mine) >= count:
                 return mine[count - 1]
