@@ -12,11 +12,13 @@ import hmac
 import re
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from api.deps import ContextDep
+from api.deps import ContextDep, outbound_http
 from core import notices
+from core.context import AppContext
 from core.errors import Forbidden, Unauthorized
 from core.settings import Settings
 
@@ -67,27 +69,35 @@ def _operator_text(alert: AlertIn) -> tuple[str, str]:
 async def alertmanager(request: Request, body: AlertmanagerIn, ctx: ContextDep) -> dict[str, Any]:
     """Tell owners and the operator about firing alerts (deduplicated and throttled)."""
     _check_token(ctx.settings, request.headers.get("authorization"))
-    http = request.app.state.http
+    async with outbound_http(request) as http:
+        return {"notices": [n for a in body.alerts for n in await _deliver(ctx, http, a)]}
+
+
+async def _deliver(
+    ctx: AppContext, http: httpx.AsyncClient, alert: AlertIn
+) -> list[dict[str, str]]:
+    """The notices one alert gives rise to (none when it is resolved)."""
+    if alert.status != "firing":
+        return []
     results: list[dict[str, str]] = []
-    for alert in body.alerts:
-        if alert.status != "firing":
-            continue
-        labels = alert.labels
-        name = labels.get("alertname", "alert")
-        key = f"{alert.fingerprint or name}:{alert.startsAt}"[:180]
-        tenant_id = labels.get("tenant_id")
-        if tenant_id is not None and not TENANT_ID.fullmatch(tenant_id):
-            tenant_id = None  # not one of ours: no owner to tell
-        kind = labels.get("notice")
-        customer = labels.get("audience") == "customer"
-        if customer and tenant_id and kind in notices.TOPICS:
-            done = await notices.notify_owner(ctx, http, tenant_id, kind, f"owner:{key}")
-            results.append({"alert": name, "to": "owner", "status": done.status})
-        if not customer or labels.get("severity") == "critical":
-            subject, text = _operator_text(alert)
-            kind_key = f"{name}:{tenant_id}" if tenant_id else name
-            done = await notices.notify_operator(
-                ctx, kind_key, subject, text, f"operator:{key}", tenant_id
-            )
-            results.append({"alert": name, "to": "operator", "status": done.status})
-    return {"notices": results}
+    labels = alert.labels
+    name = labels.get("alertname", "alert")
+    key = f"{alert.fingerprint or name}:{alert.startsAt}"[:180]
+    tenant_id = labels.get("tenant_id")
+    if tenant_id is not None and not TENANT_ID.fullmatch(tenant_id):
+        tenant_id = None  # not one of ours: no owner to tell
+    kind = labels.get("notice")
+    customer = labels.get("audience") == "customer"
+    if customer and tenant_id and kind in notices.TOPICS:
+        done = await notices.notify_owner(ctx, http, tenant_id, kind, f"owner:{key}")
+        results.append({"alert": name, "to": "owner", "status": done.status})
+    # The operator hears of their own alerts, and of a customer's bot down: the customer's
+    # notice says "our team has been notified".
+    if not customer or labels.get("severity") == "critical":
+        subject, text = _operator_text(alert)
+        kind_key = f"{name}:{tenant_id}" if tenant_id else name
+        done = await notices.notify_operator(
+            ctx, kind_key, subject, text, f"operator:{key}", tenant_id
+        )
+        results.append({"alert": name, "to": "operator", "status": done.status})
+    return results

@@ -19,7 +19,7 @@ from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedEr
 from temporalio.service import RPCError
 
 from api.billing import stripe_billing
-from api.deps import ContextDep
+from api.deps import ContextDep, outbound_http
 from core import notices
 from core.billing import inbox, service
 from core.billing.events import (
@@ -109,9 +109,8 @@ async def stripe_webhook(
 async def _tell_owner(ctx: AppContext, request: Request, tenant_id: str, event_id: str) -> None:
     """The owner hears of a failed payment (once per event: redeliveries are deduplicated)."""
     try:
-        await notices.notify_owner(
-            ctx, request.app.state.http, tenant_id, "payment_failed", f"stripe:{event_id}"
-        )
+        async with outbound_http(request) as http:
+            await notices.notify_owner(ctx, http, tenant_id, "payment_failed", f"stripe:{event_id}")
     except Exception as exc:  # the event is applied; a notice must not make Stripe retry it
         log.error("payment notice for %s failed: %s", event_id, type(exc).__name__)
 
