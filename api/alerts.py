@@ -8,7 +8,6 @@ is accepted. Resolved alerts send nothing.
 
 from __future__ import annotations
 
-import hmac
 import re
 from typing import Any
 
@@ -20,6 +19,7 @@ from api.deps import ContextDep, outbound_http
 from core import notices
 from core.context import AppContext
 from core.errors import Forbidden, Unauthorized
+from core.metrics import bearer_matches
 from core.settings import Settings
 
 router = APIRouter(prefix="/alerts", tags=["operations"])
@@ -52,8 +52,7 @@ def _check_token(settings: Settings, authorization: str | None) -> None:
             "that bearer token.",
             code="alert_webhook_disabled",
         )
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    if not bearer_matches(expected, authorization):
         raise Unauthorized("This is not Alertmanager's token.", code="alert_webhook_token_invalid")
 
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from core.db import Database
@@ -34,6 +35,12 @@ from core.settings import Settings
 INTERNAL_FAILURE_TEXT = "An internal step failed"
 
 
+def bearer_matches(expected: SecretStr, authorization: str | None) -> bool:
+    """Whether ``Authorization: Bearer <token>`` carries ``expected`` (constant time)."""
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+
 def check_operator_token(settings: Settings, authorization: str | None) -> None:
     """Let a scrape through only with ``TCC_METRICS_TOKEN`` (open in development if unset)."""
     expected = settings.metrics_token
@@ -44,8 +51,7 @@ def check_operator_token(settings: Settings, authorization: str | None) -> None:
             "Metrics are disabled: set TCC_METRICS_TOKEN and scrape with that bearer token.",
             code="metrics_disabled",
         )
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+    if not bearer_matches(expected, authorization):
         raise Unauthorized(
             "Metrics need 'Authorization: Bearer <TCC_METRICS_TOKEN>'.",
             code="metrics_token_invalid",
