@@ -204,3 +204,25 @@ async def test_only_alertmanagers_token_is_accepted(tmp_path, db: Database, app:
     with db.system_session() as s:
         assert s.query(Notice).count() == 0
         assert s.get(Tenant, tenant_id) is not None
+
+
+async def test_operator_alerts_email_the_operator_and_resolved_ones_send_nothing(
+    app: FastAPI, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    down = {
+        "status": "firing", "startsAt": "2026-12-02T03:00:00Z", "fingerprint": "f00d",
+        "labels": {"alertname": "TinyClawWorkerDown", "severity": "critical",
+                   "audience": "operator"},
+        "annotations": {"summary": "No worker answers its metrics endpoint"},
+    }  # fmt: skip
+    resolved = {**down, "status": "resolved", "fingerprint": "beef"}
+    async with client(app) as c:
+        r = await c.post("/alerts/alertmanager", **_hook(_payload(down, resolved)))
+    assert r.json()["notices"] == [
+        {"alert": "TinyClawWorkerDown", "to": "operator", "status": "sent"}
+    ]
+    email = await inbox.wait_for(1, OPERATOR)
+    subject = " ".join(str(email["Subject"]).split())  # long headers are folded
+    assert subject == "[TinyClaw alert] TinyClawWorkerDown: No worker answers its metrics endpoint"
+    assert len(inbox.messages) == 1
