@@ -13,6 +13,7 @@ from sqlalchemy import select
 from temporalio import activity
 
 from activities.lifecycle import mapped
+from core.activity_models import RollupInput, RollupResult, SweepResult
 from core.db import Database
 from core.db.models import Deployment, Tenant
 from core.deployment_state import DeploymentState as S
@@ -20,8 +21,7 @@ from core.deployments import current_deployment
 from core.provisioning import Provisioner
 from core.runtime_health import mark_down
 from core.worker_metrics import RuntimeReading, WorkerMetrics
-from gateway.rollup import rollup_day
-from workflows.activity_models import RollupInput, RollupResult, SweepResult
+from gateway.control import rollup_day
 
 # A runtime exists for these states; anything else Docker runs for us is an orphan.
 OWNED_STATES = {S.PROVISIONING, S.HEALTHY, S.UPDATING, S.PAUSED, S.SUSPENDED, S.FAILED, S.DELETING}

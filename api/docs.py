@@ -47,7 +47,7 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
     # /alerts answers Alertmanager's own bearer token (TCC_ALERT_WEBHOOK_TOKEN).
     if secured or path == "/auth/login" or path.startswith("/alerts"):
         codes |= {"401", "403"}
-    if "{" in path or path.startswith(("/webhooks", "/admin")):
+    if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")):
         codes.add("404")
     if method in WRITE_METHODS:
         codes |= {"409", "503"}
