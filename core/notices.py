@@ -39,6 +39,7 @@ TOPICS = {
     "payment_failed": "payment",
 }
 TOPIC_NAMES = ("bot_down", "token_revoked", "budget", "payment")
+TELEGRAM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -258,13 +259,19 @@ async def _telegram(
     token = await asyncio.to_thread(read_secret, ctx.db, ctx.secrets, tenant_id, TELEGRAM)
     if token is None:
         return False
-    base = ctx.settings.telegram_api_base.rstrip("/")
-    try:
-        resp = await http.post(
-            f"{base}/bot{token}/sendMessage", json={"chat_id": chat_id, "text": text}, timeout=10
-        )
-    except httpx.HTTPError as exc:
-        log.warning("telegram notice not sent (%s)", type(exc).__name__)
+    url = f"{ctx.settings.telegram_api_base.rstrip('/')}/bot{token}/sendMessage"
+    for attempt in range(TELEGRAM_ATTEMPTS):
+        try:
+            resp = await http.post(url, json={"chat_id": chat_id, "text": text}, timeout=10)
+            break
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # Never connected, so never delivered: safe to try again.
+            log.warning("telegram notice: no connection (%s)", type(exc).__name__)
+            await asyncio.sleep(attempt + 1)
+        except httpx.HTTPError as exc:  # may have been delivered: no retry, no duplicate
+            log.warning("telegram notice not sent (%s)", type(exc).__name__)
+            return False
+    else:
         return False
     if resp.status_code != 200:
         log.warning("telegram notice refused (HTTP %d)", resp.status_code)

@@ -226,3 +226,27 @@ async def test_operator_alerts_email_the_operator_and_resolved_ones_send_nothing
     subject = " ".join(str(email["Subject"]).split())  # long headers are folded
     assert subject == "[TinyClaw alert] TinyClawWorkerDown: No worker answers its metrics endpoint"
     assert len(inbox.messages) == 1
+
+
+async def test_telegram_unreachable_still_emails_and_records_what_was_delivered(
+    tmp_path, db: Database, smtp: tuple[Inbox, int]
+) -> None:
+    from tests.conftest import free_port
+
+    inbox, port = smtp
+    app = light_app(
+        tmp_path, db, smtp_host="127.0.0.1", smtp_port=port, smtp_starttls=False,
+        alert_webhook_token=HOOK_TOKEN, telegram_api_base=f"http://127.0.0.1:{free_port()}",
+    )  # fmt: skip
+    app.state.inbox = inbox
+    _, tenant_id = await _owner_with_bot(app, db)
+    async with client(app) as c:
+        r = await c.post("/alerts/alertmanager", **_hook(_payload(_alert(tenant_id))))
+    assert r.json()["notices"][0] == {
+        "alert": "TinyClawRuntimeDown",
+        "to": "owner",
+        "status": "sent",
+    }
+    assert (await inbox.wait_for(2, OWNER))["Subject"] == "Your bot Support bot is down"
+    with db.system_session() as s:
+        assert [(n.status, n.channels) for n in s.query(Notice)] == [("sent", "email")]

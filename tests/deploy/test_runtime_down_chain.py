@@ -23,12 +23,12 @@ from temporalio.testing import ActivityEnvironment
 from activities.maintenance import MaintenanceActivities
 from core.alerting import render
 from core.db.models import Tenant, User
+from core.workflow_models import Action
 from tests.api.light_app import light_app
 from tests.conftest import free_port
 from tests.fakes.smtp import Inbox, smtp_server
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run
-from workflows.models import Action
 
 METRICS_TOKEN = "chain-metrics-token"
 HOOK_TOKEN = "chain-hook-token"

@@ -7,11 +7,11 @@ import uuid
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.activity_models import SweepResult
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run
-from workflows.activity_models import SweepResult
 from workflows.maintenance import HealthSweepWorkflow
-from workflows.models import Action
 
 
 def _samples(stack: Stack) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
