@@ -25,7 +25,7 @@ from api import (
     sandbox,
     webhooks,
 )
-from api.middleware import BodyLimit
+from api.middleware import BodyLimit, BotPaths
 from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
 from api.tenants import pairing as tenant_pairing
@@ -98,4 +98,5 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
     # Outermost of all: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, form_limit=settings.max_form_bytes)
+    app.add_middleware(BotPaths)  # outermost: /bots is /tenants for everything inside
     return app
