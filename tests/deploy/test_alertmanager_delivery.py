@@ -117,7 +117,8 @@ async def test_a_firing_alert_reaches_the_owner_through_a_real_alertmanager(
             assert r.status_code == 200, r.text
     email = await inbox.wait_for(2, OWNER)
     assert email["Subject"] == "Your bot Support bot is down"
-    telegram.wait_for_messages(BOT_TOKEN, OWNER_CHAT, 1, timeout=10)
+    # The API serves in this event loop: wait in a thread, never block the loop.
+    await asyncio.to_thread(telegram.wait_for_messages, BOT_TOKEN, OWNER_CHAT, 1, 20)
     await asyncio.sleep(3)  # Alertmanager's group_interval has not passed: nothing more
     assert len(inbox.to(OWNER)) == 2  # the verification email + one notice
     assert len(telegram.sent_messages(BOT_TOKEN, OWNER_CHAT)) == 1

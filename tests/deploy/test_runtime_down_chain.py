@@ -132,7 +132,8 @@ async def test_a_runtime_that_stays_down_pages_its_owner_once(
     with _engines(tmp_path, app, api_url):
         email = await asyncio.wait_for(inbox.wait_for(1, owner), 60)
         assert email["Subject"] == "Your bot Test bot is down"
-        stack.telegram.wait_for_messages(BOT_TOKEN, OWNER_CHAT, 1, timeout=20)
+        # The API serves in this event loop: wait in a thread, never block the loop.
+        await asyncio.to_thread(stack.telegram.wait_for_messages, BOT_TOKEN, OWNER_CHAT, 1, 20)
         # Prometheus keeps re-sending the firing alert every second: still one notice.
         await asyncio.sleep(5)
     assert len(inbox.to(owner)) == 1
