@@ -280,6 +280,27 @@ def down(settings: Settings) -> int:
     return _pause_runtimes(settings)
 
 
+def _control_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from core.control_backup import (
+        ControlBackupError,
+        backup_control_plane,
+        restore_control_plane,
+    )
+
+    try:
+        if args.command == "backup-control-plane":
+            manifest = backup_control_plane(settings, args.out)
+            print(f"control plane backed up to {args.out} ({manifest['database']})")
+        else:
+            settings.ensure_data_dir()
+            restore_control_plane(settings, args.src, force=args.force)
+            print(f"control plane restored from {args.src}; run `migrate` if the code is newer")
+    except ControlBackupError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every ``tinyclaw-cloud`` command: the operator's and the customer's (``login``, ``bots``)."""
     parser = argparse.ArgumentParser(prog="tinyclaw-cloud", description=__doc__.splitlines()[0])
@@ -292,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="pause every runtime of this installation")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="run a Temporal worker")
+    backup = sub.add_parser(
+        "backup-control-plane",
+        help="back up the database and the master key ring (TCC_BACKUP_PASSPHRASE seals it)",
+    )
+    backup.add_argument("--out", type=Path, required=True, help="directory to write")
+    restore = sub.add_parser(
+        "restore-control-plane", help="restore a backup-control-plane directory"
+    )
+    restore.add_argument("--from", dest="src", type=Path, required=True, help="backup directory")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing database and key file"
+    )
     client.add_commands(sub)
     return parser
 
@@ -311,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "down":
         return down(settings)
+    if args.command in {"backup-control-plane", "restore-control-plane"}:
+        return _control_backup(settings, args)
     if args.command == "migrate":
         settings.ensure_data_dir()
         run_migrations(settings.resolved_database_url)

@@ -13,6 +13,7 @@ import httpx
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.backups import BackupActivities
 from activities.lifecycle import LifecycleActivities
 from activities.maintenance import MaintenanceActivities
 from activities.reconfigure import ReconfigureActivities
@@ -31,6 +32,7 @@ from core.temporal import search_attributes
 from core.temporal.readiness import beat_forever, forget, worker_identity
 from core.worker_metrics import WorkerMetrics, free_loopback_port, sdk_runtime
 from core.worker_metrics import serve as serve_metrics
+from workflows.backups import BackupTenantWorkflow, RestoreTenantWorkflow, ScheduledBackupsWorkflow
 from workflows.deploy import DeployTenantWorkflow
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 from workflows.operations import (
@@ -55,6 +57,7 @@ WORKFLOWS: list[type] = [
     ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
     SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow, CallRuntimeWorkflow,
     HealthSweepWorkflow, UsageRollupWorkflow, ReconfigureTenantWorkflow,
+    RestoreTenantWorkflow, BackupTenantWorkflow, ScheduledBackupsWorkflow,
 ]  # fmt: skip
 
 
@@ -98,6 +101,7 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     )  # fmt: skip
     return [
         system.ping_database, *lifecycle.all(), *ReconfigureActivities(lifecycle).all(),
+        *BackupActivities(lifecycle).all(),
         runtime_io.call_runtime,
         upkeep.sweep_runtimes, upkeep.rollup_usage,
     ]  # fmt: skip
@@ -174,7 +178,9 @@ async def run(settings: Settings | None = None) -> None:
     added = await search_attributes.register(ctx.temporal)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
-    created = await ensure_schedules(ctx.temporal, ctx.queues.lifecycle)
+    created = await ensure_schedules(
+        ctx.temporal, ctx.queues.lifecycle, backup_every_minutes=settings.backup_round_minutes
+    )
     if created:
         log.info("created schedules: %s", ", ".join(created))
     stop = asyncio.Event()

@@ -26,6 +26,7 @@ from api import (
     webhooks,
 )
 from api.middleware import BodyLimit, BotPaths
+from api.tenants import backups as tenant_backups
 from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
 from api.tenants import pairing as tenant_pairing
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tenant_plan.router,
         tenant_models.router,
         tenant_pairing.router,
+        tenant_backups.router,
         webhooks.router,
         billing.router,
         admin.router,

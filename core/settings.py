@@ -152,6 +152,12 @@ class Settings(BaseSettings):
     grace_period_days: int = 7
     retention_days: int = 30
 
+    # Backups (issue 14): how often the scheduled round looks for tenants due a backup
+    # (each plan sets its own interval and count), and the operator passphrase that
+    # encrypts the master key ring in a control-plane backup.
+    backup_round_minutes: int = Field(default=15, ge=1)
+    backup_passphrase: SecretStr | None = None
+
     @field_validator("byok_allowed_private_networks")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:

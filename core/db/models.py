@@ -343,6 +343,23 @@ class AuditLog(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TenantBackup(TenantOwned, Base):
+    """One encrypted backup of a tenant's runtime home (the file lives under the data dir;
+    the key stays in the secret store and is never recorded here)."""
+
+    __tablename__ = "tenant_backups"
+    __table_args__ = (Index("ix_tenant_backups_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # scheduled | manual | pre-restore | deletion
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(300))  # relative to the backups directory
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A deleted bot restored: its next deploy puts this backup into the fresh home.
+    restore_on_deploy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
 class NotificationPreference(Base):
     """How a user wants to hear about trouble with their bots (no row: every notice, both ways)."""
 

@@ -1,7 +1,7 @@
 """customer and operator notices: preferences per user, and every notice decided on
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0014
+Revises: 0013 (tenant_backups)
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
