@@ -47,5 +47,5 @@ async def test_openapi_declares_bearer_and_documents_errors(app: FastAPI) -> Non
     assert {"400", "413"} <= set(paths["/webhooks/stripe"]["post"]["responses"])
     # Timestamps are declared as date-times (and served with a timezone, see the tests of
     # tokens and tenants).
-    created = schema["components"]["schemas"]["TenantOut"]["properties"]["created_at"]
+    created = schema["components"]["schemas"]["BotOut"]["properties"]["created_at"]
     assert created["format"] == "date-time"
