@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import (
     admin,
+    alerts,
     auth,
     auth_email,
     billing,
@@ -19,6 +20,8 @@ from api import (
     docs,
     errors,
     health,
+    metrics,
+    notifications,
     sandbox,
     webhooks,
 )
@@ -74,8 +77,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.state.email_limit = SlidingWindow(limit=5, window_s=3600)
     for router in (
         health.router,
+        metrics.router,
         auth.router,
         auth_email.router,
+        notifications.router,
+        alerts.router,
         catalog.router,
         tenants.router,
         tenant_plan.router,

@@ -44,7 +44,8 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
     codes = {"422"}
     if method in BODY_METHODS or path.startswith("/webhooks"):
         codes |= {"400", "413"}
-    if secured or path == "/auth/login":
+    # /alerts answers Alertmanager's own bearer token (TCC_ALERT_WEBHOOK_TOKEN).
+    if secured or path == "/auth/login" or path.startswith("/alerts"):
         codes |= {"401", "403"}
     if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")):
         codes.add("404")
