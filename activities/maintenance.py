@@ -71,6 +71,13 @@ class MaintenanceActivities:
             except Exception:  # one tenant's trouble must not fail the sweep
                 return False
 
+    async def _redeliver(self, tenant_id: str) -> bool:
+        """Give a silent runtime its secrets when it waits for them (True when it did)."""
+        try:
+            return await asyncio.to_thread(self.provisioner.redeliver_if_waiting, tenant_id)
+        except Exception:  # it stays unhealthy: the restart delivers them anyway
+            return False
+
     async def _remove_orphan(self, tenant_id: str) -> bool:
         """Remove the runtime unless, read again now, the tenant owns one (a deploy that began
         since the sweep read the states) or its state changed within ``ORPHAN_GRACE``."""
@@ -101,7 +108,12 @@ class MaintenanceActivities:
         bound = asyncio.Semaphore(PROBE_CONCURRENCY)
         answers = await asyncio.gather(*(self._probe(tid, bound) for tid in healthy))
         result.checked = len(healthy)
-        result.unhealthy = [tid for tid, ok in zip(healthy, answers, strict=True) if not ok]
+        silent = [tid for tid, ok in zip(healthy, answers, strict=True) if not ok]
+        for tid in silent:
+            if await self._redeliver(tid):
+                result.secrets_redelivered.append(tid)
+            else:
+                result.unhealthy.append(tid)
         for tid in result.unhealthy:
             await asyncio.to_thread(
                 mark_down, self.db, tid, "The runtime stopped answering its status probe."

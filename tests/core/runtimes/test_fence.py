@@ -12,8 +12,9 @@ import docker
 import pytest
 
 from core.runtimes.docker import DockerDriver, container_name, network_name, volume_name
+from core.runtimes.events import RuntimeEventWatcher
 from core.runtimes.fence import egress_name
-from core.runtimes.secrets_delivery import SECRETS_FILE, secrets_volume_name
+from core.runtimes.secrets_delivery import SECRETS_DIR, SECRETS_FILE, secrets_volume_name
 from tests.core.runtimes.conftest import bot_token_of
 from tests.runtime.harness import API_TOKEN, MODEL_KEY, OWNER_ID, wait_healthy
 
@@ -39,9 +40,38 @@ def _engine_config_text(client: docker.DockerClient, tenant_id: str) -> str:
     for container in containers:
         attrs = client.api.inspect_container(container.id)
         text += json.dumps(attrs)
+        for exec_id in attrs.get("ExecIDs") or []:  # the secrets writer's execs included
+            text += json.dumps(client.api.exec_inspect(exec_id))
         for file in ("config.v2.json", "hostconfig.json"):
             text += (root / "containers" / attrs["Id"] / file).read_text()
+        # The container's writable layer (its root filesystem is read-only, but still).
+        upper = (attrs.get("GraphDriver") or {}).get("Data", {}).get("UpperDir")
+        if upper:
+            text += _tree_text(Path(upper))
+    # Every volume of the tenant, as the engine keeps it on disk.
+    for volume in (root / "volumes").iterdir():
+        if tenant_id in volume.name:
+            text += _tree_text(volume)
     return text
+
+
+def _tree_text(top: Path) -> str:
+    """The bytes of every regular file under top, as text (we run as root)."""
+    chunks = []
+    for path in top.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "".join(chunks)
+
+
+def _redeliver_on_start(driver: DockerDriver, tenant_id: str) -> RuntimeEventWatcher:
+    """What the worker runs: a start the engine made by itself gets the secrets again."""
+
+    def on_start(started: str) -> None:
+        if started == tenant_id:
+            driver.deliver_secrets(started)
+
+    return RuntimeEventWatcher(lambda *_: None, on_start=on_start).start()
 
 
 def _secrets(spec) -> list[str]:
@@ -59,6 +89,7 @@ def _answers(telegram, spec, text: str) -> None:
 def test_secrets_are_nowhere_in_the_container_configuration(
     docker_driver, make_spec, container_fakes, docker_client: docker.DockerClient
 ) -> None:
+    """Issue 11: secrets in a tmpfs written after the start; no plaintext on disk."""
     telegram, _ = container_fakes
     spec = make_spec()
     _deploy(docker_driver, spec)
@@ -68,10 +99,27 @@ def test_secrets_are_nowhere_in_the_container_configuration(
         assert secret not in config
     assert SECRETS_FILE in config  # the runtime is told where to look, nothing more
     runtime = docker_client.containers.get(container_name(spec.tenant_id))
-    # The secrets come back by themselves after a docker restart ...
-    runtime.restart(timeout=5)
-    wait_healthy(docker_driver.address(spec.tenant_id), timeout=30)
-    _answers(telegram, spec, "after docker restart")
+    assert docker_client.volumes.list(filters={"name": secrets_volume_name(spec.tenant_id)}) == []
+    uid = _uid_of(docker_client, spec)
+    mode = runtime.exec_run(["stat", "-c", "%u %a", SECRETS_DIR, SECRETS_FILE]).output.decode()
+    assert mode.split() == [str(uid), "700", str(uid), "600"]
+    mounts = runtime.exec_run(["cat", "/proc/mounts"]).output.decode()
+    assert f"tmpfs {SECRETS_DIR} tmpfs" in mounts  # memory only
+    watcher = _redeliver_on_start(docker_driver, spec.tenant_id)
+    try:
+        threading.Event().wait(0.5)  # the event stream is open
+        # A docker restart empties the tmpfs; the start event brings the secrets back ...
+        runtime.restart(timeout=5)
+        wait_healthy(docker_driver.address(spec.tenant_id), timeout=30)
+        _answers(telegram, spec, "after docker restart")
+        _restart_policy_and_platform_restart(docker_driver, telegram, spec, runtime)
+    finally:
+        watcher.stop()
+    for secret in _secrets(spec):
+        assert secret not in _engine_config_text(docker_client, spec.tenant_id)
+
+
+def _restart_policy_and_platform_restart(docker_driver, telegram, spec, runtime) -> None:
     # ... and after the engine's restart policy brings a stopped process back.
     runtime.exec_run(["python3", "-c", "import os,signal;os.kill(1,signal.SIGTERM)"])
     runtime.reload()
@@ -87,8 +135,7 @@ def test_secrets_are_nowhere_in_the_container_configuration(
     docker_driver.stop(spec.tenant_id, timeout=5)
     docker_driver.start(spec.tenant_id)
     wait_healthy(docker_driver.address(spec.tenant_id), timeout=30)
-    for secret in _secrets(spec):
-        assert secret not in _engine_config_text(docker_client, spec.tenant_id)
+    _answers(telegram, spec, "after the platform's restart")
 
 
 def _uid_of(client: docker.DockerClient, spec) -> int:
@@ -128,11 +175,14 @@ def test_each_tenant_runs_under_its_own_uid(
     owner = runtime_a.exec_run(["stat", "-c", "%u %a", *paths])
     assert owner.output.decode().split() == [str(uid_a), "700", str(uid_a), "644"]
     image = first.image
-    home_a, secrets_a = volume_name(first.tenant_id), secrets_volume_name(first.tenant_id)
+    home_a = volume_name(first.tenant_id)
     assert _read_as(docker_client, image, uid_a, home_a, "settings.json").startswith("{")
     denied = "DENIED PermissionError"
     assert denied in _read_as(docker_client, image, uid_b, home_a, "settings.json")
-    assert denied in _read_as(docker_client, image, uid_b, secrets_a, "runtime.json")
+    # The secrets tmpfs is the tenant's alone, even to another UID inside the container.
+    peek = ["cat", SECRETS_FILE]
+    assert runtime_a.exec_run(peek, user=f"{uid_b}:{uid_b}").exit_code != 0
+    assert runtime_a.exec_run(peek, user=f"{uid_a}:{uid_a}").exit_code == 0
     # The allocation is stored: re-ensuring (a redeploy) keeps the UID and the files.
     docker_driver.ensure(first.model_copy(update={"memory_mb": 160}))
     docker_driver.start(first.tenant_id)
