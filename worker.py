@@ -73,8 +73,7 @@ def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
     )  # fmt: skip
     # A start the driver did not ensure() (another worker's deploy, a restart of this
     # worker, of the engine) reads the secrets from the store again: never from disk.
-    if hasattr(driver, "secrets_source"):
-        driver.secrets_source = lambda tenant_id: provisioner.runtime_env(ctx.db, tenant_id)
+    provisioner.serve_secrets(ctx.db)
     ctx.extras["lifecycle"] = acts
     return acts
 

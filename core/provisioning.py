@@ -123,6 +123,12 @@ class Provisioner:
         )
         return dict(env)
 
+    def serve_secrets(self, db: Database) -> None:
+        """Let the driver read a runtime's secrets from the store when it must start one it
+        did not ensure() itself (another worker's deploy, a restarted worker, ``up``)."""
+        if hasattr(self.driver, "secrets_source"):
+            self.driver.secrets_source = lambda tenant_id: self.runtime_env(db, tenant_id)
+
     def deliver_secrets(self, db: Database, tenant_id: str) -> bool:
         """Hand a (re)started runtime its secrets again; False when the driver has no such
         step (its runtimes get them at start) or the runtime is not running."""

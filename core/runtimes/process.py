@@ -179,7 +179,8 @@ class ProcessDriver:
                 exists=True, running=True, state="running", started_at=state.get("started_at")
             )
         child = self._children.get(tenant_id)
-        exit_code = child.returncode if child is not None else state.get("exit_code")
+        ours = child is not None and child.pid == state.get("pid")
+        exit_code = child.returncode if child is not None and ours else state.get("exit_code")
         label = "created" if "pid" not in state else "exited"
         return RuntimeStatus(
             exists=True,
@@ -290,9 +291,12 @@ class ProcessDriver:
 
     def _pid_alive(self, tenant_id: str) -> bool:
         child = self._children.get(tenant_id)
-        if child is not None:
-            return child.poll() is None  # also reaps our own exited children
         pid = self._state(tenant_id).get("pid")
+        if child is not None:
+            alive = child.poll() is None  # also reaps our own exited children
+            if child.pid == pid:
+                return alive
+            # Another driver instance (a `tinyclaw-cloud up`) started the current process.
         if not pid:
             return False
         try:
