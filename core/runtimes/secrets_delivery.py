@@ -30,6 +30,7 @@ from docker.models.containers import Container
 
 from core.runtimes._env import PUBLIC_ENV, split_env
 from core.runtimes.base import RuntimeDriverError
+from core.runtimes.identity import LABEL_HELPER, LABEL_HELPER_FOR
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,16 @@ def secrets_volume_name(tenant_id: str) -> str:
 
 
 def remove_secrets_volume(client: docker.DockerClient, tenant_id: str) -> None:
-    """Remove a tenant's legacy secrets volume (missing is fine; in use is retried later)."""
+    """Remove a tenant's legacy secrets volume and the writer helpers a killed worker left
+    holding it (missing is fine; still in use is retried by the next ensure or remove)."""
+    writers = client.containers.list(
+        all=True, filters={"label": [f"{LABEL_HELPER_FOR}={tenant_id}", f"{LABEL_HELPER}=secrets"]}
+    )
+    for writer in writers:
+        with contextlib.suppress(NotFound):
+            writer.remove(force=True)
+    with contextlib.suppress(NotFound):
+        client.containers.get(secrets_writer_base(tenant_id)).remove(force=True)
     try:
         client.volumes.get(secrets_volume_name(tenant_id)).remove(force=True)
     except NotFound:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +16,13 @@ import pytest
 from core.runtimes.docker import DockerDriver, container_name, network_name, volume_name
 from core.runtimes.events import RuntimeEventWatcher
 from core.runtimes.fence import egress_name
-from core.runtimes.secrets_delivery import SECRETS_DIR, SECRETS_FILE, secrets_volume_name
+from core.runtimes.identity import helper_labels, helper_name
+from core.runtimes.secrets_delivery import (
+    SECRETS_DIR,
+    SECRETS_FILE,
+    secrets_volume_name,
+    secrets_writer_base,
+)
 from tests.core.runtimes.conftest import bot_token_of
 from tests.runtime.harness import API_TOKEN, MODEL_KEY, OWNER_ID, wait_healthy
 
@@ -327,3 +335,63 @@ def test_the_shared_egress_network_has_room_for_a_fleet() -> None:
         client.close()
     assert subnets == [EGRESS_SUBNET]
     assert ipaddress.ip_network(subnets[0]).num_addresses >= 4096
+
+
+def test_a_tenant_with_the_old_secrets_volume_moves_to_the_tmpfs(
+    docker_driver, make_spec, container_fakes, docker_client: docker.DockerClient
+) -> None:
+    """Upgrade from fence1: the container is recreated, the plaintext volume and a writer
+    helper a killed worker left are removed, the bot answers with tmpfs secrets."""
+    telegram, _ = container_fakes
+    spec = make_spec()
+    tenant = spec.tenant_id
+    _deploy(docker_driver, spec)
+    # The fence1 shape: a secrets volume with runtime.json, mounted by the runtime.
+    labels = {"tinyclaw.managed": "true", "tinyclaw.tenant": tenant}
+    old = docker_client.containers.get(container_name(tenant))
+    uid = _uid_of(docker_client, spec)
+    old.remove(force=True)
+    docker_client.volumes.create(secrets_volume_name(tenant), labels=labels)
+    writer = docker_client.containers.create(
+        spec.image,
+        ["true"],
+        name=helper_name(secrets_writer_base(tenant)),
+        volumes={secrets_volume_name(tenant): {"bind": "/s", "mode": "rw"}},
+        labels=helper_labels("secrets", tenant),
+    )
+    writer.put_archive("/s", secrets_tar(spec.env))
+    docker_client.containers.run(
+        spec.image,
+        ["python3", "-c", "import time; time.sleep(600)"],
+        name=container_name(tenant),
+        labels={**labels, "tinyclaw.config-hash": f"{spec.config_hash()}-fence1"},
+        volumes={secrets_volume_name(tenant): {"bind": "/run/tinyagi-secrets", "mode": "ro"}},
+        user=f"{uid}:{uid}",
+        network=network_name(tenant),
+        detach=True,
+    )
+    root = Path(docker_client.info()["DockerRootDir"])
+    assert bot_token_of(spec) in _tree_text(root / "volumes" / secrets_volume_name(tenant))
+
+    fresh = DockerDriver(docker_client, fence_image=spec.image)  # the upgraded worker
+    _deploy(fresh, spec)
+    runtime = docker_client.containers.get(container_name(tenant))
+    assert runtime.labels["tinyclaw.config-hash"].endswith("-fence2")
+    assert docker_client.volumes.list(filters={"name": secrets_volume_name(tenant)}) == []
+    writers = {"name": secrets_writer_base(tenant)}
+    assert docker_client.containers.list(all=True, filters=writers) == []
+    _answers(telegram, spec, "upgraded")
+    config = _engine_config_text(docker_client, tenant)
+    for secret in _secrets(spec):
+        assert secret not in config
+
+
+def secrets_tar(env: dict[str, str]) -> bytes:
+    """runtime.json as the fence1 writer put it into the secrets volume."""
+    data = json.dumps(env).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("runtime.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
