@@ -29,6 +29,7 @@ test: deps system  ## The whole test suite against real services
 lint: deps
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 format: deps
 	.venv/bin/ruff format .

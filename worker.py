@@ -18,7 +18,8 @@ from activities.maintenance import MaintenanceActivities
 from activities.reconfigure import ReconfigureActivities
 from activities.runtime_io import RuntimeIOActivities
 from activities.system import SystemActivities
-from bundles.catalog import load_catalog
+from control.schedules import ensure_schedules
+from core.bundles.catalog import load_catalog
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.provisioning import Provisioner
@@ -28,7 +29,6 @@ from core.runtimes.select import select_driver
 from core.settings import Settings
 from core.temporal import search_attributes
 from core.temporal.readiness import beat_forever, forget, worker_identity
-from core.temporal.schedules import ensure_schedules
 from workflows.deploy import DeployTenantWorkflow
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 from workflows.operations import (

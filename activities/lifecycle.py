@@ -21,26 +21,10 @@ from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from bundles.schema import BundleManifest
-from bundles.switch import check_switch
 from core import config_snapshot
 from core import credentials as creds
-from core.backups import BACKUP_KEY, backup_key, seal_file
-from core.channels.telegram import get_me
-from core.db import Database
-from core.db.models import AuditLog, Tenant
-from core.deployment_state import DeploymentState as S
-from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
-from core.errors import PlanLimitExceeded, TinyClawError
-from core.pairing import pairing_document
-from core.plans import get_plan
-from core.provisioning import MissingCredential, Provisioner
-from core.runtimes import ImageMissingError, RuntimeDriverError
-from core.secrets.base import secret_ref
-from core.tenants import purge_personal_data
-from gateway.shared import broadcast_revocation
-from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
-from workflows.activity_models import (
+from core.activity_models import (
+    TEST_MESSAGE_HTTP_TIMEOUT_S,
     HealthInput,
     HealthResult,
     NotifyInput,
@@ -61,8 +45,23 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
-from workflows.common import TEST_MESSAGE_HTTP_TIMEOUT_S
-from workflows.models import TenantDurableState
+from core.backups import BACKUP_KEY, backup_key, seal_file
+from core.bundles.schema import BundleManifest
+from core.bundles.switch import check_switch
+from core.channels.telegram import get_me
+from core.db import Database
+from core.db.models import AuditLog, Tenant
+from core.deployment_state import DeploymentState as S
+from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
+from core.errors import PlanLimitExceeded, TinyClawError
+from core.pairing import pairing_document
+from core.plans import get_plan
+from core.provisioning import MissingCredential, Provisioner
+from core.runtimes import ImageMissingError, RuntimeDriverError
+from core.secrets.base import secret_ref
+from core.tenants import purge_personal_data
+from core.workflow_models import TenantDurableState
+from gateway.control import authenticate, broadcast_revocation, issue_token, revoke_tenant_tokens
 
 P = ParamSpec("P")
 R = TypeVar("R")

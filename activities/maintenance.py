@@ -11,14 +11,14 @@ from sqlalchemy import select
 from temporalio import activity
 
 from activities.lifecycle import mapped, status_ok
+from core.activity_models import RollupInput, RollupResult, SweepResult
 from core.db import Database
 from core.db.models import Deployment, Tenant
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment
 from core.provisioning import Provisioner
 from core.runtime_health import mark_down
-from gateway.rollup import rollup_day
-from workflows.activity_models import RollupInput, RollupResult, SweepResult
+from gateway.control import rollup_day
 
 # A runtime exists for these states; anything else Docker runs for us is an orphan.
 OWNED_STATES = {S.PROVISIONING, S.HEALTHY, S.UPDATING, S.PAUSED, S.SUSPENDED, S.FAILED, S.DELETING}

@@ -13,13 +13,13 @@ from typing import Any
 from temporalio import activity
 
 from activities.lifecycle import DEFAULT_BUNDLE, LifecycleActivities, mapped
-from bundles.schema import BundleManifest
 from core import config_snapshot
+from core.activity_models import ReconfigureInput, ReconfigurePrepared, TenantRef
+from core.bundles.schema import BundleManifest
 from core.deployments import current_deployment, get_tenant
 from core.errors import PlanLimitExceeded
 from core.plans import get_plan
 from core.runtimes import ImageMissingError
-from workflows.activity_models import ReconfigureInput, ReconfigurePrepared, TenantRef
 
 
 @dataclass

@@ -12,10 +12,10 @@ import httpx
 from temporalio import activity
 
 from activities.lifecycle import mapped
+from core.activity_models import RuntimeCallInput, RuntimeCallResult
 from core.db import Database
 from core.provisioning import Provisioner
 from core.runtime_reads import RuntimeReader
-from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
 
 
 @dataclass

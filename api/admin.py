@@ -12,13 +12,13 @@ from sqlalchemy import select
 from api.deps import ContextDep, CurrentUser, PlatformAdmin
 from api.pagination import Page
 from api.tenants.service import temporal_ui_link
-from core import lifecycle
+from control import lifecycle
 from core.context import AppContext
 from core.db.models import Tenant
 from core.deployments import current_deployment
 from core.errors import Forbidden, InvalidInput
 from core.tenants import audit, require_tenant
-from workflows.models import Note
+from core.workflow_models import Note
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 SUPPORT_ACTOR_PREFIX = "support:"  # audit entries by staff: hidden from customers

@@ -27,7 +27,7 @@ from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
 from api.tenants import pairing as tenant_pairing
 from api.tenants import plan as tenant_plan
-from bundles.catalog import load_catalog, sync_catalog_to_db
+from core.bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
 from core.ratelimit import LoginThrottle, SlidingWindow

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.pagination import Page
-from bundles.catalog import Catalog
+from core.bundles.catalog import Catalog
 from core.plans import PLANS, Plan, get_plan
 
 router = APIRouter(tags=["catalog"])

@@ -46,7 +46,7 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
         codes |= {"400", "413"}
     if secured or path == "/auth/login":
         codes |= {"401", "403"}
-    if "{" in path or path.startswith(("/webhooks", "/admin")):
+    if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")):
         codes.add("404")
     if method in WRITE_METHODS:
         codes |= {"409", "503"}

@@ -31,7 +31,7 @@ from core.billing.events import (
 from core.billing.stripe_client import from_timestamp
 from core.context import AppContext
 from core.errors import Conflict, NotFound, ServiceUnavailable, TinyClawError
-from workflows.models import BillingEvent, BillingEventResult
+from core.workflow_models import BillingEvent, BillingEventResult
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def get_dispatcher(request: Request) -> BillingDispatcher:
     custom: BillingDispatcher | None = getattr(request.app.state, "billing_dispatcher", None)
     if custom is not None:
         return custom
-    # Imported on use: core.lifecycle pulls in the Temporal workflow definitions, which
+    # Imported on use: control.lifecycle pulls in the Temporal workflow definitions, which
     # the webhook module should not need just to be imported.
-    from core.lifecycle import send_billing_event
+    from control.lifecycle import send_billing_event
 
     return send_billing_event
 

@@ -26,21 +26,21 @@ sys.path.insert(0, str(ROOT))
 from pydantic import SecretStr  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
+from control.lifecycle import send_command  # noqa: E402
 from core import credentials as creds  # noqa: E402
 from core.context import AppContext  # noqa: E402
 from core.db import Database, run_migrations  # noqa: E402
 from core.db.models import Deployment, User  # noqa: E402
 from core.deployments import deployment_events  # noqa: E402
-from core.lifecycle import send_command  # noqa: E402
 from core.settings import Environment, Settings  # noqa: E402
 from core.temporal import TaskQueues, connect  # noqa: E402
 from core.temporal.devserver import DevServer, port_open  # noqa: E402
 from core.temporal.readiness import readiness  # noqa: E402
 from core.tenants import create_tenant  # noqa: E402
+from core.workflow_models import Action, Command  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from worker import build_worker, lifecycle_activities  # noqa: E402
-from workflows.models import Action, Command  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:

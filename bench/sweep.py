@@ -30,7 +30,8 @@ from activities.maintenance import (  # noqa: E402
     PROBE_TIMEOUT,
     MaintenanceActivities,
 )
-from bundles.catalog import load_catalog  # noqa: E402
+from core.activity_models import SweepResult  # noqa: E402
+from core.bundles.catalog import load_catalog  # noqa: E402
 from core.db import Database, run_migrations  # noqa: E402
 from core.provisioning import Provisioner  # noqa: E402
 from core.secrets import build_secret_store  # noqa: E402
@@ -42,7 +43,6 @@ from tests.fakes.fleet import (  # noqa: E402
     hanging_server,
     register_fleet,
 )
-from workflows.activity_models import SweepResult  # noqa: E402
 from workflows.maintenance import HealthSweepWorkflow  # noqa: E402
 
 SCHEDULE_S = 60.0  # the tcc-health-sweep schedule's interval

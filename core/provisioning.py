@@ -11,9 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.orm import Session
 
-from bundles.catalog import Catalog
-from bundles.schema import BundleManifest
 from core import credentials as creds
+from core.bundles.catalog import Catalog
+from core.bundles.schema import BundleManifest
 from core.db import Database
 from core.db.models import Tenant
 from core.deployments import get_tenant

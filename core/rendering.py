@@ -21,7 +21,7 @@ from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
-from bundles.schema import BundleManifest
+from core.bundles.schema import BundleManifest
 from core.errors import InvalidInput
 from core.model_catalog import ModelCatalog
 from core.plans import get_plan

@@ -7,6 +7,6 @@ provider key. A request flows::
         ->  route: demo model | managed upstreams (failover + breaker) | BYOK key
         ->  relay (SSE passthrough or JSON)  ->  meter (batched usage_events row)
 
-Public surface: ``gateway.app.create_app``, ``gateway.tokens`` (issue, revoke,
-authenticate), ``gateway.rollup`` (daily roll-up, dashboard summary).
+Public surface: ``gateway.app.create_app``; the control plane uses ``gateway.control`` (tokens:
+issue, revoke, authenticate; daily roll-up, dashboard summary) and nothing else.
 """

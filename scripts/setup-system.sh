@@ -63,4 +63,11 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --logfile /var/log/tcc-redis.log
 fi
 
+# axe-core from npm: the dashboard's accessibility check, injected into Chromium by the tests.
+AXE=.cache/axe/node_modules/axe-core/axe.min.js
+if [ ! -f "$AXE" ]; then
+  command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends npm >/dev/null
+  npm install --silent --no-save --no-package-lock --prefix .cache/axe axe-core@4.14.1 >/dev/null
+fi
+
 scripts/build-runtime-image.sh

@@ -219,7 +219,7 @@ async def docker_stack(
     tmp_path: Path, temporal_env: WorkflowEnvironment, fakes: tuple[FakeTelegram, FakeOpenAI],
     docker_images: None,
 ) -> AsyncIterator[Stack]:  # fmt: skip
-    from bundles.catalog import load_catalog
+    from core.bundles.catalog import load_catalog
 
     async for stack in start_stack(
         tmp_path, temporal_env, fakes, "docker", catalog=load_catalog(make_test_catalog(tmp_path))

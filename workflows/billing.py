@@ -14,7 +14,13 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from core.deployment_state import DeploymentState as S
-from workflows.models import Action, BillingEvent, BillingEventResult, Command, TenantWorkflowInput
+from core.workflow_models import (
+    Action,
+    BillingEvent,
+    BillingEventResult,
+    Command,
+    TenantWorkflowInput,
+)
 
 STATUS_EVENTS = frozenset({
     "customer.subscription.updated", "customer.subscription.deleted",

@@ -10,6 +10,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
+from core.activity_models import TEST_MESSAGE_HTTP_TIMEOUT_S
+
 # Business failures: retrying cannot help, the customer must act.
 PERMANENT_ERRORS = [
     "missing_telegram_token", "bad_telegram_token", "unknown_bundle", "bundle_not_allowed",
@@ -48,9 +50,9 @@ CONTAINER: ActivityOptions = {
     "retry_policy": RETRY,
 }
 # The deploy's test message calls the model: one budget, the HTTP timeout inside the
-# activity's, and a retry only when the message never reached the runtime (a retry after
-# the model answered would bill and answer twice).
-TEST_MESSAGE_HTTP_TIMEOUT_S = 40.0
+# activity's (``TEST_MESSAGE_HTTP_TIMEOUT_S``, shared with the activity through
+# core.activity_models), and a retry only when the message never reached the runtime (a
+# retry after the model answered would bill and answer twice).
 TEST_MESSAGE: ActivityOptions = {
     "start_to_close_timeout": timedelta(seconds=TEST_MESSAGE_HTTP_TIMEOUT_S + 10),
     "heartbeat_timeout": timedelta(seconds=5),

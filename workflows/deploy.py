@@ -11,8 +11,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from core.deployment_state import DeploymentState as S
-from workflows.activity_models import (
+from core.activity_models import (
     HealthInput,
     NotifyInput,
     PreparedDeploy,
@@ -22,6 +21,8 @@ from workflows.activity_models import (
     TenantRef,
     TransitionInput,
 )
+from core.deployment_state import DeploymentState as S
+from core.workflow_models import ActionInput, ActionResult
 from workflows.common import (
     CONTAINER,
     PATCH_TEST_MESSAGE_BUDGET,
@@ -30,7 +31,6 @@ from workflows.common import (
     Saga,
     failure_reason,
 )
-from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A

@@ -1,4 +1,4 @@
-"""Scheduled maintenance workflows (Temporal Schedules start them; see core/temporal/schedules)."""
+"""Scheduled maintenance workflows (Temporal Schedules start them; see control/schedules.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.activity_models import RollupInput, RollupResult, SweepResult
+from core.activity_models import RollupInput, RollupResult, SweepResult
 from workflows.common import SHORT
 
 with workflow.unsafe.imports_passed_through():

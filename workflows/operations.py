@@ -7,17 +7,17 @@ from collections.abc import Awaitable, Callable
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from core.deployment_state import DeploymentState as S
-from workflows.activity_models import (
+from core.activity_models import (
     PreparedDeploy,
     PrepareDeployInput,
     RemoveRuntimeInput,
     ResetInput,
     TenantRef,
 )
+from core.deployment_state import DeploymentState as S
+from core.workflow_models import ActionInput, ActionResult
 from workflows.common import CONTAINER, SHORT, Saga, failure_reason
 from workflows.deploy import bring_up, record, revoke_generated, wait_healthy
-from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A

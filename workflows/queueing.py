@@ -5,7 +5,7 @@ Pure functions over the workflow's state, so they are deterministic and testable
 
 from __future__ import annotations
 
-from workflows.models import ActionRecord, Command
+from core.workflow_models import ActionRecord, Command
 
 # At most this many commands wait behind the one in flight; more answer 429.
 MAX_PENDING = 5

@@ -7,7 +7,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.activity_models import RuntimeCallInput, RuntimeCallResult
+from core.activity_models import RuntimeCallInput, RuntimeCallResult
 
 with workflow.unsafe.imports_passed_through():
     from activities.runtime_io import RuntimeIOActivities

@@ -10,8 +10,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from core.deployment_state import DeploymentState as S
-from workflows.activity_models import (
+from core.activity_models import (
     RestoreInput,
     SnapshotInput,
     SnapshotRef,
@@ -20,9 +19,10 @@ from workflows.activity_models import (
     SwitchCheckResult,
     TenantRef,
 )
+from core.deployment_state import DeploymentState as S
+from core.workflow_models import ActionInput, ActionResult
 from workflows.common import CONTAINER, SHORT, failure_reason
 from workflows.deploy import record, wait_healthy
-from workflows.models import ActionInput, ActionResult
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A

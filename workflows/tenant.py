@@ -19,12 +19,9 @@ from temporalio.common import (
 )
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
+from core.activity_models import PurgeInput
 from core.deployment_state import DeploymentState as S
-from workflows.activity_models import PurgeInput
-from workflows.billing import apply_billing_event
-from workflows.common import SHORT, failure_reason
-from workflows.deploy import DeployTenantWorkflow
-from workflows.models import (
+from core.workflow_models import (
     Action,
     ActionInput,
     ActionRecord,
@@ -37,6 +34,9 @@ from workflows.models import (
     TenantState,
     TenantWorkflowInput,
 )
+from workflows.billing import apply_billing_event
+from workflows.common import SHORT, failure_reason
+from workflows.deploy import DeployTenantWorkflow
 from workflows.operations import (
     DeleteTenantWorkflow,
     PauseTenantWorkflow,

@@ -11,10 +11,10 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from core.activity_models import TransitionInput
 from core.deployment_state import DeploymentState as S
-from workflows.activity_models import TransitionInput
+from core.workflow_models import TenantDurableState, TenantWorkflowInput
 from workflows.common import SHORT, failure_reason
-from workflows.models import TenantDurableState, TenantWorkflowInput
 
 with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A

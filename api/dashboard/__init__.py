@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api import sandbox
@@ -71,3 +71,11 @@ def install(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
     def root() -> Response:
         return RedirectResponse("/app", status_code=303)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        """Browsers ask for /favicon.ico whatever the page says: the same icon, cached."""
+        return FileResponse(
+            STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+            headers={"Cache-Control": "public, max-age=86400"},
+        )  # fmt: skip

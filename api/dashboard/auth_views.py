@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
+from sqlalchemy import select
 
 from api.auth import check_signup_rate, guarded_login
 from api.auth_email import check_email_rate, confirm_reset, confirm_verification, request_reset
@@ -14,6 +15,8 @@ from api.dashboard.render import actor, context_of, is_https, page, redirect, we
 from api.tenants.endpoints import my_bots
 from core import account_email, accounts, sessions
 from core.accounts import Principal
+from core.db.models import AuditLog
+from core.deployment_state import DeploymentState
 from core.errors import TinyClawError, Unauthorized
 from core.tenants import audit
 
@@ -49,6 +52,15 @@ async def home(request: Request, user: WebUser) -> Response:
     bots = await my_bots(ctx, user.user_id)
     if not bots and not request.query_params.get("notice"):
         return redirect(request, "/app/new")
+    with ctx.db.system_session() as session:  # an accepted delete runs: say so at once
+        asked = set(session.scalars(
+            select(AuditLog.tenant_id).where(
+                AuditLog.tenant_id.in_([b.id for b in bots]), AuditLog.action == "command.delete"
+            )
+        ))  # fmt: skip
+    for bot in bots:
+        if bot.id in asked and bot.state not in ("deleting", "deleted"):
+            bot.state = DeploymentState.DELETING
     return page(request, "bots.html", bots=bots)
 
 
@@ -71,7 +83,10 @@ def signup(request: Request, email: Email, password: Password) -> Response:
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
             welcome = account_email.verification_email(ctx.settings, user)
     except TinyClawError as exc:
-        return page(request, "signup.html", exc.status_code, error=exc.message, email=email)
+        return page(
+            request, "signup.html", exc.status_code, error=exc.message, email=email,
+            error_code=exc.code,
+        )  # fmt: skip
     account_email.deliver(ctx, welcome)
     return _login_response(request, token, "/app/new?notice=signed_up")
 

@@ -53,7 +53,8 @@ async def live(request: Request, access: TenantAccess) -> Response:
     """The progress fragment; it stops asking to be polled once nothing is in flight."""
     wizard = request.query_params.get("wizard") == "1"
     values = await _live_values(request, access)
-    response = page(request, "_live.html", wizard=wizard, **values)
+    oob = bool(request.headers.get("hx-request"))  # also refresh the page's heading
+    response = page(request, "_live.html", wizard=wizard, oob=oob, **values)
     if values["settled"] and not wizard and request.headers.get("hx-request"):
         # The action finished: reload the operations page once so every section agrees.
         response.headers["HX-Refresh"] = "true"

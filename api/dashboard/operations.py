@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from api.admin import SUPPORT_ACTOR_PREFIX
 from api.dashboard.progress import current_action, workflow_steps
-from api.dashboard.render import NOTICES, context_of, page, redirect
+from api.dashboard.render import NOTICES, context_of, outcome_redirect, page, redirect
 from api.dashboard.wizard import bundles_for, models_or_error
 from api.deps import TenantAccess, TenantOwner
 from api.tenants import endpoints as api
@@ -21,11 +21,54 @@ from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
 from core.errors import InvalidInput, TinyClawError
 from core.plans import PLANS
-from gateway.rollup import usage_summary
+from core.workflow_models import Action
+from gateway.control import usage_summary
+from workflows.tenant import BLOCKED_ALLOWED, SOURCES, TARGETS
 
 router = APIRouter(prefix="/app/bots/{tenant_id}", include_in_schema=False)
 SIMPLE_ACTIONS = {"pause": api.pause, "resume": api.resume, "restart": api.restart}
 FEED_SIZE = 15
+
+
+# The bot page's actions and the workflow action each one queues.
+PAGE_ACTIONS = {
+    "deploy": Action.DEPLOY, "pause": Action.PAUSE, "resume": Action.RESUME,
+    "restart": Action.RESTART, "reset": Action.RESET_MEMORY, "switch": Action.SWITCH_BUNDLE,
+    "delete": Action.DELETE,
+}  # fmt: skip
+BILLING_BLOCKED = ("incomplete", "unpaid", "canceled")
+
+
+def _words(states: frozenset[Any]) -> str:
+    names = sorted(str(state.value) for state in states)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def offered_actions(bot: s.TenantOut) -> dict[str, str | None]:
+    """Each page action: ``None`` when it can be asked for now, else why not (shown beside it).
+
+    The state an action is judged against is the one the bot reaches after what is already
+    running and queued, as the workflow judges it when the command's turn comes.
+    """
+    state = bot.state
+    workflow = bot.workflow
+    pending = [*([workflow.in_flight] if workflow and workflow.in_flight else []),
+               *(workflow.queued if workflow else [])]  # fmt: skip
+    if pending:
+        state = TARGETS.get(pending[-1].action, state)
+    out: dict[str, str | None] = {}
+    for name, action in PAGE_ACTIONS.items():
+        why = None
+        if state not in SOURCES[action]:
+            why = f"Available when the bot is {_words(SOURCES[action])}."
+            if state in ("deleting", "deleted"):
+                why = "The bot is deleted."
+        elif workflow and workflow.killed and action not in BLOCKED_ALLOWED:
+            why = "Support has stopped this bot; contact support."
+        elif bot.billing_status in BILLING_BLOCKED and action not in BLOCKED_ALLOWED:
+            why = "Payment is needed first: use Manage payment and plan below."
+        out[name] = why
+    return out
 
 
 def period_start(now: datetime | None = None) -> datetime:
@@ -66,7 +109,8 @@ async def render_bot(
         events=events_view(ctx, access.tenant_id, 20)[0], action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
-        models_error=models_error, plans=list(PLANS.values()), **extra,
+        models_error=models_error, plans=list(PLANS.values()), offered=offered_actions(bot),
+        **extra,
     )  # fmt: skip
 
 
@@ -86,9 +130,15 @@ async def choose(
 ) -> Response:
     """Pick the bot's model (managed catalog for its plan, or its provider's list)."""
     ctx = context_of(request)
-    return await _run(
-        request, access, choose_model(ctx, access.tenant_id, model, access.actor), "model_chosen"
-    )
+    call = choose_model(ctx, access.tenant_id, model, access.actor)
+    return await _run(request, access, call, "model", NOTICES["model_chosen"])
+
+
+QUEUED = {
+    "pause": "Pause queued: the bot stops once it is its turn.",
+    "resume": "Resume queued: the bot starts once it is its turn.",
+    "restart": "Restart queued: the bot restarts once it is its turn.",
+}
 
 
 @router.post("/actions/{name}")
@@ -97,15 +147,20 @@ async def simple_action(request: Request, access: TenantAccess, name: str) -> Re
     handler = SIMPLE_ACTIONS.get(name)
     if handler is None:
         return await render_bot(request, access, 404, error="Unknown action.")
-    return await _run(request, access, handler(access, context_of(request)), "accepted")
+    call = handler(access, context_of(request))
+    return await _run(request, access, call, "actions", QUEUED[name])
 
 
-async def _run(request: Request, access: TenantAccess, call: Any, notice: str) -> Response:
+async def _run(
+    request: Request, access: TenantAccess, call: Any, section: str, done: str
+) -> Response:
+    """Post/redirect/get: the outcome (or the refusal) shows next to the form that asked."""
+    url = f"/app/bots/{access.tenant_id}"
     try:
         await call
     except TinyClawError as exc:
-        return await render_bot(request, access, exc.status_code, error=exc.message)
-    return redirect(request, f"/app/bots/{access.tenant_id}?notice={notice}")
+        return outcome_redirect(request, url, section, exc.message)
+    return outcome_redirect(request, url, section, done, error=False)
 
 
 @router.post("/reset")
@@ -117,7 +172,8 @@ async def reset(
 ) -> Response:
     """Reset conversations (and memory, when asked), after an explicit confirmation."""
     body = s.ResetIn(confirm=confirm == "yes", full=full == "yes")
-    return await _run(request, access, api.reset_memory(body, access, context_of(request)), "reset")
+    call = api.reset_memory(body, access, context_of(request))
+    return await _run(request, access, call, "reset", NOTICES["reset"])
 
 
 @router.post("/switch")
@@ -126,9 +182,9 @@ async def switch(
 ) -> Response:
     """Switch bundle; the result (switched, refused, rolled back) shows in the history."""
     body = s.SwitchIn(bundle_id=bundle_id)
-    return await _run(
-        request, access, api.switch_bundle(body, access, context_of(request)), "accepted"
-    )
+    call = api.switch_bundle(body, access, context_of(request))
+    done = "Switch queued: the action history below shows whether it switched or rolled back."
+    return await _run(request, access, call, "switch", done)
 
 
 @router.post("/delete")
@@ -140,7 +196,8 @@ async def delete(
     try:
         await api.delete(access, ctx, s.DeleteIn(confirm_name=confirm_name))
     except TinyClawError as exc:
-        return await render_bot(request, access, exc.status_code, delete_error=exc.message)
+        url = f"/app/bots/{access.tenant_id}"
+        return outcome_redirect(request, url, "delete", exc.message)
     return redirect(request, "/app?notice=deleted")
 
 
@@ -155,7 +212,7 @@ async def billing_portal(request: Request, access: TenantOwner) -> Response:
 
         out = await portal(access, ctx, request, None)
     except TinyClawError as exc:
-        return await render_bot(request, access, exc.status_code, error=exc.message)
+        return outcome_redirect(request, f"/app/bots/{access.tenant_id}", "plan", exc.message)
     return redirect(request, out.url)
 
 
@@ -167,8 +224,9 @@ async def change_plan(
     from api.tenants.plan import request_plan_change
 
     ctx = context_of(request)
+    url = f"/app/bots/{access.tenant_id}"
     try:
         out = await request_plan_change(ctx, request.app.state.catalog, access, plan)
     except TinyClawError as exc:
-        return await render_bot(request, access, exc.status_code, error=exc.message)
-    return await render_bot(request, access, 200, notice=out.message)
+        return outcome_redirect(request, url, "plan", exc.message)
+    return outcome_redirect(request, url, "plan", out.message, error=False)

@@ -9,7 +9,7 @@ from temporalio.service import RPCError
 
 from api.tenants.schemas import TenantOut
 from core.context import AppContext
-from workflows.models import ActionRecord
+from core.workflow_models import ActionRecord
 
 STEP_LABELS = {
     "prepare_deploy": "Prepare the configuration and credentials",

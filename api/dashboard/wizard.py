@@ -10,15 +10,15 @@ from pydantic import ValidationError
 
 from api.billing import start_checkout
 from api.dashboard.auth_views import WebUser
-from api.dashboard.render import context_of, page, redirect
+from api.dashboard.render import context_of, outcome_redirect, page, redirect
 from api.deps import TenantAccess, TenantOwner
 from api.sandbox import sandbox_chat_id
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
 from api.tenants.model_service import PRESETS, choose_model, models_view
 from api.tenants.service import request_reconfigure, tenant_view
-from bundles.catalog import Catalog
 from core import credentials as creds
+from core.bundles.catalog import Catalog
 from core.context import AppContext
 from core.errors import InvalidInput, TinyClawError
 from core.plans import PLANS, get_plan
@@ -196,8 +196,17 @@ def bundles_for(request: Request, plan: str) -> list[object]:
 
 @router.get("/bots/{tenant_id}/setup/bundle")
 async def bundle_form(request: Request, access: TenantOwner) -> Response:
-    """Step 4: pick a bundle, then deploy."""
+    """Step 4: pick a bundle, then deploy (a bot that is already deployed switches instead)."""
     bot = await _bot(request, access)
+    if bot.workflow and (bot.workflow.in_flight or bot.workflow.queued):
+        return redirect(request, f"/app/bots/{access.tenant_id}/progress")
+    if bot.state not in ("pending", "failed"):
+        message = (
+            "This bot is already deployed: switch its bundle here."
+            if bot.state not in ("deleting", "deleted") else "This bot is deleted."
+        )  # fmt: skip
+        return outcome_redirect(request, f"/app/bots/{access.tenant_id}", "switch", message,
+                                error=False)  # fmt: skip
     bundles = bundles_for(request, bot.plan)
     return page(request, "wizard_bundle.html", bot=bot, bundles=bundles, step=4)
 

@@ -12,15 +12,15 @@ from api.pagination import Page
 from api.tenants import schemas as s
 from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
 from api.tenants.service import call_runtime, events_view, request_reconfigure, tenant_view
+from control.lifecycle import send_command
 from core import credentials as creds
 from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
 from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
-from core.lifecycle import send_command
 from core.ratelimit import SlidingWindow
 from core.tenants import audit, create_tenant, require_tenant, tenants_of
-from workflows.models import Action, Command
+from core.workflow_models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
 MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60)

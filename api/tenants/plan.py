@@ -16,9 +16,9 @@ from pydantic import BaseModel
 from api.billing import LIVE_STATUSES, stripe_billing
 from api.deps import ContextDep, TenantAccessInfo, TenantOwner
 from api.tenants.service import request_reconfigure
-from bundles.catalog import Catalog, plan_problems
 from core.billing.service import assign_plan_without_payment, current_subscription
 from core.billing.stripe_client import idempotency_key
+from core.bundles.catalog import Catalog, plan_problems
 from core.context import AppContext
 from core.db.models import new_id
 from core.deployments import current_deployment

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from api.schemas import UtcDatetime
 from core.deployment_state import DeploymentState
 from core.plans import PlanId
-from workflows.models import ActionRecord, Note
+from core.workflow_models import ActionRecord, Note
 
 
 class TenantIn(BaseModel):

@@ -16,19 +16,19 @@ from api.tenants.schemas import (
     TenantOut,
     WorkflowView,
 )
-from bundles.catalog import load_catalog
+from control.lifecycle import query_state, send_command
 from core import credentials as creds
+from core.activity_models import RuntimeCallResult
+from core.bundles.catalog import load_catalog
 from core.context import AppContext
 from core.db.models import Credential
 from core.deployments import current_deployment, deployment_events
 from core.errors import Conflict
-from core.lifecycle import query_state, send_command
 from core.provisioning import Provisioner
 from core.runtime_reads import RuntimeReader
 from core.runtimes.select import select_driver
 from core.tenants import require_tenant
-from workflows.activity_models import RuntimeCallResult
-from workflows.models import Action, Command
+from core.workflow_models import Action, Command
 
 # States in which no runtime runs: a persisted change simply applies at the next start.
 NOT_RUNNING = frozenset({"pending", "failed", "paused", "suspended", "deleting", "deleted"})

@@ -26,7 +26,7 @@ from typing import Any
 
 from core.billing.stripe_client import from_timestamp, id_of, subscription_info
 from core.errors import TinyClawError
-from workflows.models import BillingEvent
+from core.workflow_models import BillingEvent
 
 CHECKOUT_COMPLETED = "checkout.session.completed"
 SUBSCRIPTION_UPDATED = "customer.subscription.updated"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from core.lifecycle import query_state, send_command
+from control.lifecycle import query_state, send_command
+from core.workflow_models import Action, Command
 from tests.api.conftest import Client, signup
 from tests.api.test_tenants_flow import wait_state
 from tests.lifecycle_stack import Stack
-from workflows.models import Action, Command
 
 
 async def live_bot(api: Client, stack: Stack, tokens: Callable[[], str], email: str) -> tuple:

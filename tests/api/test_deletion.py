@@ -7,6 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 from temporalio.testing import ActivityEnvironment
 
+from core.activity_models import PurgeInput
 from core.db.models import AuditLog, Credential, Tenant
 from tests.api.conftest import Client
 from tests.api.test_commands_under_misuse import live_bot
@@ -14,7 +15,6 @@ from tests.api.test_support_signals import admin_headers
 from tests.api.test_tenants_flow import wait_state
 from tests.lifecycle_stack import Stack
 from worker import lifecycle_activities
-from workflows.activity_models import PurgeInput
 
 
 async def test_a_deleted_bot_leaves_the_list_and_its_personal_data_is_purged(

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from core.lifecycle import query_state
+from control.lifecycle import query_state
 from core.tenants import require_tenant
 from tests.api.conftest import signup
 from tests.api.test_tenants_flow import wait_state

@@ -13,17 +13,17 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 
+from control.lifecycle import query_state, send_billing_event, workflow_id
 from core import credentials as creds
 from core.db.models import User
-from core.lifecycle import query_state, send_billing_event, workflow_id
 from core.tenants import require_tenant
+from core.workflow_models import Action, ActionInput, BillingEvent, Command
 from tests.api.conftest import Client, signup
 from tests.api.test_commands_under_misuse import live_bot
 from tests.api.test_tenants_flow import wait_state
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state
 from workflows.deploy import DeployTenantWorkflow
-from workflows.models import Action, ActionInput, BillingEvent, Command
 
 
 async def admin_headers(api: Client, stack: Stack, email: str) -> dict[str, str]:

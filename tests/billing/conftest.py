@@ -22,9 +22,9 @@ from core.db import Database
 from core.db.models import Subscription, Tenant, WebhookEvent, new_id
 from core.settings import Settings
 from core.temporal import TaskQueues
+from core.workflow_models import BillingEvent, BillingEventResult
 from tests.conftest import make_settings
 from tests.fakes.stripe_api import FakeStripe, signed
-from workflows.models import BillingEvent, BillingEventResult
 
 PRICES = {"starter": "price_starter", "pro": "price_pro", "business": "price_business"}
 WEBHOOK_SECRET = "whsec_test_0123456789"
@@ -50,7 +50,7 @@ def billing_settings(tmp_path: Path, fake_stripe: FakeStripe) -> Settings:
 
 
 class RecordingDispatcher:
-    """Stands in for ``core.lifecycle.send_billing_event``: records, then answers or fails."""
+    """Stands in for ``control.lifecycle.send_billing_event``: records, then answers or fails."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, BillingEvent]] = []

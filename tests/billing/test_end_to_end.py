@@ -10,17 +10,17 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from control.lifecycle import query_state, send_billing_event
 from core.billing.events import billing_event, event_facts
 from core.context import AppContext
 from core.db import Database
-from core.lifecycle import query_state, send_billing_event
 from core.settings import Settings
 from core.temporal import TaskQueues
+from core.workflow_models import BillingEvent, TenantState
 from tests.billing.conftest import WEBHOOK_SECRET, billing_app, make_tenant
 from tests.billing.test_webhooks import _checkout
 from tests.fakes.stripe_api import FakeStripe, signed
 from worker import build_worker, lifecycle_activities
-from workflows.models import BillingEvent, TenantState
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bundles import Catalog, load_catalog, sync_catalog_to_db
-from bundles.catalog import CATALOG_DIR
+from core.bundles import Catalog, load_catalog, sync_catalog_to_db
+from core.bundles.catalog import CATALOG_DIR
 from core.db import Database
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
@@ -182,7 +182,7 @@ def test_broken_template_is_rejected_at_load(
 
 def test_shipped_catalog_errors_name_the_repo_relative_file(tmp_catalog: Path) -> None:
     # Messages for the shipped catalog are relative to the project root, as in the docs.
-    from bundles.catalog import _display
+    from core.bundles.catalog import _display
 
     assert (
         _display(CATALOG_DIR / "pro/1.0.0/bundle.toml") == "bundles/catalog/pro/1.0.0/bundle.toml"

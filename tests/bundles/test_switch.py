@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bundles import Catalog, check_switch, load_catalog
+from core.bundles import Catalog, check_switch, load_catalog
 from core.plans import get_plan
 
 

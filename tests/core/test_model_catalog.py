@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bundles import load_catalog
+from core.bundles import load_catalog
 from core.errors import InvalidInput
 from core.model_catalog import CatalogModel, ModelNotOffered, build_catalog
 from core.plans import PLANS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bundles import Catalog, load_catalog
+from core.bundles import Catalog, load_catalog
 from core.errors import InvalidInput
 from core.rendering import (
     SECRET_PATTERNS,

@@ -56,7 +56,12 @@ async def test_bot_page_picker_lists_the_plans_models_and_validates(
     assert '<option value="house/fast" selected>' in page
 
     refused = await b.post(f"/app/bots/{tid}/model", {"model": "house/big"})
-    assert refused.status_code == 403 and "not available on the Starter plan" in refused.text
+    assert (refused.status_code, refused.headers["location"]) == (
+        303,
+        f"/app/bots/{tid}#model-outcome",
+    )
+    shown = (await b.client.get(f"/app/bots/{tid}")).text.split('id="model-outcome"')[1]
+    assert "not available on the Starter plan" in shown.split("</p>")[0]
     assert picked(process_stack, tid) is None
     ok = await b.post(f"/app/bots/{tid}/model", {"model": "house/cheap"})
     assert ok.status_code == 303 and picked(process_stack, tid) == "house/cheap"

@@ -39,10 +39,11 @@ async def test_a_plan_change_from_the_bot_page_reconfigures_the_live_bot(
     b = await sign_up(browsers)
     tid, _ = await live_bot(b, process_stack)
     r = await b.post(f"/app/bots/{tid}/plan", {"plan": "pro"})
-    assert r.status_code == 200, r.text
-    assert "restarting on the new settings" in r.text
+    assert (r.status_code, r.headers["location"]) == (303, f"/app/bots/{tid}#plan-outcome"), r.text
+    assert "restarting on the new settings" in (await b.client.get(f"/app/bots/{tid}")).text
     await wait_settled(b, tid, "healthy")
     page = (await b.client.get(f"/app/bots/{tid}")).text
     assert "Applied: Plan changed from starter to pro" in page
     same = await b.post(f"/app/bots/{tid}/plan", {"plan": "pro"})
-    assert "already on the Pro plan" in same.text
+    assert same.status_code == 303
+    assert "already on the Pro plan" in (await b.client.get(f"/app/bots/{tid}")).text

@@ -53,9 +53,9 @@ async def test_notes_and_support_entries_are_for_admins_only(
 
     page = (await owner.client.get(f"/app/bots/{tid}")).text
     assert NOTE not in page and admin.email not in page
-    assert "signal.add_note" not in page and "Temporal Web UI" not in page
+    assert "Support note" not in page and "Temporal Web UI" not in page
     staff_page = (await admin.client.get(f"/app/bots/{tid}")).text
-    assert "signal.add_note" in staff_page and "Temporal Web UI" in staff_page
+    assert "Support note" in staff_page and "Temporal Web UI" in staff_page
 
 
 async def test_kill_switch_needs_confirmation_and_reason(

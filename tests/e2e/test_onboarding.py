@@ -52,7 +52,7 @@ async def test_new_user_reaches_a_live_bot_and_gets_a_reply(
     await shot(page, "04-bundle")
     await page.get_by_role("radio", name=re.compile(r"Starter\s+v\d")).check()
     await page.get_by_role("button", name="Deploy").click()
-    await expect(page.get_by_role("heading", name=re.compile("Deploying"))).to_be_visible()
+    await expect(page.get_by_role("heading", name=re.compile("Deploying|is live"))).to_be_visible()
     await shot(page, "05-progress")
     live = page.locator("#bot-live")
     await expect(live).to_be_visible(timeout=60_000)

@@ -170,8 +170,8 @@ async def test_the_revoke_activity_reaches_every_replica_at_once(
     from temporalio.testing import ActivityEnvironment
 
     from activities.lifecycle import LifecycleActivities
+    from core.activity_models import TenantRef
     from core.provisioning import Provisioner
-    from workflows.activity_models import TenantRef
 
     tenant = create_tenant(db, plan="pro")
     token = issue(db, tenant)

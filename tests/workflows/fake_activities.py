@@ -26,7 +26,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from workflows.activity_models import (
+from core.activity_models import (
     HealthInput,
     HealthResult,
     NotifyInput,
@@ -49,7 +49,7 @@ from workflows.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
-from workflows.models import Note, TenantDurableState, TenantState
+from core.workflow_models import Note, TenantDurableState, TenantState
 from workflows.tenant import TenantWorkflow
 
 DEFAULT_BUNDLE = ("starter", "1.0.0")

@@ -7,11 +7,11 @@ import time
 
 from sqlalchemy import select
 
+from control.lifecycle import query_state, send_command
 from core.db.models import Deployment, DeploymentEvent
 from core.errors import ServiceUnavailable
-from core.lifecycle import query_state, send_command
+from core.workflow_models import Action, Command, TenantState
 from tests.lifecycle_stack import Stack
-from workflows.models import Action, Command, TenantState
 
 
 async def settle(

@@ -38,12 +38,12 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from core.activity_models import SweepResult
 from core.temporal import data_converter, search_attributes
+from core.workflow_models import Action, BillingEvent, Command, Note, TenantWorkflowInput
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
-from workflows.activity_models import SweepResult
 from workflows.maintenance import HealthSweepWorkflow
-from workflows.models import Action, BillingEvent, Command, Note, TenantWorkflowInput
 from workflows.tenant import TenantWorkflow
 
 HERE = Path(__file__).resolve().parent

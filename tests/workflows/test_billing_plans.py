@@ -10,10 +10,10 @@ import uuid
 
 from temporalio.testing import WorkflowEnvironment
 
+from core.workflow_models import Action, TenantWorkflowInput
 from tests.workflows import test_timers
 from tests.workflows.fake_activities import FakeLifecycle, settle
 from tests.workflows.test_timers import RETENTION_DAYS, Tenant
-from workflows.models import Action, TenantWorkflowInput
 from workflows.tenant import TenantWorkflow
 
 # The time-skipping server, fake activities and a deployed paying tenant, as for the timers.

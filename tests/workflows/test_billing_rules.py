@@ -13,8 +13,8 @@ from itertools import permutations
 import pytest
 
 from core.deployment_state import DeploymentState as S
+from core.workflow_models import Action, BillingEvent, TenantWorkflowInput
 from workflows.billing import apply_billing_event
-from workflows.models import Action, BillingEvent, TenantWorkflowInput
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=1)  # every event is delivered "now", after all were created

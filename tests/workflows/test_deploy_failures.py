@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from core import credentials as creds
 from core.db.models import GatewayToken
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, run
 from tests.workflows.test_lifecycle_docker import docker_objects
-from workflows.models import Action
 
 pytestmark = pytest.mark.docker
 

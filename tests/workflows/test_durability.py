@@ -16,14 +16,14 @@ import pytest
 from temporalio.api.common.v1 import Payload
 
 from api.tenants.service import tenant_view
+from control.lifecycle import send_command
 from core import credentials as creds
-from core.lifecycle import send_command
 from core.temporal.codec import EncryptionCodec
+from core.workflow_models import Action, Command
 from tests.conftest import TEST_CODEC_KEY
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, settle, wait_worker
 from tests.workflows.test_lifecycle_docker import containers
-from workflows.models import Action, Command
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from temporalio.testing import WorkflowEnvironment
 
+from core.workflow_models import Action
 from tests.workflows import test_orchestration as orch
 from tests.workflows.fake_activities import FakeLifecycle, settle
 from tests.workflows.test_orchestration import Tenant
-from workflows.models import Action
 
 worker, fake, task_queue = orch.worker, orch.fake, orch.task_queue
 tenant, live = orch.tenant, orch.live

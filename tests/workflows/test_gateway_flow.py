@@ -16,13 +16,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from core import credentials as creds
 from core.db.models import UsageEvent
+from core.workflow_models import Action
 from gateway.app import create_app as create_gateway
 from tests.conftest import free_port
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
 from tests.lifecycle_stack import Stack, start_stack
 from tests.workflows.helpers import run
-from workflows.models import Action
 
 
 class ServerThread:

@@ -9,11 +9,11 @@ import tarfile
 import docker
 import pytest
 
+from control.lifecycle import send_command
 from core.backups import backup_key, open_file
-from core.lifecycle import send_command
+from core.workflow_models import Action, Command
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, run, settle
-from workflows.models import Action, Command
 
 pytestmark = pytest.mark.docker
 

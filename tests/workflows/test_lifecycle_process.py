@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from control.lifecycle import send_command
 from core.errors import Conflict
-from core.lifecycle import send_command
+from core.workflow_models import Action, Command
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, run, settle
-from workflows.models import Action, Command
 
 
 async def test_deploy_pause_resume_delete(process_stack: Stack) -> None:

@@ -7,12 +7,12 @@ import uuid
 import docker
 import pytest
 
+from core.activity_models import RollupInput, RollupResult, SweepResult
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run, settle
 from tests.workflows.test_lifecycle_docker import containers
-from workflows.activity_models import RollupInput, RollupResult, SweepResult
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
-from workflows.models import Action
 
 pytestmark = pytest.mark.docker
 

@@ -30,9 +30,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.lifecycle import LifecycleActivities
 from activities.reconfigure import ReconfigureActivities
 from core.temporal import data_converter, search_attributes
-from tests.conftest import make_settings
-from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
-from workflows.models import (
+from core.workflow_models import (
     Action,
     ActionRecord,
     Command,
@@ -40,6 +38,8 @@ from workflows.models import (
     TenantState,
     TenantWorkflowInput,
 )
+from tests.conftest import make_settings
+from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
 from workflows.tenant import TenantWorkflow
 
 HEALTH_MESSAGE = "The runtime did not become healthy within 60 seconds."

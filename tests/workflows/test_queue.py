@@ -12,10 +12,10 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
+from core.workflow_models import Action, ActionRecord, BillingEvent, Command, Note
 from tests.workflows import test_orchestration as orch
 from tests.workflows.fake_activities import FakeLifecycle, settle
 from tests.workflows.test_orchestration import Tenant
-from workflows.models import Action, ActionRecord, BillingEvent, Command, Note
 from workflows.queueing import HISTORY_KEEP, MAX_PENDING, trim_history
 from workflows.tenant import TenantWorkflow
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from api.tenants.service import tenant_view
 from cli import _driver_and_db
 from core.reconcile import pause_all, reconcile_all
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run
 from worker import lifecycle_activities
-from workflows.models import Action
 
 
 async def _health(stack: Stack, tid: str) -> tuple[str, str]:

@@ -20,12 +20,12 @@ from api.tenants.service import request_reconfigure
 from core import credentials as creds
 from core.db.models import Tenant
 from core.tenants import require_tenant
+from core.workflow_models import Action
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
 from tests.lifecycle_stack import Stack, start_stack
 from tests.workflows.helpers import db_state, run, settle
 from worker import lifecycle_activities
-from workflows.models import Action
 
 OWNER = 4242
 BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts/build-runtime-image.sh"

@@ -23,12 +23,12 @@ from temporalio.client import WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 
+from core.activity_models import TenantRef
 from core.temporal import data_converter
+from core.workflow_models import ActionInput, ActionResult
 from tests.conftest import make_settings
 from worker import WORKFLOWS
-from workflows.activity_models import TenantRef
 from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
-from workflows.models import ActionInput, ActionResult
 from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
 from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core.lifecycle import query_state, send_billing_event, send_command, workflow_id
+from control.lifecycle import query_state, send_billing_event, send_command, workflow_id
 from core.tenants import require_tenant
+from core.workflow_models import Action, BillingEvent, Command
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import db_state, settle
 from tests.workflows.test_lifecycle_docker import containers, docker_objects
-from workflows.models import Action, BillingEvent, Command
 
 pytestmark = pytest.mark.docker
 

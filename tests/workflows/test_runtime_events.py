@@ -11,11 +11,11 @@ import pytest
 
 from api.tenants.service import tenant_view
 from core.runtimes.events import death_reason
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run, settle
 from tests.workflows.test_lifecycle_docker import containers
 from worker import watch_runtime_deaths
-from workflows.models import Action
 
 pytestmark = pytest.mark.docker
 

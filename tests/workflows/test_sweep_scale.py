@@ -14,7 +14,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.maintenance import PROBE_TIMEOUT, MaintenanceActivities
-from bundles.catalog import load_catalog
+from core.activity_models import SweepResult
+from core.bundles.catalog import load_catalog
 from core.db import Database
 from core.db.models import Deployment
 from core.provisioning import Provisioner
@@ -22,7 +23,6 @@ from core.secrets import build_secret_store
 from core.settings import Settings
 from tests.fakes.fleet import AddressBook, answering_server, hanging_server, register_fleet
 from tests.workflows.record_histories import sweep_finds_ghosts
-from workflows.activity_models import SweepResult
 from workflows.maintenance import HealthSweepWorkflow
 
 

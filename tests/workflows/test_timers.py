@@ -20,8 +20,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from core.temporal import search_attributes
+from core.workflow_models import Action, BillingEvent, Command, TenantState, TenantWorkflowInput
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
-from workflows.models import Action, BillingEvent, Command, TenantState, TenantWorkflowInput
 from workflows.tenant import TenantWorkflow
 
 GRACE_DAYS = 7

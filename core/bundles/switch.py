@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from bundles.catalog import plan_problems
-from bundles.schema import BundleManifest
+from core.bundles.catalog import plan_problems
+from core.bundles.schema import BundleManifest
 from core.plans import Plan
 
 

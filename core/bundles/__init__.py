@@ -10,7 +10,7 @@ Public surface::
     check_switch(current, target, plan) -> SwitchCheck
 """
 
-from bundles.catalog import (
+from core.bundles.catalog import (
     Catalog,
     LoadedBundle,
     load_bundle,
@@ -18,8 +18,8 @@ from bundles.catalog import (
     plan_problems,
     sync_catalog_to_db,
 )
-from bundles.schema import BundleManifest, SemVer
-from bundles.switch import SwitchCheck, check_switch
+from core.bundles.schema import BundleManifest, SemVer
+from core.bundles.switch import SwitchCheck, check_switch
 
 __all__ = [
     "BundleManifest",

@@ -15,7 +15,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from workflows.activity_models import RollupInput
+from core.activity_models import RollupInput
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 
 

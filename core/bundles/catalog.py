@@ -18,13 +18,13 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bundles.schema import BundleManifest
+from core.bundles.schema import BundleManifest
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
 from core.model_catalog import ROLES
 from core.plans import DEMO_MODEL, Plan, get_plan
 
-CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
+CATALOG_DIR = Path(__file__).resolve().parents[2] / "bundles" / "catalog"
 PROJECT_ROOT = CATALOG_DIR.parent.parent
 MANIFEST_FILE = "bundle.toml"
 

@@ -29,7 +29,7 @@ from core.db.models import AuditLog, Tenant
 from core.deployments import current_deployment, get_tenant, last_command_seq
 from core.errors import Conflict, RateLimited
 from core.temporal.readiness import readiness, unavailable
-from workflows.models import (
+from core.workflow_models import (
     BillingEvent,
     BillingEventResult,
     Command,
@@ -47,6 +47,43 @@ from workflows.tenant import TenantWorkflow
 # commands on a loaded machine), so it gets longer before it is called unanswered.
 CALL_TIMEOUT = timedelta(seconds=2.5)
 UPDATE_TIMEOUT = timedelta(seconds=10)
+# Updates to one tenant from this process go one at a time: concurrent updates on one
+# workflow make its tasks conflict ("Workflow task not found") and a burst of them would
+# run past UPDATE_TIMEOUT and answer 503 although the engine is fine. A short line may
+# wait; beyond it a command is refused at once with a 429, never left unanswered.
+MAX_WAITING_COMMANDS = 8
+
+
+class _TenantLine:
+    """One update per tenant in flight from this process, and a bounded line behind it."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+
+_lines: dict[str, _TenantLine] = {}
+
+
+async def _one_at_a_time(tenant_id: str, call: Any, *, refuse_when_full: bool) -> Any:
+    line = _lines.setdefault(tenant_id, _TenantLine())
+    if refuse_when_full and line.waiting >= MAX_WAITING_COMMANDS:
+        raise RateLimited(
+            "Too many commands at once for this bot; wait a moment.",
+            code="too_many_pending_commands", queue_length=line.waiting, retry_after=2,
+        )  # fmt: skip
+    line.waiting += 1
+    queued = True
+    try:
+        async with line.lock:
+            line.waiting -= 1
+            queued = False
+            return await call()
+    finally:
+        if queued:  # cancelled while in line
+            line.waiting -= 1
+        if not line.lock.locked() and line.waiting == 0:
+            _lines.pop(tenant_id, None)
 
 
 def workflow_id(tenant_id: str) -> str:
@@ -125,10 +162,18 @@ def rejection(err: BaseException) -> Conflict | RateLimited:
 
 
 async def _update_with_start(
-    ctx: AppContext, tenant_id: str, update: Any, arg: Any, **kw: Any
-) -> Any:
+    ctx: AppContext, tenant_id: str, update: Any, arg: Any, *, refuse_when_full: bool = True,
+    **kw: Any,
+) -> Any:  # fmt: skip
     """Run ``update`` on the tenant workflow, starting it first if needed; map failures."""
     await readiness(ctx).require_engine()
+    return await _one_at_a_time(
+        tenant_id, lambda: _update_now(ctx, tenant_id, update, arg, **kw),
+        refuse_when_full=refuse_when_full,
+    )  # fmt: skip
+
+
+async def _update_now(ctx: AppContext, tenant_id: str, update: Any, arg: Any, **kw: Any) -> Any:
     op = _start_operation(ctx, tenant_id)
     try:
         return await asyncio.wait_for(
@@ -166,12 +211,12 @@ async def send_command(
     With an ``idempotency_key`` the update ID is derived from it, so Temporal answers a
     repeated request with the first answer instead of queueing the command twice.
     """
-    kw = {}
+    update_id = None
     if idempotency_key:
         digest = hashlib.sha256(f"{command.actor}\n{idempotency_key}".encode()).hexdigest()
-        kw["id"] = f"command-{digest[:32]}"
+        update_id = f"command-{digest[:32]}"
     accepted: CommandAccepted = await _update_with_start(
-        ctx, tenant_id, TenantWorkflow.command, command, **kw
+        ctx, tenant_id, TenantWorkflow.command, command, id=update_id
     )
     return accepted
 
@@ -181,8 +226,9 @@ async def send_billing_event(
 ) -> BillingEventResult:
     """Hand a verified billing event to the tenant workflow (update ID = event ID)."""
     result: BillingEventResult = await _update_with_start(
-        ctx, tenant_id, TenantWorkflow.billing_event, event, id=event.event_id
-    )
+        ctx, tenant_id, TenantWorkflow.billing_event, event, id=event.event_id,
+        refuse_when_full=False,  # a paid-for change waits its turn; Stripe is not refused
+    )  # fmt: skip
     return result
 
 

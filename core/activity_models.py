@@ -6,6 +6,10 @@ from pydantic import BaseModel
 
 from core.deployment_state import DeploymentState
 
+# The deploy's test message: the HTTP timeout inside the activity; the workflow's
+# start-to-close timeout for that activity is this plus a margin (workflows/common.py).
+TEST_MESSAGE_HTTP_TIMEOUT_S = 40.0
+
 
 class TenantRef(BaseModel):
     tenant_id: str
