@@ -194,7 +194,7 @@ def _supervise(supervisor: Supervisor) -> int:
 
 
 def _driver_and_db(settings: Settings) -> tuple[Database, RuntimeDriver]:
-    from bundles.catalog import load_catalog
+    from core.bundles.catalog import load_catalog
     from core.provisioning import Provisioner
     from core.secrets import build_secret_store
 
