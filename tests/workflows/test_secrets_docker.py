@@ -16,13 +16,13 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.maintenance import MaintenanceActivities
 from core import credentials as creds
+from core.activity_models import SweepResult
 from core.tenants import require_tenant
+from core.workflow_models import Action
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run, settle
 from tests.workflows.test_reconfigure import OWNER, answers_on
 from worker import lifecycle_activities, watch_runtime_deaths
-from workflows.activity_models import SweepResult
-from workflows.models import Action
 
 pytestmark = pytest.mark.docker
 
