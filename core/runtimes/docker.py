@@ -91,6 +91,11 @@ def _docker_errors(action: str, secrets: tuple[str, ...] = ()) -> Iterator[None]
         raise RuntimeDriverError(f"{action}: docker: {text}") from None
 
 
+def _legacy_shape(container: Container) -> bool:
+    """A container of an older FENCE_VERSION (fence1 read its secrets from a volume)."""
+    return not str(container.labels.get(LABEL_CONFIG, "")).endswith(f"-{FENCE_VERSION}")
+
+
 class DockerDriver:
     """RuntimeDriver on a Docker Engine (see base.RuntimeDriver for the contract)."""
 
@@ -173,12 +178,14 @@ class DockerDriver:
         with self._tenant_lock(tenant_id), _docker_errors("start"):
             container = self._get(tenant_id)
             # Before the start: a runtime whose secrets are not at hand is not started.
-            payload = self._payload_for(tenant_id, container)
+            legacy = _legacy_shape(container)
+            payload = None if legacy else self._payload_for(tenant_id, container)
             fence.start_egress(self._client, tenant_id)
             if container.status != "running":
                 container.start()
             # The tmpfs starts empty on every start: the runtime waits for this file.
-            self._deliver(tenant_id, container, payload)
+            if payload is not None:
+                self._deliver(tenant_id, container, payload)
 
     def deliver_secrets(self, tenant_id: str, env: Mapping[str, str] | None = None) -> bool:
         """(Re)write the runtime's secrets file into its tmpfs; False when it is not running.
@@ -421,6 +428,8 @@ class DockerDriver:
 
     def _deliver(self, tenant_id: str, container: Container, payload: bytes | None = None) -> bool:
         """Write runtime.json into the container's tmpfs (see secrets_delivery)."""
+        if _legacy_shape(container):
+            return False  # no tmpfs: it reads its old volume until ensure() recreates it
         if payload is None:
             payload = self._payload_for(tenant_id, container)
         delivered = write_secrets(self._client, container, payload)

@@ -374,6 +374,11 @@ def test_a_tenant_with_the_old_secrets_volume_moves_to_the_tmpfs(
     assert bot_token_of(spec) in _tree_text(root / "volumes" / secrets_volume_name(tenant))
 
     fresh = DockerDriver(docker_client, fence_image=spec.image)  # the upgraded worker
+    # Until its next ensure, a fence1 runtime is started as it is (no tmpfs to write into).
+    assert fresh.deliver_secrets(tenant) is False
+    fresh.stop(tenant, timeout=1)
+    fresh.start(tenant)
+    assert docker_client.containers.get(container_name(tenant)).status == "running"
     _deploy(fresh, spec)
     runtime = docker_client.containers.get(container_name(tenant))
     assert runtime.labels["tinyclaw.config-hash"].endswith("-fence2")
