@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import client
+from core import alerting
+from core.alerting import LocalAlerting
 from core.db import Database, run_migrations
 from core.reconcile import pause_all, reconcile_all
 from core.runtimes import RuntimeDriver
@@ -77,8 +80,9 @@ def _wait_http(host: str, port: int, proc: subprocess.Popen[bytes], timeout: flo
 
 
 def _children(
-    settings: Settings, server: DevServer, env: dict[str, str], logs: Path, sandbox: bool
-) -> list[Child]:
+    settings: Settings, server: DevServer, env: dict[str, str], logs: Path, sandbox: bool,
+    alerting: LocalAlerting | None = None,
+) -> list[Child]:  # fmt: skip
     """The embedded stack's processes, in start order (Temporal first, the API last)."""
     py = sys.executable
 
@@ -91,6 +95,9 @@ def _children(
         return server.process
 
     children = [Child("Temporal dev server", temporal)]
+    if alerting is not None:  # opt-in: TCC_LOCAL_ALERTING=1
+        children.append(spawn("alertmanager", alerting.alertmanager))
+        children.append(spawn("prometheus", alerting.prometheus))
     if sandbox:  # on the gateway's host: runtimes in containers must reach it too
         children.append(spawn("sandbox", [
             py, "-m", "core.sandbox", "--host", settings.gateway_host,
@@ -117,8 +124,14 @@ def up(settings: Settings, *, keep_runtimes: bool = False) -> int:
         **({"sandbox Telegram (TCC_SANDBOX_TELEGRAM_PORT)": sandbox_port} if sandbox_port else {}),
         "API (TCC_API_PORT)": (settings.api_host, settings.api_port),
         "gateway (TCC_GATEWAY_PORT)": (settings.gateway_host, settings.gateway_port),
+        **({"worker metrics (TCC_WORKER_METRICS_PORT)": ("0.0.0.0", settings.worker_metrics_port)}
+           if settings.worker_metrics_port else {}),
         "Temporal (TCC_TEMPORAL_ADDRESS)": (host, int(tport)),
         "Temporal UI (TCC_TEMPORAL_UI_PORT)": ("127.0.0.1", settings.temporal_ui_port),
+        **({
+            "Prometheus (TCC_PROMETHEUS_PORT)": ("127.0.0.1", settings.prometheus_port),
+            "Alertmanager (TCC_ALERTMANAGER_PORT)": ("127.0.0.1", settings.alertmanager_port),
+        } if settings.local_alerting else {}),
     })  # fmt: skip
     data = settings.ensure_data_dir().resolve()
     logs = data / "logs"
@@ -138,7 +151,8 @@ def up(settings: Settings, *, keep_runtimes: bool = False) -> int:
         sandbox_url = f"http://127.0.0.1:{settings.sandbox_telegram_port}"
         env.update(TCC_SANDBOX_TELEGRAM="true", TCC_TELEGRAM_API_BASE=sandbox_url)
     env.setdefault("TCC_GATEWAY_READY_URL", f"http://127.0.0.1:{settings.gateway_port}/readyz")
-    supervisor = Supervisor(_children(settings, server, env, logs, sandbox), say=_say)
+    engines = _local_alerting(settings, env, api_url, data) if settings.local_alerting else None
+    supervisor = Supervisor(_children(settings, server, env, logs, sandbox, engines), say=_say)
     try:
         supervisor.start_all()
         api = supervisor.children[-1].proc
@@ -146,11 +160,40 @@ def up(settings: Settings, *, keep_runtimes: bool = False) -> int:
         _wait_http(settings.api_host, settings.api_port, api, 60)
         _reconcile(settings)
         _banner(settings, env, api_url, data, sandbox)
+        if engines is not None:
+            print(
+                f"  Prometheus:   {engines.prometheus_url}\n"
+                f"  Alertmanager: {engines.alertmanager_url}  (alerts -> {api_url}/alerts/...)",
+                flush=True,
+            )
         return _supervise(supervisor)
     finally:
         supervisor.stop_all()
         if not keep_runtimes:
             _pause_runtimes(settings)
+
+
+def _local_alerting(
+    settings: Settings, env: dict[str, str], api_url: str, data: Path
+) -> LocalAlerting:
+    """Render Prometheus and Alertmanager for this machine; the children get the tokens."""
+    missing = alerting.missing_binaries()
+    if missing:
+        raise SystemExit(
+            f"TCC_LOCAL_ALERTING needs {', '.join(missing)}: run `make system` "
+            "(Debian's prometheus and prometheus-alertmanager)."
+        )
+    metrics = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    hook = settings.alert_webhook_token
+    tokens = {
+        "TCC_METRICS_TOKEN": metrics or secrets.token_urlsafe(32),
+        "TCC_ALERT_WEBHOOK_TOKEN": hook.get_secret_value() if hook else secrets.token_urlsafe(32),
+    }
+    env.update(tokens)
+    return alerting.render(
+        settings, data / "alerting", metrics_token=tokens["TCC_METRICS_TOKEN"],
+        webhook_token=tokens["TCC_ALERT_WEBHOOK_TOKEN"], api_url=api_url,
+    )  # fmt: skip
 
 
 def _say(message: str) -> None:
@@ -248,6 +291,27 @@ def down(settings: Settings) -> int:
     return _pause_runtimes(settings)
 
 
+def _control_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from core.control_backup import (
+        ControlBackupError,
+        backup_control_plane,
+        restore_control_plane,
+    )
+
+    try:
+        if args.command == "backup-control-plane":
+            manifest = backup_control_plane(settings, args.out)
+            print(f"control plane backed up to {args.out} ({manifest['database']})")
+        else:
+            settings.ensure_data_dir()
+            restore_control_plane(settings, args.src, force=args.force)
+            print(f"control plane restored from {args.src}; run `migrate` if the code is newer")
+    except ControlBackupError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every ``tinyclaw-cloud`` command: the operator's and the customer's (``login``, ``bots``)."""
     parser = argparse.ArgumentParser(prog="tinyclaw-cloud", description=__doc__.splitlines()[0])
@@ -260,6 +324,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("down", help="pause every runtime of this installation")
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("worker", help="run a Temporal worker")
+    backup = sub.add_parser(
+        "backup-control-plane",
+        help="back up the database and the master key ring (TCC_BACKUP_PASSPHRASE seals it)",
+    )
+    backup.add_argument("--out", type=Path, required=True, help="directory to write")
+    restore = sub.add_parser(
+        "restore-control-plane", help="restore a backup-control-plane directory"
+    )
+    restore.add_argument("--from", dest="src", type=Path, required=True, help="backup directory")
+    restore.add_argument(
+        "--force", action="store_true", help="replace an existing database and key file"
+    )
     client.add_commands(sub)
     return parser
 
@@ -279,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "down":
         return down(settings)
+    if args.command in {"backup-control-plane", "restore-control-plane"}:
+        return _control_backup(settings, args)
     if args.command == "migrate":
         settings.ensure_data_dir()
         run_migrations(settings.resolved_database_url)

@@ -106,38 +106,36 @@ class Client:
         return out
 
     def bots(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = self.call("GET", "/tenants")
+        out: list[dict[str, Any]] = self.call("GET", "/bots")
         return out
 
     def bot(self, bot_id: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.call("GET", f"/tenants/{bot_id}")
+        out: dict[str, Any] = self.call("GET", f"/bots/{bot_id}")
         return out
 
     def create(self, name: str, plan: str, bundle: str | None) -> dict[str, Any]:
         body: dict[str, Any] = {"name": name, "plan": plan}
         if bundle:
             body["bundle_id"] = bundle
-        out: dict[str, Any] = self.call("POST", "/tenants", json=body)
+        out: dict[str, Any] = self.call("POST", "/bots", json=body)
         return out
 
     def set_telegram(self, bot_id: str, token: str, owner_id: int | None) -> dict[str, Any]:
         body: dict[str, Any] = {"token": token}
         if owner_id is not None:
             body["owner_telegram_id"] = owner_id
-        out: dict[str, Any] = self.call("PUT", f"/tenants/{bot_id}/telegram", json=body)
+        out: dict[str, Any] = self.call("PUT", f"/bots/{bot_id}/telegram", json=body)
         return out
 
     def command(self, bot_id: str, action: str, body: dict[str, Any] | None = None) -> Any:
-        return self.call("POST", f"/tenants/{bot_id}/{action}", json=body or {})
+        return self.call("POST", f"/bots/{bot_id}/{action}", json=body or {})
 
     def logs(self, bot_id: str, lines: int) -> list[str]:
-        out: list[str] = self.call("GET", f"/tenants/{bot_id}/logs", params={"lines": lines})[
-            "lines"
-        ]
+        out: list[str] = self.call("GET", f"/bots/{bot_id}/logs", params={"lines": lines})["lines"]
         return out
 
     def message(self, bot_id: str, text: str) -> dict[str, Any]:
-        out: dict[str, Any] = self.call("POST", f"/tenants/{bot_id}/messages", json={"text": text})
+        out: dict[str, Any] = self.call("POST", f"/bots/{bot_id}/messages", json={"text": text})
         return out
 
     def wait(

@@ -13,6 +13,7 @@ import httpx
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
+from activities.backups import BackupActivities
 from activities.lifecycle import LifecycleActivities
 from activities.maintenance import MaintenanceActivities
 from activities.reconfigure import ReconfigureActivities
@@ -29,6 +30,9 @@ from core.runtimes.select import select_driver
 from core.settings import Settings
 from core.temporal import search_attributes
 from core.temporal.readiness import beat_forever, forget, worker_identity
+from core.worker_metrics import WorkerMetrics, free_loopback_port, sdk_runtime
+from core.worker_metrics import serve as serve_metrics
+from workflows.backups import BackupTenantWorkflow, RestoreTenantWorkflow, ScheduledBackupsWorkflow
 from workflows.deploy import DeployTenantWorkflow
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 from workflows.operations import (
@@ -53,6 +57,7 @@ WORKFLOWS: list[type] = [
     ResumeTenantWorkflow, RestartTenantWorkflow, ResetMemoryWorkflow, SwitchBundleWorkflow,
     SuspendTenantWorkflow, UnsuspendTenantWorkflow, DeleteTenantWorkflow, CallRuntimeWorkflow,
     HealthSweepWorkflow, UsageRollupWorkflow, ReconfigureTenantWorkflow,
+    RestoreTenantWorkflow, BackupTenantWorkflow, ScheduledBackupsWorkflow,
 ]  # fmt: skip
 
 
@@ -78,6 +83,14 @@ def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
     return acts
 
 
+def worker_metrics(ctx: AppContext) -> WorkerMetrics:
+    """The worker's metrics registry (one per context)."""
+    found: WorkerMetrics | None = ctx.extras.get("worker_metrics")
+    if found is None:
+        found = ctx.extras["worker_metrics"] = WorkerMetrics()
+    return found
+
+
 def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     """Every activity function, bound to the clients in ``ctx``."""
     system = SystemActivities(ctx.db)
@@ -86,10 +99,12 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
         db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
     )
     upkeep = MaintenanceActivities(
-        db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http
-    )
+        db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http,
+        metrics=worker_metrics(ctx),
+    )  # fmt: skip
     return [
         system.ping_database, *lifecycle.all(), *ReconfigureActivities(lifecycle).all(),
+        *BackupActivities(lifecycle).all(),
         runtime_io.call_runtime,
         upkeep.sweep_runtimes, upkeep.rollup_usage,
     ]  # fmt: skip
@@ -137,6 +152,7 @@ def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
         if not mark_down(ctx.db, tenant_id, reason, died_at):
             return  # paused, deploying, restarting, deleting...: the workflow stopped it
         log.warning("runtime died: %s", reason, extra={"tenant_id": tenant_id})
+        worker_metrics(ctx).runtime_deaths.inc()
         restart = force_restart(ctx, tenant_id, f"Restarted by the platform: {reason}")
         asyncio.run_coroutine_threadsafe(restart, loop).result(30)
 
@@ -154,17 +170,26 @@ async def force_restart(ctx: AppContext, tenant_id: str, reason: str) -> None:
         await handle.signal(TenantWorkflow.force_restart, reason)
     except RPCError as err:  # no tenant workflow: the next deploy or command starts it
         log.warning("could not signal a restart (%s)", err.status.name)
+        worker_metrics(ctx).restart_signals.labels("failed").inc()
+        return
+    worker_metrics(ctx).restart_signals.labels("sent").inc()
 
 
 async def run(settings: Settings | None = None) -> None:
     """Run the worker until SIGINT/SIGTERM."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
-    ctx = await build_context(settings)
+    sdk_url = runtime = None
+    if settings.worker_metrics_port:
+        sdk_port = free_loopback_port()
+        runtime, sdk_url = sdk_runtime(sdk_port), f"http://127.0.0.1:{sdk_port}/metrics"
+    ctx = await build_context(settings, runtime=runtime)
     added = await search_attributes.register(ctx.temporal)
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
-    created = await ensure_schedules(ctx.temporal, ctx.queues.lifecycle)
+    created = await ensure_schedules(
+        ctx.temporal, ctx.queues.lifecycle, backup_every_minutes=settings.backup_round_minutes
+    )
     if created:
         log.info("created schedules: %s", ", ".join(created))
     stop = asyncio.Event()
@@ -173,6 +198,10 @@ async def run(settings: Settings | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(ctx)
     log.info("worker polling %s", ctx.queues.lifecycle)
+    served = None
+    if settings.worker_metrics_port:
+        served = await serve_metrics(settings, worker_metrics(ctx), sdk_url)
+        log.info("worker metrics on port %d", settings.worker_metrics_port)
     watcher = None
     if lifecycle_activities(ctx).provisioner.driver_kind == "docker":
         watcher = watch_runtime_deaths(ctx)
@@ -180,6 +209,8 @@ async def run(settings: Settings | None = None) -> None:
         await stop.wait()
     if watcher is not None:
         await asyncio.to_thread(watcher.stop)
+    if served is not None:
+        served.cancel()
     await ctx.close()
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -45,12 +46,12 @@ from core.activity_models import (
     TestMessageResult,
     TransitionInput,
 )
-from core.backups import BACKUP_KEY, backup_key, seal_file
+from core.backups import BACKUP_KEY, backup_key
 from core.bundles.schema import BundleManifest
 from core.bundles.switch import check_switch
 from core.channels.telegram import get_me
 from core.db import Database
-from core.db.models import AuditLog, Tenant
+from core.db.models import AuditLog, Tenant, TenantBackup
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
 from core.errors import PlanLimitExceeded, TinyClawError
@@ -59,6 +60,7 @@ from core.plans import get_plan
 from core.provisioning import MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from core.secrets.base import secret_ref
+from core.tenant_backups import TenantBackups, backup_id
 from core.tenants import purge_personal_data
 from core.workflow_models import TenantDurableState
 from gateway.control import authenticate, broadcast_revocation, issue_token, revoke_tenant_tokens
@@ -230,10 +232,31 @@ class LifecycleActivities:
             self.driver.ensure(spec)
             if was_running:
                 self.driver.stop(data.tenant_id)
+            self._apply_pending_restore(data.tenant_id, spec.files)
             self.driver.start(data.tenant_id)
             return str(self.driver.address(data.tenant_id))
 
         return RuntimeStarted(address=await self._thread(run))
+
+    def _apply_pending_restore(self, tenant_id: str, rendered: dict[str, str]) -> None:
+        """A restored deleted bot: put its backup into the new home, then today's rendered
+        configuration over it (the data comes back; the configuration is the current one)."""
+        backups = TenantBackups(
+            db=self.db, store=self.store, driver=self.driver, root=self.backups_dir
+        )
+        bid = backups.pending_restore(tenant_id)
+        if bid is None:
+            return
+        plain = self.backups_dir / "restores" / f"{tenant_id}-{bid}.tar"
+        plain.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            backups.open(tenant_id, bid, plain)
+            self.driver.restore(tenant_id, str(plain))
+        finally:
+            plain.unlink(missing_ok=True)
+        self.driver.write_files(tenant_id, rendered)
+        self._render_pairing(tenant_id)
+        backups.restore_done(tenant_id)
 
     @activity.defn
     @mapped
@@ -460,20 +483,22 @@ class LifecycleActivities:
     async def backup_runtime(self, data: TenantRef) -> None:
         """Keep a final encrypted backup of the home for the retention period (if any)."""
         status = await self._thread(self.driver.status, data.tenant_id)
-        dest = self._tenant_dir("backups", data.tenant_id) / BACKUP_FILE
-        if status.exists and not dest.exists():
-            await self._thread(self._sealed_backup, data.tenant_id, dest)
+        if status.exists:
+            await self._thread(self._sealed_backup, data.tenant_id)
 
-    def _sealed_backup(self, tenant_id: str, dest: Path) -> None:
-        key = backup_key(self.store, tenant_id)
-        assert key is not None
-        plain = dest.with_name(".final.partial")
-        try:
-            self.driver.snapshot(tenant_id, str(plain))
-            plain.chmod(0o600)
-            seal_file(plain, dest, key, tenant_id)
-        finally:
-            plain.unlink(missing_ok=True)  # the plain tar never outlives this call
+    def _sealed_backup(self, tenant_id: str) -> None:
+        # Recorded like every other backup, so a deleted bot's can be listed and restored;
+        # one per deployment (a bot restored and deleted again keeps both).
+        backups = TenantBackups(
+            db=self.db, store=self.store, driver=self.driver, root=self.backups_dir
+        )
+        with self.db.tenant_session(tenant_id) as session:
+            dep = current_deployment(session, tenant_id)
+            label = f"deletion:{dep.id if dep else ''}"
+        name = BACKUP_FILE
+        if (self._tenant_dir("backups", tenant_id) / name).exists():
+            name = f"final-{backup_id(tenant_id, label)[:12]}.tar.enc"
+        backups.take(tenant_id, "deletion", label, filename=name)
 
     @activity.defn
     @mapped
@@ -490,6 +515,9 @@ class LifecycleActivities:
                     folder.rmdir()
             self.store.delete(secret_ref(data.tenant_id, BACKUP_KEY))
             with self.db.tenant_session(data.tenant_id) as session:
+                session.execute(
+                    delete(TenantBackup).where(TenantBackup.tenant_id == data.tenant_id)
+                )
                 purge_personal_data(session, data.tenant_id)
 
         await self._thread(run)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import select
 from temporalio import activity
 
-from activities.lifecycle import mapped, status_ok
+from activities.lifecycle import mapped
 from core.activity_models import RollupInput, RollupResult, SweepResult
 from core.db import Database
 from core.db.models import Deployment, Tenant
@@ -18,6 +20,7 @@ from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment
 from core.provisioning import Provisioner
 from core.runtime_health import mark_down
+from core.worker_metrics import RuntimeReading, WorkerMetrics
 from gateway.control import rollup_day
 
 # A runtime exists for these states; anything else Docker runs for us is an orphan.
@@ -43,6 +46,7 @@ class MaintenanceActivities:
     db: Database
     provisioner: Provisioner
     http: httpx.AsyncClient
+    metrics: WorkerMetrics | None = None
 
     def _latest_states(self) -> dict[str, str]:
         """Every tenant of this installation with its deployment state (pending if none)."""
@@ -54,22 +58,31 @@ class MaintenanceActivities:
         states.update({tid: state for tid, state in rows})  # the latest row of each tenant wins
         return states
 
-    async def _answers(self, tenant_id: str) -> bool:
+    async def _status(self, tenant_id: str) -> dict[str, Any] | None:
+        """The runtime's ``/api/status`` document, or None when it does not answer one."""
         try:
             address, headers = await asyncio.to_thread(
                 self.provisioner.runtime_endpoint, self.db, tenant_id
             )
         except Exception:  # no token or no address: the runtime cannot be answering
-            return False
-        return await status_ok(self.http, address, headers, wait_s=PROBE_TIMEOUT)
+            return None
+        try:
+            resp = await self.http.get(
+                f"{address}/api/status", headers=headers, timeout=PROBE_TIMEOUT
+            )
+            body = resp.json() if resp.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):  # unreachable, or not the runtime's JSON
+            return None
+        return body if isinstance(body, dict) else None
 
-    async def _probe(self, tenant_id: str, bound: asyncio.Semaphore) -> bool:
+    async def _probe(self, tenant_id: str, bound: asyncio.Semaphore) -> RuntimeReading:
         """One tenant's probe, bounded in time and concurrency; a hang or error is 'down'."""
         async with bound:
             try:
-                return await asyncio.wait_for(self._answers(tenant_id), PROBE_TIMEOUT + 1)
+                status = await asyncio.wait_for(self._status(tenant_id), PROBE_TIMEOUT + 1)
             except Exception:  # one tenant's trouble must not fail the sweep
-                return False
+                status = None
+        return RuntimeReading(tenant_id, status)
 
     async def _redeliver(self, tenant_id: str) -> bool:
         """Give a silent runtime its secrets when it waits for them (True when it did)."""
@@ -87,6 +100,15 @@ class MaintenanceActivities:
         await asyncio.to_thread(self.provisioner.driver.remove, tenant_id)
         return True
 
+    def _record(self, readings: list[RuntimeReading], unhealthy: int, started: float) -> None:
+        """Publish the sweep's view of the fleet on the worker's /metrics."""
+        if self.metrics is None:
+            return
+        self.metrics.sweep.replace(readings)
+        self.metrics.sweeps.inc()
+        self.metrics.sweep_unhealthy.set(unhealthy)
+        self.metrics.sweep_seconds.set(time.monotonic() - started)
+
     @activity.defn
     @mapped
     async def sweep_runtimes(self) -> SweepResult:
@@ -94,6 +116,7 @@ class MaintenanceActivities:
         tenants that should have none (pending, deleted) and are not mid-deploy."""
         # Runtimes first, states second: a runtime that exists now had its tenant's state
         # moved to provisioning before it was created, so a deploy is never seen as orphan.
+        started = time.monotonic()
         runtimes = await asyncio.to_thread(self.provisioner.driver.list_tenants)
         states = await asyncio.to_thread(self._latest_states)
         result = SweepResult()
@@ -106,14 +129,15 @@ class MaintenanceActivities:
                 result.orphans_removed.append(tid)
         healthy = [tid for tid, state in states.items() if state == S.HEALTHY]
         bound = asyncio.Semaphore(PROBE_CONCURRENCY)
-        answers = await asyncio.gather(*(self._probe(tid, bound) for tid in healthy))
+        readings = await asyncio.gather(*(self._probe(tid, bound) for tid in healthy))
         result.checked = len(healthy)
-        silent = [tid for tid, ok in zip(healthy, answers, strict=True) if not ok]
+        silent = [r.tenant_id for r in readings if not r.answering]
         for tid in silent:
             if await self._redeliver(tid):
                 result.secrets_redelivered.append(tid)
             else:
                 result.unhealthy.append(tid)
+        self._record(readings, len(result.unhealthy), started)
         for tid in result.unhealthy:
             await asyncio.to_thread(
                 mark_down, self.db, tid, "The runtime stopped answering its status probe."

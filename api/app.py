@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from api import (
     admin,
+    alerts,
     auth,
     auth_email,
     billing,
@@ -19,10 +20,13 @@ from api import (
     docs,
     errors,
     health,
+    metrics,
+    notifications,
     sandbox,
     webhooks,
 )
-from api.middleware import BodyLimit
+from api.middleware import BodyLimit, BotPaths
+from api.tenants import backups as tenant_backups
 from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
 from api.tenants import pairing as tenant_pairing
@@ -73,13 +77,17 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.state.email_limit = SlidingWindow(limit=5, window_s=3600)
     for router in (
         health.router,
+        metrics.router,
         auth.router,
         auth_email.router,
+        notifications.router,
+        alerts.router,
         catalog.router,
         tenants.router,
         tenant_plan.router,
         tenant_models.router,
         tenant_pairing.router,
+        tenant_backups.router,
         webhooks.router,
         billing.router,
         admin.router,
@@ -92,4 +100,5 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
     # Outermost of all: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, form_limit=settings.max_form_bytes)
+    app.add_middleware(BotPaths)  # outermost: /bots is /tenants for everything inside
     return app

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -21,6 +24,19 @@ def get_context(request: Request) -> AppContext:
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+@asynccontextmanager
+async def outbound_http(request: Request) -> AsyncIterator[httpx.AsyncClient]:
+    """The lifespan's HTTP client, or a short-lived one where no lifespan ran (tests)."""
+    shared: httpx.AsyncClient | None = getattr(request.app.state, "http", None)
+    if shared is not None:
+        yield shared
+        return
+    async with httpx.AsyncClient(timeout=httpx.Timeout(15, connect=5)) as http:
+        yield http
+
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

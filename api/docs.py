@@ -44,7 +44,8 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
     codes = {"422"}
     if method in BODY_METHODS or path.startswith("/webhooks"):
         codes |= {"400", "413"}
-    if secured or path == "/auth/login":
+    # /alerts answers Alertmanager's own bearer token (TCC_ALERT_WEBHOOK_TOKEN).
+    if secured or path == "/auth/login" or path.startswith("/alerts"):
         codes |= {"401", "403"}
     if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")):
         codes.add("404")
@@ -71,6 +72,39 @@ def _document_errors(schema: dict[str, Any]) -> None:
                 }
 
 
+def _bot_text(text: str) -> str:
+    for old, new in (
+        ("Tenants", "Bots"),
+        ("tenants", "bots"),
+        ("Tenant", "Bot"),
+        ("tenant", "bot"),
+    ):
+        text = text.replace(old, new)
+    return text
+
+
+def bot_names(schema: dict[str, Any]) -> dict[str, Any]:
+    """The public surface says "bot" (as the dashboard does): paths under /bots with a
+    ``bot_id`` parameter, bot-named schemas and tags. The routes behind them are the
+    /tenants ones (``api.middleware.BotPaths``), which stay accepted for existing clients."""
+
+    def walk(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {(_bot_text(k) if key == "schemas" else k): walk(v, k)
+                    for k, v in node.items()}  # fmt: skip
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        if isinstance(node, str) and key in ("$ref", "name", "title", "summary", "description",
+                                             "operationId", "tags"):  # fmt: skip
+            return _bot_text(node)
+        return node
+
+    paths = {_bot_text(path): walk(ops) for path, ops in schema.get("paths", {}).items()}
+    out = walk({k: v for k, v in schema.items() if k != "paths"})
+    out["paths"] = paths
+    return out
+
+
 def install(app: FastAPI) -> None:
     """Serve offline docs and a documented OpenAPI schema on ``app`` (built with
     ``docs_url=None, redoc_url=None``)."""
@@ -87,7 +121,7 @@ def install(app: FastAPI) -> None:
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
             _document_errors(schema)
-            app.openapi_schema = schema
+            app.openapi_schema = bot_names(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.metrics import api_metrics
 from core.errors import TinyClawError
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,19 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "the request is invalid"
 
 
+def _count(request: Request, code: str) -> None:
+    # Counted so the operator hears of errors whose message promises so (stripe_misconfigured).
+    ctx = getattr(request.app.state, "ctx", None)
+    if ctx is not None:
+        api_metrics(ctx).errors.labels(code).inc()
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
 
     @app.exception_handler(TinyClawError)
-    async def _domain(_req: Request, exc: TinyClawError) -> JSONResponse:
+    async def _domain(req: Request, exc: TinyClawError) -> JSONResponse:
+        _count(req, exc.code)
         headers = (
             {"Retry-After": str(exc.details["retry_after"])}
             if "retry_after" in exc.details

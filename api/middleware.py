@@ -112,3 +112,34 @@ class BodyLimit:
             if started:
                 raise
             await _answer(send, 413, "payload_too_large", too_large_message(limit))
+
+
+# The public API says "bot", as the dashboard does; "/tenants" stays accepted (it came first).
+BOT_PREFIXES = (("/admin/bots", "/admin/tenants"), ("/bots", "/tenants"))
+
+
+def internal_path(path: str) -> str:
+    """The route path behind a public ``/bots`` path (other paths unchanged)."""
+    for public, internal in BOT_PREFIXES:
+        if path == public or path.startswith(public + "/") or path.startswith(public + "?"):
+            return internal + path[len(public) :]
+    return path
+
+
+class BotPaths:
+    """Serves ``/bots/...`` (and ``/admin/bots``) by the ``/tenants`` routes; the request
+    keeps its public path in ``scope["public_path"]`` for links the answer carries."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            routed = internal_path(path)
+            if routed != path:
+                scope = dict(scope)
+                scope["public_path"] = path
+                scope["path"] = routed
+                scope["raw_path"] = routed.encode()
+        await self.app(scope, receive, send)

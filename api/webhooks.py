@@ -19,10 +19,12 @@ from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedEr
 from temporalio.service import RPCError
 
 from api.billing import stripe_billing
-from api.deps import ContextDep
+from api.deps import ContextDep, outbound_http
+from core import notices
 from core.billing import inbox, service
 from core.billing.events import (
     CHECKOUT_COMPLETED,
+    PAYMENT_FAILED,
     EventFacts,
     billing_event,
     event_facts,
@@ -99,7 +101,18 @@ async def stripe_webhook(
     status = result.billing_status if result.applied else None
     plan = result.plan if result.applied else None
     await run_in_threadpool(_finish, ctx, event_id, tenant_id, status, result.reason, plan)
+    if result.applied and billing.type == PAYMENT_FAILED:
+        await _tell_owner(ctx, request, tenant_id, event_id)
     return {"status": "processed", "applied": result.applied, "billing_status": status}
+
+
+async def _tell_owner(ctx: AppContext, request: Request, tenant_id: str, event_id: str) -> None:
+    """The owner hears of a failed payment (once per event: redeliveries are deduplicated)."""
+    try:
+        async with outbound_http(request) as http:
+            await notices.notify_owner(ctx, http, tenant_id, "payment_failed", f"stripe:{event_id}")
+    except Exception as exc:  # the event is applied; a notice must not make Stripe retry it
+        log.error("payment notice for %s failed: %s", event_id, type(exc).__name__)
 
 
 async def _paid_plan(ctx: AppContext, facts: EventFacts | None) -> EventFacts | None:

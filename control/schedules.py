@@ -16,10 +16,13 @@ from temporalio.client import (
 )
 
 from core.activity_models import RollupInput
+from workflows.backups import ScheduledBackupsWorkflow
 from workflows.maintenance import HealthSweepWorkflow, UsageRollupWorkflow
 
+DEFAULT_BACKUP_ROUND_MINUTES = 15
 
-def _schedules(task_queue: str) -> dict[str, Schedule]:
+
+def _schedules(task_queue: str, backup_every_minutes: int) -> dict[str, Schedule]:
     skip = SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP)
     return {
         "tcc-health-sweep": Schedule(
@@ -39,13 +42,25 @@ def _schedules(task_queue: str) -> dict[str, Schedule]:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(hours=1))]),
             policy=skip,
         ),
+        # Each round backs up the tenants whose plan's interval has passed (issue 14).
+        "tcc-tenant-backups": Schedule(
+            action=ScheduleActionStartWorkflow(
+                ScheduledBackupsWorkflow.run, id="tcc-tenant-backups-run", task_queue=task_queue
+            ),
+            spec=ScheduleSpec(
+                intervals=[ScheduleIntervalSpec(every=timedelta(minutes=backup_every_minutes))]
+            ),
+            policy=skip,
+        ),
     }
 
 
-async def ensure_schedules(client: Client, task_queue: str) -> list[str]:
+async def ensure_schedules(
+    client: Client, task_queue: str, backup_every_minutes: int = DEFAULT_BACKUP_ROUND_MINUTES
+) -> list[str]:
     """Create the maintenance schedules that do not exist yet; return the created IDs."""
     created = []
-    for schedule_id, schedule in _schedules(task_queue).items():
+    for schedule_id, schedule in _schedules(task_queue, backup_every_minutes).items():
         try:
             await client.create_schedule(schedule_id, schedule)
             created.append(schedule_id)

@@ -200,3 +200,33 @@ class ReconfigurePrepared(BaseModel):
     # Set when the running bundle does not fit the (new) plan and the bot moves bundles.
     notice: str | None = None
     has_rollback_point: bool = True
+
+
+class BackupInput(BaseModel):
+    """Take a backup of the tenant's home (idempotent per ``label``)."""
+
+    tenant_id: str
+    kind: str  # scheduled | manual | pre-restore | deletion
+    label: str
+
+
+class BackupResult(BaseModel):
+    backup_id: str
+    size_bytes: int
+
+
+class RestoreBackupInput(BaseModel):
+    """Put a recorded backup back into the tenant's home (the runtime is stopped first)."""
+
+    tenant_id: str
+    backup_id: str
+
+
+class ScheduledBackupsInput(BaseModel):
+    round_id: str  # names this round's backups: a retried round finds the ones it took
+
+
+class ScheduledBackupsResult(BaseModel):
+    backed_up: list[str] = []
+    failed: list[str] = []  # tenants whose backup failed this round (retried next round)
+    pruned: int = 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from core.db import Database, run_migrations
 from core.secrets import SecretStore, build_secret_store
@@ -40,13 +41,16 @@ class AppContext:
         self.db.dispose()
 
 
-async def build_context(settings: Settings, *, migrate: bool = True) -> AppContext:
-    """Build the database (migrated) and the Temporal client from ``settings``."""
+async def build_context(
+    settings: Settings, *, migrate: bool = True, runtime: Runtime | None = None
+) -> AppContext:
+    """Build the database (migrated) and the Temporal client from ``settings`` (on
+    ``runtime``, e.g. one exporting the SDK's metrics, when given)."""
     settings.ensure_data_dir()
     if migrate:
         run_migrations(settings.resolved_database_url)
     db = Database(settings.resolved_database_url)
-    client = await connect(settings)
+    client = await connect(settings, runtime=runtime)
     return AppContext(
         settings=settings,
         db=db,

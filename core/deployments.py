@@ -61,9 +61,14 @@ def record_transition(
     """Move the current deployment to ``to_state``; False when ``key`` was already recorded."""
     if session.scalar(select(DeploymentEvent.id).where(DeploymentEvent.idempotency_key == key)):
         return False
+    last = current_deployment(session, tenant_id)
+    # A deleted bot restored within retention: a new deployment, pending (issue 14).
+    restored = last is not None and last.state == DeploymentState.DELETED
+    restored = restored and to_state == DeploymentState.PENDING
     dep = ensure_deployment(session, tenant_id)
     previous = DeploymentState(dep.state)
-    ensure_transition(previous, to_state)
+    if not restored:
+        ensure_transition(previous, to_state)
     dep.state = to_state
     dep.reason = reason
     dep.workflow_id = workflow_id or dep.workflow_id
@@ -74,6 +79,8 @@ def record_transition(
         dep.healthy_at = utcnow()
     if to_state == DeploymentState.DELETED:
         get_tenant(session, tenant_id).deleted_at = utcnow()  # leaves the customer's bot list
+    if restored:
+        get_tenant(session, tenant_id).deleted_at = None  # back in the customer's bot list
     session.add(
         DeploymentEvent(
             tenant_id=tenant_id, deployment_id=dep.id, from_state=previous, to_state=to_state,

@@ -62,6 +62,8 @@ def read_link_token(key: bytes, purpose: str, token: str) -> tuple[str, str]:
     invalid = InvalidInput(
         "This link is invalid or was already used.", code="link_invalid", field="token"
     )
+    if not token.isascii():  # ours are base64url; anything else cannot be genuine
+        raise invalid
     payload, _, sig = token.partition(".")
     expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
     if not sig or not hmac.compare_digest(expected, sig):

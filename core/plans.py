@@ -37,6 +37,9 @@ class Plan(BaseModel):
     managed_keys: bool = True
     byok_allowed: bool = True
     admin_controls: bool = False
+    # Scheduled backups of the runtime home: how often, and how many are kept.
+    backup_interval_hours: int = 24
+    backup_keep: int = 7
 
     def allows_model(self, model: str) -> bool:
         """Whether ``model`` is on this plan's allowlist (``*`` suffix matches a prefix)."""
@@ -91,6 +94,8 @@ PLANS: dict[str, Plan] = {
             pids_limit=128,
             multi_agent_teams=True,
             analytics=True,
+            backup_interval_hours=6,
+            backup_keep=28,
         ),
         Plan(
             id="business",
@@ -110,6 +115,8 @@ PLANS: dict[str, Plan] = {
             analytics=True,
             custom_bundles=True,
             admin_controls=True,
+            backup_interval_hours=1,
+            backup_keep=72,
         ),
     )
 }

@@ -42,7 +42,7 @@ def csrf_matches(session_token: str, submitted: str | None) -> bool:
     """Constant-time check of a submitted CSRF token against the session's."""
     if not submitted:
         return False
-    return hmac.compare_digest(csrf_token_for(session_token), submitted)
+    return submitted.isascii() and hmac.compare_digest(csrf_token_for(session_token), submitted)
 
 
 def start_session(session: Session, user_id: str, ttl: timedelta = SESSION_TTL) -> str:

@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     upstream_urls: list[str] = Field(default_factory=list)  # empty: offline demo model
     upstream_api_key: SecretStr | None = None
     upstream_timeout_s: float = 60.0
-    # Bearer token for the gateway's /metrics; unset = metrics refused outside development.
+    # Operator bearer token for every /metrics (API, worker, gateway); unset = metrics
+    # refused outside development.
     metrics_token: SecretStr | None = None
     # Redis shared by gateway replicas (limits, quotas, revocation); unset = in-process.
     redis_url: SecretStr | None = None
@@ -123,6 +124,20 @@ class Settings(BaseSettings):
     model_catalog: list[CatalogModel] = Field(default_factory=list)
     # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
     byok_allowed_private_networks: list[str] = Field(default_factory=list)
+
+    # Metrics, alerts and notices
+    # The worker's /metrics (ours plus the Temporal SDK's); 0 = not served.
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Bearer token Alertmanager sends to POST /alerts/alertmanager; unset = refused.
+    alert_webhook_token: SecretStr | None = None
+    # Where operator alerts (not a customer's own bot) are emailed; unset = only logged.
+    operator_email: str | None = None
+    # A customer hears about the same kind of trouble with the same bot at most this often.
+    notice_throttle_minutes: int = Field(default=60, ge=0)
+    # 'up' also runs Prometheus and Alertmanager (Debian's packages) when set.
+    local_alerting: bool = False
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
 
     # Channels
     telegram_api_base: str = "https://api.telegram.org"
@@ -136,6 +151,12 @@ class Settings(BaseSettings):
     stripe_price_ids: dict[str, str] = Field(default_factory=dict)  # plan id -> price id
     grace_period_days: int = 7
     retention_days: int = 30
+
+    # Backups (issue 14): how often the scheduled round looks for tenants due a backup
+    # (each plan sets its own interval and count), and the operator passphrase that
+    # encrypts the master key ring in a control-plane backup.
+    backup_round_minutes: int = Field(default=15, ge=1)
+    backup_passphrase: SecretStr | None = None
 
     @field_validator("byok_allowed_private_networks")
     @classmethod

@@ -25,6 +25,7 @@ class Action(StrEnum):
     UNSUSPEND = "unsuspend"
     DELETE = "delete"
     RECONFIGURE = "reconfigure"  # apply changed settings (token, model, key, access, plan)
+    RESTORE = "restore"  # put a recorded backup back (issue 14)
 
 
 class Command(BaseModel):
@@ -38,6 +39,7 @@ class Command(BaseModel):
     agent: str | None = None  # reset_memory: one agent, or all
     full_reset: bool = False  # reset_memory: also clear memory/
     plan: str | None = None  # reconfigure: the plan this change moves to (None: unchanged)
+    backup_id: str | None = None  # restore: the recorded backup to put back
 
 
 class CommandAccepted(BaseModel):

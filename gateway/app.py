@@ -8,7 +8,6 @@ FastAPI's stack; ``/v1/models``, ``/healthz`` and ``/metrics`` are FastAPI route
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from core.db import Database
 from core.egress import EgressGuard
-from core.errors import Forbidden, TinyClawError, Unauthorized
+from core.errors import TinyClawError
+from core.metrics import check_operator_token
 from core.plans import Plan
 from core.secrets.base import SecretStore
 from core.settings import Settings
@@ -154,26 +154,8 @@ def _add_routes(app: GatewayApp, gw: Gateway) -> None:
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
         """Prometheus metrics (no tenant labels, no secrets); needs the operator's token."""
-        _check_metrics_token(gw.settings, request)
+        check_operator_token(gw.settings, request.headers.get("authorization"))
         return Response(generate_latest(gw.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def _check_metrics_token(settings: Settings, request: Request) -> None:
-    """Let a scrape through only with ``TCC_METRICS_TOKEN`` (open in development if unset)."""
-    expected = settings.metrics_token
-    if expected is None:
-        if settings.is_development:
-            return
-        raise Forbidden(
-            "Metrics are disabled: set TCC_METRICS_TOKEN and scrape with that bearer token.",
-            code="metrics_disabled",
-        )
-    given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        raise Unauthorized(
-            "Metrics need 'Authorization: Bearer <TCC_METRICS_TOKEN>'.",
-            code="metrics_token_invalid",
-        )
 
 
 async def _error_response(request: Request, exc: TinyClawError) -> Response:

@@ -11,9 +11,10 @@ it, see ``pyproject.toml``)::
     broadcast_revocation(redis_url, tenant_id) -> None              drop cached auth everywhere
     rollup_day(db, day) -> int                                      daily usage roll-up
     usage_summary(session, tenant_id, since) -> dict                dashboard usage figures
+    plan_usage(session, tenant_id, plan_id) -> dict                 this month vs the plan
 """
 
-from gateway.rollup import rollup_day, usage_summary
+from gateway.rollup import plan_usage, rollup_day, usage_summary
 from gateway.shared import broadcast_revocation
 from gateway.tokens import authenticate, issue_token, revoke_tenant_tokens
 
@@ -21,6 +22,7 @@ __all__ = [
     "authenticate",
     "broadcast_revocation",
     "issue_token",
+    "plan_usage",
     "revoke_tenant_tokens",
     "rollup_day",
     "usage_summary",

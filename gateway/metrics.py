@@ -36,6 +36,13 @@ class GatewayMetrics:
             ["upstream", "reason"],
             registry=r,
         )
+        # A managed 401/403 pages the operator (the customer is told "we have been alerted").
+        self.upstream_refusals = Counter(
+            "tcc_gateway_upstream_refusals",
+            "Upstream 4xx answers by upstream, model mode (managed|byok) and HTTP status",
+            ["upstream", "mode", "status"],
+            registry=r,
+        )
         self.tokens = Counter(
             "tcc_gateway_tokens", "Tokens metered", ["direction", "mode"], registry=r
         )

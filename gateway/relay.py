@@ -59,6 +59,9 @@ async def _reject(gw: Gateway, call: Call, response: Response) -> None:
     status = response.status
     await response.aclose()
     log.info("upstream %s refused a call with HTTP %d", call.upstream, status)
+    gw.metrics.upstream_refusals.labels(
+        call.upstream or "unknown", call.ctx.mode, str(status)
+    ).inc()
     raise upstream_rejection(status, byok=call.ctx.mode == "byok")
 
 

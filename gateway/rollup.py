@@ -81,3 +81,50 @@ def usage_summary(session: Session, tenant_id: str, since: datetime) -> dict[str
             for m, r, i, o, c in per_model
         ],
     }
+
+
+def plan_usage(
+    session: Session, tenant_id: str, plan_id: str, since: datetime | None = None
+) -> dict[str, Any]:
+    """This month's (or since ``since``) usage against the plan, counted the way the gateway
+    enforces it.
+
+    Messages are answered model calls (the plan's ``monthly_messages``); spend is managed
+    spend only (BYOK calls cost the tenant directly and never hit the budget).
+    """
+    from core.plans import get_plan
+    from gateway.metering import ANSWERED, month_start
+
+    since = since or month_start()
+    plan = get_plan(plan_id)
+    where = (UsageEvent.tenant_id == tenant_id, UsageEvent.created_at >= since)
+    answered, inp, out = session.execute(
+        select(
+            func.count(UsageEvent.id),
+            func.coalesce(func.sum(UsageEvent.input_tokens), 0),
+            func.coalesce(func.sum(UsageEvent.output_tokens), 0),
+        ).where(*where, UsageEvent.outcome.in_(ANSWERED))
+    ).one()
+    spent = session.scalar(
+        select(func.coalesce(func.sum(UsageEvent.cost_micros), 0)).where(
+            *where, UsageEvent.mode == "managed"
+        )
+    )
+    budget_micros = int(plan.monthly_budget_usd * 1_000_000)
+    return {
+        "period_start": since,
+        "plan": plan.id,
+        "messages": int(answered),
+        "messages_limit": plan.monthly_messages,
+        "input_tokens": int(inp),
+        "output_tokens": int(out),
+        "tokens_per_minute_limit": plan.tokens_per_minute,
+        "spend_usd": int(spent or 0) / 1_000_000,
+        "budget_usd": plan.monthly_budget_usd,
+        "messages_percent": _percent(int(answered), plan.monthly_messages),
+        "budget_percent": _percent(int(spent or 0), budget_micros),
+    }
+
+
+def _percent(used: int, limit: int) -> int:
+    return min(100, round(100 * used / limit)) if limit > 0 else 0

@@ -113,7 +113,11 @@ class ApiServer:
         scheme, _, value = headers.get("authorization", "").partition(" ")
         # compare_digest keeps the comparison time independent of where they differ.
         presented = value.strip().encode()
-        return scheme.lower() == "bearer" and hmac.compare_digest(presented, self._token)
+        return (
+            scheme.lower() == "bearer"
+            and presented.isascii()
+            and hmac.compare_digest(presented, self._token)
+        )
 
 
 async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:

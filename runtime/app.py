@@ -179,6 +179,7 @@ class App:
         self.api.route("POST", "/api/message", self._message)
         self.api.route("POST", "/api/reset", self._reset)
         self.api.route("GET", "/api/logs", self._logs)
+        self.api.route("POST", "/api/backup", self._backup)
 
     async def _healthz(self, body: dict, query: dict) -> dict[str, Any]:
         """Liveness only: the process is up and serving."""
@@ -248,6 +249,15 @@ class App:
             self.router.apply_reset_flag(target)
         return {"ok": True, "reset": [t.id for t in targets], "full": full}
 
+    async def _backup(self, body: dict, query: dict) -> dict[str, Any]:
+        """A consistent copy of the queue database inside the home (``.backup/tinyagi.db``),
+        for the control plane's snapshot of the home to carry instead of the live files."""
+        folder = os.path.join(self.env.home, BACKUP_DIR)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        size = self.store.backup_to(os.path.join(folder, "tinyagi.db"))
+        log.info("database backup written", extra={"bytes": size})
+        return {"ok": True, "path": f"{BACKUP_DIR}/tinyagi.db", "bytes": size}
+
     async def _logs(self, body: dict, query: dict) -> dict[str, Any]:
         """Recent log lines (already redacted), oldest first."""
         try:
@@ -255,6 +265,9 @@ class App:
         except ValueError:
             raise ApiError(400, "lines: must be an integer") from None
         return {"ok": True, "lines": self.ring.tail(count)}
+
+
+BACKUP_DIR = ".backup"
 
 
 def write_reset_flag(workdir: str, full: bool) -> None:

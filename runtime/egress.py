@@ -138,8 +138,11 @@ class Proxy:
                 return
             # Exactly one request body, then no more: a pipelined second request could
             # otherwise reach a path outside the allowed prefix on the same connection.
+            # No half-close after it, though: uvicorn (the gateway) drops a connection whose
+            # client sent EOF, answer unsent, so the runtime saw an empty reply while the
+            # gateway logged the call as ok. "Connection: close" ends the exchange instead.
             up_writer.write(upstream_head + await reader.readexactly(length))
-            up_writer.write_eof()
+            await up_writer.drain()
             await _relay(up_reader, writer)
         finally:
             up_writer.close()

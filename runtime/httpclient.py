@@ -22,6 +22,10 @@ class HttpError(Exception):
     """A transport failure: connection refused, reset, timeout or a malformed response."""
 
 
+class EmptyResponse(ValueError):
+    """The peer (or a proxy on the way) closed the connection without answering."""
+
+
 @dataclass(frozen=True)
 class Response:
     """A complete HTTP response."""
@@ -58,6 +62,8 @@ async def request_json(
         return await asyncio.wait_for(_request(method, url, payload, headers or {}), timeout_s)
     except TimeoutError:
         raise HttpError("timeout") from None
+    except EmptyResponse:
+        raise HttpError("connection closed before a response") from None
     except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
         raise HttpError(exc.__class__.__name__) from None
 
@@ -123,6 +129,8 @@ async def _via_proxy(
 
 async def _read_response(reader: asyncio.StreamReader) -> Response:
     status_line = await reader.readline()
+    if not status_line:
+        raise EmptyResponse
     parts = status_line.decode("latin-1").split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/"):
         raise ValueError("malformed status line")

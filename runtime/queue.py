@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -90,6 +91,22 @@ class Store:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
+
+    def backup_to(self, path: str) -> int:
+        """Write a consistent copy of the database to ``path`` (SQLite's online backup, so
+        rows still in the WAL are included and no write is torn); its size in bytes."""
+        tmp = f"{path}.partial"
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        target = sqlite3.connect(tmp)
+        try:
+            self._db.backup(target)
+        finally:
+            target.close()
+        os.replace(tmp, path)
+        return os.path.getsize(path)
 
     def enqueue(
         self,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what the platform and its tests need on a fresh Debian machine
-# (run as root): Docker engine, PostgreSQL, Redis, debootstrap, Chromium; then the local base
+# (run as root): Docker engine, PostgreSQL, Redis, debootstrap, Chromium, Prometheus and
+# Alertmanager (promtool tests the alert rules); then the local base
 # and runtime images. Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v chromium >/dev/null || need+=(chromium)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v redis-server >/dev/null || need+=(redis-server)
+# Alert rules are unit-tested with promtool; `up` runs both when TCC_LOCAL_ALERTING=1.
+command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -28,6 +28,7 @@ def _env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
         TCC_TEMPORAL_UI_PORT=str(ports["ui"]),
         TCC_RUNTIME_DRIVER="process",
         TCC_SANDBOX_TELEGRAM_PORT=str(ports["sandbox"]),
+        TCC_WORKER_METRICS_PORT=str(ports["worker_metrics"]),
     )
     return env
 
@@ -43,7 +44,8 @@ def _stop(proc: subprocess.Popen) -> None:  # type: ignore[type-arg]
 
 
 def _ports() -> dict[str, int]:
-    return {name: free_port() for name in ("api", "gateway", "temporal", "ui", "sandbox")}
+    names = ("api", "gateway", "temporal", "ui", "sandbox", "worker_metrics")
+    return {name: free_port() for name in names}
 
 
 def test_up_serves_healthz_and_stops_on_ctrl_c(tmp_path: Path) -> None:
@@ -73,6 +75,59 @@ def test_up_serves_healthz_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{ports['api']}/docs" in out
     assert f"http://127.0.0.1:{ports['ui']}" in out
     assert (tmp_path / "data" / "temporal.db").exists()  # the dev server persists its state
+    for port in ports.values():
+        assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
+
+
+def test_up_runs_prometheus_and_alertmanager_when_asked(tmp_path: Path) -> None:
+    ports = {**_ports(), "prometheus": free_port(), "alertmanager": free_port()}
+    env = _env(tmp_path, ports)
+    env.update(
+        TCC_LOCAL_ALERTING="1",
+        TCC_PROMETHEUS_PORT=str(ports["prometheus"]),
+        TCC_ALERTMANAGER_PORT=str(ports["alertmanager"]),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "up"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    prom = f"http://127.0.0.1:{ports['prometheus']}"
+    token = tmp_path / "data" / "alerting" / "metrics_token"
+    try:
+        _ready(ports["api"], 90)
+        # Every part is scraped with the generated operator token: all three targets up.
+        deadline, health = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:
+            targets = httpx.get(f"{prom}/api/v1/targets", timeout=5).json()["data"]
+            health = {t["labels"]["job"]: t["health"] for t in targets["activeTargets"]}
+            if len(health) == 3 and set(health.values()) == {"up"}:
+                break
+            time.sleep(1)
+        assert health == dict.fromkeys(
+            ("tinyclaw-api", "tinyclaw-worker", "tinyclaw-gateway"), "up"
+        )
+        rules = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        names = {r["name"] for g in rules for r in g["rules"]}
+        assert {"TinyClawRuntimeDown", "TinyClawWorkerDown", "TinyClawBudget100"} <= names
+        am = httpx.get(f"http://127.0.0.1:{ports['alertmanager']}/-/ready", timeout=5)
+        assert am.status_code == 200
+        # Without the token the API's metrics stay closed, even in development.
+        closed = httpx.get(f"http://127.0.0.1:{ports['api']}/metrics", timeout=5)
+        assert closed.status_code == 401
+        # The worker serves ours and the Temporal SDK's own metrics behind the same token.
+        bearer = {"Authorization": f"Bearer {token.read_text()}"}
+        worker = f"http://127.0.0.1:{ports['worker_metrics']}/metrics"
+        assert httpx.get(worker, timeout=5).status_code == 401
+        text = httpx.get(worker, headers=bearer, timeout=5).text
+        assert "tcc_runtime_deaths_total" in text and "temporal_num_pollers" in text
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=45)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0, out
+    assert f"Prometheus:   {prom}" in out
+    token = tmp_path / "data" / "alerting" / "metrics_token"
+    assert token.stat().st_mode & 0o777 == 0o600 and token.read_text() not in out
     for port in ports.values():
         assert not port_open("127.0.0.1", port), f"port {port} still open after stop"
 

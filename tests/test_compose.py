@@ -22,6 +22,8 @@ def test_compose_config_is_valid() -> None:
         TCC_SESSION_SECRET="s",
         TCC_CODEC_KEY="k",
         TCC_VAULT_TOKEN="t",
+        TCC_METRICS_TOKEN="m",
+        TCC_ALERT_WEBHOOK_TOKEN="w",
     )
     result = subprocess.run([binary, "config"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -34,6 +36,8 @@ def test_compose_config_is_valid() -> None:
         "worker:",
         "gateway:",
         "redis:",
+        "prometheus:",
+        "alertmanager:",
     ):
         assert service in result.stdout
 
@@ -57,3 +61,20 @@ def test_the_web_ui_is_published_only_behind_the_admin_auth_proxy() -> None:
     assert "auth_request /_tcc_admin_check;" in conf
     assert "proxy_pass http://api:8000/admin/web-ui/auth;" in conf
     assert "proxy_pass http://temporal-ui:8080;" in conf
+
+
+def test_prometheus_and_alertmanager_run_our_rules_and_reach_the_api() -> None:
+    import yaml
+
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    mounts = " ".join(services["prometheus"]["volumes"])
+    assert "deploy/prometheus/rules.yml:/etc/prometheus/rules.yml" in mounts
+    assert "deploy/prometheus/alertmanager.yml" in " ".join(services["alertmanager"]["volumes"])
+    am = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alertmanager.yml").read_text())
+    hook = am["receivers"][0]["webhook_configs"][0]
+    assert hook["url"] == "http://api:8000/alerts/alertmanager"
+    assert hook["http_config"]["authorization"]["credentials_file"]
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    assert set(jobs) == {"tinyclaw-api", "tinyclaw-worker", "tinyclaw-gateway"}
+    assert all(job["authorization"]["credentials_file"] for job in jobs.values())

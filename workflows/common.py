@@ -66,7 +66,11 @@ PATCH_TEST_MESSAGE_BUDGET = "test-message-one-budget"
 
 
 def failure_reason(err: BaseException) -> str:
-    """A customer-readable reason from an activity/child failure (never a stack trace)."""
+    """A customer-readable reason from an activity/child failure (never a stack trace).
+
+    "Our team has been notified" is true: a failed transition whose reason carries
+    "An internal step failed" is counted by ``core.metrics`` and pages the operator
+    (alert TinyClawInternalStepFailure in deploy/prometheus/rules.yml)."""
     cause: BaseException | None = err
     while isinstance(cause, ActivityError | ChildWorkflowError) and cause.cause is not None:
         cause = cause.cause

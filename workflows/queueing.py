@@ -18,7 +18,7 @@ PATCH_KEEP_PENDING = "history-keeps-pending-records"
 
 def same_command(a: Command, b: Command) -> bool:
     """Whether ``b`` asks for exactly what ``a`` already asks for (same action, same args)."""
-    keys = {"action", "bundle_id", "bundle_version", "agent", "full_reset"}
+    keys = {"action", "bundle_id", "bundle_version", "agent", "full_reset", "backup_id"}
     return a.model_dump(include=keys) == b.model_dump(include=keys)
 
 

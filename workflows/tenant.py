@@ -34,6 +34,7 @@ from core.workflow_models import (
     TenantState,
     TenantWorkflowInput,
 )
+from workflows.backups import RestoreTenantWorkflow
 from workflows.billing import apply_billing_event
 from workflows.common import SHORT, failure_reason
 from workflows.deploy import DeployTenantWorkflow
@@ -73,6 +74,7 @@ CHILDREN: dict[Action, type] = {
     Action.UNSUSPEND: UnsuspendTenantWorkflow,
     Action.DELETE: DeleteTenantWorkflow,
     Action.RECONFIGURE: ReconfigureTenantWorkflow,
+    Action.RESTORE: RestoreTenantWorkflow,
 }
 
 # The states each action may start from, and the state it leads to when it succeeds.
@@ -87,12 +89,14 @@ SOURCES: dict[Action, frozenset[S]] = {
     Action.UNSUSPEND: frozenset({S.SUSPENDED}),
     Action.DELETE: frozenset(set(S) - {S.DELETING, S.DELETED}),
     Action.RECONFIGURE: frozenset({S.HEALTHY}),
+    # A paused bot is resumed first; a deleted one comes back within its retention period.
+    Action.RESTORE: frozenset({S.HEALTHY, S.FAILED, S.DELETED}),
 }
 TARGETS: dict[Action, S] = {
     Action.DEPLOY: S.HEALTHY, Action.PAUSE: S.PAUSED, Action.RESUME: S.HEALTHY,
     Action.RESTART: S.HEALTHY, Action.RESET_MEMORY: S.HEALTHY, Action.SWITCH_BUNDLE: S.HEALTHY,
     Action.SUSPEND: S.SUSPENDED, Action.UNSUSPEND: S.HEALTHY, Action.DELETE: S.DELETED,
-    Action.RECONFIGURE: S.HEALTHY,
+    Action.RECONFIGURE: S.HEALTHY, Action.RESTORE: S.HEALTHY,
 }  # fmt: skip
 # Only these may run while billing blocks the tenant or support has pulled the kill switch.
 BLOCKED_ALLOWED = frozenset({Action.SUSPEND, Action.DELETE, Action.PAUSE})
@@ -103,6 +107,7 @@ PLAN_APPLIES_PATCH = "billing-plan-applies"
 PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
 PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"  # deprecated
+PATCH_RESTORE_UNDELETES = "restore-of-deleted-cancels-purge"
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -232,9 +237,16 @@ class TenantWorkflow(TenantDurability):
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)
         else:
+            came_back = cmd.action == Action.RESTORE and self.s.state == S.DELETED
             self.s.state = result.state
             self.s.bundle_id = result.bundle_id or self.s.bundle_id
-            ok = result.ok and result.state == TARGETS[cmd.action]
+            target = TARGETS[cmd.action]
+            if came_back and workflow.patched(PATCH_RESTORE_UNDELETES):
+                # Restored within retention: pending again, and the purge is off.
+                target = S.PENDING
+                if result.state != S.DELETED:
+                    self.s.purge_at = None
+            ok = result.ok and result.state == target
             record.status = "succeeded" if ok else "failed"
             record.reason = result.reason or record.reason
         record.finished_at = workflow.now()
@@ -270,6 +282,8 @@ class TenantWorkflow(TenantDurability):
             )
         if action == Action.SWITCH_BUNDLE and not cmd.bundle_id:
             return "A bundle switch needs the bundle to switch to."
+        if action == Action.RESTORE and not cmd.backup_id:
+            return "A restore needs the backup to restore."
         return None
 
     def _enqueue(self, cmd: Command) -> CommandAccepted:

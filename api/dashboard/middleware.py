@@ -145,7 +145,12 @@ class SessionMiddleware:
                     return
                 receive = _replay(body)
                 submitted = _form_token(scope, body)
-            if not expected or not submitted or not hmac.compare_digest(expected, submitted):
+            if (
+                not expected
+                or not submitted
+                or not submitted.isascii()
+                or not hmac.compare_digest(expected, submitted)
+            ):
                 await _refuse(scope, send)
                 return
         await self.app(scope, receive, send)

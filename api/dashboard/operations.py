@@ -216,6 +216,25 @@ async def billing_portal(request: Request, access: TenantOwner) -> Response:
     return redirect(request, out.url)
 
 
+@router.post("/billing/subscribe")
+async def subscribe_again(
+    request: Request, access: TenantOwner, plan: Annotated[str, Form(max_length=32)] = ""
+) -> Response:
+    """Start a Stripe Checkout for a cancelled or suspended bot (the bot comes back once paid)."""
+    from api.billing import start_checkout
+
+    ctx = context_of(request)
+    try:
+        if not ctx.settings.billing_enabled:
+            raise InvalidInput("Billing is off on this installation.")
+        if plan not in PLANS:
+            raise InvalidInput("Choose one of the plans.")
+        out = await start_checkout(ctx, access, request, plan)
+    except TinyClawError as exc:
+        return outcome_redirect(request, f"/app/bots/{access.tenant_id}", "plan", exc.message)
+    return redirect(request, out.url or f"/app/bots/{access.tenant_id}")
+
+
 @router.post("/plan")
 async def change_plan(
     request: Request, access: TenantOwner, plan: Annotated[str, Form(max_length=32)]

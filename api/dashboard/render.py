@@ -9,6 +9,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,6 +20,7 @@ from api.dashboard.middleware import PRE_COOKIE, new_pre_token
 from core.accounts import Principal
 from core.context import AppContext
 from core.sessions import WebLogin
+from core.settings import Settings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 
@@ -110,8 +112,20 @@ TEMPLATES.env.filters["activity"] = activity
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self' https://checkout.stripe.com "
-    "https://billing.stripe.com; base-uri 'none'"
+    "https://billing.stripe.com{extra}; base-uri 'none'"
 )
+
+
+def csp_for(settings: Settings) -> str:
+    """The page CSP. Forms may lead to Stripe's Checkout and portal; an installation whose
+    Stripe API is elsewhere (``TCC_STRIPE_API_BASE``: a Stripe-compatible or test server)
+    serves its checkout pages from that origin, and the browser follows a form's redirect
+    there only if ``form-action`` names it."""
+    parts = urlsplit(settings.stripe_api_base or "")
+    origin = f" {parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else ""
+    return CSP.format(extra=origin if parts.netloc else "")
+
+
 # Fixed messages picked by code from the query string, so a link can never inject text.
 NOTICES = {
     "signed_up": "Welcome! Your account is ready. Let's create your first bot.",
@@ -167,7 +181,7 @@ def page(request: Request, template: str, status_code: int = 200, **values: Any)
         },
         status_code=status_code,
     )  # fmt: skip
-    secure_headers(response)
+    secure_headers(response, settings)
     if full_page and FLASH_COOKIE in request.cookies:
         response.delete_cookie(FLASH_COOKIE, path="/app")
     if fresh_pre:
@@ -178,9 +192,9 @@ def page(request: Request, template: str, status_code: int = 200, **values: Any)
     return response
 
 
-def secure_headers(response: Response) -> None:
+def secure_headers(response: Response, settings: Settings) -> None:
     """Headers every dashboard response carries."""
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Content-Security-Policy"] = csp_for(settings)
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     response.headers["Cache-Control"] = "no-store"

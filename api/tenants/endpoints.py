@@ -221,7 +221,7 @@ async def _command(
         workflow_id=accepted.workflow_id,
         position=accepted.position,
         duplicate=accepted.duplicate,
-        status_url=f"/tenants/{access.tenant_id}",
+        status_url=f"/bots/{access.tenant_id}",
     )
 
 

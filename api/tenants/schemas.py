@@ -135,6 +135,22 @@ class WorkflowView(BaseModel):
     killed: bool
 
 
+class UsageOut(BaseModel):
+    """This calendar month's usage (UTC) against the plan's quota and budget."""
+
+    period_start: UtcDatetime
+    plan: PlanId
+    messages: int = Field(description="answered model calls this month")
+    messages_limit: int = Field(description="the plan's monthly model calls")
+    input_tokens: int
+    output_tokens: int
+    tokens_per_minute_limit: int
+    spend_usd: float = Field(description="managed model spend this month (BYOK is not counted)")
+    budget_usd: float = Field(description="the plan's monthly model budget")
+    messages_percent: int = Field(description="share of the message quota used, 0-100")
+    budget_percent: int = Field(description="share of the budget used, 0-100")
+
+
 class TenantOut(BaseModel):
     id: str
     name: str
@@ -151,6 +167,9 @@ class TenantOut(BaseModel):
     credentials: list[CredentialOut] = []
     workflow: WorkflowView | None = None
     temporal_ui_url: str | None = None
+    usage: UsageOut | None = Field(
+        default=None, description="this month's usage against the plan (single-bot reads)"
+    )
 
 
 class AcceptedOut(BaseModel):

@@ -14,6 +14,7 @@ from api.tenants.schemas import (
     EventOut,
     ReconfigureOut,
     TenantOut,
+    UsageOut,
     WorkflowView,
 )
 from control.lifecycle import query_state, send_command
@@ -29,6 +30,7 @@ from core.runtime_reads import RuntimeReader
 from core.runtimes.select import select_driver
 from core.tenants import require_tenant
 from core.workflow_models import Action, Command
+from gateway.control import plan_usage
 
 # States in which no runtime runs: a persisted change simply applies at the next start.
 NOT_RUNNING = frozenset({"pending", "failed", "paused", "suspended", "deleting", "deleted"})
@@ -91,6 +93,8 @@ async def tenant_view(
                 for c in cred_rows if c.kind in (creds.TELEGRAM, creds.PROVIDER_KEY)
             ],
         )  # fmt: skip
+        if detail:
+            out.usage = UsageOut(**plan_usage(session, tenant_id, tenant.plan))
     if detail:
         state = await query_state(ctx, tenant_id)
         if state is not None:

@@ -99,7 +99,7 @@ def verify_event(
     expected = hmac.new(
         secret.encode(), f"{signed_at}.".encode() + payload, hashlib.sha256
     ).hexdigest()
-    if not any(hmac.compare_digest(expected, sig) for sig in signatures):
+    if not any(sig.isascii() and hmac.compare_digest(expected, sig) for sig in signatures):
         raise BadSignature(
             "The Stripe-Signature does not match this body; check the endpoint's signing secret."
         )

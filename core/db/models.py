@@ -343,6 +343,55 @@ class AuditLog(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class TenantBackup(TenantOwned, Base):
+    """One encrypted backup of a tenant's runtime home (the file lives under the data dir;
+    the key stays in the secret store and is never recorded here)."""
+
+    __tablename__ = "tenant_backups"
+    __table_args__ = (Index("ix_tenant_backups_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # scheduled | manual | pre-restore | deletion
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(300))  # relative to the backups directory
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A deleted bot restored: its next deploy puts this backup into the fresh home.
+    restore_on_deploy: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class NotificationPreference(Base):
+    """How a user wants to hear about trouble with their bots (no row: every notice, both ways)."""
+
+    __tablename__ = "notification_preferences"
+
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    email: Mapped[bool] = mapped_column(Boolean, default=True)
+    telegram: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Notice topics the user turned off (bot_down, token_revoked, budget, payment).
+    muted: Mapped[list[str]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Notice(Base):
+    """One notice decided on: sent, throttled or muted. ``dedup_key`` makes a redelivered
+    alert or event a no-op; recent ``sent`` rows throttle the same kind for the same bot."""
+
+    __tablename__ = "notices"
+    __table_args__ = (Index("ix_notices_recipient_kind", "recipient", "tenant_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    recipient: Mapped[str] = mapped_column(String(64))  # a user id, or "operator"
+    tenant_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # sending | sent | throttled | muted
+    channels: Mapped[str] = mapped_column(String(64), default="")  # delivered: "email telegram"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class WorkerHeartbeat(Base):
     """A worker process's latest sign of life (readiness: a worker serves the task queue)."""
 

@@ -8,6 +8,7 @@ import dataclasses
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime
 
 from core.settings import Settings
 from core.temporal.codec import EncryptionCodec, load_or_create_key
@@ -35,10 +36,13 @@ def data_converter(settings: Settings) -> DataConverter:
     )
 
 
-async def connect(settings: Settings, *, target: str | None = None) -> Client:
+async def connect(
+    settings: Settings, *, target: str | None = None, runtime: Runtime | None = None
+) -> Client:
     """A Temporal client for the configured namespace, encrypting every payload."""
     return await Client.connect(
         target or settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
+        runtime=runtime,
     )

@@ -2,51 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 import re
 from collections.abc import Iterator
-from email import message_from_bytes
 from email.message import Message
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 
 from core.db import Database
 from core.db.models import User
 from tests.api.light_app import CSRF, PASSWORD, client, light_app
-from tests.conftest import free_port
+from tests.fakes.smtp import Inbox, smtp_server
 
 LINK = re.compile(r"(http://\S+/app/(?:reset-password|verify-email)\?token=(\S+))")
 NEW_PASSWORD = "a brand new passphrase"
 
 
-class Inbox:
-    """An aiosmtpd handler that keeps every delivered message."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-    async def wait_for(self, count: int, to: str) -> Message:
-        for _ in range(100):
-            mine = [m for m in self.messages if m["To"] == to]
-            if len(mine) >= count:
-                return mine[count - 1]
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no email #{count} to {to}: {[m['Subject'] for m in self.messages]}")
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield inbox, port
-    controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -61,6 +37,9 @@ def _link(message: Message) -> tuple[str, str]:
     found = LINK.search(message.get_payload(decode=True).decode())  # type: ignore[union-attr]
     assert found, message.get_payload()
     return found.group(1), found.group(2)
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 async def test_signup_sends_a_single_use_verification_link(
@@ -79,6 +58,16 @@ async def test_signup_sends_a_single_use_verification_link(
         assert (again.status_code, again.json()["code"]) == (422, "link_invalid")
         forged = await c.post("/auth/verify-email/confirm", json={"token": token[:-2] + "xx"})
         assert forged.json()["code"] == "link_invalid"
+        # Schemathesis found these answered 500: a surrogate cannot be encoded, and
+        # compare_digest refuses non-ASCII text. Both are simply not our links.
+        for odd in ('"\\ud9b1x.y"', '"é.ü"', json.dumps(token[:-2] + "éü")):
+            for path, body in (
+                ("/auth/verify-email/confirm", f'{{"token": {odd}}}'),
+                ("/auth/password-reset/confirm", f'{{"token": {odd}, "password": "{PASSWORD}"}}'),
+            ):
+                r = await c.post(path, content=body.encode(), headers=JSON)
+                assert r.status_code == 422, (path, r.text)
+                assert r.json()["code"] in ("link_invalid", "invalid_input"), (path, r.text)
 
 
 async def test_password_reset_by_email(app: FastAPI, smtp) -> None:

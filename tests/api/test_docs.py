@@ -37,15 +37,15 @@ async def test_openapi_declares_bearer_and_documents_errors(app: FastAPI) -> Non
     error = schema["components"]["schemas"]["ErrorOut"]
     assert set(error["required"]) == {"code", "message"}
     paths = schema["paths"]
-    deploy = paths["/tenants/{tenant_id}/deploy"]["post"]
+    deploy = paths["/bots/{bot_id}/deploy"]["post"]
     assert deploy["security"] == [{"HTTPBearer": []}]
     for status in ("401", "402", "404", "409", "413", "422", "429"):
         body = deploy["responses"][status]["content"]["application/json"]["schema"]
         assert body == {"$ref": "#/components/schemas/ErrorOut"}, status
-    assert {"401", "404"} <= set(paths["/tenants/{tenant_id}"]["get"]["responses"])
+    assert {"401", "404"} <= set(paths["/bots/{bot_id}"]["get"]["responses"])
     assert {"413", "429"} <= set(paths["/auth/login"]["post"]["responses"])
     assert {"400", "413"} <= set(paths["/webhooks/stripe"]["post"]["responses"])
     # Timestamps are declared as date-times (and served with a timezone, see the tests of
     # tokens and tenants).
-    created = schema["components"]["schemas"]["TenantOut"]["properties"]["created_at"]
+    created = schema["components"]["schemas"]["BotOut"]["properties"]["created_at"]
     assert created["format"] == "date-time"

@@ -30,7 +30,7 @@ BUDGET_S = 240  # the whole run stays within a few minutes on a busy machine
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance)  # fmt: skip
 # Operations whose side effects would end the run's tenant or account early.
-LAST = ("DELETE /tenants/{tenant_id}", "DELETE /auth/tokens/{token_id}")
+LAST = ("DELETE /bots/{bot_id}", "POST /bots/{bot_id}/delete", "DELETE /auth/tokens/{token_id}")
 
 
 async def _deployed_tenant(url: str, stack: Stack) -> tuple[dict[str, str], str]:
@@ -76,8 +76,8 @@ def _fuzz_operation(op: schemathesis.APIOperation, auth: dict[str, str], tid: st
         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
     )  # fmt: skip
     def run(case: schemathesis.Case, own_tenant: bool) -> None:
-        if own_tenant and case.path_parameters and "tenant_id" in case.path_parameters:
-            case.path_parameters["tenant_id"] = tid
+        if own_tenant and case.path_parameters and "bot_id" in case.path_parameters:
+            case.path_parameters["bot_id"] = tid
         try:
             case.call_and_validate(headers=auth, checks=CHECKS, timeout=60)
         except Exception as exc:

@@ -45,16 +45,16 @@ def dashboard_routes() -> list[tuple[str, str]]:
 
 
 def api_routes(app: FastAPI) -> list[tuple[str, str]]:
-    """Every (method, path) of the JSON API that names a tenant."""
+    """Every (method, path) of the JSON API that names a bot."""
     out = []
     for path, ops in app.openapi()["paths"].items():
-        if "{tenant_id}" in path:
+        if "{bot_id}" in path:
             out += [(m.upper(), path) for m in ops]
     return out
 
 
 def fill(path: str, tid: str) -> str:
-    return path.replace("{tenant_id}", tid).replace("{name}", "pause")
+    return path.replace("{tenant_id}", tid).replace("{bot_id}", tid).replace("{name}", "pause")
 
 
 def assert_refused(r: httpx.Response, tid: str, secrets: list[str], where: str) -> None:

@@ -117,3 +117,21 @@ def test_logs_lines_parameter(make_runtime) -> None:
     status, body = runtime.call("GET", "/api/logs?lines=1")
     assert status == 200 and len(body["lines"]) == 1
     assert runtime.call("GET", "/api/logs?lines=abc")[0] == 400
+
+
+def test_backup_route_writes_a_consistent_copy_of_the_queue(make_runtime) -> None:
+    """POST /api/backup: an online SQLite backup inside the home, with every committed row
+    (also those still only in the WAL), so a snapshot of the home is never torn."""
+    import sqlite3
+
+    runtime = make_runtime()
+    assert api_call(runtime.url, "POST", "/api/backup", {}, token=None)[0] == 401
+    runtime.call("POST", "/api/message", {"message": "remember me"})
+    status, body = runtime.call("POST", "/api/backup", {})
+    assert status == 200 and body["ok"] is True
+    copy = runtime.home / body["path"]
+    assert body["path"] == ".backup/tinyagi.db" and copy.stat().st_size == body["bytes"]
+    assert copy.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(copy) as conn:
+        texts = [row[0] for row in conn.execute("SELECT text FROM messages")]
+    assert "remember me" in texts

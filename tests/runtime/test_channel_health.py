@@ -71,3 +71,21 @@ def test_numbering_reset_across_a_runtime_restart_is_followed_without_replays(
     make_runtime(home=runtime.home)
     sent = telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 2, timeout=15)
     assert [m["text"] for m in sent] == ["echo: one", "echo: two"]
+
+
+def test_a_revoked_token_shows_in_status_as_the_sweep_reads_it(
+    make_runtime, telegram: FakeTelegram
+) -> None:
+    """The contract behind the TelegramTokenRevoked alert: Telegram's 401 reaches
+    /api/status in a form the health sweep recognises, without the token."""
+    from core.worker_metrics import RuntimeReading
+
+    runtime = make_runtime(TELEGRAM_STALE_AFTER="2")
+    assert not RuntimeReading("t", runtime.call("GET", "/api/status")[1]).telegram_unauthorized
+    telegram.fail_next(BOT_TOKEN, "getUpdates", error_code=401, retry_after=None, times=50)
+    failing = _wait_status(runtime, lambda b: b["ok"] is False)
+    assert RuntimeReading("t", failing).telegram_unauthorized
+    assert BOT_TOKEN not in str(failing)
+    # Any other failure (Telegram down) is not read as a revoked token.
+    other = RuntimeReading("t", {"ok": False, "channels": {"telegram": {"error": "502"}}})
+    assert not other.telegram_unauthorized

@@ -131,3 +131,75 @@ def test_secrets_over_an_inherited_pipe(tmp_path: Path) -> None:
     assert env == {"A": "b", "OPENAI_API_KEY": "piped"}
     with pytest.raises(OSError):
         os.fstat(read_end)  # read once, then closed
+
+
+async def _slow_json_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """A minimal ASGI app that reads the body and answers after a moment, as the gateway
+    does while it waits for the provider."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await asyncio.sleep(0.3)
+    payload = json.dumps({"echo": json.loads(body or b"null")}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})  # fmt: skip
+    await send({"type": "http.response.body", "body": payload})
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_uvicorn_upstream_answers_through_the_proxy(monkeypatch, http: str) -> None:
+    """The gateway runs under uvicorn, which drops a connection whose client half-closed:
+    the proxy must keep its upstream side open until the answer is back."""
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    up_port = free_port()
+    base = f"http://127.0.0.1:{up_port}/v1"
+
+    async def body(port: int) -> tuple[int, object]:
+        config = uvicorn.Config(_slow_json_app, host="127.0.0.1", port=up_port, http=http,
+                                log_level="warning", lifespan="off")  # fmt: skip
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
+            await asyncio.sleep(0.02)
+        try:
+            monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            monkeypatch.delenv("no_proxy", raising=False)
+            r = await httpclient.request_json("POST", f"{base}/chat/completions", {"q": 1})
+            return r.status, r.json()
+        finally:
+            server.should_exit = True
+            await task
+
+    assert asyncio.run(_with_proxy(base, body)) == (200, {"echo": {"q": 1}})
+
+
+def test_a_connection_closed_without_an_answer_says_so() -> None:
+    """The runtime's log names the failure an operator must look for (the gateway or the
+    egress proxy hung up), not a bare exception class."""
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async def body() -> str:
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            await httpclient.request_json("POST", f"http://127.0.0.1:{port}/v1/x", {"a": 1})
+        except httpclient.HttpError as exc:
+            return str(exc)
+        finally:
+            server.close()
+            await server.wait_closed()
+        return "answered"
+
+    assert asyncio.run(body()) == "connection closed before a response"

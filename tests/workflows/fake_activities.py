@@ -27,6 +27,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from core.activity_models import (
+    BackupInput,
+    BackupResult,
     HealthInput,
     HealthResult,
     NotifyInput,
@@ -37,8 +39,11 @@ from core.activity_models import (
     ReconfigurePrepared,
     RemoveRuntimeInput,
     ResetInput,
+    RestoreBackupInput,
     RestoreInput,
     RuntimeStarted,
+    ScheduledBackupsInput,
+    ScheduledBackupsResult,
     SnapshotInput,
     SnapshotRef,
     StartRuntimeInput,
@@ -243,6 +248,23 @@ class FakeLifecycle:
     async def purge_backups(self, data: PurgeInput) -> None:
         await self._enter("purge_backups", data)
 
+    @activity.defn(name="backup_tenant")
+    async def backup_tenant(self, data: BackupInput) -> BackupResult:
+        await self._enter("backup_tenant", data)
+        return BackupResult(backup_id=f"bk-{data.kind}-{len(self.calls)}", size_bytes=1024)
+
+    @activity.defn(name="restore_tenant_backup")
+    async def restore_tenant_backup(self, data: RestoreBackupInput) -> None:
+        await self._enter("restore_tenant_backup", data)
+
+    @activity.defn(name="schedule_restore_on_deploy")
+    async def schedule_restore_on_deploy(self, data: RestoreBackupInput) -> None:
+        await self._enter("schedule_restore_on_deploy", data)
+
+    @activity.defn(name="run_scheduled_backups")
+    async def run_scheduled_backups(self, data: ScheduledBackupsInput) -> ScheduledBackupsResult:
+        return ScheduledBackupsResult()
+
     # ---- bundle switch and notifications ----------------------------------------------
     @activity.defn(name="check_bundle_switch")
     async def check_bundle_switch(self, data: SwitchCheckInput) -> SwitchCheckResult:
@@ -296,6 +318,8 @@ class FakeLifecycle:
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
             self.check_bundle_switch, self.notify, self.save_tenant_state,
             self.prepare_reconfigure, self.restore_previous_config,
+            self.backup_tenant, self.restore_tenant_backup, self.run_scheduled_backups,
+            self.schedule_restore_on_deploy,
         ]  # fmt: skip
 
 

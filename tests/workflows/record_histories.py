@@ -283,10 +283,31 @@ async def billing_plan_resubscribe(
     return "billing-resubscribe"
 
 
+async def restore_rollback(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A restore that succeeds, then one whose runtime fails and is rolled back (issue 14)."""
+    handle = await _tenant(client, tq, "restore-rollback")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.RESTORE, backup_id="bk-good")
+    fake.fail("wait_healthy", "health_timeout", HEALTH_MESSAGE, tenant_id="restore-rollback",
+              times=1)  # fmt: skip
+    await _run(handle, Action.RESTORE, backup_id="bk-bad")
+    return "restore-rollback"
+
+
+async def restore_deleted(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A deleted bot restored within retention comes back pending and deploys (issue 14)."""
+    handle = await _tenant(client, tq, "restore-deleted")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.DELETE)
+    await _run(handle, Action.RESTORE, backup_id="bk-deletion")
+    await _run(handle, Action.DEPLOY)
+    return "restore-deleted"
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
-    switch_stopped, reconfigure_rollback,
+    switch_stopped, reconfigure_rollback, restore_rollback, restore_deleted,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [
     billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,

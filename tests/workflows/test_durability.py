@@ -43,6 +43,7 @@ def worker_process(stack: Stack) -> subprocess.Popen[bytes]:
         TCC_TELEGRAM_API_BASE=s.telegram_api_base,
         TCC_GATEWAY_PUBLIC_URL=s.gateway_public_url or "",
         TCC_RUNTIME_DRIVER="docker",
+        TCC_WORKER_METRICS_PORT="0",  # engineers share this machine: no fixed port
         PYTHONPATH=str(ROOT),
     )
     return subprocess.Popen(

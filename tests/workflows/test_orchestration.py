@@ -27,6 +27,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.backups import BackupActivities
 from activities.lifecycle import LifecycleActivities
 from activities.reconfigure import ReconfigureActivities
 from core.temporal import data_converter, search_attributes
@@ -131,7 +132,10 @@ def _activities(obj: object) -> dict[str, typing.Callable[..., object]]:
 
 
 def test_fakes_have_the_real_activity_names_and_signatures() -> None:
-    real = {**_activities(LifecycleActivities), **_activities(ReconfigureActivities)}
+    real = {
+        **_activities(LifecycleActivities), **_activities(ReconfigureActivities),
+        **_activities(BackupActivities),
+    }  # fmt: skip
     fake = _activities(FakeLifecycle())
     assert sorted(fake) == sorted(real)
     for name, fn in real.items():

@@ -36,6 +36,7 @@ from workflows.tenant import (
     CHILDREN,
     PATCH_GRACE_UNPAID,
     PATCH_PERSIST_STATE,
+    PATCH_RESTORE_UNDELETES,
     PATCH_SUPPORT_UNSUSPEND,
 )
 from workflows.tenant_durability import PATCH_RECOVER_INTERRUPTED
@@ -52,7 +53,7 @@ FLOWS = [
     # are in these histories; the ones above replay the unpatched paths).
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
     "delete-failed", "interrupted-start", "switch-stopped",
-    "reconfigure-rollback", "billing-resubscribe",
+    "reconfigure-rollback", "billing-resubscribe", "restore-rollback", "restore-deleted",
 ]  # fmt: skip
 
 
@@ -89,7 +90,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
     patches = {
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
         PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
-        PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED,
+        PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED, PATCH_RESTORE_UNDELETES,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
