@@ -127,7 +127,7 @@ async def saved_purge_date(stack: Stack, tid: str) -> datetime:
 
 def assert_one_runtime(tid: str) -> None:
     assert containers(tid) == ["running"]
-    assert docker_objects(tid) == (1, 2, 1)  # the runtime; its home and secrets; its bridge
+    assert docker_objects(tid) == (1, 1, 1)  # the runtime; its home (secrets: tmpfs); its bridge
     assert egress_proxies(tid) <= 1
 
 
