@@ -13,6 +13,8 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 
 from core.activity_models import RollupInput
@@ -58,12 +60,18 @@ def _schedules(task_queue: str, backup_every_minutes: int) -> dict[str, Schedule
 async def ensure_schedules(
     client: Client, task_queue: str, backup_every_minutes: int = DEFAULT_BACKUP_ROUND_MINUTES
 ) -> list[str]:
-    """Create the maintenance schedules that do not exist yet; return the created IDs."""
+    """Create the maintenance schedules, or bring existing ones to this configuration (task
+    queue, interval; an operator's pause is kept); return the IDs created."""
     created = []
     for schedule_id, schedule in _schedules(task_queue, backup_every_minutes).items():
         try:
             await client.create_schedule(schedule_id, schedule)
             created.append(schedule_id)
         except ScheduleAlreadyRunningError:
-            continue
+
+            def desired(current: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                new.state = current.description.schedule.state
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(schedule_id).update(desired)
     return created

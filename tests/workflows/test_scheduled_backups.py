@@ -58,6 +58,10 @@ async def test_the_worker_creates_the_backup_schedule(temporal_env: WorkflowEnvi
         assert isinstance(action, ScheduleActionStartWorkflow)
         assert action.workflow == "ScheduledBackupsWorkflow"
         assert desc.schedule.spec.intervals[0].every == timedelta(minutes=7)
+        # A worker started with another interval brings the existing schedule to it.
+        assert "tcc-tenant-backups" not in await ensure_schedules(client, tq, 11)
+        desc = await handle.describe()
+        assert desc.schedule.spec.intervals[0].every == timedelta(minutes=11)
     finally:
         for sid in ("tcc-tenant-backups", "tcc-health-sweep", "tcc-usage-rollup"):
             await client.get_schedule_handle(sid).delete()
