@@ -22,6 +22,7 @@ from api import (
     health,
     metrics,
     notifications,
+    product_metrics,
     sandbox,
     webhooks,
 )
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         webhooks.router,
         billing.router,
         admin.router,
+        product_metrics.router,
         codec.router,
         sandbox.api_router,
     ):
