@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from api import sandbox
 from api.dashboard import (
     admin_views,
+    analytics_views,
     auth_views,
     backup_views,
     live,
@@ -65,7 +66,7 @@ def install(app: FastAPI) -> None:
     for router in (
         auth_views.router, wizard.router, live.router, operations.router,
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
-        notification_views.router, backup_views.router,
+        notification_views.router, backup_views.router, analytics_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

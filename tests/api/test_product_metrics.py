@@ -7,11 +7,12 @@ import io
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from core.db import Database
-from core.db.models import Deployment, DeploymentEvent, UsageEvent, utcnow
+from core.db.models import Deployment, DeploymentEvent, UsageEvent, User, utcnow
 from core.tenants import create_tenant
-from tests.api.light_app import PASSWORD, client, light_app
+from tests.api.light_app import PASSWORD, browser_signup, client, light_app
 
 KEYS = {
     "time_to_live_bot", "activation", "retention_7d", "cost_per_tenant_per_day",
@@ -78,3 +79,21 @@ async def test_admins_get_product_metrics_as_json_csv_gauges_and_a_page(tmp_path
     assert samples[("tcc_product_failure_ratio", (("kind", "model"),))] == 0.5
     assert samples[("tcc_product_activation_ratio", ())] == 1.0
     assert ("tcc_product_gross_margin_usd", (("bundle", "solo"),)) in samples
+
+
+async def test_the_analytics_page_draws_svg_charts_for_admins_only(tmp_path, db) -> None:
+    app = light_app(tmp_path, db)
+    async with client(app) as admin, client(app) as customer:
+        await browser_signup(admin, "a@example.com")  # the first account: platform admin
+        await browser_signup(customer, "o@example.com")
+        with db.system_session() as s:
+            owner = s.scalars(select(User.id).where(User.email == "o@example.com")).one()
+        _live_bot(db, owner)
+        shown = await admin.get("/app/admin/analytics?days=7")
+        hidden = await customer.get("/app/admin/analytics")
+    assert hidden.status_code == 404
+    assert shown.status_code == 200
+    assert shown.text.count("<svg") == 5
+    assert "Gross margin by bundle" in shown.text
+    assert "<title>model invocation: 50 %</title>" in shown.text
+    assert 'href="/admin/metrics/product.csv?days=7"' in shown.text
