@@ -301,6 +301,10 @@ class UsageEvent(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The gateway's write batch: a spooled batch is replayed only if it is not here yet.
     batch_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # The bundle agent that made the call, and the teammate that handed it the work (None:
+    # the user's own message): the runtime names both in headers (customer analytics).
+    agent: Mapped[str | None] = mapped_column(String(64))
+    handoff_from: Mapped[str | None] = mapped_column(String(64))
 
 
 class UsageDaily(TenantOwned, Base):
