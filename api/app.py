@@ -27,6 +27,7 @@ from api import (
     webhooks,
 )
 from api.middleware import BodyLimit, BotPaths
+from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
 from api.tenants import endpoints as tenants
 from api.tenants import model_endpoints as tenant_models
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tenant_models.router,
         tenant_pairing.router,
         tenant_backups.router,
+        tenant_analytics.router,
         webhooks.router,
         billing.router,
         admin.router,
