@@ -10,10 +10,13 @@ from fastapi.responses import Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from api.dashboard.charts import bar_chart
+from api.dashboard.charts import bar_chart, column_chart
 from api.dashboard.render import context_of, page
 from api.deps import PlatformAdmin
 from api.product_metrics import compute
+from api.tenants.analytics import bot_analytics
+from core.context import AppContext
+from core.customer_analytics import AnalyticsNotInPlan
 
 router = APIRouter(prefix="/app/admin", include_in_schema=False)
 
@@ -65,3 +68,20 @@ async def analytics_page(
     """Product metrics over the last ``days`` days with charts, and links to JSON and CSV."""
     metrics = await run_in_threadpool(compute, context_of(request), days)
     return page(request, "analytics.html", metrics=metrics, charts=charts(metrics), days=days)
+
+
+def bot_section(ctx: AppContext, tenant_id: str, days: int = 30) -> dict[str, Any]:
+    """The bot page's analytics: charts on plans with analytics, else what would unlock them."""
+    try:
+        data = bot_analytics(ctx, tenant_id, days)
+    except AnalyticsNotInPlan as exc:
+        return {"locked": exc.message}
+    per_day = [(d["day"], float(d["messages"])) for d in data["messages_per_day"]]
+    charts = [
+        column_chart(f"Messages per day, last {days} days", per_day, "messages"),
+        bar_chart("Answered calls per agent", list(data["agents"].items()), "calls"),
+    ]
+    if data["team"]:
+        edges = [(f"{e['from']} → {e['to']}", float(e["count"])) for e in data["handoffs"]]
+        charts.append(bar_chart("Hand-offs between agents", edges, "times"))
+    return {"data": data, "charts": charts}

@@ -44,3 +44,31 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float | None]], unit: str = 
     parts.append(f'<line x1="{zero:.1f}" y1="24" x2="{zero:.1f}" y2="{height}" stroke="#999"/>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 (every interpolated text is escaped above)
+
+
+def column_chart(title: str, points: Sequence[tuple[str, float]], unit: str = "") -> Markup:
+    """Vertical columns over time (one per ``(label, value)``), labelled at both ends."""
+    height, top, base = 180, 24, 150
+    high = max([1.0, *(v for _, v in points)])
+    step = (WIDTH - 40) / max(len(points), 1)
+    parts = [
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {height}" width="100%" '
+        f'xmlns="http://www.w3.org/2000/svg" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>',
+        f'<text x="{WIDTH - 4}" y="16" text-anchor="end">max {high:g} {escape(unit)}</text>',
+    ]
+    for i, (label, value) in enumerate(points):
+        h = value / high * (base - top)
+        parts.append(
+            f'<rect x="{20 + i * step:.1f}" y="{base - h:.1f}" width="{max(step - 2, 1):.1f}" '
+            f'height="{h:.1f}" fill="#2e86c1"><title>{escape(label)}: {value:g} '
+            f"{escape(unit)}</title></rect>"
+        )
+    if points:
+        parts.append(f'<text x="20" y="{base + 20}">{escape(points[0][0])}</text>')
+        last = escape(points[-1][0])
+        parts.append(f'<text x="{WIDTH - 20}" y="{base + 20}" text-anchor="end">{last}</text>')
+    parts.append(f'<line x1="20" y1="{base}" x2="{WIDTH - 20}" y2="{base}" stroke="#999"/>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 (every interpolated text is escaped above)
