@@ -5,11 +5,14 @@ Every expected value below is worked out by hand in the comments next to it.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import create_engine, text
 
-from core.db import Database
+from core.db import Database, run_migrations
 from core.db.models import (
     Credential,
     Deployment,
@@ -22,11 +25,32 @@ from core.db.models import (
     WebhookEvent,
 )
 from core.product_metrics import InfraRates, product_metrics
+from tests.conftest import PG_URL
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)  # window: 2026-10-31 12:00 to NOW
 # Easy prices: starter (0.25 CPU, 128 MB) 0.25 + 0.125*8 = $1.25/h; pro (0.5 CPU, 256 MB)
 # $2.50/h; business (1 CPU, 512 MB) $5.00/h.
 RATES = InfraRates(usd_per_cpu_hour=1.0, usd_per_gb_hour=8.0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, db: Database) -> Iterator[Database]:
+    """The migrated SQLite database, or a fresh PostgreSQL database of this test's own."""
+    if request.param == "sqlite":
+        yield db
+        return
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"tcc_pm_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_URL.rsplit("/", 1)[0] + "/" + name
+    run_migrations(url)
+    database = Database(url)
+    yield database
+    database.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def at(month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
@@ -112,9 +136,9 @@ def _history(db: Database) -> dict[str, str]:
     return t
 
 
-def test_product_metrics_equal_the_hand_computed_values(db: Database) -> None:
-    t = _history(db)
-    with db.system_session() as s:
+def test_product_metrics_equal_the_hand_computed_values(any_db: Database) -> None:
+    t = _history(any_db)
+    with any_db.system_session() as s:
         m = product_metrics(s, now=NOW, days=30, rates=RATES)
 
     assert m["time_to_live_bot"]["unit"] == "seconds"
