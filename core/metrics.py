@@ -14,6 +14,7 @@ spend, deploy outcomes and internal step failures (what the alert rules in
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.db.models import Deployment, DeploymentEvent, Tenant, UsageEvent
@@ -62,6 +64,7 @@ def check_operator_token(settings: Settings, authorization: str | None) -> None:
 
 # The product gauges cover the last 30 days (the admin page and JSON take any window).
 PRODUCT_WINDOW_DAYS = 30
+PRODUCT_CACHE_S = 300.0
 
 
 def product_gauges(product: dict[str, dict[str, Any]]) -> Iterator[Metric]:
@@ -131,6 +134,19 @@ class FleetCollector(Collector):
     def __init__(self, db: Database, rates: InfraRates | None = None) -> None:
         self.db = db
         self.rates = rates
+        self._product_cache: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+    def _product(self, session: Session) -> dict[str, dict[str, Any]] | None:
+        """The 30-day product metrics, recomputed at most every ``PRODUCT_CACHE_S`` seconds
+        (they read a month of events; scrapes come every few seconds)."""
+        if self.rates is None:
+            return None
+        cached = self._product_cache
+        if cached is None or time.monotonic() - cached[0] > PRODUCT_CACHE_S:
+            now = datetime.now(UTC)
+            found = product_metrics(session, now=now, days=PRODUCT_WINDOW_DAYS, rates=self.rates)
+            self._product_cache = cached = (time.monotonic(), found)
+        return cached[1]
 
     def collect(self) -> Iterator[Metric]:
         """One consistent read per scrape."""
@@ -174,13 +190,7 @@ class FleetCollector(Collector):
                     DeploymentEvent.reason.contains(INTERNAL_FAILURE_TEXT, autoescape=True),
                 )
             )
-            product = (
-                product_metrics(
-                    session, now=datetime.now(UTC), days=PRODUCT_WINDOW_DAYS, rates=self.rates
-                )
-                if self.rates is not None
-                else None
-            )
+            product = self._product(session)
         yield self._runtime_up(deployments, plans)
         yield from self._spend(spend, plans)
         deploys = CounterMetricFamily(
