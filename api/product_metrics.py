@@ -37,7 +37,11 @@ async def product(_admin: PlatformAdmin, ctx: ContextDep, days: WindowDays = 30)
     return await run_in_threadpool(compute, ctx, days)
 
 
-@router.get("/product.csv", response_class=Response)
+@router.get(
+    "/product.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "the metrics as CSV"}},
+)
 async def product_csv(_admin: PlatformAdmin, ctx: ContextDep, days: WindowDays = 30) -> Response:
     """The product metrics as CSV (metric, key, value, unit, window start and end)."""
     metrics = await run_in_threadpool(compute, ctx, days)

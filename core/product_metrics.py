@@ -170,17 +170,20 @@ def retention_7d(session: Session, w: Window, now: datetime) -> dict[str, Any]:
     cohort: dict[str, list[int]] = {plan: [0, 0] for plan in PLANS}
     for tid, plan, created in tenants:
         created = _utc(created)
+        # One indexed probe per new bot (ix_usage_events_tenant_created), stopping at the first.
         active = session.scalar(
-            select(func.count()).where(
+            select(UsageEvent.id)
+            .where(
                 UsageEvent.tenant_id == tid,
                 UsageEvent.outcome == "ok",
                 UsageEvent.created_at >= created + 7 * DAY,
                 UsageEvent.created_at < created + 14 * DAY,
             )
+            .limit(1)
         )
         counts = cohort.setdefault(plan, [0, 0])
         counts[0] += 1
-        counts[1] += 1 if active else 0
+        counts[1] += 1 if active is not None else 0
     value = {plan: (kept / n if n else None) for plan, (n, kept) in cohort.items()}
     sizes = {plan: {"cohort": n, "retained": kept} for plan, (n, kept) in cohort.items()}
     return _metric(value, "ratio", w, by_plan=sizes)
