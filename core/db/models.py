@@ -321,6 +321,23 @@ class UsageDaily(TenantOwned, Base):
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class RuntimeLogLine(TenantOwned, Base):
+    """One runtime log line (already redacted), kept by the control plane across restarts;
+    the hash of the line makes a line read twice from the runtime's buffer a no-op."""
+
+    __tablename__ = "runtime_log_lines"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "line_hash"),
+        Index("ix_runtime_log_lines_tenant_at", "tenant_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    level: Mapped[str] = mapped_column(String(16))
+    line: Mapped[str] = mapped_column(Text)
+    line_hash: Mapped[str] = mapped_column(String(64))
+
+
 class WebhookEvent(Base):
     """A received provider event, recorded by ID so redelivery does nothing."""
 
