@@ -111,7 +111,8 @@ async def render_bot(
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
         models_error=models_error, plans=list(PLANS.values()), offered=offered_actions(bot),
-        analytics=bot_section(ctx, access.tenant_id), **extra,
+        analytics=bot_section(ctx, access.tenant_id),
+        plan_log_days=PLANS[bot.plan].log_retention_days if bot.plan in PLANS else 0, **extra,
     )  # fmt: skip
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import httpx
 
-from core.db.models import UsageEvent
+from core.db.models import RuntimeLogLine, UsageEvent, utcnow
 from tests.dashboard.conftest import new_bot, sign_up
 from tests.lifecycle_stack import Stack
 
@@ -32,3 +33,23 @@ async def test_a_pro_bot_page_charts_messages_agents_and_hand_offs(
     assert 'id="analytics-latency">100 ms / 120 ms' in page
     assert '<svg class="chart"' not in locked
     assert "Analytics are not part of the Starter plan: upgrade to Pro or Business" in locked
+
+
+async def test_the_bot_page_filters_and_downloads_kept_logs(
+    browsers: Callable[[], httpx.AsyncClient], process_stack: Stack
+) -> None:
+    b = await sign_up(browsers)
+    tid = await new_bot(b, "Logged bot", plan="pro")
+    now = utcnow()
+    with process_stack.db.tenant_session(tid) as s:
+        for i, (level, text) in enumerate([("info", "hello"), ("error", "upstream down")]):
+            s.add(RuntimeLogLine(tenant_id=tid, at=now + timedelta(seconds=i), level=level,
+                                 line=f'{{"level": "{level}", "msg": "{text}"}}',
+                                 line_hash=f"h{i}"))  # fmt: skip
+    page = (await b.client.get(f"/app/bots/{tid}")).text
+    errors = (await b.client.get(f"/app/bots/{tid}/logs/kept?level=error")).text
+    download = await b.client.get(f"/app/bots/{tid}/logs/kept.txt")
+    assert "kept 14 days on your plan" in page
+    assert "upstream down" in errors and "hello" not in errors
+    assert download.headers["content-disposition"].startswith("attachment")
+    assert download.text.splitlines()[0] == '{"level": "info", "msg": "hello"}'
