@@ -237,7 +237,18 @@ def _supervise(supervisor: Supervisor) -> int:
 
 
 def _driver_and_db(settings: Settings) -> tuple[Database, RuntimeDriver]:
-    return Database(settings.resolved_database_url), select_driver(settings)[1]
+    from core.bundles.catalog import load_catalog
+    from core.provisioning import Provisioner
+    from core.secrets import build_secret_store
+
+    db = Database(settings.resolved_database_url)
+    kind, driver = select_driver(settings)
+    store = build_secret_store(settings, db)
+    # A runtime started here gets its secrets from the store (never from disk: issue 11).
+    Provisioner(
+        settings=settings, store=store, catalog=load_catalog(), driver=driver, driver_kind=kind
+    ).serve_secrets(db)
+    return db, driver
 
 
 def _reconcile(settings: Settings) -> None:

@@ -76,6 +76,9 @@ def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
         http=httpx.AsyncClient(timeout=httpx.Timeout(30, connect=5)),
         backups_dir=ctx.settings.data_dir / "backups",
     )  # fmt: skip
+    # A start the driver did not ensure() (another worker's deploy, a restart of this
+    # worker, of the engine) reads the secrets from the store again: never from disk.
+    provisioner.serve_secrets(ctx.db)
     ctx.extras["lifecycle"] = acts
     return acts
 
@@ -140,8 +143,10 @@ def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:
 
 def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
     """Follow Docker's events: a tenant runtime that dies while it should be serving is
-    marked down at once and restarted through its tenant workflow."""
+    marked down at once and restarted through its tenant workflow. A runtime the engine
+    started by itself (restart policy, ``docker restart``) gets its secrets again."""
     loop = asyncio.get_running_loop()
+    provisioner = lifecycle_activities(ctx).provisioner
 
     def on_death(tenant_id: str, reason: str, died_at: datetime) -> None:
         if not mark_down(ctx.db, tenant_id, reason, died_at):
@@ -151,7 +156,11 @@ def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
         restart = force_restart(ctx, tenant_id, f"Restarted by the platform: {reason}")
         asyncio.run_coroutine_threadsafe(restart, loop).result(30)
 
-    return RuntimeEventWatcher(on_death).start()
+    def on_start(tenant_id: str) -> None:
+        if provisioner.deliver_secrets(ctx.db, tenant_id):
+            log.info("runtime started: secrets delivered", extra={"tenant_id": tenant_id})
+
+    return RuntimeEventWatcher(on_death, on_start=on_start).start()
 
 
 async def force_restart(ctx: AppContext, tenant_id: str, reason: str) -> None:

@@ -78,10 +78,10 @@ def _as_application_error(exc: Exception) -> ApplicationError:
             "The runtime image is missing on the host. An operator must build it.",
             type="image_missing", non_retryable=True,
         )  # fmt: skip
+    if isinstance(exc, RuntimeDriverError):  # before TinyClawError: workflows match this type
+        return ApplicationError(str(exc), type="runtime_error")
     if isinstance(exc, TinyClawError):
         return ApplicationError(exc.message, type=exc.code, non_retryable=exc.status_code < 500)
-    if isinstance(exc, RuntimeDriverError):
-        return ApplicationError(str(exc), type="runtime_error")
     raise exc
 
 

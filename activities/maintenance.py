@@ -97,6 +97,13 @@ class MaintenanceActivities:
                 status = None
         return RuntimeReading(tenant_id, status)
 
+    async def _redeliver(self, tenant_id: str) -> bool:
+        """Give a silent runtime its secrets when it waits for them (True when it did)."""
+        try:
+            return await asyncio.to_thread(self.provisioner.redeliver_if_waiting, tenant_id)
+        except Exception:  # it stays unhealthy: the restart delivers them anyway
+            return False
+
     async def _remove_orphan(self, tenant_id: str) -> bool:
         """Remove the runtime unless, read again now, the tenant owns one (a deploy that began
         since the sweep read the states) or its state changed within ``ORPHAN_GRACE``."""
@@ -137,7 +144,12 @@ class MaintenanceActivities:
         bound = asyncio.Semaphore(PROBE_CONCURRENCY)
         readings = await asyncio.gather(*(self._probe(tid, bound) for tid in healthy))
         result.checked = len(healthy)
-        result.unhealthy = [r.tenant_id for r in readings if not r.answering]
+        silent = [r.tenant_id for r in readings if not r.answering]
+        for tid in silent:
+            if await self._redeliver(tid):
+                result.secrets_redelivered.append(tid)
+            else:
+                result.unhealthy.append(tid)
         self._record(readings, len(result.unhealthy), started)
         for tid in result.unhealthy:
             await asyncio.to_thread(

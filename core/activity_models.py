@@ -171,6 +171,9 @@ class SweepResult(BaseModel):
     unknown: list[str] = []  # runtimes of tenants this database does not know: left alone
     checked: int = 0
     not_signalled: list[str] = []  # unhealthy, but their tenant workflow could not be signalled
+    # Not answering because they ran without their secrets (the engine restarted them
+    # while no worker watched): given them again instead of a restart (issue 11).
+    secrets_redelivered: list[str] = []
 
 
 class RollupInput(BaseModel):

@@ -1,19 +1,55 @@
 """The one error tree of the control plane.
 
 Every expected failure is a ``TinyClawError`` carrying a stable ``code``, the
-HTTP status the API answers with, and a message a customer can act on::
+HTTP status the API answers with, and a message a customer can act on. The API maps
+any of them to ``{code, message}`` with that status (``api/errors.py``); activities map
+them to a typed ``ApplicationError`` (``activities/lifecycle.py``); the gateway answers
+them in the provider's shape (``gateway/errors.py``). The whole tree, with where each
+class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
 
-    TinyClawError
-    ├── InvalidInput          422  bad input; the message says what to fix
-    ├── Unauthorized          401  missing or wrong credentials
-    ├── Forbidden             403  authenticated but not allowed
-    │   └── PlanLimitExceeded 403  the plan does not allow this
-    ├── PaymentRequired       402  billing state blocks the action
-    ├── NotFound              404  unknown, or owned by another tenant
-    ├── Conflict              409  the current state does not allow it
-    │   └── IllegalTransition 409  a deployment state change that is not allowed
-    ├── RateLimited           429  slow down
-    └── ServiceUnavailable    503  a dependency (Temporal, Docker, Stripe) is down
+    class                       status  code                        where
+    TinyClawError               400     bad_request                 core/errors.py
+    ├── InvalidInput            422     invalid_input               the message says what to fix
+    │   ├── MissingCredential   422     missing_telegram_token      core/provisioning.py
+    │   ├── TemplateProblem     422     invalid_bundle              core/rendering.py
+    │   ├── BadTelegramToken    422     bad_telegram_token          core/channels/telegram.py
+    │   ├── EgressRefused       422     provider_url_refused        core/egress.py
+    │   └── ControlBackupError  422     invalid_input               core/control_backup.py
+    ├── Unauthorized            401     unauthorized                missing or wrong credentials
+    ├── Forbidden               403     forbidden                   authenticated but not allowed
+    │   ├── PlanLimitExceeded   403     plan_limit_exceeded         the plan does not allow this
+    │   ├── ModelNotOffered     403     model_not_allowed           core/model_catalog.py
+    │   ├── ModelNotAllowed     403     model_not_allowed           gateway/errors.py
+    │   └── ProviderKeyMissing  403     provider_key_missing        gateway/errors.py
+    ├── PaymentRequired         402     payment_required            billing blocks the action
+    │   ├── BudgetExceeded      402     budget_exceeded             gateway/errors.py
+    │   └── MonthlyMessagesExceeded 402 monthly_messages_exceeded   gateway/errors.py
+    ├── NotFound                404     not_found                   unknown, or another tenant's
+    │   ├── SecretNotFound      404     secret_not_found            core/secrets/base.py
+    │   └── ModelNotFound       404     model_not_found             gateway/errors.py
+    ├── Conflict                409     conflict                    the state does not allow it
+    │   └── IllegalTransition   409     illegal_transition          a state change not allowed
+    ├── RateLimited             429     rate_limited                slow down
+    │   └── RateLimitExceeded   429     rate_limit_exceeded         gateway/errors.py
+    ├── ServiceUnavailable      503     service_unavailable         a dependency is down
+    │   ├── SecretStoreUnavailable 503  secret_store_unavailable    core/secrets/__init__.py
+    │   ├── UpstreamUnavailable 503     upstream_unavailable        Telegram, Stripe, a model down
+    │   │   └── NoUpstreamAvailable 503 upstream_unavailable        gateway/upstreams.py
+    │   └── RuntimeDriverError  503     runtime_error               core/runtimes/base.py
+    │       ├── ImageMissingError 503   runtime_image_missing       no runtime image on the host
+    │       └── RuntimeNotFoundError 404 runtime_not_found          no runtime for the tenant
+    ├── UpstreamRejected        502     upstream_rejected           refused; text withheld
+    ├── RequestTooLarge         413     request_too_large           gateway/errors.py
+    ├── WebhookRejected         400     webhook_rejected            core/billing/events.py
+    │   ├── MissingSignature    400     signature_missing           core/billing/events.py
+    │   ├── BadSignature        400     signature_invalid           core/billing/events.py
+    │   ├── StaleSignature      400     signature_stale             core/billing/events.py
+    │   └── MalformedEvent      400     malformed_event             core/billing/events.py
+    └── SecretIntegrityError    500     secret_integrity            core/secrets/__init__.py
+
+A class's ``code`` is its default; a raise may name a narrower stable code (Stripe down is
+an ``UpstreamUnavailable`` with ``stripe_unavailable``). Codes never change once shipped:
+clients and workflows (``ApplicationError.type``) match on them.
 
 Messages never contain secrets: callers pass descriptions, not values.
 """
@@ -89,3 +125,24 @@ class RateLimited(TinyClawError):
 class ServiceUnavailable(TinyClawError):
     status_code = 503
     default_code = "service_unavailable"
+
+
+class UpstreamUnavailable(ServiceUnavailable):
+    """An upstream we call (Telegram, Stripe, a model provider) is down or timing out."""
+
+    default_code = "upstream_unavailable"
+
+
+class UpstreamRejected(TinyClawError):
+    """The upstream refused the request (4xx); its own text is withheld: it may echo keys.
+
+    ``status`` is the upstream's (the gateway answers the runtime with it); the control
+    plane's API answers 502: the fault is between us and the upstream, not the caller's.
+    """
+
+    status_code = 502
+    default_code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int, code: str | None = None, **kw: Any) -> None:
+        super().__init__(message, code=code, **kw)
+        self.status = status

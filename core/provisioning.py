@@ -91,6 +91,19 @@ class Provisioner:
             home=self.home_for(tenant_id),
             models=self.settings.models,
         )
+        env = self.runtime_env(db, tenant_id)
+        return RuntimeSpec(
+            tenant_id=tenant_id, deployment_id=deployment_id, image=manifest.runtime_image,
+            env=env, files=rendered.files, memory_mb=plan.memory_mb, cpus=plan.cpus,
+            pids_limit=plan.pids_limit,
+        )  # fmt: skip
+
+    def runtime_env(self, db: Database, tenant_id: str) -> dict[str, str]:
+        """The runtime's environment, secrets included, read from the secret store now.
+
+        Also what a driver asks for when it must hand a runtime its secrets again (a start
+        by the engine, a worker that did not run the deploy): never cached on disk.
+        """
         token = creds.read_secret(db, self.store, tenant_id, creds.TELEGRAM)
         if not token:
             raise MissingCredential("Connect a Telegram bot token before deploying.")
@@ -108,11 +121,26 @@ class Provisioner:
             },
             home=self.home_for(tenant_id),
         )
-        return RuntimeSpec(
-            tenant_id=tenant_id, deployment_id=deployment_id, image=manifest.runtime_image,
-            env=dict(env), files=rendered.files, memory_mb=plan.memory_mb, cpus=plan.cpus,
-            pids_limit=plan.pids_limit,
-        )  # fmt: skip
+        return dict(env)
+
+    def serve_secrets(self, db: Database) -> None:
+        """Let the driver read a runtime's secrets from the store when it must start one it
+        did not ensure() itself (another worker's deploy, a restarted worker, ``up``)."""
+        if hasattr(self.driver, "secrets_source"):
+            self.driver.secrets_source = lambda tenant_id: self.runtime_env(db, tenant_id)
+
+    def deliver_secrets(self, db: Database, tenant_id: str) -> bool:
+        """Hand a (re)started runtime its secrets again; False when the driver has no such
+        step (its runtimes get them at start) or the runtime is not running."""
+        deliver = getattr(self.driver, "deliver_secrets", None)
+        if not callable(deliver):
+            return False
+        return bool(deliver(tenant_id, self.runtime_env(db, tenant_id)))
+
+    def redeliver_if_waiting(self, tenant_id: str) -> bool:
+        """Deliver the secrets to a runtime that runs without them (True when it did)."""
+        redeliver = getattr(self.driver, "redeliver_if_waiting", None)
+        return bool(redeliver(tenant_id)) if callable(redeliver) else False
 
     def runtime_endpoint(self, db: Database, tenant_id: str) -> tuple[str, dict[str, str]]:
         """The runtime API's base URL and auth header, for the control plane on this host."""

@@ -15,6 +15,7 @@ from core.errors import (
     RateLimited,
     ServiceUnavailable,
     TinyClawError,
+    UpstreamRejected,
 )
 
 
@@ -65,17 +66,6 @@ def database_unavailable() -> ServiceUnavailable:
         code="database_unavailable",
         retry_after=5,
     )
-
-
-class UpstreamRejected(TinyClawError):
-    """The provider refused the request (4xx); its own text is withheld: it may echo keys."""
-
-    status_code = 400
-    default_code = "upstream_rejected"
-
-    def __init__(self, message: str, *, status: int, code: str | None = None, **kw: Any) -> None:
-        super().__init__(message, code=code, **kw)
-        self.status = status
 
 
 OUTCOMES = {

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from core.egress import EgressGuard
-from core.errors import ServiceUnavailable
+from core.errors import UpstreamUnavailable
 from gateway.httpclient import HttpClient, Response, UpstreamError
 
 log = logging.getLogger("gateway.upstreams")
@@ -125,8 +125,8 @@ class CircuitBreaker:
             self.opened_at = self._clock()
 
 
-class NoUpstreamAvailable(ServiceUnavailable):
-    default_code = "upstream_unavailable"
+class NoUpstreamAvailable(UpstreamUnavailable):
+    """Every managed upstream failed or its breaker is open."""
 
 
 FailureHook = Callable[[str, str], None]

@@ -15,8 +15,12 @@ EXIT_CONFIG = 2
 
 def main() -> int:
     """Load and check the configuration, then run the runtime until it is told to stop."""
+
+    def waiting() -> None:  # the health sweep's cue: delivered secrets are still missing
+        print("tinyagi runtime: waiting for secrets", file=sys.stderr, flush=True)
+
     try:
-        environ = with_secrets_file(dict(os.environ))
+        environ = with_secrets_file(dict(os.environ), on_wait=waiting)
     except ConfigError as exc:
         print(f"tinyagi runtime: {exc}", file=sys.stderr)
         return EXIT_CONFIG

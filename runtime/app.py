@@ -54,7 +54,12 @@ class App:
                 env.telegram_poll_timeout,
             )
         self.api = ApiServer(env.api_token)
-        OwnerApi(self.store, self.pairing, Redactor(secret_values(os.environ))).register(self.api)
+        # The secrets arrive in a file or a pipe, not in os.environ: redact what env holds.
+        redactor = Redactor(secret_values(os.environ))
+        for delivered in (env.api_token, env.telegram_token, env.openai_api_key):
+            if delivered:
+                redactor.add(delivered)
+        OwnerApi(self.store, self.pairing, redactor).register(self.api)
         self._wake = asyncio.Event()
         self._stopping = False
         self._waiters: dict[int, asyncio.Future[dict[str, Any]]] = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,7 @@ DEFAULT_POLICY = {
     "max_message_chars": 4000,
 }
 DEFAULT_HEARTBEAT_INTERVAL = 3600
+DEFAULT_SECRETS_WAIT = 30  # seconds a runtime waits for the secrets file the driver writes
 
 
 class ConfigError(Exception):
@@ -99,21 +102,66 @@ def _int_env(environ: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"environment: {name}: must be an integer") from None
 
 
-def with_secrets_file(environ: dict[str, str]) -> dict[str, str]:
-    """The environment plus the secrets in TINYAGI_SECRETS_FILE (a JSON object), if set.
+def _read_secrets_fd(raw: str) -> Any:
+    """The JSON the driver wrote into the inherited pipe (read to its end, then closed)."""
+    try:
+        fd = int(raw)
+        with os.fdopen(fd, "rb") as pipe:
+            data = pipe.read()
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"secrets pipe: cannot read: {exc.__class__.__name__}") from None
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ConfigError("secrets pipe: invalid JSON") from None
 
-    The control plane delivers secrets as a read-only file so that they never sit in
-    the container's configuration; values from the file win over the environment.
+
+def wait_for_file(
+    path: str, wait_s: float, on_wait: Callable[[], None] | None = None, poll_s: float = 0.1
+) -> bool:
+    """Wait up to wait_s for path to exist (the driver writes it after the start)."""
+    deadline = time.monotonic() + wait_s
+    told = False
+    while not os.path.exists(path):
+        if time.monotonic() >= deadline:
+            return False
+        if not told and on_wait is not None:
+            on_wait()
+            told = True
+        time.sleep(poll_s)
+    return True
+
+
+def with_secrets_file(
+    environ: dict[str, str], on_wait: Callable[[], None] | None = None
+) -> dict[str, str]:
+    """The environment plus the secrets the control plane delivered (a JSON object).
+
+    Secrets never sit in the container's configuration: they arrive on an inherited
+    pipe (TINYAGI_SECRETS_FD, the process driver) or as a file in a private tmpfs
+    (TINYAGI_SECRETS_FILE, the Docker driver), which the driver writes after the start:
+    the runtime waits up to TINYAGI_SECRETS_WAIT seconds for it. Values delivered win
+    over the environment.
     """
-    path = environ.get("TINYAGI_SECRETS_FILE")
-    if not path:
+    fd, path = environ.get("TINYAGI_SECRETS_FD"), environ.get("TINYAGI_SECRETS_FILE")
+    if fd:
+        secrets = _read_secrets_fd(fd)
+        label = "secrets pipe"
+    elif path:
+        wait_s = _int_env(environ, "TINYAGI_SECRETS_WAIT", DEFAULT_SECRETS_WAIT)
+        if not wait_for_file(path, wait_s, on_wait):
+            raise ConfigError(f"secrets file: not delivered within {wait_s}s at {path}")
+        secrets = read_json(path, "secrets file")
+        label = "secrets file"
+    else:
         return environ
-    secrets = read_json(path, "secrets file")
     if not isinstance(secrets, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in secrets.items()
     ):
-        raise ConfigError("secrets file: must be a JSON object of strings")
-    return {**environ, **secrets}
+        raise ConfigError(f"{label}: must be a JSON object of strings")
+    merged = {**environ, **secrets}
+    merged.pop("TINYAGI_SECRETS_FD", None)
+    return merged
 
 
 def load_env(environ: dict[str, str]) -> Env:

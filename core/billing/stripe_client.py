@@ -27,7 +27,7 @@ from pydantic import SecretStr
 from stripe.params.billing_portal import SessionCreateParams as PortalParams
 from stripe.params.checkout import SessionCreateParams as CheckoutParams
 
-from core.errors import InvalidInput, ServiceUnavailable, TinyClawError
+from core.errors import InvalidInput, ServiceUnavailable, TinyClawError, UpstreamUnavailable
 from core.plans import get_plan
 from core.settings import Settings
 
@@ -288,7 +288,7 @@ def _scrub(message: str, key: str) -> str:
 def _translate(exc: stripe.StripeError, action: str, key: str) -> TinyClawError:
     detail = _scrub(exc.user_message or "no detail", key)
     if isinstance(exc, stripe.APIConnectionError):
-        return ServiceUnavailable(
+        return UpstreamUnavailable(
             f"Stripe could not be reached to {action}; try again in a minute.",
             code="stripe_unavailable",
         )
@@ -300,7 +300,7 @@ def _translate(exc: stripe.StripeError, action: str, key: str) -> TinyClawError:
         )
     status = exc.http_status or 500
     if isinstance(exc, stripe.RateLimitError) or status >= 500:
-        return ServiceUnavailable(
+        return UpstreamUnavailable(
             f"Stripe is having trouble; could not {action}. Try again shortly.",
             code="stripe_unavailable",
         )

@@ -11,7 +11,7 @@ import re
 import httpx
 from pydantic import BaseModel
 
-from core.errors import InvalidInput, ServiceUnavailable
+from core.errors import InvalidInput, UpstreamUnavailable
 
 TOKEN_SHAPE = re.compile(r"^\d{3,15}:[A-Za-z0-9_-]{20,100}$")
 
@@ -44,8 +44,9 @@ async def get_me(http: httpx.AsyncClient, api_base: str, token: str) -> BotIdent
     try:
         resp = await http.get(f"{api_base.rstrip('/')}/bot{token}/getMe", timeout=10)
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(
-            f"Telegram could not be reached to check the token ({type(exc).__name__}). Try again."
+        raise UpstreamUnavailable(
+            f"Telegram could not be reached to check the token ({type(exc).__name__}). Try again.",
+            code="telegram_unavailable",
         ) from None
     if resp.status_code in (401, 404):
         raise BadTelegramToken(
@@ -53,7 +54,10 @@ async def get_me(http: httpx.AsyncClient, api_base: str, token: str) -> BotIdent
             field="telegram_token",
         )
     if resp.status_code != 200:
-        raise ServiceUnavailable(f"Telegram answered {resp.status_code} when checking the token.")
+        raise UpstreamUnavailable(
+            f"Telegram answered {resp.status_code} when checking the token.",
+            code="telegram_unavailable",
+        )
     result = resp.json().get("result") or {}
     if not result.get("is_bot"):
         raise BadTelegramToken("This token does not belong to a bot.", field="telegram_token")

@@ -1,10 +1,14 @@
 """The runtime driver boundary: what the control plane asks of an execution plane.
 
-Errors::
+Errors (a branch of the one tree drawn in ``core/errors.py``)::
 
-    RuntimeDriverError          anything a driver could not do (message is safe to show)
-    ├── ImageMissingError       the runtime image is not present on the host
-    └── RuntimeNotFoundError    no runtime exists for that tenant
+    ServiceUnavailable                      503
+    └── RuntimeDriverError      503  runtime_error          anything a driver could not do
+        ├── ImageMissingError   503  runtime_image_missing  the runtime image is not on the host
+        └── RuntimeNotFoundError 404 runtime_not_found      no runtime exists for that tenant
+
+Their messages are safe to show (never a secret). Activities still hand a driver error to
+the workflow as a retryable ``runtime_error`` and a missing image as ``image_missing``.
 """
 
 from __future__ import annotations
@@ -16,27 +20,30 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.errors import NotFound, ServiceUnavailable
+
 RUNTIME_PORT = 3777
 HOME_IN_RUNTIME = "/home/tinyagi"
 RUNTIME_UID = 10001
 
 
-class RuntimeDriverError(Exception):
+class RuntimeDriverError(ServiceUnavailable):
     """A driver operation failed; the message never contains a secret."""
 
-    code = "runtime_error"
+    default_code = "runtime_error"
 
 
 class ImageMissingError(RuntimeDriverError):
     """The runtime image is not present on the host."""
 
-    code = "runtime_image_missing"
+    default_code = "runtime_image_missing"
 
 
-class RuntimeNotFoundError(RuntimeDriverError):
+class RuntimeNotFoundError(RuntimeDriverError, NotFound):
     """There is no runtime for the tenant."""
 
-    code = "runtime_not_found"
+    status_code = 404
+    default_code = "runtime_not_found"
 
 
 class RuntimeSpec(BaseModel):

@@ -7,7 +7,7 @@ import io
 import logging
 import tarfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -28,9 +28,11 @@ from core.runtimes.base import (
 from core.runtimes.secrets_delivery import (
     SECRETS_DIR,
     SECRETS_FILE,
-    ensure_secrets_volume,
-    remove_secrets,
-    secrets_volume_name,
+    SECRETS_WAIT_S,
+    has_secrets,
+    remove_secrets_volume,
+    secrets_payload,
+    secrets_tmpfs_options,
     secrets_writer_base,
     split_env,
     write_secrets,
@@ -43,7 +45,10 @@ LABEL_TENANT = "tinyclaw.tenant"
 LABEL_DEPLOYMENT = "tinyclaw.deployment"
 LABEL_CONFIG = "tinyclaw.config-hash"
 # Bumped when the container shape changes so that ensure() recreates older containers.
-FENCE_VERSION = "fence1"
+# fence2: secrets in a tmpfs written after each start, no plaintext secrets volume (issue 11).
+FENCE_VERSION = "fence2"
+# Given a tenant id, its full runtime environment (read again from the secret store).
+SecretsSource = Callable[[str], Mapping[str, str]]
 DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
 # Empties the home before a restore; runs as the runtime user in a throwaway container.
 _CLEAR_HOME = (
@@ -86,6 +91,11 @@ def _docker_errors(action: str, secrets: tuple[str, ...] = ()) -> Iterator[None]
         raise RuntimeDriverError(f"{action}: docker: {text}") from None
 
 
+def _legacy_shape(container: Container) -> bool:
+    """A container of an older FENCE_VERSION (fence1 read its secrets from a volume)."""
+    return not str(container.labels.get(LABEL_CONFIG, "")).endswith(f"-{FENCE_VERSION}")
+
+
 class DockerDriver:
     """RuntimeDriver on a Docker Engine (see base.RuntimeDriver for the contract)."""
 
@@ -100,6 +110,8 @@ class DockerDriver:
         host_guard: bool = True,
         egress_subnet: str = fence.EGRESS_SUBNET,
         fence_image: str = DEFAULT_FENCE_IMAGE,
+        secrets_source: SecretsSource | None = None,
+        secrets_wait_s: int = SECRETS_WAIT_S,
     ) -> None:
         try:
             self._client = client or docker.from_env()
@@ -122,6 +134,12 @@ class DockerDriver:
         # The platform's own image runs the egress proxy and the volume helpers: a bundle
         # may point at an upstream runtime image that has neither python3 nor runtime.egress.
         self._fence_image = fence_image
+        # Secrets after a start the driver did not see ensure() for (another worker, a
+        # worker restart, an engine restart): the control plane's store, asked again.
+        self.secrets_source = secrets_source
+        self._secrets_wait_s = secrets_wait_s
+        # tenant -> (config label, runtime.json) of the last ensure(): memory only.
+        self._payloads: dict[str, tuple[str, bytes]] = {}
 
     def _tenant_lock(self, tenant_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -146,18 +164,48 @@ class DockerDriver:
                 container = None
             if container is None:
                 container = self._create_or_get(spec, labels, uid, network_id)
+            # The plaintext secrets volume of fence1 goes once its container has gone.
+            remove_secrets_volume(self._client, spec.tenant_id)
+            self._payloads[spec.tenant_id] = (labels[LABEL_CONFIG], secrets_payload(spec.env))
             # Always includes "." so the volume root belongs to the tenant's user.
             container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files, uid=uid))
             if was_running:
                 container.start()
+                self._deliver(spec.tenant_id, container)
 
     def start(self, tenant_id: str) -> None:
         """Start the container (no-op when running)."""
         with self._tenant_lock(tenant_id), _docker_errors("start"):
             container = self._get(tenant_id)
+            # Before the start: a runtime whose secrets are not at hand is not started.
+            legacy = _legacy_shape(container)
+            payload = None if legacy else self._payload_for(tenant_id, container)
             fence.start_egress(self._client, tenant_id)
             if container.status != "running":
                 container.start()
+            # The tmpfs starts empty on every start: the runtime waits for this file.
+            if payload is not None:
+                self._deliver(tenant_id, container, payload)
+
+    def deliver_secrets(self, tenant_id: str, env: Mapping[str, str] | None = None) -> bool:
+        """(Re)write the runtime's secrets file into its tmpfs; False when it is not running.
+
+        ``env`` is the tenant's full runtime environment (its secret part is written);
+        without it, the last ensure()'s secrets for this container, else secrets_source.
+        Called after the engine restarted a runtime by itself (see events.py).
+        """
+        with self._tenant_lock(tenant_id), _docker_errors("deliver secrets"):
+            container = self._get(tenant_id)
+            payload = secrets_payload(env) if env is not None else None
+            return self._deliver(tenant_id, container, payload)
+
+    def redeliver_if_waiting(self, tenant_id: str) -> bool:
+        """Deliver the secrets when the runtime runs without its secrets file (True if so)."""
+        with self._tenant_lock(tenant_id), _docker_errors("deliver secrets"):
+            container = self._find(tenant_id)
+            if container is None or container.status != "running" or has_secrets(container):
+                return False
+            return self._deliver(tenant_id, container)
 
     def stop(self, tenant_id: str, timeout: int = 10) -> None:
         """Stop the container: SIGTERM, then SIGKILL after timeout (no-op when stopped)."""
@@ -178,7 +226,8 @@ class DockerDriver:
             # Left behind by a killed worker; the fixed names are those of older drivers.
             legacy = (f"{container_name(tenant_id)}-claim", secrets_writer_base(tenant_id))
             identity.remove_helpers(self._client, tenant_id, legacy)
-            remove_secrets(self._client, tenant_id)
+            remove_secrets_volume(self._client, tenant_id)
+            self._payloads.pop(tenant_id, None)
             for network in fence.networks_named(self._client, network_name(tenant_id)):
                 with contextlib.suppress(NotFound):
                     network.remove()
@@ -303,11 +352,11 @@ class DockerDriver:
         }
 
     def _ensure_fence(self, spec: RuntimeSpec, labels: dict[str, str]) -> tuple[int, str]:
-        """Network, home and secrets volumes, egress proxy; return the UID and network id.
+        """Network, home volume, egress proxy; return the UID and network id.
 
         Safe to run concurrently for one tenant (several workers): every step is
         create-or-get, helpers have unique names, and all attempts settle on the same
-        network, volumes, UID and proxy.
+        network, volume, UID and proxy.
         """
         tenant, image = spec.tenant_id, self._fence_image
         common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
@@ -315,13 +364,10 @@ class DockerDriver:
             fence.ensure_host_guard()
         network = fence.ensure_tenant_network(self._client, network_name(tenant), tenant, common)
         uid = identity.ensure_home_volume(self._client, volume_name(tenant), tenant, common)
-        ensure_secrets_volume(self._client, tenant, common)
         if self._find(tenant) is None:  # first creation, or a retry after a killed worker
-            modes = {volume_name(tenant): 0o700, secrets_volume_name(tenant): 0o500}
+            modes = {volume_name(tenant): 0o700}
             helper = f"{container_name(tenant)}-claim"
             identity.claim_volumes(self._client, image, helper, tenant, uid, modes)
-        _, secrets = split_env(spec.env)
-        write_secrets(self._client, tenant, image, uid, secrets, common)
         allow = fence.allowlist(spec.env, self._egress_allow)
         fence.ensure_egress(
             self._client, tenant, image, network, allow, common, subnet=self._egress_subnet
@@ -348,7 +394,12 @@ class DockerDriver:
         self, spec: RuntimeSpec, labels: dict[str, str], uid: int, network_id: str
     ) -> Container:
         public, _ = split_env(spec.env)
-        env = {**public, **fence.runtime_proxy_env(), "TINYAGI_SECRETS_FILE": SECRETS_FILE}
+        env = {
+            **public,
+            **fence.runtime_proxy_env(),
+            "TINYAGI_SECRETS_FILE": SECRETS_FILE,
+            "TINYAGI_SECRETS_WAIT": str(self._secrets_wait_s),
+        }
         return self._client.containers.create(
             spec.image,
             name=container_name(spec.tenant_id),
@@ -358,12 +409,12 @@ class DockerDriver:
             network=network_id,  # by id: the name may briefly be ambiguous
             # no_copy: the image's copy of the home would hand the volume root back to
             # the image's UID on first mount.
-            mounts=[
-                Mount(HOME_IN_RUNTIME, volume_name(spec.tenant_id), no_copy=True),
-                Mount(SECRETS_DIR, secrets_volume_name(spec.tenant_id), read_only=True),
-            ],
+            mounts=[Mount(HOME_IN_RUNTIME, volume_name(spec.tenant_id), no_copy=True)],
             read_only=True,
-            tmpfs={"/tmp": self._tmpfs},  # noqa: S108 - a private tmpfs inside the container
+            tmpfs={
+                "/tmp": self._tmpfs,  # noqa: S108 - a private tmpfs inside the container
+                SECRETS_DIR: secrets_tmpfs_options(uid),  # written after each start
+            },
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             user=f"{uid}:{uid}",
@@ -374,6 +425,28 @@ class DockerDriver:
             restart_policy={"Name": "unless-stopped"},
             log_config=self._log_config,
         )
+
+    def _deliver(self, tenant_id: str, container: Container, payload: bytes | None = None) -> bool:
+        """Write runtime.json into the container's tmpfs (see secrets_delivery)."""
+        if _legacy_shape(container):
+            return False  # no tmpfs: it reads its old volume until ensure() recreates it
+        if payload is None:
+            payload = self._payload_for(tenant_id, container)
+        delivered = write_secrets(self._client, container, payload)
+        if delivered:
+            log.info("runtime secrets delivered", extra={"tenant_id": tenant_id})
+        return delivered
+
+    def _payload_for(self, tenant_id: str, container: Container) -> bytes:
+        """The secrets of the last ensure() if made for this container, else the source's."""
+        cached = self._payloads.get(tenant_id)
+        if cached is not None and cached[0] == container.labels.get(LABEL_CONFIG):
+            return cached[1]
+        if self.secrets_source is None:
+            raise RuntimeDriverError(
+                f"the secrets of tenant {tenant_id} are not at hand: deploy it again"
+            )
+        return secrets_payload(self.secrets_source(tenant_id))
 
     def _find(self, tenant_id: str) -> Container | None:
         try:

@@ -7,6 +7,9 @@ its secrets) is kept in a 0600 file in the driver's state directory, outside the
 runtime home, so that start/stop work across control-plane restarts.
 
 Layout under data_dir: tenants/<id>/{home/, state.json, env.json, runtime.out}.
+env.json holds only the public environment: secrets never touch the disk. They reach
+the runtime over an inherited pipe (TINYAGI_SECRETS_FD) at every start, from the last
+ensure() of this driver or, after a control-plane restart, from ``secrets_source``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +34,8 @@ from core.runtimes._env import split_env
 from core.runtimes._home import reset_flag_files
 from core.runtimes.base import RuntimeDriverError, RuntimeNotFoundError, RuntimeSpec, RuntimeStatus
 
+# Given a tenant id, its full runtime environment (read again from the secret store).
+SecretsSource = Callable[[str], Mapping[str, str]]
 TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")  # same rule as RuntimeSpec
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the runtime package
 
@@ -44,13 +50,20 @@ class ProcessDriver:
     """RuntimeDriver with local subprocesses (see the module docstring: dev only)."""
 
     def __init__(
-        self, data_dir: str | Path, python: str = sys.executable, host: str = "127.0.0.1"
+        self,
+        data_dir: str | Path,
+        python: str = sys.executable,
+        host: str = "127.0.0.1",
+        secrets_source: SecretsSource | None = None,
     ) -> None:
         self._root = Path(data_dir) / "tenants"
         self._root.mkdir(parents=True, exist_ok=True)
         self._python = python
         self._host = host
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self.secrets_source = secrets_source
+        # tenant -> (config hash, secrets) of the last ensure(): memory only, never disk.
+        self._secrets: dict[str, tuple[str, dict[str, str]]] = {}
 
     def home_dir(self, tenant_id: str) -> str:
         """The runtime home on this host (settings.json paths must point inside it)."""
@@ -72,10 +85,12 @@ class ProcessDriver:
         state.update(config_hash=spec.config_hash(), deployment_id=spec.deployment_id)
         state.setdefault("port", _free_port(self._host))
         self._write_state(spec.tenant_id, state)
+        public, secrets = split_env(spec.env)
+        self._secrets[spec.tenant_id] = (spec.config_hash(), secrets)
         env_file = tenant / "env.json"
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(spec.env, handle)
+            json.dump(public, handle)  # an older driver's file held secrets: now replaced
         if changed and self._pid_alive(spec.tenant_id):
             self.stop(spec.tenant_id)
             self.start(spec.tenant_id)
@@ -87,26 +102,35 @@ class ProcessDriver:
             return
         state = self._state(tenant_id)
         public, _ = split_env(json.loads((tenant / "env.json").read_text()))
+        payload = json.dumps(self._secrets_for(tenant_id, state)).encode()
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "PYTHONPATH": str(REPO_ROOT),
             **public,
-            # Secrets stay in the 0600 env.json: not in the process environment, which
-            # `ps e` and /proc/<pid>/environ show.
-            "TINYAGI_SECRETS_FILE": str(tenant / "env.json"),
+            # Secrets come over an inherited pipe: not in the process environment (which
+            # `ps e` and /proc/<pid>/environ show), not in a file.
             "TINYAGI_HOME": str(tenant / "home"),
             "TINYAGI_API_HOST": self._host,
             "TINYAGI_API_PORT": str(state["port"]),
         }
-        with open(tenant / "runtime.out", "ab") as out:
-            child = subprocess.Popen(
-                [self._python, "-m", "runtime"],
-                env=env,
-                cwd=str(REPO_ROOT),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # survives the control plane; no shared signals
-            )
+        read_end, write_end = os.pipe()
+        try:
+            env["TINYAGI_SECRETS_FD"] = str(read_end)
+            with open(tenant / "runtime.out", "ab") as out:
+                child = subprocess.Popen(
+                    [self._python, "-m", "runtime"],
+                    env=env,
+                    cwd=str(REPO_ROOT),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(read_end,),
+                    start_new_session=True,  # survives the control plane; no shared signals
+                )
+        finally:
+            os.close(read_end)
+        # Far below the pipe's buffer: the write never waits for the child to read.
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
         self._children[tenant_id] = child
         state.update(pid=child.pid, started_at=datetime.now(UTC).isoformat(), exit_code=None)
         self._write_state(tenant_id, state)
@@ -141,6 +165,7 @@ class ProcessDriver:
         if not keep_volume:
             _rmtree(tenant)
         self._children.pop(tenant_id, None)
+        self._secrets.pop(tenant_id, None)
 
     # --- inspection ---------------------------------------------------------------
 
@@ -154,7 +179,8 @@ class ProcessDriver:
                 exists=True, running=True, state="running", started_at=state.get("started_at")
             )
         child = self._children.get(tenant_id)
-        exit_code = child.returncode if child is not None else state.get("exit_code")
+        ours = child is not None and child.pid == state.get("pid")
+        exit_code = child.returncode if child is not None and ours else state.get("exit_code")
         label = "created" if "pid" not in state else "exited"
         return RuntimeStatus(
             exists=True,
@@ -230,6 +256,18 @@ class ProcessDriver:
 
     # --- internals ----------------------------------------------------------------
 
+    def _secrets_for(self, tenant_id: str, state: dict) -> dict[str, str]:
+        """The secrets of the last ensure() for this config, else from the source."""
+        cached = self._secrets.get(tenant_id)
+        if cached is not None and cached[0] == state.get("config_hash"):
+            return cached[1]
+        if self.secrets_source is None:
+            raise RuntimeDriverError(
+                f"the secrets of tenant {tenant_id} are not at hand: deploy it again"
+            )
+        _, secrets = split_env(self.secrets_source(tenant_id))
+        return secrets
+
     def _dir(self, tenant_id: str) -> Path:
         if not TENANT_ID.match(tenant_id):
             raise RuntimeDriverError(f"invalid tenant id {tenant_id!r}")
@@ -253,9 +291,12 @@ class ProcessDriver:
 
     def _pid_alive(self, tenant_id: str) -> bool:
         child = self._children.get(tenant_id)
-        if child is not None:
-            return child.poll() is None  # also reaps our own exited children
         pid = self._state(tenant_id).get("pid")
+        if child is not None:
+            alive = child.poll() is None  # also reaps our own exited children
+            if child.pid == pid:
+                return alive
+            # Another driver instance (a `tinyclaw-cloud up`) started the current process.
         if not pid:
             return False
         try:

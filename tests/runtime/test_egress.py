@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,8 +96,41 @@ def test_secrets_file_is_merged_over_the_environment(tmp_path: Path) -> None:
     path.write_text("[1]")
     with pytest.raises(ConfigError, match="secrets file: must be a JSON object of strings"):
         with_secrets_file({"TINYAGI_SECRETS_FILE": str(path)})
-    with pytest.raises(ConfigError, match="secrets file: file not found"):
-        with_secrets_file({"TINYAGI_SECRETS_FILE": str(tmp_path / "missing.json")})
+    missing = {"TINYAGI_SECRETS_FILE": str(tmp_path / "missing.json"), "TINYAGI_SECRETS_WAIT": "0"}
+    with pytest.raises(ConfigError, match="secrets file: not delivered within 0s"):
+        with_secrets_file(missing)
+
+
+def test_runtime_waits_for_the_secrets_file_the_driver_writes_after_start(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "runtime.json"
+    waited: list[bool] = []
+
+    def deliver() -> None:
+        time.sleep(0.5)
+        tmp = tmp_path / ".runtime.json.tmp"
+        tmp.write_text(json.dumps({"TELEGRAM_BOT_TOKEN": "late"}))
+        tmp.rename(path)
+
+    writer = threading.Thread(target=deliver)
+    writer.start()
+    env = with_secrets_file(
+        {"TINYAGI_SECRETS_FILE": str(path), "TINYAGI_SECRETS_WAIT": "10"},
+        on_wait=lambda: waited.append(True),
+    )
+    writer.join()
+    assert env["TELEGRAM_BOT_TOKEN"] == "late" and waited == [True]
+
+
+def test_secrets_over_an_inherited_pipe(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    with os.fdopen(write_end, "wb") as pipe:
+        pipe.write(json.dumps({"OPENAI_API_KEY": "piped"}).encode())
+    env = with_secrets_file({"TINYAGI_SECRETS_FD": str(read_end), "A": "b"})
+    assert env == {"A": "b", "OPENAI_API_KEY": "piped"}
+    with pytest.raises(OSError):
+        os.fstat(read_end)  # read once, then closed
 
 
 async def _slow_json_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,8 +14,15 @@ import docker
 import pytest
 
 from core.runtimes.docker import DockerDriver, container_name, network_name, volume_name
+from core.runtimes.events import RuntimeEventWatcher
 from core.runtimes.fence import egress_name
-from core.runtimes.secrets_delivery import SECRETS_FILE, secrets_volume_name
+from core.runtimes.identity import helper_labels, helper_name
+from core.runtimes.secrets_delivery import (
+    SECRETS_DIR,
+    SECRETS_FILE,
+    secrets_volume_name,
+    secrets_writer_base,
+)
 from tests.core.runtimes.conftest import bot_token_of
 from tests.runtime.harness import API_TOKEN, MODEL_KEY, OWNER_ID, wait_healthy
 
@@ -39,9 +48,38 @@ def _engine_config_text(client: docker.DockerClient, tenant_id: str) -> str:
     for container in containers:
         attrs = client.api.inspect_container(container.id)
         text += json.dumps(attrs)
+        for exec_id in attrs.get("ExecIDs") or []:  # the secrets writer's execs included
+            text += json.dumps(client.api.exec_inspect(exec_id))
         for file in ("config.v2.json", "hostconfig.json"):
             text += (root / "containers" / attrs["Id"] / file).read_text()
+        # The container's writable layer (its root filesystem is read-only, but still).
+        upper = (attrs.get("GraphDriver") or {}).get("Data", {}).get("UpperDir")
+        if upper:
+            text += _tree_text(Path(upper))
+    # Every volume of the tenant, as the engine keeps it on disk.
+    for volume in (root / "volumes").iterdir():
+        if tenant_id in volume.name:
+            text += _tree_text(volume)
     return text
+
+
+def _tree_text(top: Path) -> str:
+    """The bytes of every regular file under top, as text (we run as root)."""
+    chunks = []
+    for path in top.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "".join(chunks)
+
+
+def _redeliver_on_start(driver: DockerDriver, tenant_id: str) -> RuntimeEventWatcher:
+    """What the worker runs: a start the engine made by itself gets the secrets again."""
+
+    def on_start(started: str) -> None:
+        if started == tenant_id:
+            driver.deliver_secrets(started)
+
+    return RuntimeEventWatcher(lambda *_: None, on_start=on_start).start()
 
 
 def _secrets(spec) -> list[str]:
@@ -59,6 +97,7 @@ def _answers(telegram, spec, text: str) -> None:
 def test_secrets_are_nowhere_in_the_container_configuration(
     docker_driver, make_spec, container_fakes, docker_client: docker.DockerClient
 ) -> None:
+    """Issue 11: secrets in a tmpfs written after the start; no plaintext on disk."""
     telegram, _ = container_fakes
     spec = make_spec()
     _deploy(docker_driver, spec)
@@ -68,10 +107,27 @@ def test_secrets_are_nowhere_in_the_container_configuration(
         assert secret not in config
     assert SECRETS_FILE in config  # the runtime is told where to look, nothing more
     runtime = docker_client.containers.get(container_name(spec.tenant_id))
-    # The secrets come back by themselves after a docker restart ...
-    runtime.restart(timeout=5)
-    wait_healthy(docker_driver.address(spec.tenant_id), timeout=30)
-    _answers(telegram, spec, "after docker restart")
+    assert docker_client.volumes.list(filters={"name": secrets_volume_name(spec.tenant_id)}) == []
+    uid = _uid_of(docker_client, spec)
+    mode = runtime.exec_run(["stat", "-c", "%u %a", SECRETS_DIR, SECRETS_FILE]).output.decode()
+    assert mode.split() == [str(uid), "700", str(uid), "600"]
+    mounts = runtime.exec_run(["cat", "/proc/mounts"]).output.decode()
+    assert f"tmpfs {SECRETS_DIR} tmpfs" in mounts  # memory only
+    watcher = _redeliver_on_start(docker_driver, spec.tenant_id)
+    try:
+        threading.Event().wait(0.5)  # the event stream is open
+        # A docker restart empties the tmpfs; the start event brings the secrets back ...
+        runtime.restart(timeout=5)
+        wait_healthy(docker_driver.address(spec.tenant_id), timeout=30)
+        _answers(telegram, spec, "after docker restart")
+        _restart_policy_and_platform_restart(docker_driver, telegram, spec, runtime)
+    finally:
+        watcher.stop()
+    for secret in _secrets(spec):
+        assert secret not in _engine_config_text(docker_client, spec.tenant_id)
+
+
+def _restart_policy_and_platform_restart(docker_driver, telegram, spec, runtime) -> None:
     # ... and after the engine's restart policy brings a stopped process back.
     runtime.exec_run(["python3", "-c", "import os,signal;os.kill(1,signal.SIGTERM)"])
     runtime.reload()
@@ -87,8 +143,7 @@ def test_secrets_are_nowhere_in_the_container_configuration(
     docker_driver.stop(spec.tenant_id, timeout=5)
     docker_driver.start(spec.tenant_id)
     wait_healthy(docker_driver.address(spec.tenant_id), timeout=30)
-    for secret in _secrets(spec):
-        assert secret not in _engine_config_text(docker_client, spec.tenant_id)
+    _answers(telegram, spec, "after the platform's restart")
 
 
 def _uid_of(client: docker.DockerClient, spec) -> int:
@@ -128,11 +183,14 @@ def test_each_tenant_runs_under_its_own_uid(
     owner = runtime_a.exec_run(["stat", "-c", "%u %a", *paths])
     assert owner.output.decode().split() == [str(uid_a), "700", str(uid_a), "644"]
     image = first.image
-    home_a, secrets_a = volume_name(first.tenant_id), secrets_volume_name(first.tenant_id)
+    home_a = volume_name(first.tenant_id)
     assert _read_as(docker_client, image, uid_a, home_a, "settings.json").startswith("{")
     denied = "DENIED PermissionError"
     assert denied in _read_as(docker_client, image, uid_b, home_a, "settings.json")
-    assert denied in _read_as(docker_client, image, uid_b, secrets_a, "runtime.json")
+    # The secrets tmpfs is the tenant's alone, even to another UID inside the container.
+    peek = ["cat", SECRETS_FILE]
+    assert runtime_a.exec_run(peek, user=f"{uid_b}:{uid_b}").exit_code != 0
+    assert runtime_a.exec_run(peek, user=f"{uid_a}:{uid_a}").exit_code == 0
     # The allocation is stored: re-ensuring (a redeploy) keeps the UID and the files.
     docker_driver.ensure(first.model_copy(update={"memory_mb": 160}))
     docker_driver.start(first.tenant_id)
@@ -277,3 +335,68 @@ def test_the_shared_egress_network_has_room_for_a_fleet() -> None:
         client.close()
     assert subnets == [EGRESS_SUBNET]
     assert ipaddress.ip_network(subnets[0]).num_addresses >= 4096
+
+
+def test_a_tenant_with_the_old_secrets_volume_moves_to_the_tmpfs(
+    docker_driver, make_spec, container_fakes, docker_client: docker.DockerClient
+) -> None:
+    """Upgrade from fence1: the container is recreated, the plaintext volume and a writer
+    helper a killed worker left are removed, the bot answers with tmpfs secrets."""
+    telegram, _ = container_fakes
+    spec = make_spec()
+    tenant = spec.tenant_id
+    _deploy(docker_driver, spec)
+    # The fence1 shape: a secrets volume with runtime.json, mounted by the runtime.
+    labels = {"tinyclaw.managed": "true", "tinyclaw.tenant": tenant}
+    old = docker_client.containers.get(container_name(tenant))
+    uid = _uid_of(docker_client, spec)
+    old.remove(force=True)
+    docker_client.volumes.create(secrets_volume_name(tenant), labels=labels)
+    writer = docker_client.containers.create(
+        spec.image,
+        ["true"],
+        name=helper_name(secrets_writer_base(tenant)),
+        volumes={secrets_volume_name(tenant): {"bind": "/s", "mode": "rw"}},
+        labels=helper_labels("secrets", tenant),
+    )
+    writer.put_archive("/s", secrets_tar(spec.env))
+    docker_client.containers.run(
+        spec.image,
+        ["python3", "-c", "import time; time.sleep(600)"],
+        name=container_name(tenant),
+        labels={**labels, "tinyclaw.config-hash": f"{spec.config_hash()}-fence1"},
+        volumes={secrets_volume_name(tenant): {"bind": "/run/tinyagi-secrets", "mode": "ro"}},
+        user=f"{uid}:{uid}",
+        network=network_name(tenant),
+        detach=True,
+    )
+    root = Path(docker_client.info()["DockerRootDir"])
+    assert bot_token_of(spec) in _tree_text(root / "volumes" / secrets_volume_name(tenant))
+
+    fresh = DockerDriver(docker_client, fence_image=spec.image)  # the upgraded worker
+    # Until its next ensure, a fence1 runtime is started as it is (no tmpfs to write into).
+    assert fresh.deliver_secrets(tenant) is False
+    fresh.stop(tenant, timeout=1)
+    fresh.start(tenant)
+    assert docker_client.containers.get(container_name(tenant)).status == "running"
+    _deploy(fresh, spec)
+    runtime = docker_client.containers.get(container_name(tenant))
+    assert runtime.labels["tinyclaw.config-hash"].endswith("-fence2")
+    assert docker_client.volumes.list(filters={"name": secrets_volume_name(tenant)}) == []
+    writers = {"name": secrets_writer_base(tenant)}
+    assert docker_client.containers.list(all=True, filters=writers) == []
+    _answers(telegram, spec, "upgraded")
+    config = _engine_config_text(docker_client, tenant)
+    for secret in _secrets(spec):
+        assert secret not in config
+
+
+def secrets_tar(env: dict[str, str]) -> bytes:
+    """runtime.json as the fence1 writer put it into the secrets volume."""
+    data = json.dumps(env).encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("runtime.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

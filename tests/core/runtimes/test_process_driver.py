@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from core.runtimes import RuntimeDriver, RuntimeNotFoundError, RuntimeSpec, build_driver
+from core.runtimes import (
+    RuntimeDriver,
+    RuntimeDriverError,
+    RuntimeNotFoundError,
+    RuntimeSpec,
+    build_driver,
+)
 from core.runtimes.process import ProcessDriver
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
@@ -81,7 +87,8 @@ def test_lifecycle_survives_a_new_driver_instance(
     wait_healthy(url)
     telegram.inject_message(BOT_TOKEN, OWNER_ID, "hi")
     assert telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 1)[0]["text"] == "echo: hi"
-    fresh = ProcessDriver(data_dir)  # as after a control-plane restart
+    # As after a control-plane restart (which reads the secrets from its store again).
+    fresh = ProcessDriver(data_dir, secrets_source=lambda _tenant: dict(spec.env))
     assert fresh.status("acme").running and fresh.address("acme") == url
     fresh.stop("acme")
     assert not fresh.status("acme").running
@@ -128,19 +135,52 @@ def test_ensure_restarts_a_running_runtime_when_config_changes(
     assert api_call(driver.address("acme"), "GET", "/api/status", token="bad")[0] == 401
 
 
-def test_secrets_stay_in_a_private_file_not_in_the_process_environment(
+def _files_holding(root: Path, secrets: tuple[str, ...]) -> list[str]:
+    """Every file under root whose bytes contain one of the secrets."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            found += [f"{path}: {s[:6]}..." for s in secrets if s.encode() in data]
+    return found
+
+
+def test_secrets_reach_the_runtime_over_a_pipe_and_never_sit_on_disk(
     driver: ProcessDriver, data_dir: Path, fakes
 ) -> None:
+    """Issue 11: no secret in plaintext on disk, nor in the process environment."""
     telegram, _ = fakes
-    driver.ensure(_spec(fakes))
+    spec = _spec(fakes)
+    driver.ensure(spec)
     driver.start("acme")
     wait_healthy(driver.address("acme"))
     telegram.inject_message(BOT_TOKEN, OWNER_ID, "hi")
     assert telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 1)[0]["text"] == "echo: hi"
-    env_files = list(data_dir.rglob("env.json"))
-    assert len(env_files) == 1 and env_files[0].stat().st_mode & 0o777 == 0o600
-    pid = json.loads((env_files[0].parent / "state.json").read_text())["pid"]
+    secrets = (API_TOKEN, BOT_TOKEN, MODEL_KEY)
+    assert _files_holding(data_dir, secrets) == []
+    pid = json.loads((data_dir / "tenants" / "acme" / "state.json").read_text())["pid"]
     environ = Path(f"/proc/{pid}/environ").read_bytes()
-    for secret in (API_TOKEN, BOT_TOKEN, MODEL_KEY):
-        assert secret.encode() not in environ
-    assert b"TINYAGI_SECRETS_FILE=" in environ
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    for secret in secrets:
+        assert secret.encode() not in environ and secret.encode() not in cmdline
+    assert b"TINYAGI_SECRETS_FD=" in environ and b"TINYAGI_SECRETS_FILE=" not in environ
+
+    # A control plane restarted since the deploy asks its secrets source for them.
+    driver.stop("acme", timeout=5)
+    asked: list[str] = []
+
+    def source(tenant_id: str) -> dict[str, str]:
+        asked.append(tenant_id)
+        return dict(spec.env)
+
+    fresh = ProcessDriver(data_dir, secrets_source=source)
+    fresh.start("acme")
+    wait_healthy(fresh.address("acme"))
+    assert asked == ["acme"]
+    telegram.inject_message(BOT_TOKEN, OWNER_ID, "again")
+    assert telegram.wait_for_messages(BOT_TOKEN, OWNER_ID, 2)[-1]["text"] == "echo: again"
+    assert _files_holding(data_dir, secrets) == []
+    fresh.stop("acme", timeout=5)
+    # Without a source, a fresh driver refuses to start a runtime it has no secrets for.
+    with pytest.raises(RuntimeDriverError, match="secrets"):
+        ProcessDriver(data_dir).start("acme")
