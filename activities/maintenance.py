@@ -13,11 +13,13 @@ from sqlalchemy import select
 from temporalio import activity
 
 from activities.lifecycle import mapped
+from core import runtime_logs
 from core.activity_models import RollupInput, RollupResult, SweepResult
 from core.db import Database
 from core.db.models import Deployment, Tenant
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment
+from core.plans import get_plan
 from core.provisioning import Provisioner
 from core.runtime_health import mark_down
 from core.worker_metrics import RuntimeReading, WorkerMetrics
@@ -27,7 +29,18 @@ from gateway.control import rollup_day
 OWNED_STATES = {S.PROVISIONING, S.HEALTHY, S.UPDATING, S.PAUSED, S.SUSPENDED, S.FAILED, S.DELETING}
 PROBE_TIMEOUT = 3.0  # seconds a runtime gets to answer /api/status
 PROBE_CONCURRENCY = 64  # probes in flight at once
+LOG_LINES = 1000  # the runtime's whole in-memory buffer (runtime/logs.py RING_SIZE)
 ORPHAN_GRACE = timedelta(minutes=2)  # a tenant whose state changed this recently is left alone
+
+
+def _store_logs(db: Database, tenant_id: str, lines: list[str]) -> None:
+    now = datetime.now(UTC)
+    with db.tenant_session(tenant_id) as session:
+        tenant = session.get(Tenant, tenant_id)
+        if tenant is None:
+            return
+        runtime_logs.keep_lines(session, tenant_id, lines, now)
+        runtime_logs.prune(session, tenant_id, get_plan(tenant.plan), now)
 
 
 def _state_now(db: Database, tenant_id: str) -> tuple[str | None, datetime | None]:
@@ -142,7 +155,31 @@ class MaintenanceActivities:
             await asyncio.to_thread(
                 mark_down, self.db, tid, "The runtime stopped answering its status probe."
             )
+        # Logs that last: what each answering runtime logged since the last sweep.
+        await asyncio.gather(*(self._keep_logs(r.tenant_id, bound) for r in readings
+                               if r.answering))  # fmt: skip
         return result
+
+    async def _keep_logs(self, tenant_id: str, bound: asyncio.Semaphore) -> None:
+        """Read the runtime's recent log lines and keep the new ones (never fails the sweep)."""
+        async with bound:
+            try:
+                address, headers = await asyncio.to_thread(
+                    self.provisioner.runtime_endpoint, self.db, tenant_id
+                )
+                resp = await self.http.get(
+                    f"{address}/api/logs", params={"lines": LOG_LINES}, headers=headers,
+                    timeout=PROBE_TIMEOUT,
+                )  # fmt: skip
+                lines = resp.json().get("lines") if resp.status_code == 200 else None
+                if isinstance(lines, list):
+                    texts = [line for line in lines if isinstance(line, str)]
+                    await asyncio.to_thread(_store_logs, self.db, tenant_id, texts)
+            except Exception as exc:  # one runtime's logs must not fail the sweep
+                activity.logger.warning(
+                    "keeping runtime logs failed", extra={"tenant_id": tenant_id,
+                                                          "error": type(exc).__name__},
+                )  # fmt: skip
 
     @activity.defn
     @mapped

@@ -22,12 +22,15 @@ from api import (
     health,
     metrics,
     notifications,
+    product_metrics,
     sandbox,
     webhooks,
 )
 from api.middleware import BodyLimit, BotPaths
+from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
 from api.tenants import endpoints as tenants
+from api.tenants import kept_logs as tenant_logs
 from api.tenants import model_endpoints as tenant_models
 from api.tenants import pairing as tenant_pairing
 from api.tenants import plan as tenant_plan
@@ -88,9 +91,12 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tenant_models.router,
         tenant_pairing.router,
         tenant_backups.router,
+        tenant_analytics.router,
+        tenant_logs.router,
         webhooks.router,
         billing.router,
         admin.router,
+        product_metrics.router,
         codec.router,
         sandbox.api_router,
     ):

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep
+from api.product_metrics import rates_of
 from core.context import AppContext
 from core.metrics import ApiMetrics, check_operator_token
 
@@ -18,7 +19,7 @@ def api_metrics(ctx: AppContext) -> ApiMetrics:
     """The process's metrics registry (built on first use, one per context)."""
     found: ApiMetrics | None = ctx.extras.get("api_metrics")
     if found is None:
-        found = ctx.extras["api_metrics"] = ApiMetrics(ctx.db)
+        found = ctx.extras["api_metrics"] = ApiMetrics(ctx.db, rates_of(ctx))
     return found
 
 

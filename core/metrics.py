@@ -14,19 +14,23 @@ spend, deploy outcomes and internal step failures (what the alert rules in
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from core.db import Database
 from core.db.models import Deployment, DeploymentEvent, Tenant, UsageEvent
 from core.errors import Forbidden, Unauthorized
 from core.plans import PLANS
+from core.product_metrics import InfraRates, product_metrics
 from core.settings import Settings
 
 # The customer-facing text of an internal failure (workflows/common.py), recorded in the
@@ -58,6 +62,68 @@ def check_operator_token(settings: Settings, authorization: str | None) -> None:
         )
 
 
+# The product gauges cover the last 30 days (the admin page and JSON take any window).
+PRODUCT_WINDOW_DAYS = 30
+PRODUCT_CACHE_S = 300.0
+
+
+def product_gauges(product: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    """The product metrics as gauges; labels are plans, bundles and quantiles (bounded)."""
+    ttl = GaugeMetricFamily(
+        "tcc_product_time_to_live_bot_seconds",
+        "Sign-up to first successful reply over the last 30 days, by quantile",
+        labels=["quantile"],
+    )
+    for q, key in (("0.5", "median"), ("0.9", "p90")):
+        if product["time_to_live_bot"]["value"][key] is not None:
+            ttl.add_metric([q], float(product["time_to_live_bot"]["value"][key]))
+    yield ttl
+    yield from _ratio(
+        "tcc_product_activation_ratio",
+        "Bots active within 24 h of first deploy",
+        product["activation"]["value"],
+    )
+    retention = GaugeMetricFamily(
+        "tcc_product_retention_7d_ratio",
+        "Bots active in their second week, by plan",
+        labels=["plan"],
+    )
+    for plan, ratio in product["retention_7d"]["value"].items():
+        if ratio is not None:
+            retention.add_metric([plan], float(ratio))
+    yield retention
+    yield from _ratio(
+        "tcc_product_cost_per_tenant_day_usd",
+        "Mean model plus infrastructure cost of a tenant-day",
+        product["cost_per_tenant_per_day"]["value"],
+    )
+    margin = GaugeMetricFamily(
+        "tcc_product_gross_margin_usd",
+        "Paid plan revenue minus cost over 30 days, by bundle",
+        labels=["bundle"],
+    )
+    for bundle, m in product["gross_margin_by_bundle"]["value"].items():
+        margin.add_metric([bundle], float(m["margin_usd"]))
+    yield margin
+    failures = GaugeMetricFamily(
+        "tcc_product_failure_ratio",
+        "Failure rates over 30 days (deploy, channel_auth, model)",
+        labels=["kind"],
+    )
+    for kind in ("deploy", "channel_auth", "model"):
+        value = product[f"{kind}_failure_rate"]["value"]
+        if value is not None:
+            failures.add_metric([kind], float(value))
+    yield failures
+
+
+def _ratio(name: str, doc: str, value: float | None) -> Iterator[Metric]:
+    gauge = GaugeMetricFamily(name, doc)
+    if value is not None:
+        gauge.add_metric([], float(value))
+    yield gauge
+
+
 def _month_start(now: datetime) -> datetime:
     return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
@@ -65,8 +131,22 @@ def _month_start(now: datetime) -> datetime:
 class FleetCollector(Collector):
     """Per-tenant and fleet numbers read from the database at scrape time."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, rates: InfraRates | None = None) -> None:
         self.db = db
+        self.rates = rates
+        self._product_cache: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+    def _product(self, session: Session) -> dict[str, dict[str, Any]] | None:
+        """The 30-day product metrics, recomputed at most every ``PRODUCT_CACHE_S`` seconds
+        (they read a month of events; scrapes come every few seconds)."""
+        if self.rates is None:
+            return None
+        cached = self._product_cache
+        if cached is None or time.monotonic() - cached[0] > PRODUCT_CACHE_S:
+            now = datetime.now(UTC)
+            found = product_metrics(session, now=now, days=PRODUCT_WINDOW_DAYS, rates=self.rates)
+            self._product_cache = cached = (time.monotonic(), found)
+        return cached[1]
 
     def collect(self) -> Iterator[Metric]:
         """One consistent read per scrape."""
@@ -110,6 +190,7 @@ class FleetCollector(Collector):
                     DeploymentEvent.reason.contains(INTERNAL_FAILURE_TEXT, autoescape=True),
                 )
             )
+            product = self._product(session)
         yield self._runtime_up(deployments, plans)
         yield from self._spend(spend, plans)
         deploys = CounterMetricFamily(
@@ -125,6 +206,8 @@ class FleetCollector(Collector):
             "Lifecycle actions that failed on an internal error (the operator is paged)",
             value=internal or 0,
         )
+        if product is not None:
+            yield from product_gauges(product)
 
     @staticmethod
     def _runtime_up(deployments: list[Deployment], plans: dict[str, str]) -> Metric:
@@ -169,9 +252,9 @@ class FleetCollector(Collector):
 class ApiMetrics:
     """The API's registry: the fleet read from the database plus its own error counter."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, rates: InfraRates | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(FleetCollector(db))
+        self.registry.register(FleetCollector(db, rates))
         # Bounded label: the stable error codes of core.errors (no ids, no text).
         self.errors = Counter(
             "tcc_api_errors",

@@ -40,6 +40,8 @@ class Plan(BaseModel):
     # Scheduled backups of the runtime home: how often, and how many are kept.
     backup_interval_hours: int = 24
     backup_keep: int = 7
+    # Runtime logs kept by the control plane (they outlive restarts) for this many days.
+    log_retention_days: int = 3
 
     def allows_model(self, model: str) -> bool:
         """Whether ``model`` is on this plan's allowlist (``*`` suffix matches a prefix)."""
@@ -96,6 +98,7 @@ PLANS: dict[str, Plan] = {
             analytics=True,
             backup_interval_hours=6,
             backup_keep=28,
+            log_retention_days=14,
         ),
         Plan(
             id="business",
@@ -117,6 +120,7 @@ PLANS: dict[str, Plan] = {
             admin_controls=True,
             backup_interval_hours=1,
             backup_keep=72,
+            log_retention_days=30,
         ),
     )
 }

@@ -128,6 +128,10 @@ class Settings(BaseSettings):
     # Metrics, alerts and notices
     # The worker's /metrics (ours plus the Temporal SDK's); 0 = not served.
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # Product metrics: the infrastructure estimate prices a live runtime's plan CPUs and
+    # memory (reserved, not measured) at these hourly rates.
+    infra_usd_per_cpu_hour: float = Field(default=0.04, ge=0)
+    infra_usd_per_gb_hour: float = Field(default=0.005, ge=0)
     # Bearer token Alertmanager sends to POST /alerts/alertmanager; unset = refused.
     alert_webhook_token: SecretStr | None = None
     # Where operator alerts (not a customer's own bot) are emailed; unset = only logged.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -72,6 +73,21 @@ def token_of(headers: list[tuple[bytes, bytes]]) -> str | None:
         elif name == b"x-api-key":
             api_key = value.decode("latin-1")
     return api_key
+
+
+# The runtime names the agent making a call and the teammate that handed it over (customer
+# analytics); anything that is not a plain agent id is ignored, never stored.
+AGENT_HEADER, HANDOFF_HEADER = b"x-tinyclaw-agent", b"x-tinyclaw-handoff-from"
+AGENT_ID = re.compile(rb"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def agents_of(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """``(agent, handoff_from)`` from the runtime's headers (None when absent or malformed)."""
+    found: dict[bytes, str] = {}
+    for name, value in headers:
+        if name in (AGENT_HEADER, HANDOFF_HEADER) and AGENT_ID.fullmatch(value.strip()):
+            found[name] = value.strip().decode("ascii").lower()
+    return found.get(AGENT_HEADER), found.get(HANDOFF_HEADER)
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -190,6 +206,7 @@ class FastRoutes:
             check_declared_length(scope["headers"], limit)
             ctx = await gw.authenticate(token_of(scope["headers"]))
             call = Call(route=route, ctx=ctx, plan=gw.plan_for(ctx))
+            call.agent, call.handoff_from = agents_of(scope["headers"])
             raw = await read_body(receive, limit)
             try:
                 result = await work(call, raw)

@@ -50,6 +50,8 @@ class UsageRecord:
     streamed: bool
     outcome: str
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    agent: str | None = None
+    handoff_from: str | None = None
 
 
 @dataclass(slots=True)

@@ -69,6 +69,8 @@ class Call:
     reserved: int = 0  # tokens reserved in the rate limiter at admission
     started: float = field(default_factory=time.perf_counter)
     recorded: bool = False
+    agent: str | None = None  # the runtime's agent making the call (analytics)
+    handoff_from: str | None = None  # the teammate that handed it the work
 
 
 class Gateway:
@@ -331,6 +333,8 @@ class Gateway:
                 latency_ms=int((time.perf_counter() - call.started) * 1000),
                 streamed=call.streamed,
                 outcome=outcome,
+                agent=call.agent,
+                handoff_from=call.handoff_from,
             )
         )
         if mode == "managed":

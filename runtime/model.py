@@ -37,9 +37,23 @@ class ModelClient:
         self._api_key = api_key
         self._timeout = timeout
 
-    async def complete(self, model: str, messages: list[dict[str, str]]) -> str:
-        """Return the reply text; raise ModelUnavailable after retries or on a final status."""
+    async def complete(
+        self,
+        model: str,
+        messages: list[dict[str, str]],
+        agent: str | None = None,
+        handoff_from: str | None = None,
+    ) -> str:
+        """Return the reply text; raise ModelUnavailable after retries or on a final status.
+
+        ``agent`` and ``handoff_from`` (the teammate that handed the work over) go to the
+        gateway as headers, for the owner's per-agent and hand-off analytics.
+        """
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        if agent:
+            headers["X-TinyClaw-Agent"] = agent
+        if handoff_from:
+            headers["X-TinyClaw-Handoff-From"] = handoff_from
         payload = {"model": model, "messages": messages}
         reason = "unknown"
         for attempt in range(RETRIES + 1):

@@ -140,7 +140,7 @@ class Router:
         messages = [{"role": "system", "content": self._system_prompt(agent)}]
         messages += self._store.history(conversation, agent.id)
         messages.append({"role": "user", "content": user_text})
-        reply = await self._model.complete(agent.model, messages)
+        reply = await self._model.complete(agent.model, messages, agent.id, step.sender)
         self._store.append_turn(conversation, agent.id, user_text, reply)
         extra = {"agent": agent.id, "depth": step.depth, "chars": len(reply)}
         log.info("agent replied", extra=extra)

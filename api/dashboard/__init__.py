@@ -17,9 +17,11 @@ from fastapi.staticfiles import StaticFiles
 from api import sandbox
 from api.dashboard import (
     admin_views,
+    analytics_views,
     auth_views,
     backup_views,
     live,
+    log_views,
     notification_views,
     operations,
     pairing_views,
@@ -65,7 +67,8 @@ def install(app: FastAPI) -> None:
     for router in (
         auth_views.router, wizard.router, live.router, operations.router,
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
-        notification_views.router, backup_views.router,
+        notification_views.router, backup_views.router, analytics_views.router,
+        log_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from api.admin import SUPPORT_ACTOR_PREFIX
+from api.dashboard.analytics_views import bot_section
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, outcome_redirect, page, redirect
 from api.dashboard.wizard import bundles_for, models_or_error
@@ -110,7 +111,8 @@ async def render_bot(
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
         models_error=models_error, plans=list(PLANS.values()), offered=offered_actions(bot),
-        **extra,
+        analytics=bot_section(ctx, access.tenant_id),
+        plan_log_days=PLANS[bot.plan].log_retention_days if bot.plan in PLANS else 0, **extra,
     )  # fmt: skip
 
 

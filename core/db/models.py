@@ -301,6 +301,10 @@ class UsageEvent(TenantOwned, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The gateway's write batch: a spooled batch is replayed only if it is not here yet.
     batch_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    # The bundle agent that made the call, and the teammate that handed it the work (None:
+    # the user's own message): the runtime names both in headers (customer analytics).
+    agent: Mapped[str | None] = mapped_column(String(64))
+    handoff_from: Mapped[str | None] = mapped_column(String(64))
 
 
 class UsageDaily(TenantOwned, Base):
@@ -315,6 +319,23 @@ class UsageDaily(TenantOwned, Base):
     input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RuntimeLogLine(TenantOwned, Base):
+    """One runtime log line (already redacted), kept by the control plane across restarts;
+    the hash of the line makes a line read twice from the runtime's buffer a no-op."""
+
+    __tablename__ = "runtime_log_lines"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "line_hash"),
+        Index("ix_runtime_log_lines_tenant_at", "tenant_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    level: Mapped[str] = mapped_column(String(16))
+    line: Mapped[str] = mapped_column(Text)
+    line_hash: Mapped[str] = mapped_column(String(64))
 
 
 class WebhookEvent(Base):

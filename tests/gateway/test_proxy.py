@@ -240,3 +240,25 @@ async def test_metrics_exposed_without_tenant_labels(db, store, upstream) -> Non
     assert 'tcc_gateway_requests_total{outcome="ok",route="chat"} 1.0' in text
     assert "tcc_gateway_upstream_latency_seconds_bucket" in text
     assert tenant not in text and PLATFORM_KEY not in text
+
+
+async def test_usage_rows_name_the_agent_and_the_hand_off(db, store, upstream) -> None:
+    tenant = create_tenant(db, plan="pro")
+    token = issue(db, tenant)
+    async with running_gateway(db, store, [upstream.base_url]) as h:
+        for headers in (
+            {"X-TinyClaw-Agent": "Coder"},
+            {"X-TinyClaw-Agent": "reviewer", "X-TinyClaw-Handoff-From": "coder"},
+            {"X-TinyClaw-Agent": "<script>", "X-TinyClaw-Handoff-From": "x" * 65},
+            {},
+        ):
+            r = await h.client.post(
+                "/v1/chat/completions", json=chat(MODEL, "hi"), headers=bearer(token) | headers
+            )
+            assert r.status_code == 200, r.text
+        await h.flush()
+    got = [(e.agent, e.handoff_from) for e in events(db, tenant)]
+    # Malformed names are dropped, never stored; no header: no agent.
+    assert got == [("coder", None), ("reviewer", "coder"), (None, None), (None, None)]
+    # The runtime's own headers stay with the gateway.
+    assert not any("x-tinyclaw-agent" in r.headers for r in upstream.completions())

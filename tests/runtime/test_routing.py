@@ -105,3 +105,17 @@ def test_split_handoffs_parses_targets() -> None:
     visible, handoffs = split_handoffs("Hi [@a: one] and [@b, c: two]")
     assert visible == "Hi  and"
     assert handoffs == [(["a"], "one"), (["b", "c"], "two")]
+
+
+def test_calls_name_the_agent_and_the_teammate_that_handed_over(
+    make_runtime, upstream: FakeOpenAI
+) -> None:
+    upstream.script("Drafted. [@reviewer: please review the draft]", model="coder-model")
+    upstream.script("Looks good.", model="reviewer-model")
+    runtime = make_runtime()
+    runtime.call("POST", "/api/message", {"message": "write it"})
+    by_model = {r.body["model"]: r.headers for r in upstream.completions()}
+    assert by_model["coder-model"].get("x-tinyclaw-agent") == "coder"
+    assert "x-tinyclaw-handoff-from" not in by_model["coder-model"]  # the user's own message
+    assert by_model["reviewer-model"].get("x-tinyclaw-agent") == "reviewer"
+    assert by_model["reviewer-model"].get("x-tinyclaw-handoff-from") == "coder"
