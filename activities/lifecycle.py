@@ -234,7 +234,13 @@ class LifecycleActivities:
                 self.driver.stop(data.tenant_id)
             self._apply_pending_restore(data.tenant_id, spec.files)
             self.driver.start(data.tenant_id)
-            return str(self.driver.address(data.tenant_id))
+            try:
+                return str(self.driver.address(data.tenant_id))
+            except RuntimeDriverError:
+                now = self.driver.status(data.tenant_id)
+                if now.running and now.state != "restarting":
+                    raise
+                return ""  # it stopped at once: the health wait says why, with its exit code
 
         return RuntimeStarted(address=await self._thread(run))
 

@@ -18,6 +18,7 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     ├── Unauthorized            401     unauthorized                missing or wrong credentials
     ├── Forbidden               403     forbidden                   authenticated but not allowed
     │   ├── PlanLimitExceeded   403     plan_limit_exceeded         the plan does not allow this
+    │   ├── AnalyticsNotInPlan  403     analytics_not_in_plan       core/customer_analytics.py
     │   ├── ModelNotOffered     403     model_not_allowed           core/model_catalog.py
     │   ├── ModelNotAllowed     403     model_not_allowed           gateway/errors.py
     │   └── ProviderKeyMissing  403     provider_key_missing        gateway/errors.py

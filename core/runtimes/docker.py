@@ -181,7 +181,7 @@ class DockerDriver:
             legacy = _legacy_shape(container)
             payload = None if legacy else self._payload_for(tenant_id, container)
             fence.start_egress(self._client, tenant_id)
-            if container.status != "running":
+            if container.status not in ("running", "restarting"):  # the policy starts it
                 container.start()
             # The tmpfs starts empty on every start: the runtime waits for this file.
             if payload is not None:
