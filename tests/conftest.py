@@ -8,8 +8,12 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.fakes.smtp import Inbox
 from pydantic import SecretStr
 from sqlalchemy import create_engine, text
 from temporalio.testing import WorkflowEnvironment
@@ -110,3 +114,12 @@ async def time_skipping_env(
     )
     yield env
     await env.shutdown()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    """A local SMTP server (aiosmtpd) and its inbox: (inbox, port)."""
+    from tests.fakes.smtp import smtp_server  # it takes free_port from this module
+
+    with smtp_server() as server:
+        yield server

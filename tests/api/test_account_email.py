@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from email.message import Message
 
 import pytest
@@ -13,16 +12,10 @@ from fastapi import FastAPI
 from core.db import Database
 from core.db.models import User
 from tests.api.light_app import CSRF, PASSWORD, client, light_app
-from tests.fakes.smtp import Inbox, smtp_server
+from tests.fakes.smtp import Inbox
 
 LINK = re.compile(r"(http://\S+/app/(?:reset-password|verify-email)\?token=(\S+))")
 NEW_PASSWORD = "a brand new passphrase"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

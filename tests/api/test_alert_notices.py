@@ -16,7 +16,7 @@ from core.db import Database
 from core.db.models import Notice, Tenant, User
 from core.tenants import create_tenant
 from tests.api.light_app import PASSWORD, client, light_app
-from tests.fakes.smtp import Inbox, smtp_server
+from tests.fakes.smtp import Inbox
 from tests.fakes.telegram import FakeTelegram
 
 HOOK_TOKEN = "alertmanager-hook-token-0123456789"
@@ -24,12 +24,6 @@ OPERATOR = "ops@example.com"
 OWNER = "owner@example.com"
 OWNER_CHAT = 424242
 BOT_TOKEN = "123456789:AA" + "b" * 33
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -19,19 +19,13 @@ from core.tenants import create_tenant
 from tests.billing.conftest import PRICES, WEBHOOK_SECRET, RecordingDispatcher, billing_app
 from tests.billing.test_webhooks import _checkout
 from tests.conftest import make_settings
-from tests.fakes.smtp import Inbox, smtp_server
+from tests.fakes.smtp import Inbox
 from tests.fakes.stripe_api import FakeStripe, signed
 from tests.fakes.telegram import FakeTelegram
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 BOT_TOKEN = "987654321:AA" + "c" * 33
 OWNER_CHAT = 777
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -22,16 +22,10 @@ from core.db import Database
 from tests.api.light_app import light_app
 from tests.api.test_alert_notices import BOT_TOKEN, OWNER, OWNER_CHAT, _owner_with_bot
 from tests.conftest import free_port
-from tests.fakes.smtp import Inbox, smtp_server
+from tests.fakes.smtp import Inbox
 from tests.fakes.telegram import FakeTelegram
 
 HOOK_TOKEN = "real-alertmanager-hook-token"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture

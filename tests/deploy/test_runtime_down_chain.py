@@ -26,7 +26,7 @@ from core.db.models import Tenant, User
 from core.workflow_models import Action
 from tests.api.light_app import light_app
 from tests.conftest import free_port
-from tests.fakes.smtp import Inbox, smtp_server
+from tests.fakes.smtp import Inbox
 from tests.lifecycle_stack import Stack
 from tests.workflows.helpers import run
 
@@ -34,12 +34,6 @@ METRICS_TOKEN = "chain-metrics-token"
 HOOK_TOKEN = "chain-hook-token"
 OWNER_CHAT = 5150
 BOT_TOKEN = "555555555:AA" + "d" * 33
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
-        yield server
 
 
 @pytest.fixture
