@@ -7,20 +7,29 @@ from sqlalchemy.orm import Session
 
 from core.db.models import AuditLog, Credential, Membership, TelegramApproval, Tenant
 from core.errors import InvalidInput, NotFound
+from core.organizations import personal_org
 from core.plans import get_plan
 
 ROLES = ("owner", "member")
 
 
 def create_tenant(
-    session: Session, *, owner_id: str, name: str, plan: str, bundle_id: str | None = None
+    session: Session,
+    *,
+    owner_id: str,
+    name: str,
+    plan: str,
+    bundle_id: str | None = None,
+    organization_id: str | None = None,
 ) -> Tenant:
-    """Create a tenant on ``plan`` with ``owner_id`` as its owner."""
+    """Create a tenant on ``plan`` in ``organization_id`` (default: the creator's personal
+    organization); ``owner_id`` is recorded as its creator."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("The bot's name must be 1 to 200 characters.", field="name")
     get_plan(plan)
-    tenant = Tenant(name=name, plan=plan, bundle_id=bundle_id)
+    org_id = organization_id or personal_org(session, owner_id).id
+    tenant = Tenant(name=name, plan=plan, bundle_id=bundle_id, organization_id=org_id)
     session.add(tenant)
     session.flush()
     session.add(Membership(tenant_id=tenant.id, user_id=owner_id, role="owner"))
