@@ -30,6 +30,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from core.audit_origin import current_origin
+
 
 def new_id() -> str:
     """A fresh opaque identifier (UUID4 hex, 32 characters)."""
@@ -499,6 +501,16 @@ def _every_bot_has_an_organization(_mapper: Any, connection: Connection, tenant:
             )
         )
         tenant.organization_id = org_id
+
+
+@event.listens_for(AuditLog, "before_insert")
+def _stamp_origin(_mapper: Any, _connection: Connection, entry: AuditLog) -> None:
+    """Record where the request that wrote this entry came from (core.audit_origin)."""
+    ip, agent = current_origin()
+    if entry.ip is None:
+        entry.ip = ip
+    if entry.user_agent is None:
+        entry.user_agent = agent
 
 
 from core.db.sessions_model import WebSession  # noqa: E402, F401 (registers the table)
