@@ -21,7 +21,7 @@ from api.deps import SUPPORT_ONLY, permission_of
 from core.db import Database
 from core.db.models import User
 from core.organizations import add_member, create_organization
-from core.permissions import MATRIX, ROLES, can, least_role, rank, markdown_table
+from core.permissions import MATRIX, ROLES, can, least_role, markdown_table, rank
 from core.tenants import create_tenant
 from tests.api.light_app import browser_signup, light_app
 
@@ -105,7 +105,9 @@ def refused_by_role(r: httpx.Response) -> bool:
 
 def hidden(r: httpx.Response) -> bool:
     return r.status_code == 404 and (
-        "No such bot" in r.text or "No such organization" in r.text or r.text in ("", "{}")
+        "No such bot" in r.text
+        or "No such organization" in r.text
+        or r.text in ("", "{}")
         or "Not found" in r.text
     )
 
