@@ -89,10 +89,12 @@ async def list_mine(user: CurrentUser, ctx: ContextDep, page: Page) -> list[s.Te
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role, _key in shown]
 
 
-async def my_bots(ctx: AppContext, user_id: str) -> list[s.TenantOut]:
-    """Every bot the user belongs to, oldest first, in one list (the dashboard's)."""
+async def my_bots(
+    ctx: AppContext, user_id: str, organization_id: str | None = None
+) -> list[s.TenantOut]:
+    """Every bot the user belongs to (of one organization), oldest first (the dashboard's)."""
     with ctx.db.system_session() as session:
-        mine = [(t.id, role) for t, role in tenants_of(session, user_id)]
+        mine = [(t.id, role) for t, role in tenants_of(session, user_id, organization_id)]
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role in mine]
 
 
