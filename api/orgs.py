@@ -105,7 +105,11 @@ def list_orgs(user: CurrentUser, ctx: ContextDep, page: Page) -> list[OrgOut]:
     """Your organizations with your role in each (paginated: see the ``Link`` header)."""
     with ctx.db.system_session() as session:
         mine = [_org_out(o, r) for o, r in orgs.orgs_of(session, user.user_id)]
-    return page.slice(mine, key=lambda o: [o.created_at.isoformat(), o.id])
+
+    def key(o: OrgOut) -> list[str]:
+        return [o.created_at.isoformat(), o.id]
+
+    return page.slice(sorted(mine, key=key), key=key)
 
 
 @router.post("/orgs", status_code=status.HTTP_201_CREATED)
