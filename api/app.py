@@ -25,6 +25,7 @@ from api import (
     product_metrics,
     sandbox,
     webhooks,
+    whatsapp_webhook,
 )
 from api.middleware import BodyLimit, BotPaths
 from api.tenants import analytics as tenant_analytics
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tenant_analytics.router,
         tenant_logs.router,
         webhooks.router,
+        whatsapp_webhook.router,
         billing.router,
         admin.router,
         product_metrics.router,

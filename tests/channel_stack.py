@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from api.app import create_app
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
@@ -55,6 +57,16 @@ async def channels_stack(
         tmp_path, temporal_env, fakes, "process", **channel_settings(channel_fakes)
     ):
         yield stack
+
+
+@pytest.fixture
+async def capi(channels_stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """An API client over the real app on the channels stack."""
+    app = create_app(context=channels_stack.ctx)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            yield client
 
 
 def telegram_token() -> str:

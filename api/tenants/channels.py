@@ -19,14 +19,14 @@ from pydantic import BaseModel, Field
 
 from api.deps import ContextDep, TenantAccess, TenantOwner
 from api.tenants.schemas import ReconfigureOut
-from api.tenants.service import request_reconfigure
+from api.tenants.service import call_runtime, request_reconfigure
 from core import credentials as creds
 from core import pairing
 from core.channels import discord, telegram, whatsapp
 from core.channels import service as channels
 from core.channels.checks import check_channel
 from core.context import AppContext
-from core.errors import InvalidInput
+from core.errors import InvalidInput, TinyClawError
 from core.tenants import audit, require_tenant
 
 router = APIRouter(prefix="/tenants", tags=["channels"])
@@ -54,6 +54,10 @@ class ChannelOut(BaseModel):
     last_checked_at: datetime | None = None
     last_error: str | None = None
     webhook_url: str | None = Field(default=None, description="WhatsApp: the callback URL")
+    running: bool | None = Field(
+        default=None, description="what the live runtime says (None: not running)"
+    )
+    runtime_error: str | None = None
     reconfigure: ReconfigureOut | None = None
 
 
@@ -171,10 +175,32 @@ async def disconnect_channel(
     )
 
 
+async def live_channel_views(ctx: AppContext, tenant_id: str) -> list[ChannelOut]:
+    """``channel_views`` plus each channel's live state from the running runtime."""
+    views = channel_views(ctx, tenant_id)
+    try:
+        status = (await call_runtime(ctx, tenant_id, "status")).status
+    except TinyClawError:
+        return views  # not deployed or not running: the stored state is all there is
+    live = status.get("channels")
+    live = live if isinstance(live, dict) else {}
+    out = []
+    for view in views:
+        state = live.get(view.kind)
+        if isinstance(state, dict):
+            error = state.get("error")
+            view = view.model_copy(
+                update={"running": bool(state.get("running")),
+                        "runtime_error": str(error)[:300] if error else None}
+            )  # fmt: skip
+        out.append(view)
+    return out
+
+
 @router.get("/{tenant_id}/channels")
-def list_channels(access: TenantAccess, ctx: ContextDep) -> list[ChannelOut]:
-    """The bot's connected channels with their state and last check (no secrets)."""
-    return channel_views(ctx, access.tenant_id)
+async def list_channels(access: TenantAccess, ctx: ContextDep) -> list[ChannelOut]:
+    """The bot's connected channels: stored state, last check and live health (no secrets)."""
+    return await live_channel_views(ctx, access.tenant_id)
 
 
 @router.put("/{tenant_id}/channels/{kind}")

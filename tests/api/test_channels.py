@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
-from api.app import create_app
 from tests.api.conftest import signup
 from tests.channel_stack import (
     ChannelFakes,
@@ -18,15 +14,6 @@ from tests.channel_stack import (
 from tests.lifecycle_stack import Stack
 
 Client = httpx.AsyncClient
-
-
-@pytest.fixture
-async def capi(channels_stack: Stack) -> AsyncIterator[Client]:
-    app = create_app(context=channels_stack.ctx)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
-            yield client
 
 
 async def _bot(api: Client, h: dict[str, str], plan: str) -> str:
