@@ -43,7 +43,6 @@ def channel_settings(fakes: ChannelFakes) -> dict[str, object]:
         "discord_api_base": fakes.discord.api_base,
         "discord_gateway_url": fakes.discord.gateway_url,
         "whatsapp_graph_base": fakes.graph.base_url,
-        "public_url": "https://bots.example.com",
     }
 
 

@@ -17,6 +17,7 @@ from api.dashboard.wizard import bundles_for, models_or_error
 from api.deps import TenantAccess, TenantOwner
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.channels import live_channel_views
 from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
@@ -105,8 +106,11 @@ async def render_bot(
     action = current_action(bot)
     steps = await workflow_steps(ctx, action.workflow_id) if action else []
     history = list(reversed(bot.workflow.history)) if bot.workflow else []
+    channels = await live_channel_views(ctx, access.tenant_id)
     return page(
-        request, "bot.html", status_code, bot=bot, feed=feed, usage=usage, history=history,
+        request, "bot.html", status_code, bot=bot, feed=feed, channels=channels,
+        channel_room=(PLANS[bot.plan].max_channels if bot.plan in PLANS else 0) - len(channels),
+        usage=usage, history=history,
         events=events_view(ctx, access.tenant_id, 20)[0], action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,

@@ -26,7 +26,7 @@ from core.channels import discord, telegram, whatsapp
 from core.channels import service as channels
 from core.channels.checks import check_channel
 from core.context import AppContext
-from core.errors import InvalidInput, TinyClawError
+from core.errors import InvalidInput, NotFound, TinyClawError
 from core.tenants import audit, require_tenant
 
 router = APIRouter(prefix="/tenants", tags=["channels"])
@@ -141,9 +141,12 @@ async def connect_channel(
         elif owner is not None:
             pairing.approve(session, tenant_id, owner, "owner")
         audit(session, tenant_id=tenant_id, actor=actor, action=f"channel.{kind}.connected")
-    outcome = await request_reconfigure(
-        ctx, tenant_id, actor, f"{channels.LABELS[kind]} connected ({_name(kind, detail)})."
+    what = (
+        f"Telegram bot changed to {_name(kind, detail)}."
+        if kind == "telegram"
+        else f"{channels.LABELS[kind]} connected ({_name(kind, detail)})."
     )
+    outcome = await request_reconfigure(ctx, tenant_id, actor, what)
     view = next(c for c in channel_views(ctx, tenant_id) if c.kind == kind)
     return view.model_copy(update={"reconfigure": outcome})
 
@@ -173,6 +176,25 @@ async def disconnect_channel(
     return await request_reconfigure(
         ctx, tenant_id, actor, f"{channels.LABELS[kind]} disconnected."
     )
+
+
+async def recheck_channel(
+    ctx: AppContext, http: httpx.AsyncClient, tenant_id: str, kind: str
+) -> ChannelOut:
+    """Check a connected channel's stored credentials with its provider again, now."""
+    secrets_by_kind = channels.channel_secrets(ctx.db, ctx.secrets, tenant_id)
+    if kind not in secrets_by_kind:
+        raise NotFound(f"{channels.LABELS[kind]} is not connected.", code="unknown_channel")
+    with ctx.db.tenant_session(tenant_id) as session:
+        row = channels.channel(session, tenant_id, kind)
+        detail = dict(row.detail or {}) if row is not None else {}
+    try:
+        detail = await check_channel(http, ctx.settings, kind, secrets_by_kind[kind], detail)
+    except InvalidInput as exc:
+        channels.mark_checked(ctx.db, tenant_id, kind, exc.message)
+        raise
+    channels.mark_checked(ctx.db, tenant_id, kind, None, detail)
+    return next(c for c in await live_channel_views(ctx, tenant_id) if c.kind == kind)
 
 
 async def live_channel_views(ctx: AppContext, tenant_id: str) -> list[ChannelOut]:
@@ -211,6 +233,14 @@ async def put_channel(
     return await connect_channel(
         ctx, request.app.state.http, access.tenant_id, access.actor, kind, body
     )
+
+
+@router.post("/{tenant_id}/channels/{kind}/check")
+async def check(
+    kind: ChannelKind, access: TenantOwner, ctx: ContextDep, request: Request
+) -> ChannelOut:
+    """Re-check a connected channel's credentials with its provider (state updated)."""
+    return await recheck_channel(ctx, request.app.state.http, access.tenant_id, kind)
 
 
 @router.delete("/{tenant_id}/channels/{kind}")
