@@ -240,7 +240,8 @@ class App:
         if "whatsapp" in self.settings.channels:
             wa = self.whatsapp
             channels["whatsapp"] = (
-                {"running": wa.healthy()} | ({"error": wa.auth_error} if wa.auth_error else {})
+                {"running": wa.healthy()}
+                | ({"error": wa.auth_error, "auth_failed": True} if wa.auth_error else {})
                 if wa
                 else {"running": False, "error": "no access token"}
             )
@@ -276,6 +277,8 @@ class App:
             status["last_ok_age_s"] = round(time.monotonic() - channel.last_ok, 1)
         if not status["running"]:
             status["error"] = channel.fatal or channel.last_error or "connecting"
+        if channel.auth_failed:
+            status["auth_failed"] = True
         return status
 
     async def _whatsapp(self, body: dict, query: dict) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class DiscordChannel:
         self.resume_url: str | None = None
         self.seq: int | None = None
         self.resumes = 0
+        self.auth_failed = False  # Discord refused the token (Gateway 4004 or REST 401)
 
     def healthy(self, stale_after: float) -> bool:
         """Connected, and the Gateway acknowledged a heartbeat within stale_after seconds."""
@@ -109,6 +110,7 @@ class DiscordChannel:
         self.running = False
         if code in FATAL_CLOSES:
             self.fatal = self.last_error = FATAL_CLOSES[code]
+            self.auth_failed = code == 4004
             self.session_id = None
             log.error("discord refused the bot", extra={"code": code, "error": self.fatal})
             return
@@ -211,7 +213,7 @@ class DiscordChannel:
             await self._on_message(data)
 
     def _connected(self, what: str) -> None:
-        self.running, self.fatal, self.last_error = True, None, None
+        self.running, self.fatal, self.last_error, self.auth_failed = True, None, None, False
         self.last_ok = time.monotonic()
         log.info(what, extra={"bot": self.username, "resumes": self.resumes})
 
@@ -269,8 +271,11 @@ class DiscordChannel:
                 log.warning("discord rate limited", extra={"retry_after": wait})
                 await asyncio.sleep(min(wait, 60))
                 continue
-            if resp.status in (401, 403):
-                self.last_error = "Discord rejected the bot token"
+            if resp.status == 401:
+                self.auth_failed, self.running = True, False
+                self.fatal = self.last_error = "Discord rejected the bot token (401)"
+                raise DiscordError(f"send: {resp.status}")
+            if resp.status == 403:
                 raise DiscordError(f"send: {resp.status}")
             if resp.status >= 300:
                 raise DiscordError(f"send: {resp.status}")
