@@ -122,6 +122,13 @@ async def receive(tenant_id: str, request: Request, ctx: ContextDep) -> dict[str
     except ValueError:
         raise MalformedEvent("The body is not JSON.") from None
     messages = _messages(payload, str(detail.get("phone_number_id")))
+    return await hand_over(ctx, tenant_id, messages)
+
+
+async def hand_over(
+    ctx: AppContext, tenant_id: str, messages: list[dict[str, Any]]
+) -> dict[str, int]:
+    """Drop stale and already-delivered messages, push the rest to the runtime, record them."""
     oldest = time.time() - ctx.settings.whatsapp_max_age_s
     fresh = [m for m in messages if m["timestamp"] >= oldest]
     unseen = _unseen(ctx, [m["id"] for m in fresh])

@@ -12,8 +12,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from api import sandbox_channels as sbx
 from api.dashboard.render import context_of, outcome_redirect
 from api.deps import TenantOwner
+from api.sandbox import sandbox_chat_id
 from api.tenants import channels as svc
 from core.channels.service import KINDS, LABELS
 from core.errors import InvalidInput, TinyClawError
@@ -62,6 +64,27 @@ async def connect(
     done = f"{LABELS[kind]} connected."
     if out.reconfigure is not None and out.reconfigure.status == "applying":
         done += " The bot is restarting on it: follow it under Actions."
+    return outcome_redirect(request, url, "channels", done, error=False)
+
+
+@router.post("/{kind}/sandbox")
+async def connect_sandbox(request: Request, access: TenantOwner, kind: str) -> Response:
+    """Connect the sandbox stand-in of Discord or WhatsApp (simulated, offline) in one click."""
+    ctx = context_of(request)
+    url = f"/app/bots/{access.tenant_id}"
+    available = {"discord": sbx.discord_on(ctx), "whatsapp": sbx.whatsapp_on(ctx)}
+    if not available.get(kind):
+        return outcome_redirect(request, url, "channels", "That sandbox is not running here.")
+    chat_id = sandbox_chat_id(access.user.user_id)
+    owner = str(chat_id) if kind == "discord" else sbx.user_number(chat_id)
+    body = svc.ChannelIn(**sbx.sandbox_credentials(kind), owner_id=owner)
+    try:
+        await svc.connect_channel(
+            ctx, request.app.state.http, access.tenant_id, access.actor, kind, body
+        )
+    except TinyClawError as exc:
+        return outcome_redirect(request, url, "channels", exc.message)
+    done = f"Sandbox {LABELS[kind]} connected: chat with the bot on the Sandbox chat page."
     return outcome_redirect(request, url, "channels", done, error=False)
 
 
