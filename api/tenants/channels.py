@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -73,13 +73,18 @@ def channel_views(ctx: AppContext, tenant_id: str) -> list[ChannelOut]:
                     kind=row.kind,  # type: ignore[arg-type]
                     state=row.state,
                     detail=row.detail,
-                    last_checked_at=row.last_checked_at,
+                    last_checked_at=_utc(row.last_checked_at),
                     last_error=row.last_error,
                     last4=cred.last4 if cred else None,
                     webhook_url=webhook_url(ctx, tenant_id) if row.kind == "whatsapp" else None,
                 )
             )
     return out
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every time we store is UTC."""
+    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def webhook_url(ctx: AppContext, tenant_id: str) -> str:
