@@ -73,8 +73,9 @@ def _text(kind: str, bot: str, base_url: str) -> tuple[str, str]:
         ),
         "token_revoked": (
             f"A channel no longer accepts the token of {bot}",
-            f"Telegram, Discord or WhatsApp refuses the token of {bot}: it was revoked, reset "
-            f"or has expired. Connect the channel again under Channels on the bot's page: {page}",
+            f"Telegram, Discord or WhatsApp refuses the token of {bot}: it was revoked or "
+            f"replaced (in BotFather, the Discord Developer Portal or Meta's App Dashboard) or "
+            f"has expired. Connect the channel again under Channels on the bot's page: {page}",
         ),
         "budget_80": (
             f"{bot} has used 80% of its monthly model budget",
