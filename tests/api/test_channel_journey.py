@@ -5,8 +5,11 @@ by resuming, refuses forged or replayed WhatsApp deliveries, and logs no secret.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import re
 import time
+from typing import Any
 
 import httpx
 
@@ -19,6 +22,20 @@ from tests.lifecycle_stack import Stack
 Client = httpx.AsyncClient
 CODE = re.compile(r"\b[A-Z2-9]{4}-[A-Z2-9]{4}\b")
 OWNER_TG, OWNER_DC, OWNER_WA = 4242, "5550001", "15550001"
+
+
+def _payload_text(value: Any) -> str:
+    """Every payload's data in a history (JSON form), decoded to text."""
+    if isinstance(value, dict):
+        return "".join(
+            base64.b64decode(v).decode("utf-8", "replace")
+            if k == "data" and isinstance(v, str)
+            else _payload_text(v)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return "".join(_payload_text(v) for v in value)
+    return ""
 
 
 async def _until(check, timeout: float = 20.0):  # type: ignore[no-untyped-def]  # noqa: ASYNC109
@@ -134,5 +151,11 @@ async def test_one_bot_answers_on_three_channels(
     # No secret in the logs or the API's answers.
     logs = (await capi.get(f"/bots/{bot}/logs", params={"lines": 1000}, headers=h)).text
     shown = (await capi.get(f"/bots/{bot}", headers=h)).text + logs
+    client = channels_stack.env.client
+    histories = ""
+    async for wf in client.list_workflows(f'TenantId = "{bot}"'):
+        history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
+        histories += _payload_text(json.loads(history.to_json()))
+    assert bot in histories  # the payloads were decoded: a secret would show
     for secret in (tg, dc, wa["access_token"], wa["app_secret"]):
-        assert secret not in shown
+        assert secret not in shown and secret not in histories
