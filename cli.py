@@ -214,10 +214,18 @@ def _banner(
 ) -> None:
     telegram = env.get("TCC_TELEGRAM_API_BASE", settings.telegram_api_base)
     telegram += " (SANDBOX: simulated, offline)" if sandbox else ""
+    discord = env.get("TCC_DISCORD_API_BASE", settings.discord_api_base)
+    whatsapp = env.get("TCC_WHATSAPP_GRAPH_BASE", settings.whatsapp_graph_base)
+    sandboxed = " (SANDBOX: simulated, offline)"
+    configured = settings.model_fields_set
+    discord += sandboxed if sandbox and "discord_api_base" not in configured else ""
+    whatsapp += sandboxed if sandbox and "whatsapp_graph_base" not in configured else ""
     print(
         "TinyClaw Cloud is up (embedded defaults).\n"
         f"  Dashboard:    {api_url}/app  (start here: sign up, then follow the steps)\n"
         f"  Telegram:     {telegram}\n"
+        f"  Discord:      {discord}\n"
+        f"  WhatsApp:     {whatsapp}\n"
         f"  API:          {api_url}\n"
         f"  OpenAPI docs: {api_url}/docs\n"
         f"  Temporal UI:  {settings.resolved_temporal_ui_url}\n"
