@@ -150,6 +150,15 @@ def up(settings: Settings, *, keep_runtimes: bool = False) -> int:
     if sandbox:
         sandbox_url = f"http://127.0.0.1:{settings.sandbox_telegram_port}"
         env.update(TCC_SANDBOX_TELEGRAM="true", TCC_TELEGRAM_API_BASE=sandbox_url)
+        # The same server stands in for Discord and WhatsApp unless they are configured.
+        sandbox_ws = sandbox_url.replace("http://", "ws://")
+        for name, value in (
+            ("discord_api_base", f"{sandbox_url}/discord/api/v10"),
+            ("discord_gateway_url", f"{sandbox_ws}/discord/gateway"),
+            ("whatsapp_graph_base", f"{sandbox_url}/whatsapp/v21.0"),
+        ):
+            if name not in settings.model_fields_set:
+                env[f"TCC_{name.upper()}"] = value
     env.setdefault("TCC_GATEWAY_READY_URL", f"http://127.0.0.1:{settings.gateway_port}/readyz")
     engines = _local_alerting(settings, env, api_url, data) if settings.local_alerting else None
     supervisor = Supervisor(_children(settings, server, env, logs, sandbox, engines), say=_say)
@@ -205,10 +214,18 @@ def _banner(
 ) -> None:
     telegram = env.get("TCC_TELEGRAM_API_BASE", settings.telegram_api_base)
     telegram += " (SANDBOX: simulated, offline)" if sandbox else ""
+    discord = env.get("TCC_DISCORD_API_BASE", settings.discord_api_base)
+    whatsapp = env.get("TCC_WHATSAPP_GRAPH_BASE", settings.whatsapp_graph_base)
+    sandboxed = " (SANDBOX: simulated, offline)"
+    configured = settings.model_fields_set
+    discord += sandboxed if sandbox and "discord_api_base" not in configured else ""
+    whatsapp += sandboxed if sandbox and "whatsapp_graph_base" not in configured else ""
     print(
         "TinyClaw Cloud is up (embedded defaults).\n"
         f"  Dashboard:    {api_url}/app  (start here: sign up, then follow the steps)\n"
         f"  Telegram:     {telegram}\n"
+        f"  Discord:      {discord}\n"
+        f"  WhatsApp:     {whatsapp}\n"
         f"  API:          {api_url}\n"
         f"  OpenAPI docs: {api_url}/docs\n"
         f"  Temporal UI:  {settings.resolved_temporal_ui_url}\n"

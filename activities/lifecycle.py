@@ -49,15 +49,16 @@ from core.activity_models import (
 from core.backups import BACKUP_KEY, backup_key
 from core.bundles.schema import BundleManifest
 from core.bundles.switch import check_switch
-from core.channels.telegram import get_me
+from core.channels import service as channels
+from core.channels.checks import check_channel
 from core.db import Database
 from core.db.models import AuditLog, Tenant, TenantBackup
 from core.deployment_state import DeploymentState as S
 from core.deployments import current_deployment, ensure_deployment, get_tenant, record_transition
-from core.errors import PlanLimitExceeded, TinyClawError
+from core.errors import InvalidInput, PlanLimitExceeded, TinyClawError
 from core.pairing import pairing_document
 from core.plans import get_plan
-from core.provisioning import MissingCredential, Provisioner
+from core.provisioning import NO_CHANNEL, MissingCredential, Provisioner
 from core.runtimes import ImageMissingError, RuntimeDriverError
 from core.secrets.base import secret_ref
 from core.tenant_backups import TenantBackups, backup_id
@@ -164,8 +165,8 @@ class LifecycleActivities:
         # Committed first, so that a failed check below still ends the deploy as `failed`.
         with self.db.tenant_session(tid) as session:
             tenant = get_tenant(session, tid)
-            if creds.credential(session, tid, creds.TELEGRAM) is None:
-                raise MissingCredential("Connect a Telegram bot token before deploying.")
+            if not channels.enabled_kinds(session, tid):
+                raise MissingCredential(NO_CHANNEL, code="missing_channel")
             byok = tenant.model_mode == "byok"
             if byok and creds.credential(session, tid, creds.PROVIDER_KEY) is None:
                 raise MissingCredential(
@@ -273,16 +274,30 @@ class LifecycleActivities:
     @activity.defn
     @mapped
     async def verify_telegram(self, data: TenantRef) -> TelegramIdentity:
-        """Check the bot token with Telegram's getMe."""
-        token = await self._thread(
-            creds.read_secret, self.db, self.store, data.tenant_id, creds.TELEGRAM
-        )
-        if not token:
-            raise MissingCredential("Connect a Telegram bot token before deploying.")
-        me = await get_me(self.http, self.provisioner.settings.telegram_api_base, token)
-        with self.db.tenant_session(data.tenant_id) as session:
-            get_tenant(session, data.tenant_id).telegram_bot_username = me.username
-        return TelegramIdentity(bot_id=me.bot_id, username=me.username)
+        """Check every connected channel's credentials with its provider (Telegram's getMe,
+        Discord's /users/@me, the WhatsApp number); the name stays for recorded histories."""
+        tid = data.tenant_id
+        secrets = await self._thread(channels.channel_secrets, self.db, self.store, tid)
+        if not secrets:
+            raise MissingCredential(NO_CHANNEL, code="missing_channel")
+        identity = TelegramIdentity(bot_id=0, username="")
+        for kind, secret in secrets.items():
+            with self.db.tenant_session(tid) as session:
+                row = channels.channel(session, tid, kind)
+                detail = dict(row.detail or {}) if row is not None else {}
+            try:
+                detail = await check_channel(
+                    self.http, self.provisioner.settings, kind, secret, detail
+                )
+            except InvalidInput as exc:
+                await self._thread(channels.mark_checked, self.db, tid, kind, exc.message)
+                raise
+            await self._thread(channels.mark_checked, self.db, tid, kind, None, detail)
+            if kind == "telegram":
+                with self.db.tenant_session(tid) as session:
+                    get_tenant(session, tid).telegram_bot_username = detail["username"]
+                identity = TelegramIdentity(bot_id=detail["bot_id"], username=detail["username"])
+        return identity
 
     @activity.defn
     @mapped
@@ -453,7 +468,7 @@ class LifecycleActivities:
         """Delete every secret and credential row of the tenant (the customer's too)."""
 
         def run() -> None:
-            kinds = (creds.TELEGRAM, creds.PROVIDER_KEY, *creds.GENERATED)
+            kinds = (*channels.CREDENTIAL_KIND.values(), creds.PROVIDER_KEY, *creds.GENERATED)
             for kind in (*kinds, *config_snapshot.SNAPSHOT_KINDS):
                 creds.delete_credential(self.db, self.store, data.tenant_id, kind)
             # The backup key must outlive the other secrets until purge_backups, or the

@@ -26,10 +26,12 @@ from api import (
     product_metrics,
     sandbox,
     webhooks,
+    whatsapp_webhook,
 )
 from api.middleware import AuditOrigin, BodyLimit, BotPaths
 from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
+from api.tenants import channels as tenant_channels
 from api.tenants import endpoints as tenants
 from api.tenants import kept_logs as tenant_logs
 from api.tenants import model_endpoints as tenant_models
@@ -95,10 +97,12 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tenant_plan.router,
         tenant_models.router,
         tenant_pairing.router,
+        tenant_channels.router,
         tenant_backups.router,
         tenant_analytics.router,
         tenant_logs.router,
         webhooks.router,
+        whatsapp_webhook.router,
         billing.router,
         admin.router,
         orgs.router,

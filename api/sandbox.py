@@ -10,14 +10,16 @@ import hashlib
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Form, Request, status
+from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from api import sandbox_channels as sbx
 from api.dashboard.render import context_of, page
 from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOperator
 from api.tenants.service import tenant_view
 from core import credentials as creds
+from core.channels.service import enabled_kinds as channel_kinds
 from core.context import AppContext
 from core.errors import NotFound, ServiceUnavailable, TinyClawError
 from core.sandbox import generate_token
@@ -82,14 +84,45 @@ async def _call(
     return resp.json()["result"]
 
 
+ChannelParam = Annotated[str, Query(pattern="^(telegram|discord|whatsapp)$")]
+STAND_INS = {"telegram": "Telegram", "discord": "Discord", "whatsapp": "WhatsApp"}
+
+
 @router.get("")
-async def chat_page(request: Request, access: TenantAccess) -> Response:
-    """The sandbox chat with this bot."""
-    bot = await tenant_view(context_of(request), access.tenant_id, access.role, detail=False)
-    return page(request, "sandbox_chat.html", bot=bot, **await _transcript(request, access))
+async def chat_page(
+    request: Request, access: TenantAccess, channel: ChannelParam = "telegram"
+) -> Response:
+    """The sandbox chat with this bot, on one of its channels' stand-ins."""
+    ctx = context_of(request)
+    bot = await tenant_view(ctx, access.tenant_id, access.role, detail=False)
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        kinds = channel_kinds(session, access.tenant_id)
+    values = await _transcript(request, access, channel)
+    return page(
+        request, "sandbox_chat.html", bot=bot, channel=channel, kinds=kinds,
+        stand_in=STAND_INS[channel], **values,
+    )  # fmt: skip
 
 
-async def _transcript(request: Request, access: TenantAccess) -> dict[str, Any]:
+async def _other_transcript(request: Request, access: TenantAccess, channel: str) -> dict[str, Any]:
+    ctx, http = context_of(request), request.app.state.http
+    chat_id = sandbox_chat_id(access.user.user_id)
+    try:
+        if channel == "discord":
+            result = await sbx.discord_call(ctx, http, access.tenant_id, "transcript",
+                                            channel_id=str(chat_id))  # fmt: skip
+            return {"messages": result["messages"], "username": result["username"], "error": None}
+        lines = await sbx.whatsapp_transcript(ctx, http, access.tenant_id, sbx.user_number(chat_id))
+    except TinyClawError as exc:
+        return {"messages": [], "error": exc.message, "username": None}
+    return {"messages": lines, "username": None, "error": None}
+
+
+async def _transcript(
+    request: Request, access: TenantAccess, channel: str = "telegram"
+) -> dict[str, Any]:
+    if channel != "telegram":
+        return await _other_transcript(request, access, channel)
     ctx = context_of(request)
     chat_id = sandbox_chat_id(access.user.user_id)
     try:
@@ -101,15 +134,18 @@ async def _transcript(request: Request, access: TenantAccess) -> dict[str, Any]:
 
 
 @router.get("/messages")
-async def messages(request: Request, access: TenantAccess) -> Response:
+async def messages(
+    request: Request, access: TenantAccess, channel: ChannelParam = "telegram"
+) -> Response:
     """The conversation fragment (polled)."""
-    return page(request, "_chat.html", **await _transcript(request, access))
+    return page(request, "_chat.html", **await _transcript(request, access, channel))
 
 
 @router.post("/messages")
 async def send(
-    request: Request, access: TenantOperator, text: Annotated[str, Form(max_length=4000)]
-) -> Response:
+    request: Request, access: TenantOperator, text: Annotated[str, Form(max_length=4000)],
+    channel: Annotated[str, Form(pattern="^(telegram|discord|whatsapp)$")] = "telegram",
+) -> Response:  # fmt: skip
     """Send a message to the bot as the sandbox user."""
     ctx = context_of(request)
     error = None
@@ -117,14 +153,21 @@ async def send(
         name = access.user.email.split("@")[0]
         chat_id = sandbox_chat_id(access.user.user_id)
         http = request.app.state.http
-        await _call(
-            ctx, http, access.tenant_id, "send", text=text, chat_id=chat_id, first_name=name
-        )
+        if channel == "discord":
+            await sbx.discord_call(ctx, http, access.tenant_id, "send", text=text,
+                                   user_id=str(chat_id), name=name)  # fmt: skip
+        elif channel == "whatsapp":
+            number = sbx.user_number(chat_id)
+            await sbx.whatsapp_send(ctx, http, access.tenant_id, number, name, text)
+        else:
+            await _call(
+                ctx, http, access.tenant_id, "send", text=text, chat_id=chat_id, first_name=name
+            )
         with ctx.db.system_session() as session:
             audit(session, tenant_id=access.tenant_id, actor=access.actor, action="sandbox.message")
     except TinyClawError as exc:
         error = exc.message
-    values = await _transcript(request, access)
+    values = await _transcript(request, access, channel)
     return page(
         request,
         "_chat.html",

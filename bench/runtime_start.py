@@ -5,9 +5,11 @@ Runs N times (default 20) each of:
            answers ok:true (which needs the fake Telegram's getMe to have succeeded);
   floor    a bare `python3 -m http.server` container from the same base image, created
            the same way (own bridge network, same limits and hardening), until GET / is 200.
-Then reports the idle RSS of one runtime (VmRSS of PID 1 and the cgroup's usage).
+Then reports the idle RSS of one runtime (VmRSS of PID 1 and the cgroup's usage): on
+Telegram alone, and with Telegram, Discord (a live Gateway session with the fake) and
+WhatsApp all connected.
 
-Usage: .venv/bin/python bench/runtime_start.py [--runs 20]
+Usage: .venv/bin/python bench/runtime_start.py [--runs 20] [--rss-only]
 """
 
 from __future__ import annotations
@@ -29,14 +31,25 @@ import docker  # noqa: E402
 
 from core.runtimes.base import RuntimeSpec  # noqa: E402
 from core.runtimes.docker import DockerDriver, container_name  # noqa: E402
+from tests.fakes.discord import FakeDiscord  # noqa: E402
 from tests.fakes.openai_upstream import FakeOpenAI  # noqa: E402
 from tests.fakes.telegram import FakeTelegram  # noqa: E402
-from tests.runtime.harness import home_files  # noqa: E402
+from tests.fakes.whatsapp import FakeGraph  # noqa: E402
+from tests.runtime.harness import home_files, team_settings  # noqa: E402
 
 IMAGE = "tinyclaw/runtime:dev"
 BASE = "tinyclaw/base:bookworm"
 TOKEN = "bench-api-token-0123456789"  # noqa: S105 - a throwaway bench token
 BOT = "4242:bench-bot-token"
+DISCORD_BOT = "MTbenchbenchbenchbenchbench.Gbench.benchbenchbenchbenchbenchbench"
+WHATSAPP_TOKEN = "EAAGbenchbenchbenchbenchbench"  # noqa: S105 - a throwaway bench token
+WHATSAPP_NUMBER = "100200300400"
+ALL_CHANNELS = {
+    "enabled": ["telegram", "discord", "whatsapp"],
+    "telegram": {},
+    "discord": {},
+    "whatsapp": {},
+}
 
 
 def _get(url_host: str, port: int, path: str, token: str | None = None) -> tuple[int, bytes]:
@@ -137,12 +150,25 @@ def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--rss-only", action="store_true", help="only the idle RSS figures")
     args = parser.parse_args()
     subprocess.run([str(REPO / "scripts/build-runtime-image.sh"), IMAGE], check=True)
     client = docker.from_env()
     driver = DockerDriver(client)
     telegram, upstream = FakeTelegram(host="0.0.0.0").start(), FakeOpenAI(host="0.0.0.0").start()
     telegram.add_bot(BOT, "bench_bot")
+    discord, graph = FakeDiscord(host="0.0.0.0").start(), FakeGraph(host="0.0.0.0").start()
+    discord.add_bot(DISCORD_BOT, "bench_dc")
+    graph.add_number(WHATSAPP_NUMBER, WHATSAPP_TOKEN)
+    gateway_port = discord.gateway_url.rsplit(":", 1)[1]
+    all_env = {
+        "DISCORD_BOT_TOKEN": DISCORD_BOT,
+        "DISCORD_API_BASE": f"http://host.docker.internal:{discord.port}/api/v10",
+        "DISCORD_GATEWAY_URL": f"ws://host.docker.internal:{gateway_port}",
+        "WHATSAPP_ACCESS_TOKEN": WHATSAPP_TOKEN,
+        "WHATSAPP_PHONE_NUMBER_ID": WHATSAPP_NUMBER,
+        "WHATSAPP_GRAPH_BASE": f"http://host.docker.internal:{graph.port}/v21.0",
+    }
     env = {
         "RUNTIME_API_TOKEN": TOKEN,
         "TELEGRAM_BOT_TOKEN": BOT,
@@ -164,19 +190,36 @@ def main() -> None:
             pids_limit=64,
         )
 
+    def all_channels(i: int) -> RuntimeSpec:
+        base = spec(i)
+        files = home_files(team_settings(channels=ALL_CHANNELS))
+        return base.model_copy(update={"env": {**env, **all_env}, "files": files})
+
+    runtime: list[float] = []
+    floor: list[float] = []
     try:
-        runtime = [time_runtime(driver, spec(i)) for i in range(args.runs)]
-        floor = [time_floor(client, f"tcc-bench-floor-{run}-{i}") for i in range(args.runs)]
+        if not args.rss_only:
+            runtime = [time_runtime(driver, spec(i)) for i in range(args.runs)]
+            floor = [time_floor(client, f"tcc-bench-floor-{run}-{i}") for i in range(args.runs)]
         rss, cgroup = idle_rss(driver, client, spec(999))
+        rss_all, cgroup_all = idle_rss(driver, client, all_channels(998))
     finally:
         for tenant in driver.list_tenants():
             if tenant.startswith(f"bench-{run}-"):
                 driver.remove(tenant)
-        telegram.stop()
-        upstream.stop()
-    print(summary("runtime", runtime))
-    print(summary("floor", floor))
-    print(f"idle RSS: runtime process {rss:.1f} MB; container cgroup (minus cache) {cgroup:.1f} MB")
+        for fake in (telegram, upstream, discord, graph):
+            fake.stop()
+    if runtime:
+        print(summary("runtime", runtime))
+        print(summary("floor", floor))
+    print(
+        f"idle RSS, Telegram only: runtime process {rss:.1f} MB; "
+        f"container cgroup (minus cache) {cgroup:.1f} MB"
+    )
+    print(
+        f"idle RSS, Telegram + Discord + WhatsApp connected: runtime process {rss_all:.1f} MB; "
+        f"container cgroup (minus cache) {cgroup_all:.1f} MB"
+    )
 
 
 if __name__ == "__main__":

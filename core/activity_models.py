@@ -139,7 +139,7 @@ class RuntimeCallInput(BaseModel):
 
 
 # Owner reads and the live pairing push (core.runtime_reads): answered as ``data``.
-OWNER_OPS = frozenset({"pairing", "set_pairing", "conversations"})
+OWNER_OPS = frozenset({"pairing", "set_pairing", "conversations", "whatsapp_inbound"})
 
 
 class RuntimeCallResult(BaseModel):

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from core import credentials as creds
+from core.channels.service import CREDENTIAL_KIND
 from core.db import Database
 from core.deployments import get_tenant
 from core.secrets import SecretStore
@@ -24,7 +25,7 @@ APPLIED = "applied_config"
 ROLLBACK = "rollback_config"
 SNAPSHOT_KINDS = (APPLIED, ROLLBACK)
 # What a snapshot covers: customer credentials (value + detail) and runtime-relevant columns.
-SECRET_KINDS = (creds.TELEGRAM, creds.PROVIDER_KEY)
+SECRET_KINDS = (*CREDENTIAL_KIND.values(), creds.PROVIDER_KEY)
 TENANT_FIELDS = (
     "model_mode", "model", "telegram_owner_id", "telegram_bot_username", "telegram_access",
 )  # fmt: skip

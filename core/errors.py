@@ -13,6 +13,9 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     │   ├── MissingCredential   422     missing_telegram_token      core/provisioning.py
     │   ├── TemplateProblem     422     invalid_bundle              core/rendering.py
     │   ├── BadTelegramToken    422     bad_telegram_token          core/channels/telegram.py
+    │   ├── BadDiscordToken     422     bad_discord_token           core/channels/discord.py
+    │   ├── DiscordIntentMissing 422    discord_intent_missing      core/channels/discord.py
+    │   ├── BadWhatsAppCredentials 422  bad_whatsapp_credentials    core/channels/whatsapp.py
     │   ├── EgressRefused       422     provider_url_refused        core/egress.py
     │   └── ControlBackupError  422     invalid_input               core/control_backup.py
     ├── Unauthorized            401     unauthorized                missing or wrong credentials

@@ -79,9 +79,10 @@ def _text(kind: str, bot: str, base_url: str) -> tuple[str, str]:
             f"Our team has been notified and is looking into it. Status: {page}",
         ),
         "token_revoked": (
-            f"Telegram no longer accepts the token of {bot}",
-            f"Telegram refuses the bot token of {bot}: it was revoked or replaced in "
-            f"BotFather. Paste the new token on the bot's page to bring it back: {page}",
+            f"A channel no longer accepts the token of {bot}",
+            f"Telegram, Discord or WhatsApp refuses the token of {bot}: it was revoked or "
+            f"replaced (in BotFather, the Discord Developer Portal or Meta's App Dashboard) or "
+            f"has expired. Connect the channel again under Channels on the bot's page: {page}",
         ),
         "budget_80": (
             f"{bot} has used 80% of its monthly model budget",

@@ -18,16 +18,20 @@ from core.errors import InvalidInput, NotFound
 from core.tenants import require_tenant
 
 ACCESS_MODES = ("private", "public")
-SENDER_ID = re.compile(r"^-?[0-9]{1,20}$")
+# A Telegram user id as it is; other channels' identities carry their channel, so an
+# approval on one channel never lets the same number talk on another.
+SENDER_ID = re.compile(r"^(?:(?:discord|whatsapp):)?-?[0-9]{1,20}$")
 CODE = re.compile(r"^[A-Z2-9]{4}-[A-Z2-9]{4}$")
 
 
 def check_sender_id(value: str) -> str:
-    """A Telegram user id as text, or InvalidInput (code bad_sender_id)."""
+    """A channel identity as text (Telegram id, ``discord:<id>``, ``whatsapp:<number>``), or
+    InvalidInput (code bad_sender_id)."""
     value = str(value).strip()
     if not SENDER_ID.match(value):
         raise InvalidInput(
-            "sender_id must be a Telegram user id (digits).",
+            "sender_id must be a Telegram user id (digits), discord:<user id> or "
+            "whatsapp:<number, digits only>.",
             code="bad_sender_id",
             field="sender_id",
         )

@@ -24,7 +24,7 @@ MATRIX: dict[str, tuple[Role, str]] = {
     ),
     "bot.manage": (
         "admin",
-        "create and configure bots: Telegram token, model and keys, bundle, restore",
+        "create and configure bots: channels and their tokens, model and keys, bundle, restore",
     ),
     "billing.manage": ("admin", "change plans, checkout and the billing portal"),
     "members.read": ("viewer", "see the organization's members"),

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from core import credentials as creds
 from core.bundles.catalog import Catalog
 from core.bundles.schema import BundleManifest
+from core.channels import service as channels
 from core.db import Database
 from core.db.models import Tenant
 from core.deployments import get_tenant
@@ -31,6 +32,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "0.0.0.0", "::1"})
 
 class MissingCredential(InvalidInput):
     default_code = "missing_telegram_token"
+
+
+NO_CHANNEL = "Connect a channel (Telegram, Discord or WhatsApp) before deploying."
 
 
 @dataclass
@@ -74,6 +78,7 @@ class Provisioner:
             byok_model=byok_model,
             telegram_access=pairing["access"],
             approved_senders=tuple((a["sender_id"], a["name"]) for a in pairing["approved"]),
+            channels=tuple(channels.enabled_kinds(session, tenant.id)),
         )  # fmt: skip
 
     def spec(
@@ -104,24 +109,41 @@ class Provisioner:
         Also what a driver asks for when it must hand a runtime its secrets again (a start
         by the engine, a worker that did not run the deploy): never cached on disk.
         """
-        token = creds.read_secret(db, self.store, tenant_id, creds.TELEGRAM)
-        if not token:
-            raise MissingCredential("Connect a Telegram bot token before deploying.")
+        secrets = channels.channel_secrets(db, self.store, tenant_id)
+        if not secrets:
+            raise MissingCredential(NO_CHANNEL, code="missing_channel")
         gateway_token = creds.read_secret(db, self.store, tenant_id, creds.GATEWAY_TOKEN)
         runtime_token = creds.read_secret(db, self.store, tenant_id, creds.RUNTIME_API_TOKEN)
         env = runtime_env(
             {
-                "TELEGRAM_BOT_TOKEN": token,
+                **self._channel_env(db, tenant_id, secrets),
                 # Managed and BYOK both go through the gateway: a BYOK key never leaves the
                 # control plane, and usage is metered either way.
                 "OPENAI_BASE_URL": self.reachable(self.settings.resolved_gateway_public_url),
                 "OPENAI_API_KEY": gateway_token or "",
                 "RUNTIME_API_TOKEN": runtime_token or "",
-                "TELEGRAM_API_BASE": self.reachable(self.settings.telegram_api_base),
             },
             home=self.home_for(tenant_id),
         )
         return dict(env)
+
+    def _channel_env(self, db: Database, tenant_id: str, secrets: dict) -> dict[str, str]:
+        """Each connected channel's secret and its (configurable) API bases."""
+        env: dict[str, str] = {"TELEGRAM_API_BASE": self.reachable(self.settings.telegram_api_base)}
+        if "telegram" in secrets:
+            env["TELEGRAM_BOT_TOKEN"] = secrets["telegram"]
+        if "discord" in secrets:
+            env["DISCORD_BOT_TOKEN"] = secrets["discord"]
+            env["DISCORD_API_BASE"] = self.reachable(self.settings.discord_api_base)
+            env["DISCORD_GATEWAY_URL"] = self.reachable(self.settings.discord_gateway_url)
+        if "whatsapp" in secrets:
+            with db.tenant_session(tenant_id) as session:
+                row = channels.channel(session, tenant_id, "whatsapp")
+                number = str(((row.detail or {}) if row else {}).get("phone_number_id") or "")
+            env["WHATSAPP_ACCESS_TOKEN"] = secrets["whatsapp"]["access_token"]
+            env["WHATSAPP_PHONE_NUMBER_ID"] = number
+            env["WHATSAPP_GRAPH_BASE"] = self.reachable(self.settings.whatsapp_graph_base)
+        return env
 
     def serve_secrets(self, db: Database) -> None:
         """Let the driver read a runtime's secrets from the store when it must start one it

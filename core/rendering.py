@@ -47,6 +47,8 @@ class TenantChoices(BaseModel):
     owner_telegram_id: int | None = None
     # private | public, and the approved senders ({sender_id, name}) from the database.
     telegram_access: Literal["private", "public"] = "private"
+    # The connected channels the runtime runs (telegram | discord | whatsapp).
+    channels: tuple[str, ...] = ("telegram",)
     approved_senders: tuple[tuple[str, str | None], ...] = ()
     model_mode: Literal["managed", "byok"] = "managed"
     byok_model: str | None = None
@@ -171,7 +173,7 @@ def _settings(
     policy = manifest.policy
     return {
         "workspace": {"path": workspace, "name": choices.tenant_name},
-        "channels": {"enabled": ["telegram"], "telegram": {}},
+        "channels": {"enabled": list(choices.channels), **{k: {} for k in choices.channels}},
         "models": {"provider": "openai", "openai": {"model": agents[entry]["model"]}},
         "agents": agents,
         "teams": {
@@ -298,10 +300,23 @@ RUNTIME_ENV: dict[str, str] = {
     "OPENAI_API_KEY": "secret: the tenant's gateway token (managed) or its own key (BYOK)",
     "RUNTIME_API_TOKEN": "secret: bearer token for the runtime's HTTP API",
     "TELEGRAM_API_BASE": "optional: Bot API base URL (the sandbox Telegram in development)",
+    "DISCORD_BOT_TOKEN": "secret: the tenant's Discord bot token",
+    "DISCORD_API_BASE": "Discord REST API base URL",
+    "DISCORD_GATEWAY_URL": "Discord Gateway websocket URL",
+    "WHATSAPP_ACCESS_TOKEN": "secret: the tenant's WhatsApp Cloud API access token",
+    "WHATSAPP_PHONE_NUMBER_ID": "the WhatsApp phone number id replies are sent from",
+    "WHATSAPP_GRAPH_BASE": "Graph API base URL for WhatsApp replies",
     "TINYAGI_HOME": "the runtime home inside the container (default /home/tinyagi)",
 }
-REQUIRED_ENV = ("TELEGRAM_BOT_TOKEN", "OPENAI_BASE_URL", "OPENAI_API_KEY", "RUNTIME_API_TOKEN")
-PUBLIC_ENV = frozenset({"OPENAI_BASE_URL", "TELEGRAM_API_BASE", "TINYAGI_HOME"})
+REQUIRED_ENV = ("OPENAI_BASE_URL", "OPENAI_API_KEY", "RUNTIME_API_TOKEN")
+# At least one channel's secret is required.
+CHANNEL_ENV = ("TELEGRAM_BOT_TOKEN", "DISCORD_BOT_TOKEN", "WHATSAPP_ACCESS_TOKEN")
+PUBLIC_ENV = frozenset(
+    {
+        "OPENAI_BASE_URL", "TELEGRAM_API_BASE", "TINYAGI_HOME", "DISCORD_API_BASE",
+        "DISCORD_GATEWAY_URL", "WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_GRAPH_BASE",
+    }
+)  # fmt: skip
 
 
 def runtime_env(secrets: Mapping[str, str], *, home: str = DEFAULT_HOME) -> RuntimeEnv:
@@ -310,6 +325,8 @@ def runtime_env(secrets: Mapping[str, str], *, home: str = DEFAULT_HOME) -> Runt
     if unknown:
         raise InvalidInput(f"unknown runtime environment variable(s): {', '.join(unknown)}")
     missing = [name for name in REQUIRED_ENV if not secrets.get(name)]
+    if not any(secrets.get(name) for name in CHANNEL_ENV):
+        missing.append(" or ".join(CHANNEL_ENV))
     if missing:
         raise InvalidInput(f"runtime environment is missing {', '.join(missing)}")
     env = RuntimeEnv({"TINYAGI_HOME": home})

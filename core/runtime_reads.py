@@ -7,7 +7,7 @@ way: pending pairing requests (``pairing``), the last messages (``conversations`
 the live push of the database's approvals and access mode (``set_pairing``; the database
 stays the source of truth and every deploy, restart and restore renders it into
 ``pairing.json``). Callers must already have checked the tenant scope (``TenantAccess``,
-``TenantOwner`` for the push); this module only talks to that tenant's runtime.
+``TenantManager`` for the push); this module only talks to that tenant's runtime.
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ from core.runtimes.base import RuntimeDriverError
 # (a retry after the model answered would bill and answer twice).
 TIMEOUTS = {
     "message": 60.0, "logs": 10.0, "status": 5.0,
-    "pairing": 10.0, "set_pairing": 10.0, "conversations": 10.0,
+    "pairing": 10.0, "set_pairing": 10.0, "conversations": 10.0, "whatsapp_inbound": 10.0,
 }  # fmt: skip
 # The runtime's owner routes (runtime/owner_api.py).
 OWNER_ROUTES = {
     "pairing": ("GET", "/api/pairing"),
     "set_pairing": ("PUT", "/api/pairing"),
     "conversations": ("GET", "/api/conversations"),
+    # WhatsApp messages the control plane's webhook verified, pushed to be queued.
+    "whatsapp_inbound": ("POST", "/api/whatsapp"),
 }
 NOT_ANSWERING = "The bot's runtime is not answering. Is it paused or stopped?"
 
@@ -54,6 +56,7 @@ class RuntimeReader:
         text: str | None = None,
         lines: int = 100,
         pairing: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """The runtime's JSON answer to ``op``: message | logs | status, or an owner route
         (pairing | conversations | set_pairing, which sends ``pairing`` as the body)."""
@@ -77,7 +80,7 @@ class RuntimeReader:
                 )  # fmt: skip
             elif op in OWNER_ROUTES:
                 method, path = OWNER_ROUTES[op]
-                payload = pairing if op == "set_pairing" else None
+                payload = pairing if op == "set_pairing" else body
                 resp = await self.http.request(
                     method, f"{address}{path}", headers=headers, timeout=timeout, json=payload
                 )

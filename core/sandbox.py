@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.channels.telegram import TOKEN_SHAPE
+from core.sandbox_channels import SandboxChannels, discord_routes, whatsapp_routes
 
 MAX_TEXT = 4096
 MAX_POLL_S = 50.0
@@ -256,11 +257,15 @@ def build_app(state: SandboxTelegram | None = None) -> Starlette:
         chat_id = int(request.query_params.get("chat_id") or 0)
         return _ok({"username": bot.username, "messages": bot.transcripts.get(chat_id, [])})
 
+    channels = SandboxChannels()
     app = Starlette(
         routes=[
             Route("/bot{token}/sandbox/send", sandbox_send, methods=["POST"]),
             Route("/bot{token}/sandbox/transcript", sandbox_transcript, methods=["GET"]),
             Route("/bot{token}/{method}", method, methods=["GET", "POST"]),
+            # The Discord and WhatsApp stand-ins, on the same server (core.sandbox_channels).
+            *discord_routes(channels),
+            *whatsapp_routes(channels),
         ],
         lifespan=_lifespan(state),
     )

@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     telegram_api_base: str = "https://api.telegram.org"
     sandbox_telegram: bool = False
     sandbox_telegram_port: int = 8081
+    # Discord: the REST API (token checks, the runtime's replies) and the Gateway websocket.
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg"
+    # WhatsApp Business Cloud API (Graph API): number checks and the runtime's replies.
+    whatsapp_graph_base: str = "https://graph.facebook.com/v21.0"
+    # Inbound WhatsApp messages older than this (by their own timestamp) are refused.
+    whatsapp_max_age_s: int = 600
 
     # Billing (off when no Stripe key is configured)
     stripe_secret_key: SecretStr | None = None

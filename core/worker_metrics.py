@@ -58,6 +58,20 @@ class RuntimeReading:
         error = (channels.get("telegram") or {}).get("error") or ""
         return isinstance(error, str) and bool(_UNAUTHORIZED.search(error))
 
+    def channel_unauthorized(self) -> dict[str, bool]:
+        """Each channel the runtime runs: whether its provider refuses the credentials
+        (Telegram's 401, a Discord or WhatsApp ``auth_failed``)."""
+        channels = (self.status or {}).get("channels") or {}
+        out = {}
+        for kind, state in channels.items():
+            state = state if isinstance(state, Mapping) else {}
+            raw = state.get("error")
+            error = raw if isinstance(raw, str) else ""
+            out[str(kind)] = bool(state.get("auth_failed")) or (
+                kind == "telegram" and bool(_UNAUTHORIZED.search(error))
+            )
+        return out
+
 
 class SweepSnapshot(Collector):
     """The last sweep's readings, swapped in whole so a scrape never sees half a sweep and a
@@ -81,6 +95,12 @@ class SweepSnapshot(Collector):
             "1 when Telegram refuses the bot's token (revoked or replaced)",
             labels=["tenant_id"],
         )
+        channel_refused = GaugeMetricFamily(
+            "tcc_runtime_channel_unauthorized",
+            "1 when a channel's provider refuses the bot's credentials (Telegram, Discord, "
+            "WhatsApp)",
+            labels=["tenant_id", "channel"],
+        )
         queue = GaugeMetricFamily(
             "tcc_runtime_queue_messages",
             "Messages in the runtime's queue by state (dead: given up after retries)",
@@ -96,12 +116,14 @@ class SweepSnapshot(Collector):
             if r.status is None:
                 continue
             unauthorized.add_metric([r.tenant_id], 1.0 if r.telegram_unauthorized else 0.0)
+            for kind, refused in r.channel_unauthorized().items():
+                channel_refused.add_metric([r.tenant_id, kind], 1.0 if refused else 0.0)
             counts = r.status.get("queue") or {}
             for state in QUEUE_STATES:
                 queue.add_metric([r.tenant_id, state], float(counts.get(state) or 0))
             if isinstance(r.status.get("uptime"), int | float):
                 uptime.add_metric([r.tenant_id], float(r.status["uptime"]))
-        yield from (answering, unauthorized, queue, uptime)
+        yield from (answering, unauthorized, channel_refused, queue, uptime)
 
 
 class WorkerMetrics:

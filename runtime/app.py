@@ -20,6 +20,7 @@ from runtime.pairing import Pairing
 from runtime.queue import Message, Store
 from runtime.router import Router
 from runtime.telegram import TelegramChannel
+from runtime.whatsapp import WhatsAppChannel
 
 log = logging.getLogger("runtime.app")
 
@@ -53,10 +54,30 @@ class App:
                 self.notify,
                 env.telegram_poll_timeout,
             )
+        self.discord: Any = None
+        if "discord" in settings.channels and env.discord_token:
+            from runtime.discord import DiscordChannel  # imports websockets: only when used
+
+            self.discord = DiscordChannel(
+                env.discord_token, env.discord_api_base, env.discord_gateway_url,
+                self.store, self.pairing, self.notify,
+            )  # fmt: skip
+        self.whatsapp: WhatsAppChannel | None = None
+        if "whatsapp" in settings.channels and env.whatsapp_token and env.whatsapp_phone_number_id:
+            self.whatsapp = WhatsAppChannel(
+                env.whatsapp_token, env.whatsapp_phone_number_id, env.whatsapp_graph_base,
+                self.store, self.pairing, self.notify,
+            )  # fmt: skip
         self.api = ApiServer(env.api_token)
         # The secrets arrive in a file or a pipe, not in os.environ: redact what env holds.
         redactor = Redactor(secret_values(os.environ))
-        for delivered in (env.api_token, env.telegram_token, env.openai_api_key):
+        delivered_secrets = (env.discord_token, env.whatsapp_token)
+        for delivered in (
+            env.api_token,
+            env.telegram_token,
+            env.openai_api_key,
+            *delivered_secrets,
+        ):
             if delivered:
                 redactor.add(delivered)
         OwnerApi(self.store, self.pairing, redactor).register(self.api)
@@ -86,6 +107,8 @@ class App:
         ]
         if self.telegram:
             background.append(asyncio.create_task(self.telegram.run()))
+        if self.discord:
+            background.append(asyncio.create_task(self.discord.run()))
         workers = [asyncio.create_task(self._worker()) for _ in range(self.env.workers)]
         log.info(
             "runtime started",
@@ -159,19 +182,40 @@ class App:
             )
 
     async def _deliver(self, message: Message, text: str, agent: str, failed: bool) -> None:
-        if message.channel == "telegram" and self.telegram and message.chat_id:
-            await self.telegram.send(message.chat_id, text)
+        if message.channel in ("telegram", "discord", "whatsapp") and message.chat_id:
+            await self._send(message.channel, message.chat_id, text)
         elif message.channel == "heartbeat":
             log.info(
                 "heartbeat result", extra={"agent": agent, "chars": len(text), "failed": failed}
             )
             owner = self.pairing.owner()
-            if self.telegram and owner and not failed and worth_sending(text):
-                await self.telegram.send(owner, text)
+            if owner and not failed and worth_sending(text):
+                await self._send_owner(owner, text)
         waiter = self._waiters.pop(message.id, None)
         if waiter and not waiter.done():
             waiter.set_result({"reply": text, "agent": agent, "message_id": message.id})
         log.info("message completed", extra={"message_id": message.id, "channel": message.channel})
+
+    def _channel(self, kind: str) -> Any:
+        return {"telegram": self.telegram, "discord": self.discord, "whatsapp": self.whatsapp}.get(
+            kind
+        )
+
+    async def _send(self, kind: str, chat_id: str, text: str) -> None:
+        channel = self._channel(kind)
+        if channel is None:
+            raise RuntimeError(f"{kind} is not connected")
+        await channel.send(chat_id, text)
+
+    async def _send_owner(self, owner: str, text: str) -> None:
+        """A heartbeat notice to the owner on the owner's own channel (by identity prefix).
+
+        A Discord owner's identity is a user id, not a channel: only Telegram and WhatsApp
+        owners, whose identity is also where to write, get notices.
+        """
+        kind, _, ident = owner.rpartition(":")
+        if kind in ("", "whatsapp") and self._channel(kind or "telegram") is not None:
+            await self._send(kind or "telegram", ident, text)
 
     def _register_routes(self) -> None:
         self.api.route("GET", "/healthz", self._healthz)
@@ -180,6 +224,7 @@ class App:
         self.api.route("POST", "/api/reset", self._reset)
         self.api.route("GET", "/api/logs", self._logs)
         self.api.route("POST", "/api/backup", self._backup)
+        self.api.route("POST", "/api/whatsapp", self._whatsapp)
 
     async def _healthz(self, body: dict, query: dict) -> dict[str, Any]:
         """Liveness only: the process is up and serving."""
@@ -190,6 +235,16 @@ class App:
         channels = {}
         if "telegram" in self.settings.channels:
             channels["telegram"] = self._telegram_status()
+        if "discord" in self.settings.channels:
+            channels["discord"] = self._discord_status()
+        if "whatsapp" in self.settings.channels:
+            wa = self.whatsapp
+            channels["whatsapp"] = (
+                {"running": wa.healthy()}
+                | ({"error": wa.auth_error, "auth_failed": True} if wa.auth_error else {})
+                if wa
+                else {"running": False, "error": "no access token"}
+            )
         last = self.store.last_message_at()
         last_iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last else None
         return {
@@ -211,6 +266,29 @@ class App:
         if not status["running"] and channel.running:
             status["error"] = channel.last_error or f"no successful poll in {stale_after}s"
         return status
+
+    def _discord_status(self) -> dict[str, Any]:
+        channel = self.discord
+        if channel is None:
+            return {"running": False, "error": "no bot token"}
+        stale_after = self.env.telegram_stale_after
+        status: dict[str, Any] = {"running": channel.healthy(stale_after)}
+        if channel.last_ok is not None:
+            status["last_ok_age_s"] = round(time.monotonic() - channel.last_ok, 1)
+        if not status["running"]:
+            status["error"] = channel.fatal or channel.last_error or "connecting"
+        if channel.auth_failed:
+            status["auth_failed"] = True
+        return status
+
+    async def _whatsapp(self, body: dict, query: dict) -> dict[str, Any]:
+        """Messages the control plane's webhook verified, pushed here to be queued."""
+        if self.whatsapp is None:
+            raise ApiError(409, "whatsapp: not enabled")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise ApiError(400, "messages: a list of objects is required")
+        return {"ok": True, **(await self.whatsapp.inbound(messages))}
 
     async def _message(self, body: dict, query: dict) -> dict[str, Any]:
         """Process a message through the queue as if from a channel and return the reply."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from runtime.schema import SETTINGS_SCHEMA, validate
 
-SUPPORTED_CHANNELS = ("telegram",)
+SUPPORTED_CHANNELS = ("telegram", "discord", "whatsapp")
 DEFAULT_POLICY = {
     "max_chain_depth": 3,
     "max_messages_per_conversation_per_hour": 60,
@@ -35,6 +35,12 @@ class Env:
     api_token: str
     telegram_token: str | None
     telegram_api_base: str
+    discord_token: str | None
+    discord_api_base: str
+    discord_gateway_url: str
+    whatsapp_token: str | None
+    whatsapp_phone_number_id: str | None
+    whatsapp_graph_base: str
     openai_base_url: str
     openai_api_key: str | None
     log_level: str
@@ -177,6 +183,14 @@ def load_env(environ: dict[str, str]) -> Env:
         api_token=token,
         telegram_token=environ.get("TELEGRAM_BOT_TOKEN") or None,
         telegram_api_base=environ.get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/"),
+        discord_token=environ.get("DISCORD_BOT_TOKEN") or None,
+        discord_api_base=environ.get("DISCORD_API_BASE", "https://discord.com/api/v10").rstrip("/"),
+        discord_gateway_url=environ.get("DISCORD_GATEWAY_URL", "wss://gateway.discord.gg"),
+        whatsapp_token=environ.get("WHATSAPP_ACCESS_TOKEN") or None,
+        whatsapp_phone_number_id=environ.get("WHATSAPP_PHONE_NUMBER_ID") or None,
+        whatsapp_graph_base=environ.get(
+            "WHATSAPP_GRAPH_BASE", "https://graph.facebook.com/v21.0"
+        ).rstrip("/"),
         openai_base_url=environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1").rstrip("/"),
         openai_api_key=environ.get("OPENAI_API_KEY") or None,
         log_level=environ.get("TINYAGI_LOG_LEVEL", "INFO"),
@@ -247,6 +261,14 @@ def _cross_check(raw: dict[str, Any], env: Env | None) -> list[str]:
             errors.append(
                 "settings.json: channels.telegram.bot_token: required (or TELEGRAM_BOT_TOKEN)"
             )
+    enabled = channels.get("enabled") or []
+    if "discord" in enabled and not (env and env.discord_token):
+        errors.append("environment: DISCORD_BOT_TOKEN: required for the discord channel")
+    if "whatsapp" in enabled and not (env and env.whatsapp_token and env.whatsapp_phone_number_id):
+        errors.append(
+            "environment: WHATSAPP_ACCESS_TOKEN and WHATSAPP_PHONE_NUMBER_ID: required for "
+            "the whatsapp channel"
+        )
     return errors
 
 

@@ -200,7 +200,10 @@ PAIRING_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["sender_id"],
                 "properties": {
-                    "sender_id": {"type": ["string", "integer"], "pattern": r"^-?[0-9]{1,20}$"},
+                    "sender_id": {
+                        "type": ["string", "integer"],
+                        "pattern": r"^(?:(?:discord|whatsapp):)?-?[0-9]{1,20}$",
+                    },
                     "name": {"type": ["string", "null"]},
                 },
             },

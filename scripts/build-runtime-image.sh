@@ -13,6 +13,17 @@ if [[ "$base" == tinyclaw/base:* ]]; then
   scripts/build-base-image.sh "$base"
 fi
 
+# The runtime's few libraries (runtime/requirements.txt: the Discord Gateway's websocket
+# client) come from PyPI as pure-Python wheels, fetched here on the host (the image has no
+# pip) into the build context, and unpacked into the image by the Dockerfile.
+rm -rf runtime/.deps && mkdir -p runtime/.deps
+pyver="$(docker run --rm --network none --entrypoint python3 "$base" \
+  -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+  --platform any --python-version "$pyver" -r runtime/requirements.txt -d runtime/.deps 2>&1 \
+  | grep -v "is ignored: it is neither a file nor a directory" >&2 || true
+ls runtime/.deps/*.whl >/dev/null 2>&1 || { echo "could not download runtime/requirements.txt" >&2; exit 1; }
+
 # Hash exactly what the build context sends (sources + Dockerfile), plus the base image id.
 hash="$( (cd runtime && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
            | LC_ALL=C sort -z | xargs -0 sha256sum; \

@@ -16,6 +16,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 # Alert rules are unit-tested with promtool; `up` runs both when TCC_LOCAL_ALERTING=1.
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+# The runtime image's libraries (runtime/requirements.txt) are fetched from PyPI with pip.
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -17,7 +17,7 @@ from core.errors import TinyClawError
 router = APIRouter(prefix="/app/notifications", include_in_schema=False)
 TOPIC_LABELS = {
     "bot_down": "A bot is down and did not come back on its own",
-    "token_revoked": "Telegram no longer accepts a bot's token",
+    "token_revoked": "A channel (Telegram, Discord, WhatsApp) no longer accepts a bot's token",
     "budget": "A bot used 80% and 100% of its monthly model budget",
     "payment": "A payment failed",
 }

@@ -15,8 +15,10 @@ from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, outcome_redirect, page, redirect
 from api.dashboard.wizard import bundles_for, models_or_error
 from api.deps import TenantAccess, TenantBilling, TenantDeleter, TenantManager, TenantOperator
+from api.sandbox_channels import discord_on, whatsapp_on
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.channels import live_channel_views
 from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
@@ -105,8 +107,15 @@ async def render_bot(
     action = current_action(bot)
     steps = await workflow_steps(ctx, action.workflow_id) if action else []
     history = list(reversed(bot.workflow.history)) if bot.workflow else []
+    channels = await live_channel_views(ctx, access.tenant_id)
+    sandbox_kinds = [
+        k for k, on in (("discord", discord_on(ctx)), ("whatsapp", whatsapp_on(ctx))) if on
+    ]
     return page(
-        request, "bot.html", status_code, bot=bot, feed=feed, usage=usage, history=history,
+        request, "bot.html", status_code, bot=bot, feed=feed, channels=channels,
+        sandbox_kinds=sandbox_kinds,
+        channel_room=(PLANS[bot.plan].max_channels if bot.plan in PLANS else 0) - len(channels),
+        usage=usage, history=history,
         events=events_view(ctx, access.tenant_id, 20)[0], action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,

@@ -48,7 +48,7 @@ async def approve(
 
 @router.post("/pairing/revoke")
 async def revoke(
-    request: Request, access: TenantOperator, sender_id: Annotated[str, Form(max_length=24)]
+    request: Request, access: TenantOperator, sender_id: Annotated[str, Form(max_length=40)]
 ) -> Response:
     """Revoke an approved sender."""
     tid = access.tenant_id

@@ -14,7 +14,7 @@ from core.workflow_models import ActionRecord
 STEP_LABELS = {
     "prepare_deploy": "Prepare the configuration and credentials",
     "start_runtime": "Start the bot's isolated runtime",
-    "verify_telegram": "Check the Telegram bot token",
+    "verify_telegram": "Check the channel credentials",
     "wait_healthy": "Wait until the runtime reports healthy",
     "send_test_message": "Send a test message through the bot",
     "record_transition": "Record the new state",

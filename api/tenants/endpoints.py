@@ -18,12 +18,12 @@ from api.deps import (
 )
 from api.pagination import Page
 from api.tenants import schemas as s
+from api.tenants.channels import ChannelIn, connect_channel
 from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
 from api.tenants.service import call_runtime, events_view, request_reconfigure, tenant_view
 from control.lifecycle import send_command
 from core import credentials as creds
 from core.billing.service import assign_plan_without_payment
-from core.channels.telegram import get_me
 from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
 from core.organizations import personal_org, require
@@ -123,32 +123,17 @@ async def set_telegram_token(
 ) -> s.CredentialOut:
     """Connect a Telegram bot token (checked with getMe at once)."""
     http: httpx.AsyncClient = request.app.state.http
-    me = await get_me(http, ctx.settings.telegram_api_base, body.token)
-    store = ctx.secrets
-    row = creds.store_credential(
-        ctx.db,
-        store,
-        access.tenant_id,
-        creds.TELEGRAM,
-        body.token.strip(),
-        detail={"username": me.username},
+    owner = str(body.owner_telegram_id) if body.owner_telegram_id is not None else None
+    view = await connect_channel(
+        ctx, http, access.tenant_id, access.actor, "telegram",
+        ChannelIn(token=body.token, owner_id=owner),
+    )  # fmt: skip
+    return s.CredentialOut(
+        kind=creds.TELEGRAM,
+        last4=view.last4,
+        detail={"username": (view.detail or {}).get("username")},
+        reconfigure=view.reconfigure,
     )
-    with ctx.db.tenant_session(access.tenant_id) as session:
-        tenant = require_tenant(session, access.tenant_id)
-        tenant.telegram_bot_username = me.username
-        if body.owner_telegram_id is not None:
-            tenant.telegram_owner_id = body.owner_telegram_id
-        audit(
-            session,
-            tenant_id=access.tenant_id,
-            actor=access.actor,
-            action="telegram.token_set",
-            bot=me.username,
-        )
-    outcome = await request_reconfigure(
-        ctx, access.tenant_id, access.actor, f"Telegram bot changed to @{me.username}."
-    )
-    return s.CredentialOut(kind=row.kind, last4=row.last4, detail=row.detail, reconfigure=outcome)
 
 
 @router.put("/{tenant_id}/provider-key")

@@ -27,7 +27,7 @@ class CodeIn(BaseModel):
 
 
 class SenderIn(BaseModel):
-    sender_id: str = Field(min_length=1, max_length=24)
+    sender_id: str = Field(min_length=1, max_length=40)
 
 
 class AccessIn(BaseModel):

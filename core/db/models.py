@@ -300,9 +300,27 @@ class TelegramApproval(TenantOwned, Base):
     __table_args__ = (UniqueConstraint("tenant_id", "sender_id"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    sender_id: Mapped[str] = mapped_column(String(24))
+    # Telegram user ids as they are; other channels prefixed: "discord:<id>", "whatsapp:<wa_id>".
+    sender_id: Mapped[str] = mapped_column(String(40))
     first_name: Mapped[str | None] = mapped_column(String(64))
     approved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Channel(TenantOwned, Base):
+    """A channel the tenant connected (telegram | discord | whatsapp); its secrets are
+    ``credentials`` rows of the channel's kind, never here."""
+
+    __tablename__ = "channels"
+    __table_args__ = (UniqueConstraint("tenant_id", "kind"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))
+    # connected: checked with the provider; failing: the last check or the runtime said no.
+    state: Mapped[str] = mapped_column(String(16), default="connected")
+    detail: Mapped[dict[str, Any] | None]  # non-secret: bot username, display number, ...
+    last_checked_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Credential(TenantOwned, Base):

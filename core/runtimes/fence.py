@@ -68,6 +68,11 @@ def bridge_name(tenant_id: str) -> str:
 def allowlist(env: Mapping[str, str], extra: Iterable[str] = ()) -> list[str]:
     """The URLs a tenant may reach: its model base URL, its Telegram base, the operator's."""
     urls = [env.get("OPENAI_BASE_URL", ""), env.get("TELEGRAM_API_BASE") or DEFAULT_TELEGRAM_BASE]
+    urls += [env.get(name, "") for name in ("DISCORD_API_BASE", "WHATSAPP_GRAPH_BASE")]
+    # A websocket goes through the proxy as CONNECT, which the proxy allows for https URLs.
+    gateway = env.get("DISCORD_GATEWAY_URL", "")
+    if gateway:
+        urls.append("https" + gateway[gateway.index(":") :] if ":" in gateway else gateway)
     urls += list(extra)
     out: list[str] = []
     for url in urls:

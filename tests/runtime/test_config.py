@@ -60,8 +60,12 @@ def test_valid_settings_resolve_defaults(tmp_path: Path) -> None:
             "agents.Bad Id: id must be lowercase",
         ),
         (
+            lambda s: s["channels"].update(enabled=["slack"]),
+            "channels.enabled[0]: slack is not supported",
+        ),
+        (
             lambda s: s["channels"].update(enabled=["discord"]),
-            "channels.enabled[0]: discord is not supported",
+            "DISCORD_BOT_TOKEN: required for the discord channel",
         ),
         (
             lambda s: s.update(policy={"max_chain_depth": "3"}),
