@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from api import (
+    account,
     admin,
     alerts,
     auth,
@@ -20,10 +21,12 @@ from api import (
     docs,
     errors,
     health,
+    legal,
     metrics,
     notifications,
     product_metrics,
     sandbox,
+    twofactor,
     webhooks,
 )
 from api.middleware import BodyLimit, BotPaths
@@ -83,6 +86,9 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         metrics.router,
         auth.router,
         auth_email.router,
+        twofactor.router,
+        legal.router,
+        account.router,
         notifications.router,
         alerts.router,
         catalog.router,

@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     api_token_max_ttl_days: int = Field(default=365, ge=1, le=3650)
     signups_per_hour_per_ip: int = Field(default=10, ge=1)
     email_link_ttl_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    # Two-factor codes (TOTP or recovery) one account may get wrong per 10 minutes.
+    totp_attempts_per_10_min: int = Field(default=5, ge=1, le=100)
+
+    # Legal pages: terms.html, privacy.html and dpa.html (Jinja) in this directory (unset: the
+    # shipped defaults). Changing legal_version asks every user to accept again at next login.
+    legal_dir: Path | None = None
+    legal_version: str = Field(default="2026-12-01", min_length=1, max_length=64)
+    legal_entity: str = "the operator of this TinyClaw Cloud installation"
 
     # Email (printed to the log when no SMTP host is configured)
     smtp_host: str | None = None

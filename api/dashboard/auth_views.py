@@ -8,14 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.auth import check_signup_rate, guarded_login
 from api.auth_email import check_email_rate, confirm_reset, confirm_verification, request_reset
 from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
 from api.tenants.endpoints import my_bots
-from core import account_email, accounts, sessions
+from api.twofactor import check_second_factor
+from core import account_email, accounts, legal, links, sessions, twofactor
 from core.accounts import Principal
-from core.db.models import AuditLog
+from core.context import AppContext
+from core.db.models import AuditLog, User
 from core.deployment_state import DeploymentState
 from core.errors import TinyClawError, Unauthorized
 from core.tenants import audit
@@ -32,6 +35,8 @@ def web_user(request: Request) -> Principal:
 
 
 WebUser = Annotated[Principal, Depends(web_user)]
+LOGIN_2FA = "login-2fa"
+PENDING_LOGIN_TTL_S = 300
 Email = Annotated[str, Form(max_length=320)]
 Password = Annotated[str, Form(max_length=200)]
 
@@ -49,6 +54,9 @@ def _login_response(request: Request, token: str, to: str) -> Response:
 async def home(request: Request, user: WebUser) -> Response:
     """The user's bots, or the wizard when there are none yet."""
     ctx = context_of(request)
+    with ctx.db.system_session() as session:
+        if legal.needs_acceptance(session, ctx.settings, user.user_id):
+            return redirect(request, "/app/legal/accept")
     bots = await my_bots(ctx, user.user_id)
     if not bots and not request.query_params.get("notice"):
         return redirect(request, "/app/new")
@@ -67,25 +75,35 @@ async def home(request: Request, user: WebUser) -> Response:
 @router.get("/signup")
 def signup_form(request: Request) -> Response:
     """The sign-up page."""
-    return page(request, "signup.html")
+    return page(request, "signup.html", terms_version=context_of(request).settings.legal_version)
 
 
 @router.post("/signup")
-def signup(request: Request, email: Email, password: Password) -> Response:
-    """Create an account and log in (rate-limited per address)."""
+def signup(
+    request: Request,
+    email: Email,
+    password: Password,
+    accept_terms: Annotated[str, Form(max_length=10)] = "",
+    terms_version: Annotated[str | None, Form(max_length=64)] = None,
+) -> Response:
+    """Create an account and log in (rate-limited per address; the terms must be accepted)."""
     ctx = context_of(request)
     try:
         check_signup_rate(request)
         with ctx.db.system_session() as session:
             user = accounts.sign_up(session, email, password)
+            version = legal.accept(
+                session, ctx.settings, user.id, accept_terms == "yes", terms_version
+            )
             token = sessions.start_session(session, user.id)
-            audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup")
+            audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup",
+                  terms_version=version)  # fmt: skip
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
             welcome = account_email.verification_email(ctx.settings, user)
     except TinyClawError as exc:
         return page(
             request, "signup.html", exc.status_code, error=exc.message, email=email,
-            error_code=exc.code,
+            error_code=exc.code, terms_version=ctx.settings.legal_version,
         )  # fmt: skip
     account_email.deliver(ctx, welcome)
     return _login_response(request, token, "/app/new?notice=signed_up")
@@ -104,21 +122,77 @@ async def login(request: Request, email: Email, password: Password) -> Response:
     """Log in with email and password (backs off per address and per account)."""
     ctx = context_of(request)
 
-    def attempt() -> str:
+    def attempt() -> tuple[str, str | None]:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, email, password)
-            token = sessions.start_session(session, user.id)
-            audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
-            return token
+            if twofactor.is_enabled(user):  # the password is right: now the second factor
+                return "", pending_login_token(ctx, user)
+            return _start(session, ctx, user.id), None
 
     try:
-        token = await guarded_login(request, email, attempt)
+        token, pending = await guarded_login(request, email, attempt)
     except TinyClawError as exc:
-        response = page(request, "login.html", exc.status_code, error=exc.message, email=email)
-        if "retry_after" in exc.details:
-            response.headers["Retry-After"] = str(exc.details["retry_after"])
-        return response
-    return _login_response(request, token, "/app")
+        return _login_error(request, exc, email=email)
+    if pending is not None:
+        return page(request, "login_totp.html", pending=pending)
+    return _login_response(request, token, _after_login(ctx, token))
+
+
+def pending_login_token(ctx: AppContext, user: User) -> str:
+    """A five-minute proof that this user gave the right password (the code comes next)."""
+    state = links.fingerprint("login-2fa", user.password_hash, str(user.totp_enabled_at))
+    return links.make_link_token(
+        links.link_key(ctx.settings), LOGIN_2FA, user.id, state, PENDING_LOGIN_TTL_S
+    )
+
+
+def _start(session: Session, ctx: AppContext, user_id: str) -> str:
+    token = sessions.start_session(session, user_id)
+    audit(session, tenant_id=None, actor=f"user:{user_id}", action="session.start")
+    return token
+
+
+def _after_login(ctx: AppContext, token: str) -> str:
+    """Where a fresh login lands: the new legal documents first, when there are any."""
+    with ctx.db.system_session() as session:
+        login = sessions.resolve_session(session, token)
+        if login and legal.needs_acceptance(session, ctx.settings, login.principal.user_id):
+            return "/app/legal/accept"
+    return "/app"
+
+
+def _login_error(request: Request, exc: TinyClawError, **values: object) -> Response:
+    template = "login_totp.html" if "pending" in values else "login.html"
+    response = page(request, template, exc.status_code, error=exc.message, **values)
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
+
+
+@router.post("/login/2fa")
+def login_second_factor(
+    request: Request,
+    pending: Annotated[str, Form(max_length=1000)],
+    code: Annotated[str, Form(max_length=32)] = "",
+) -> Response:
+    """The second step of a login with two-factor on: a code from the app or a recovery code."""
+    ctx = context_of(request)
+    try:
+        user_id, state = links.read_link_token(links.link_key(ctx.settings), LOGIN_2FA, pending)
+        with ctx.db.system_session() as session:
+            user = session.get(User, user_id)
+            expected = user and links.fingerprint(
+                "login-2fa", user.password_hash, str(user.totp_enabled_at)
+            )
+            if user is None or state != expected:
+                raise Unauthorized("This login has expired: log in again.", code="login_expired")
+            check_second_factor(request, ctx, session, user, code)
+            token = _start(session, ctx, user.id)
+    except TinyClawError as exc:
+        if exc.code in ("link_invalid", "link_expired", "login_expired"):
+            return _login_error(request, Unauthorized("This login has expired: log in again."))
+        return _login_error(request, exc, pending=pending)
+    return _login_response(request, token, _after_login(ctx, token))
 
 
 @router.post("/logout")

@@ -66,8 +66,39 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     email_verified_at: Mapped[datetime | None]
+    # Two-factor authentication (TOTP): the secret lives in the secret store; enabled once
+    # confirmed with a code; the last accepted time step refuses a code used twice.
+    totp_secret_ref: Mapped[str | None] = mapped_column(String(255))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # An erased account (personal data removed, row kept for the records billing law needs).
+    deleted_at: Mapped[datetime | None]
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
+
+
+class RecoveryCode(Base):
+    """A single-use two-factor recovery code: only its argon2 hash is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+
+
+class LegalAcceptance(Base):
+    """A user accepted the legal documents (terms, privacy policy, DPA) of one version."""
+
+    __tablename__ = "legal_acceptances"
+    __table_args__ = (Index("ix_legal_acceptances_user_at", "user_id", "accepted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiToken(Base):

@@ -1,0 +1,54 @@
+"""two-factor authentication (TOTP + recovery codes), legal acceptances, erased accounts
+
+Revision ID: 0019
+Revises: 0016 (runtime_log_lines)
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0019"
+down_revision: str | None = "0016"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("totp_secret_ref", sa.String(length=255), nullable=True))
+        batch.add_column(sa.Column("totp_enabled_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "recovery_codes",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("code_hash", sa.String(length=255), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_recovery_codes_user_id", "recovery_codes", ["user_id"])
+    op.create_table(
+        "legal_acceptances",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.String(length=64), nullable=False),
+        sa.Column("accepted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_legal_acceptances_user_at", "legal_acceptances", ["user_id", "accepted_at"])
+
+
+def downgrade() -> None:
+    op.drop_table("legal_acceptances")
+    op.drop_table("recovery_codes")
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("deleted_at")
+        batch.drop_column("totp_last_step")
+        batch.drop_column("totp_enabled_at")
+        batch.drop_column("totp_secret_ref")
