@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, CurrentUser
@@ -16,9 +17,18 @@ from api.twofactor import check_second_factor
 from control.lifecycle import send_command
 from core import accounts, data_export, twofactor
 from core.context import AppContext
-from core.db.models import ApiToken, Membership, NotificationPreference, User, utcnow
+from core.db.models import (
+    ApiToken,
+    Membership,
+    NotificationPreference,
+    Organization,
+    OrgMembership,
+    User,
+    utcnow,
+)
 from core.db.sessions_model import WebSession
 from core.errors import Conflict, InvalidInput, Unauthorized
+from core.organizations import orgs_of
 from core.tenants import audit, tenants_of
 from core.workflow_models import Action, Command
 
@@ -88,9 +98,27 @@ def _check(request: Request, ctx: AppContext, user_id: str, body: DeleteAccountI
             check_second_factor(request, ctx, session, user, body.totp_code)
 
 
-def _erase(ctx: AppContext, user_id: str, bots: list[str]) -> None:
+def sole_owned_orgs(session: Session, user_id: str) -> set[str]:
+    """The organizations the user alone owns: their bots go with the account. A team with
+    another owner keeps its bots; the user just leaves it."""
+    mine = [o.id for o, role in orgs_of(session, user_id) if role == "owner"]
+    shared = session.scalars(
+        select(OrgMembership.organization_id).where(
+            OrgMembership.organization_id.in_(mine),
+            OrgMembership.role == "owner",
+            OrgMembership.user_id != user_id,
+        )
+    ).all()
+    return set(mine) - set(shared)
+
+
+def _erase(ctx: AppContext, user_id: str, bots: list[str], orgs_gone: set[str]) -> None:
     """Erase the account's personal data; the row stays, anonymous, for billing records."""
     with ctx.db.system_session() as session:
+        now = utcnow()
+        for org in session.scalars(select(Organization).where(Organization.id.in_(orgs_gone))):
+            org.deleted_at = now
+        session.execute(delete(OrgMembership).where(OrgMembership.user_id == user_id))
         user = session.get(User, user_id)
         assert user is not None  # checked by _check in this request
         twofactor.erase(session, ctx.secrets, user)
@@ -119,7 +147,8 @@ async def delete_account(
     workflow), then erase the account. Nothing is erased if a deletion cannot be queued."""
     await run_in_threadpool(_check, request, ctx, user_id, body)
     with ctx.db.system_session() as session:
-        owned = [t.id for t, role in tenants_of(session, user_id) if role == "owner"]
+        alone = sole_owned_orgs(session, user_id)
+        owned = [t.id for t, _ in tenants_of(session, user_id) if t.organization_id in alone]
     for tenant_id in owned:
         try:
             command = Command(action=Action.DELETE, actor=f"user:{user_id}", reason="deleted")
@@ -129,7 +158,7 @@ async def delete_account(
         with ctx.db.system_session() as session:
             audit(session, tenant_id=tenant_id, actor=f"user:{user_id}",
                   action="command.delete", workflow_id=accepted.workflow_id)  # fmt: skip
-    await run_in_threadpool(_erase, ctx, user_id, owned)
+    await run_in_threadpool(_erase, ctx, user_id, owned, alone)
     return DeletedOut(bots_deleting=owned, kept=KEPT)
 
 

@@ -1,6 +1,7 @@
 """Everything we hold about one customer, for them to download (GDPR article 15 and 20).
 
-The export holds the account, the legal versions accepted, the bots the user owns (their
+The export holds the account, the legal versions accepted, the organizations the user
+belongs to, the bots of organizations the user owns (their
 settings without secrets, deployment history, usage, kept runtime logs, approved Telegram
 senders, backups' metadata), the bots they are only a member of (name and role), and the
 audit entries about them. Never a secret, a hash or a reference into the secret store,
@@ -37,6 +38,7 @@ from core.db.models import (
     User,
 )
 from core.errors import Unauthorized
+from core.organizations import orgs_of
 from core.tenants import require_tenant, tenants_of
 
 FORMAT_VERSION = 1
@@ -145,6 +147,10 @@ def collect(db: Database, user_id: str) -> dict[str, Any]:
             raise Unauthorized("This account no longer exists.")
         account = _account(session, user)
         memberships = [(t.id, t.name, role) for t, role in tenants_of(session, user_id)]
+        organizations = [
+            {"id": o.id, "name": o.name, "personal": o.personal, "role": role}
+            for o, role in orgs_of(session, user_id)
+        ]
     owned = [(tid, role) for tid, _, role in memberships if role == "owner"]
     bots = []
     for tid, role in owned:
@@ -156,6 +162,7 @@ def collect(db: Database, user_id: str) -> dict[str, Any]:
         "format_version": FORMAT_VERSION,
         "account": account,
         "bots": bots,
+        "organizations": organizations,
         "memberships": [
             {"bot_id": tid, "name": name, "role": role} for tid, name, role in memberships
         ],

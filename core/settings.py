@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     legal_dir: Path | None = None
     legal_version: str = Field(default="2026-12-01", min_length=1, max_length=64)
     legal_entity: str = "the operator of this TinyClaw Cloud installation"
+    # How long an emailed invitation to an organization stays valid.
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=30 * 24)
 
     # Email (printed to the log when no SMTP host is configured)
     smtp_host: str | None = None

@@ -19,8 +19,10 @@ from core.db import Database
 from core.db.models import (
     ApiToken,
     Credential,
-    Membership,
+    Organization,
+    OrgMembership,
     RuntimeLogLine,
+    Tenant,
     UsageEvent,
     User,
     utcnow,
@@ -68,9 +70,11 @@ async def test_export_holds_the_users_data_and_nothing_else(app: FastAPI, db: Da
         await signup(c, "bob@example.com")
         mine = seed_bot(ctx, "alice@example.com", "Alice bot", "alice asked about the weather")
         theirs = seed_bot(ctx, "bob@example.com", "Bob bot", "bob's private conversation")
-        with db.system_session() as s:  # Alice is only a member of Bob's bot
+        with db.system_session() as s:  # Alice is only a member of Bob's organization
             alice = s.scalars(select(User.id).where(User.email == "alice@example.com")).one()
-            s.add(Membership(tenant_id=theirs, user_id=alice, role="member"))
+            org = s.scalar(select(Tenant.organization_id).where(Tenant.id == theirs))
+            s.add(OrgMembership(organization_id=org, user_id=alice, role="member"))
+            s.get(Organization, org).name = "Team Bob"  # type: ignore[union-attr]
 
         r = await c.get("/account/export?format=json", headers=h)
         assert r.status_code == 200, r.text

@@ -68,20 +68,20 @@ async def test_enrolment_then_login_asks_for_a_fresh_code(app: FastAPI, db: Data
         assert bad_shape.status_code == 422
         # Not on until confirmed: the password alone still logs in.
         assert (await login(c, "two@example.com")).status_code == 200  # type: ignore[attr-defined]
-        first = code_at(secret, -1)
+        first = code_at(secret, 0)
         ok = await c.post("/auth/2fa/confirm", json={"code": first}, headers=h)
         assert ok.status_code == 200 and len(ok.json()["recovery_codes"]) == 10
+        # The code that confirmed enrolment was used: it does not log in (even a step later).
+        replay = await login(c, "two@example.com", first)
+        assert (replay.status_code, replay.json()["code"]) == (401, "totp_replayed")  # type: ignore[attr-defined]
         again = await c.post("/auth/2fa/enrol", headers=h)
         assert (again.status_code, again.json()["code"]) == (409, "totp_already_enabled")
 
         missing = await login(c, "two@example.com")
         assert (missing.status_code, missing.json()["code"]) == (401, "totp_required")  # type: ignore[attr-defined]
-        bad = await login(c, "two@example.com", "123456")
+        bad = await login(c, "two@example.com", "123456" if first != "123456" else "654321")
         assert (bad.status_code, bad.json()["code"]) == (401, "totp_invalid")  # type: ignore[attr-defined]
-        # The code that confirmed enrolment was used: it does not log in.
-        replay = await login(c, "two@example.com", first)
-        assert (replay.status_code, replay.json()["code"]) == (401, "totp_replayed")  # type: ignore[attr-defined]
-        fresh = code_at(secret, 0)
+        fresh = code_at(secret, 1)  # the next period's code (clocks drift one step either way)
         good = await login(c, "two@example.com", fresh)
         assert good.status_code == 200, good.text  # type: ignore[attr-defined]
         replayed = await login(c, "two@example.com", fresh)
