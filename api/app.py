@@ -27,6 +27,7 @@ from api import (
     orgs,
     product_metrics,
     sandbox,
+    sso,
     twofactor,
     webhooks,
 )
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         twofactor.router,
         legal.router,
         account.router,
+        sso.router,
         notifications.router,
         alerts.router,
         catalog.router,

@@ -15,7 +15,7 @@ from api.deps import ContextDep, CurrentUser
 from api.pagination import Page
 from api.schemas import UtcDatetime
 from api.twofactor import check_second_factor
-from core import account_email, accounts, legal, twofactor
+from core import account_email, accounts, legal, sso, twofactor
 from core.db.models import User
 from core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from core.ratelimit import LoginThrottle, SlidingWindow
@@ -162,8 +162,10 @@ async def login(body: LoginIn, request: Request, ctx: ContextDep) -> TokenOut:
     def attempt() -> TokenOut:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, body.email, body.password)
+            sso.check_password_login(session, user)
             if twofactor.is_enabled(user):
                 check_second_factor(request, ctx, session, user, body.totp_code)
+            sso.refuse_without_2fa(session, user)
             row, token = accounts.issue_login_token(session, user, ttl)
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.login")
             out = _token_out(user, row, token)

@@ -26,6 +26,7 @@ from api.dashboard import (
     notification_views,
     operations,
     pairing_views,
+    sso_views,
     token_views,
     wizard,
 )
@@ -69,7 +70,7 @@ def install(app: FastAPI) -> None:
         auth_views.router, wizard.router, live.router, operations.router,
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
         notification_views.router, backup_views.router, analytics_views.router,
-        log_views.router, account_views.router,
+        log_views.router, account_views.router, sso_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -15,7 +15,7 @@ from api.auth_email import check_email_rate, confirm_reset, confirm_verification
 from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
 from api.tenants.endpoints import my_bots
 from api.twofactor import check_second_factor
-from core import account_email, accounts, legal, links, sessions, twofactor
+from core import account_email, accounts, legal, links, sessions, sso, twofactor
 from core.accounts import Principal
 from core.context import AppContext
 from core.db.models import AuditLog, User
@@ -41,7 +41,7 @@ Email = Annotated[str, Form(max_length=320)]
 Password = Annotated[str, Form(max_length=200)]
 
 
-def _login_response(request: Request, token: str, to: str) -> Response:
+def login_response(request: Request, token: str, to: str) -> Response:
     response = redirect(request, to)
     response.set_cookie(
         sessions.COOKIE_NAME, token, max_age=int(sessions.SESSION_TTL.total_seconds()),
@@ -55,8 +55,9 @@ async def home(request: Request, user: WebUser) -> Response:
     """The user's bots, or the wizard when there are none yet."""
     ctx = context_of(request)
     with ctx.db.system_session() as session:
-        if legal.needs_acceptance(session, ctx.settings, user.user_id):
-            return redirect(request, "/app/legal/accept")
+        step = pending_step(session, ctx, user.user_id)
+    if step != "/app":
+        return redirect(request, step)
     bots = await my_bots(ctx, user.user_id)
     if not bots and not request.query_params.get("notice"):
         return redirect(request, "/app/new")
@@ -106,7 +107,7 @@ def signup(
             error_code=exc.code, terms_version=ctx.settings.legal_version,
         )  # fmt: skip
     account_email.deliver(ctx, welcome)
-    return _login_response(request, token, "/app/new?notice=signed_up")
+    return login_response(request, token, "/app/new?notice=signed_up")
 
 
 @router.get("/login")
@@ -125,6 +126,7 @@ async def login(request: Request, email: Email, password: Password) -> Response:
     def attempt() -> tuple[str, str | None]:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, email, password)
+            sso.check_password_login(session, user)
             if twofactor.is_enabled(user):  # the password is right: now the second factor
                 return "", pending_login_token(ctx, user)
             return _start(session, ctx, user.id), None
@@ -135,7 +137,7 @@ async def login(request: Request, email: Email, password: Password) -> Response:
         return _login_error(request, exc, email=email)
     if pending is not None:
         return page(request, "login_totp.html", pending=pending)
-    return _login_response(request, token, _after_login(ctx, token))
+    return login_response(request, token, after_login(ctx, token))
 
 
 def pending_login_token(ctx: AppContext, user: User) -> str:
@@ -152,12 +154,21 @@ def _start(session: Session, ctx: AppContext, user_id: str) -> str:
     return token
 
 
-def _after_login(ctx: AppContext, token: str) -> str:
-    """Where a fresh login lands: the new legal documents first, when there are any."""
+def after_login(ctx: AppContext, token: str) -> str:
+    """Where a fresh login lands: the new legal documents first, when there are any, then
+    two-factor set-up when an organization requires it."""
     with ctx.db.system_session() as session:
         login = sessions.resolve_session(session, token)
-        if login and legal.needs_acceptance(session, ctx.settings, login.principal.user_id):
-            return "/app/legal/accept"
+        return pending_step(session, ctx, login.principal.user_id) if login else "/app"
+
+
+def pending_step(session: Session, ctx: AppContext, user_id: str) -> str:
+    """The page a logged-in user must see before their bots ("/app" when none)."""
+    if legal.needs_acceptance(session, ctx.settings, user_id):
+        return "/app/legal/accept"
+    user = session.get(User, user_id)
+    if user is not None and sso.must_enrol_2fa(session, user) is not None:
+        return "/app/account?notice=2fa_required#twofactor"
     return "/app"
 
 
@@ -192,7 +203,7 @@ def login_second_factor(
         if exc.code in ("link_invalid", "link_expired", "login_expired"):
             return _login_error(request, Unauthorized("This login has expired: log in again."))
         return _login_error(request, exc, pending=pending)
-    return _login_response(request, token, _after_login(ctx, token))
+    return login_response(request, token, after_login(ctx, token))
 
 
 @router.post("/logout")

@@ -116,6 +116,37 @@ class Organization(Base):
     personal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
+    # Admin controls (plans with admin_controls): members must use two-factor authentication
+    # (password logins) / must log in through the organization's SSO (owners keep passwords,
+    # so a broken identity provider cannot lock the organization out).
+    require_2fa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    require_sso: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class OrgSso(Base):
+    """An organization's OpenID Connect provider; the client secret is in the secret store."""
+
+    __tablename__ = "org_sso"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret_ref: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SsoDomain(Base):
+    """An email domain whose people log in through one organization's SSO (one org each)."""
+
+    __tablename__ = "sso_domains"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
 
 
 class OrgMembership(Base):
