@@ -39,6 +39,19 @@ LOGIN_2FA = "login-2fa"
 PENDING_LOGIN_TTL_S = 300
 Email = Annotated[str, Form(max_length=320)]
 Password = Annotated[str, Form(max_length=200)]
+# Where to go after sign-up or login: only back to an invitation link (no open redirect).
+NEXT_PREFIX = "/app/invitations/accept?token="
+Next = Annotated[str, Form(max_length=1100)]
+NextQuery = Annotated[str, Query(max_length=1100)]
+
+
+def safe_next(value: str) -> str | None:
+    """``value`` when it is an invitation link of ours; else None."""
+    if value.startswith(NEXT_PREFIX) and all(
+        c.isalnum() or c in "-_.=" for c in value[len(NEXT_PREFIX) :]
+    ):
+        return value
+    return None
 
 
 def login_response(request: Request, token: str, to: str) -> Response:
@@ -58,8 +71,11 @@ async def home(request: Request, user: WebUser) -> Response:
         step = pending_step(session, ctx, user.user_id)
     if step != "/app":
         return redirect(request, step)
-    bots = await my_bots(ctx, user.user_id)
-    if not bots and not request.query_params.get("notice"):
+    from api.dashboard.org_views import current_org
+
+    org, role = current_org(request, user.user_id)
+    bots = await my_bots(ctx, user.user_id, org.id)
+    if not bots and not request.query_params.get("notice") and org.personal:
         return redirect(request, "/app/new")
     with ctx.db.system_session() as session:  # an accepted delete runs: say so at once
         asked = set(session.scalars(
@@ -70,13 +86,16 @@ async def home(request: Request, user: WebUser) -> Response:
     for bot in bots:
         if bot.id in asked and bot.state not in ("deleting", "deleted"):
             bot.state = DeploymentState.DELETING
-    return page(request, "bots.html", bots=bots)
+    return page(request, "bots.html", bots=bots, org=org, org_role=role)
 
 
 @router.get("/signup")
-def signup_form(request: Request) -> Response:
+def signup_form(request: Request, next: NextQuery = "", email: NextQuery = "") -> Response:
     """The sign-up page."""
-    return page(request, "signup.html", terms_version=context_of(request).settings.legal_version)
+    return page(
+        request, "signup.html", next=safe_next(next), email=email[:320],
+        terms_version=context_of(request).settings.legal_version,
+    )  # fmt: skip
 
 
 @router.post("/signup")
@@ -84,6 +103,7 @@ def signup(
     request: Request,
     email: Email,
     password: Password,
+    next: Next = "",
     accept_terms: Annotated[str, Form(max_length=10)] = "",
     terms_version: Annotated[str | None, Form(max_length=64)] = None,
 ) -> Response:
@@ -104,22 +124,22 @@ def signup(
     except TinyClawError as exc:
         return page(
             request, "signup.html", exc.status_code, error=exc.message, email=email,
-            error_code=exc.code, terms_version=ctx.settings.legal_version,
+            error_code=exc.code, next=safe_next(next), terms_version=ctx.settings.legal_version,
         )  # fmt: skip
     account_email.deliver(ctx, welcome)
-    return login_response(request, token, "/app/new?notice=signed_up")
+    return login_response(request, token, safe_next(next) or "/app/new?notice=signed_up")
 
 
 @router.get("/login")
-def login_form(request: Request) -> Response:
+def login_form(request: Request, next: NextQuery = "", email: NextQuery = "") -> Response:
     """The login page."""
     if web_login(request) is not None:
-        return redirect(request, "/app")
-    return page(request, "login.html")
+        return redirect(request, safe_next(next) or "/app")
+    return page(request, "login.html", next=safe_next(next), email=email[:320])
 
 
 @router.post("/login")
-async def login(request: Request, email: Email, password: Password) -> Response:
+async def login(request: Request, email: Email, password: Password, next: Next = "") -> Response:
     """Log in with email and password (backs off per address and per account)."""
     ctx = context_of(request)
 
@@ -134,10 +154,10 @@ async def login(request: Request, email: Email, password: Password) -> Response:
     try:
         token, pending = await guarded_login(request, email, attempt)
     except TinyClawError as exc:
-        return _login_error(request, exc, email=email)
+        return _login_error(request, exc, email=email, next=safe_next(next))
     if pending is not None:
-        return page(request, "login_totp.html", pending=pending)
-    return login_response(request, token, after_login(ctx, token))
+        return page(request, "login_totp.html", pending=pending, next=safe_next(next))
+    return login_response(request, token, after_login(ctx, token, safe_next(next)))
 
 
 def pending_login_token(ctx: AppContext, user: User) -> str:
@@ -154,12 +174,13 @@ def _start(session: Session, ctx: AppContext, user_id: str) -> str:
     return token
 
 
-def after_login(ctx: AppContext, token: str) -> str:
+def after_login(ctx: AppContext, token: str, next: str | None = None) -> str:
     """Where a fresh login lands: the new legal documents first, when there are any, then
-    two-factor set-up when an organization requires it."""
+    two-factor set-up when an organization requires it, then ``next`` or the bots."""
     with ctx.db.system_session() as session:
         login = sessions.resolve_session(session, token)
-        return pending_step(session, ctx, login.principal.user_id) if login else "/app"
+        step = pending_step(session, ctx, login.principal.user_id) if login else "/app"
+    return next if step == "/app" and next else step
 
 
 def pending_step(session: Session, ctx: AppContext, user_id: str) -> str:
@@ -185,6 +206,7 @@ def login_second_factor(
     request: Request,
     pending: Annotated[str, Form(max_length=1000)],
     code: Annotated[str, Form(max_length=32)] = "",
+    next: Next = "",
 ) -> Response:
     """The second step of a login with two-factor on: a code from the app or a recovery code."""
     ctx = context_of(request)
@@ -202,8 +224,8 @@ def login_second_factor(
     except TinyClawError as exc:
         if exc.code in ("link_invalid", "link_expired", "login_expired"):
             return _login_error(request, Unauthorized("This login has expired: log in again."))
-        return _login_error(request, exc, pending=pending)
-    return login_response(request, token, after_login(ctx, token))
+        return _login_error(request, exc, pending=pending, next=safe_next(next))
+    return login_response(request, token, after_login(ctx, token, safe_next(next)))
 
 
 @router.post("/logout")
