@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field, SecretStr
 from api.deps import ContextDep, OrgAccessInfo, OrgManager
 from core import oidc, sso
 from core import organizations as orgs
+from core.context import AppContext
 from core.db.models import Organization
 from core.errors import NotFound
 from core.tenants import audit
@@ -44,16 +45,24 @@ class SecurityOut(BaseModel):
     require_sso: bool
 
 
-def _out(ctx: ContextDep, org_id: str) -> SsoOut:
+def current(ctx: AppContext, org_id: str) -> SsoOut | None:
+    """The organization's SSO settings (None when not configured; never the secret)."""
     with ctx.db.system_session() as session:
         row, domains = sso.config_of(session, org_id)
         org = orgs.require_org(session, org_id)
         if row is None:
-            raise NotFound("This organization has no single sign-on.", code="sso_not_configured")
+            return None
         return SsoOut(
             issuer=row.issuer, client_id=row.client_id, client_secret_set=True,
             allowed_domains=domains, require_sso=org.require_sso, login_url="/app/sso/start",
         )  # fmt: skip
+
+
+def _out(ctx: AppContext, org_id: str) -> SsoOut:
+    out = current(ctx, org_id)
+    if out is None:
+        raise NotFound("This organization has no single sign-on.", code="sso_not_configured")
+    return out
 
 
 def _audit(session: object, access: OrgAccessInfo, action: str, **detail: object) -> None:
@@ -71,6 +80,11 @@ def get_sso(access: OrgManager, ctx: ContextDep) -> SsoOut:
 async def put_sso(body: SsoIn, access: OrgManager, ctx: ContextDep) -> SsoOut:
     """Set the organization's OpenID Connect provider, its email domains and whether members
     must use it; the issuer is checked (discovery) before anything is saved."""
+    return await save_sso(ctx, access, body)
+
+
+async def save_sso(ctx: AppContext, access: OrgAccessInfo, body: SsoIn) -> SsoOut:
+    """Shared by the API and the dashboard: check and save the organization's provider."""
     domains = sso.normalise_domains(body.allowed_domains)
     with ctx.db.system_session() as session:
         orgs.require_org_feature(session, access.organization_id, "admin_controls")
@@ -104,6 +118,11 @@ def delete_sso(access: OrgManager, ctx: ContextDep) -> Response:
 @router.put("/orgs/{org_id}/security")
 def put_security(body: SecurityIn, access: OrgManager, ctx: ContextDep) -> SecurityOut:
     """Admin controls: require two-factor authentication of the organization's members."""
+    return set_security(ctx, access, body)
+
+
+def set_security(ctx: AppContext, access: OrgAccessInfo, body: SecurityIn) -> SecurityOut:
+    """Shared by the API and the dashboard: the organization's two-factor requirement."""
     with ctx.db.system_session() as session:
         orgs.require_org_feature(session, access.organization_id, "admin_controls")
         org = session.get(Organization, access.organization_id)

@@ -25,6 +25,7 @@ from api.dashboard import (
     log_views,
     notification_views,
     operations,
+    org_security_views,
     org_views,
     pairing_views,
     sso_views,
@@ -72,6 +73,7 @@ def install(app: FastAPI) -> None:
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
         notification_views.router, backup_views.router, analytics_views.router,
         log_views.router, org_views.router, account_views.router, sso_views.router,
+        org_security_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -15,7 +15,7 @@ from sqlalchemy import select, text
 from core.db import Database
 from core.db.models import Organization, OrgMembership, User
 from core.tenants import create_tenant
-from tests.api.light_app import PASSWORD, client, light_app
+from tests.api.light_app import PASSWORD, browser_signup, client, light_app
 from tests.fakes.oidc import LocalOidc, local_oidc
 
 CLIENT_SECRET = "oidc-client-secret-0123456789"
@@ -219,3 +219,36 @@ async def test_an_organization_can_require_two_factor(app: FastAPI, db: Database
         assert home.headers["location"].startswith("/app/account?notice=2fa_required")
         account = await browser.get(home.headers["location"])
         assert "requires two-factor authentication" in account.text
+
+
+async def test_dashboard_org_page_sets_sso_and_two_factor(
+    app: FastAPI, db: Database, idp: LocalOidc
+) -> None:
+    async with client(app) as browser:
+        csrf = await browser_signup(browser, "owner@acme.test")
+        made = await browser.post("/orgs", json={"name": "Acme"}, headers={"X-CSRF-Token": csrf})
+        assert made.status_code == 201, made.text
+        org = made.json()["id"]
+        page = await browser.get(f"/app/orgs/{org}")
+        assert "Sign-in and security" in page.text and "/app/sso/callback" in page.text
+        form = {
+            "csrf_token": csrf, "issuer": idp.issuer, "client_id": "tinyclaw",
+            "client_secret": CLIENT_SECRET, "allowed_domains": "acme.test, Acme.Test",
+        }  # fmt: skip
+        refused = await browser.post(f"/app/orgs/{org}/sso", data=form)
+        assert refused.status_code == 403 and "Business" in refused.text  # no admin controls
+        with db.system_session() as s:
+            me = s.scalars(select(User.id).where(User.email == "owner@acme.test")).one()
+            create_tenant(s, owner_id=me, name="Acme bot", plan="business", organization_id=org)
+        saved = await browser.post(f"/app/orgs/{org}/sso", data=form)
+        assert saved.status_code == 200 and "Single sign-on saved." in saved.text, saved.text[-800:]
+        assert idp.issuer in saved.text and CLIENT_SECRET not in saved.text
+        r = await browser.post(
+            f"/app/orgs/{org}/security", data={"csrf_token": csrf, "require_2fa": "yes"}
+        )
+        assert "Security settings saved." in r.text
+        off = await browser.post(f"/app/orgs/{org}/sso/remove", data={"csrf_token": csrf})
+        assert "Single sign-on is off." in off.text
+    with db.system_session() as s:
+        assert s.get(Organization, org).require_2fa is True  # type: ignore[union-attr]
+        assert s.execute(text("SELECT count(*) FROM org_sso")).scalar() == 0
