@@ -40,10 +40,9 @@ class StatusOut(BaseModel):
 
 
 def code_failures(request: Request) -> FailureLog:
-    """This app's log of wrong second-factor codes per account."""
-    log: FailureLog | None = getattr(request.app.state, "totp_failures", None)
-    if log is None:
-        log = request.app.state.totp_failures = FailureLog(CODE_WINDOW_S)
+    """This app's log of wrong second-factor codes per account (shared through Redis when
+    the limits are)."""
+    log: FailureLog = request.app.state.totp_failures
     return log
 
 
