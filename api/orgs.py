@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from api.deps import (
@@ -30,8 +30,9 @@ from core import organizations as orgs
 from core.account_email import deliver
 from core.context import AppContext
 from core.db.models import User
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, RateLimited
 from core.permissions import ROLES
+from core.ratelimit import SlidingWindow
 from core.tenants import audit
 
 router = APIRouter(tags=["organizations"])
@@ -101,10 +102,15 @@ def _org_out(org: Any, role: str) -> OrgOut:
 
 
 @router.get("/orgs")
-def list_orgs(user: CurrentUser, ctx: ContextDep) -> list[OrgOut]:
-    """Your organizations (your personal one first) with your role in each."""
+def list_orgs(user: CurrentUser, ctx: ContextDep, page: Page) -> list[OrgOut]:
+    """Your organizations with your role in each (paginated: see the ``Link`` header)."""
     with ctx.db.system_session() as session:
-        return [_org_out(o, r) for o, r in orgs.orgs_of(session, user.user_id)]
+        mine = [_org_out(o, r) for o, r in orgs.orgs_of(session, user.user_id)]
+
+    def key(o: OrgOut) -> list[str]:
+        return [o.created_at.isoformat(), o.id]
+
+    return page.slice(sorted(mine, key=key), key=key)
 
 
 @router.post("/orgs", status_code=status.HTTP_201_CREATED)
@@ -162,7 +168,7 @@ def list_members(access: OrgViewer, ctx: ContextDep, page: Page) -> list[MemberO
 
 @router.put("/orgs/{org_id}/members/{user_id}")
 def set_member_role(
-    user_id: Annotated[str, Field(max_length=64)], body: RoleIn, access: OrgMembersAdmin,
+    user_id: Annotated[str, Path(max_length=64)], body: RoleIn, access: OrgMembersAdmin,
     ctx: ContextDep,
 ) -> MemberOut:  # fmt: skip
     """Change a member's role (only owners make or change owners; one owner always stays)."""
@@ -178,7 +184,7 @@ def set_member_role(
 
 @router.delete("/orgs/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_member(
-    user_id: Annotated[str, Field(max_length=64)], access: OrgMembersAdmin, ctx: ContextDep
+    user_id: Annotated[str, Path(max_length=64)], access: OrgMembersAdmin, ctx: ContextDep
 ) -> Response:
     """Remove a member (owners only by an owner; never the last owner)."""
     with ctx.db.system_session() as session:
@@ -187,8 +193,27 @@ def remove_member(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+# Invitations send email: a team's worth an hour per organization, a few per address.
+ORG_INVITATIONS = SlidingWindow(limit=50, window_s=3600, name="invitations-org")
+ADDRESS_INVITATIONS = SlidingWindow(limit=3, window_s=3600, name="invitations-address")
+
+
+def _limit_invitations(org_id: str, email: str) -> None:
+    for limiter, key, what in (
+        (ORG_INVITATIONS, org_id, "this organization"),
+        (ADDRESS_INVITATIONS, f"{org_id}|{email.strip().lower()}", "this address"),
+    ):
+        wait = limiter.hit(key)
+        if wait is not None:
+            raise RateLimited(
+                f"Too many invitations from {what}; try again in {int(wait) + 1} seconds.",
+                code="invitations_rate_limited", retry_after=int(wait) + 1,
+            )  # fmt: skip
+
+
 def send_invitation(ctx: AppContext, access: OrgAccessInfo, email: str, role: str) -> InvitationOut:
     """Create the invitation, record it and email its link (the service both UIs call)."""
+    _limit_invitations(access.organization_id, email)
     with ctx.db.system_session() as session:
         inviter = session.get(User, access.user.user_id)
         if inviter is None:
@@ -225,7 +250,7 @@ def list_invitations(access: OrgMembersAdmin, ctx: ContextDep, page: Page) -> li
 
 @router.delete("/orgs/{org_id}/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_invitation(
-    invitation_id: Annotated[str, Field(max_length=64)], access: OrgMembersAdmin,
+    invitation_id: Annotated[str, Path(max_length=64)], access: OrgMembersAdmin,
     ctx: ContextDep,
 ) -> Response:  # fmt: skip
     """Withdraw an open invitation: its link stops working."""
