@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from api import (
+    account,
     admin,
     alerts,
     auth,
@@ -20,11 +21,14 @@ from api import (
     docs,
     errors,
     health,
+    legal,
     metrics,
     notifications,
     orgs,
     product_metrics,
     sandbox,
+    sso,
+    twofactor,
     webhooks,
     whatsapp_webhook,
 )
@@ -40,7 +44,7 @@ from api.tenants import plan as tenant_plan
 from core.bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
-from core.ratelimit import LoginThrottle, SlidingWindow, share_through
+from core.ratelimit import FailureLog, LoginThrottle, SlidingWindow, share_through
 from core.settings import Settings
 
 
@@ -85,11 +89,16 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         limit=settings.signups_per_hour_per_ip, window_s=3600, name="signups"
     )
     app.state.email_limit = SlidingWindow(limit=5, window_s=3600, name="account-emails")
+    app.state.totp_failures = FailureLog(twofactor.CODE_WINDOW_S, name="totp-codes")
     for router in (
         health.router,
         metrics.router,
         auth.router,
         auth_email.router,
+        twofactor.router,
+        legal.router,
+        account.router,
+        sso.router,
         notifications.router,
         alerts.router,
         catalog.router,

@@ -14,7 +14,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import ContextDep, CurrentUser
 from api.pagination import Page
 from api.schemas import UtcDatetime
-from core import account_email, accounts
+from api.twofactor import check_second_factor
+from core import account_email, accounts, legal, sso, twofactor
 from core.db.models import User
 from core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from core.ratelimit import LoginThrottle, SlidingWindow
@@ -29,11 +30,21 @@ class SignUpIn(BaseModel):
     email: str = Field(max_length=320)
     password: str = Field(max_length=200)
     name: str | None = Field(default=None, max_length=200)
+    accept_terms: bool = Field(
+        default=False,
+        description="must be true: you accept the terms, privacy policy and DPA (GET /legal)",
+    )
+    terms_version: str | None = Field(
+        default=None, max_length=64, description="the version you showed (refused if outdated)"
+    )
 
 
 class LoginIn(BaseModel):
     email: str = Field(max_length=320)
     password: str = Field(max_length=200)
+    totp_code: str | None = Field(
+        default=None, max_length=32, description="with two-factor on: a code or recovery code"
+    )
 
 
 class TokenOut(BaseModel):
@@ -44,6 +55,9 @@ class TokenOut(BaseModel):
     name: str
     scopes: list[Scope]
     expires_at: UtcDatetime | None
+    terms_to_accept: str | None = Field(
+        default=None, description="a newer legal version to accept (POST /auth/terms)"
+    )
 
 
 class TokenIn(BaseModel):
@@ -127,8 +141,12 @@ def sign_up(body: SignUpIn, request: Request, ctx: ContextDep) -> TokenOut:
     ttl = timedelta(days=ctx.settings.login_token_ttl_days)
     with ctx.db.system_session() as session:
         user = accounts.sign_up(session, body.email, body.password, body.name)
+        version = legal.accept(
+            session, ctx.settings, user.id, body.accept_terms, body.terms_version
+        )
         row, token = accounts.issue_login_token(session, user, ttl)
-        audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup")
+        audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup",
+              terms_version=version)  # fmt: skip
         out = _token_out(user, row, token)
         welcome = account_email.verification_email(ctx.settings, user)
     account_email.deliver(ctx, welcome)
@@ -137,15 +155,23 @@ def sign_up(body: SignUpIn, request: Request, ctx: ContextDep) -> TokenOut:
 
 @router.post("/login")
 async def login(body: LoginIn, request: Request, ctx: ContextDep) -> TokenOut:
-    """Exchange email and password for an expiring token (older login tokens are retired)."""
+    """Exchange email and password (and, with two-factor on, a code) for an expiring token
+    (older login tokens are retired). ``terms_to_accept`` names newer legal documents."""
     ttl = timedelta(days=ctx.settings.login_token_ttl_days)
 
     def attempt() -> TokenOut:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, body.email, body.password)
+            sso.check_password_login(session, user)
+            if twofactor.is_enabled(user):
+                check_second_factor(request, ctx, session, user, body.totp_code)
+            sso.refuse_without_2fa(session, user)
             row, token = accounts.issue_login_token(session, user, ttl)
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.login")
-            return _token_out(user, row, token)
+            out = _token_out(user, row, token)
+            if legal.needs_acceptance(session, ctx.settings, user.id):
+                out.terms_to_accept = ctx.settings.legal_version
+            return out
 
     return await guarded_login(request, body.email, attempt)
 

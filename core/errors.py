@@ -25,6 +25,7 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     │   ├── FeatureNotInPlan    403     feature_not_in_plan         core/organizations.py
     │   ├── RoleTooLow          403     role_forbidden              core/organizations.py
     │   ├── InvitationWrongAccount 403  invitation_wrong_account    core/invitations.py
+    │   ├── SsoRequired         403     sso_required                core/sso.py
     │   ├── ModelNotOffered     403     model_not_allowed           core/model_catalog.py
     │   ├── ModelNotAllowed     403     model_not_allowed           gateway/errors.py
     │   └── ProviderKeyMissing  403     provider_key_missing        gateway/errors.py

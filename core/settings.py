@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.egress import EgressGuard, parse_networks
@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     api_token_max_ttl_days: int = Field(default=365, ge=1, le=3650)
     signups_per_hour_per_ip: int = Field(default=10, ge=1)
     email_link_ttl_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    # Two-factor codes (TOTP or recovery) one account may get wrong per 10 minutes.
+    totp_attempts_per_10_min: int = Field(default=5, ge=1, le=100)
+
+    # Legal pages: terms.html, privacy.html and dpa.html (Jinja) in this directory (unset: the
+    # shipped defaults). Changing legal_version asks every user to accept again at next login.
+    legal_dir: Path | None = None
+    legal_version: str = Field(default="2026-12-01", min_length=1, max_length=64)
+    legal_entity: str = "the operator of this TinyClaw Cloud installation"
     # How long an emailed invitation to an organization stays valid.
     invitation_ttl_hours: int = Field(default=72, ge=1, le=30 * 24)
 
@@ -126,6 +134,9 @@ class Settings(BaseSettings):
     model_catalog: list[CatalogModel] = Field(default_factory=list)
     # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
     byok_allowed_private_networks: list[str] = Field(default_factory=list)
+    # Organizations' SSO issuers may only reach public addresses (https in production), plus
+    # these networks (JSON CIDR list; e.g. an identity provider on the company network).
+    sso_allowed_private_networks: list[str] = Field(default_factory=list)
 
     # Metrics, alerts and notices
     # The worker's /metrics (ours plus the Temporal SDK's); 0 = not served.
@@ -171,15 +182,15 @@ class Settings(BaseSettings):
     backup_round_minutes: int = Field(default=15, ge=1)
     backup_passphrase: SecretStr | None = None
 
-    @field_validator("byok_allowed_private_networks")
+    @field_validator("byok_allowed_private_networks", "sso_allowed_private_networks")
     @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
+    def _cidrs(cls, value: list[str], info: ValidationInfo) -> list[str]:
         for cidr in value:
             try:
                 parse_networks([cidr])
             except ValueError:
                 raise ValueError(
-                    f"TCC_BYOK_ALLOWED_PRIVATE_NETWORKS: {cidr!r} is not a CIDR"
+                    f"TCC_{str(info.field_name).upper()}: {cidr!r} is not a CIDR"
                 ) from None
         return value
 
@@ -256,6 +267,13 @@ class Settings(BaseSettings):
         """The SSRF guard for customer-supplied provider URLs (https only in production)."""
         return EgressGuard(
             parse_networks(self.byok_allowed_private_networks),
+            https_only=self.environment is Environment.PRODUCTION,
+        )
+
+    def sso_egress_guard(self) -> EgressGuard:
+        """The SSRF guard for organizations' identity providers (https only in production)."""
+        return EgressGuard(
+            parse_networks(self.sso_allowed_private_networks),
             https_only=self.environment is Environment.PRODUCTION,
         )
 

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import sandbox
 from api.dashboard import (
+    account_views,
     admin_views,
     analytics_views,
     auth_views,
@@ -25,8 +26,10 @@ from api.dashboard import (
     log_views,
     notification_views,
     operations,
+    org_security_views,
     org_views,
     pairing_views,
+    sso_views,
     token_views,
     wizard,
 )
@@ -71,7 +74,8 @@ def install(app: FastAPI) -> None:
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
         channel_views.router,
         notification_views.router, backup_views.router, analytics_views.router,
-        log_views.router, org_views.router,
+        log_views.router, org_views.router, account_views.router, sso_views.router,
+        org_security_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

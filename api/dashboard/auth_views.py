@@ -8,14 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from api.auth import check_signup_rate, guarded_login
 from api.auth_email import check_email_rate, confirm_reset, confirm_verification, request_reset
 from api.dashboard.render import actor, context_of, is_https, page, redirect, web_login
 from api.tenants.endpoints import my_bots
-from core import account_email, accounts, sessions
+from api.twofactor import check_second_factor
+from core import account_email, accounts, legal, links, sessions, sso, twofactor
 from core.accounts import Principal
-from core.db.models import AuditLog
+from core.context import AppContext
+from core.db.models import AuditLog, User
 from core.deployment_state import DeploymentState
 from core.errors import TinyClawError, Unauthorized
 from core.tenants import audit
@@ -32,6 +35,8 @@ def web_user(request: Request) -> Principal:
 
 
 WebUser = Annotated[Principal, Depends(web_user)]
+LOGIN_2FA = "login-2fa"
+PENDING_LOGIN_TTL_S = 300
 Email = Annotated[str, Form(max_length=320)]
 Password = Annotated[str, Form(max_length=200)]
 # Where to go after sign-up or login: only back to an invitation link (no open redirect).
@@ -49,7 +54,7 @@ def safe_next(value: str) -> str | None:
     return None
 
 
-def _login_response(request: Request, token: str, to: str) -> Response:
+def login_response(request: Request, token: str, to: str) -> Response:
     response = redirect(request, to)
     response.set_cookie(
         sessions.COOKIE_NAME, token, max_age=int(sessions.SESSION_TTL.total_seconds()),
@@ -62,6 +67,10 @@ def _login_response(request: Request, token: str, to: str) -> Response:
 async def home(request: Request, user: WebUser) -> Response:
     """The user's bots, or the wizard when there are none yet."""
     ctx = context_of(request)
+    with ctx.db.system_session() as session:
+        step = pending_step(session, ctx, user.user_id)
+    if step != "/app":
+        return redirect(request, step)
     from api.dashboard.org_views import current_org
 
     org, role = current_org(request, user.user_id)
@@ -83,28 +92,42 @@ async def home(request: Request, user: WebUser) -> Response:
 @router.get("/signup")
 def signup_form(request: Request, next: NextQuery = "", email: NextQuery = "") -> Response:
     """The sign-up page."""
-    return page(request, "signup.html", next=safe_next(next), email=email[:320])
+    return page(
+        request, "signup.html", next=safe_next(next), email=email[:320],
+        terms_version=context_of(request).settings.legal_version,
+    )  # fmt: skip
 
 
 @router.post("/signup")
-def signup(request: Request, email: Email, password: Password, next: Next = "") -> Response:
-    """Create an account and log in (rate-limited per address)."""
+def signup(
+    request: Request,
+    email: Email,
+    password: Password,
+    next: Next = "",
+    accept_terms: Annotated[str, Form(max_length=10)] = "",
+    terms_version: Annotated[str | None, Form(max_length=64)] = None,
+) -> Response:
+    """Create an account and log in (rate-limited per address; the terms must be accepted)."""
     ctx = context_of(request)
     try:
         check_signup_rate(request)
         with ctx.db.system_session() as session:
             user = accounts.sign_up(session, email, password)
+            version = legal.accept(
+                session, ctx.settings, user.id, accept_terms == "yes", terms_version
+            )
             token = sessions.start_session(session, user.id)
-            audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup")
+            audit(session, tenant_id=None, actor=f"user:{user.id}", action="account.signup",
+                  terms_version=version)  # fmt: skip
             audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
             welcome = account_email.verification_email(ctx.settings, user)
     except TinyClawError as exc:
         return page(
             request, "signup.html", exc.status_code, error=exc.message, email=email,
-            error_code=exc.code, next=safe_next(next),
+            error_code=exc.code, next=safe_next(next), terms_version=ctx.settings.legal_version,
         )  # fmt: skip
     account_email.deliver(ctx, welcome)
-    return _login_response(request, token, safe_next(next) or "/app/new?notice=signed_up")
+    return login_response(request, token, safe_next(next) or "/app/new?notice=signed_up")
 
 
 @router.get("/login")
@@ -120,24 +143,89 @@ async def login(request: Request, email: Email, password: Password, next: Next =
     """Log in with email and password (backs off per address and per account)."""
     ctx = context_of(request)
 
-    def attempt() -> str:
+    def attempt() -> tuple[str, str | None]:
         with ctx.db.system_session() as session:
             user = accounts.authenticate_password(session, email, password)
-            token = sessions.start_session(session, user.id)
-            audit(session, tenant_id=None, actor=f"user:{user.id}", action="session.start")
-            return token
+            sso.check_password_login(session, user)
+            if twofactor.is_enabled(user):  # the password is right: now the second factor
+                return "", pending_login_token(ctx, user)
+            return _start(session, ctx, user.id), None
 
     try:
-        token = await guarded_login(request, email, attempt)
+        token, pending = await guarded_login(request, email, attempt)
     except TinyClawError as exc:
-        response = page(
-            request, "login.html", exc.status_code, error=exc.message, email=email,
-            next=safe_next(next),
-        )  # fmt: skip
-        if "retry_after" in exc.details:
-            response.headers["Retry-After"] = str(exc.details["retry_after"])
-        return response
-    return _login_response(request, token, safe_next(next) or "/app")
+        return _login_error(request, exc, email=email, next=safe_next(next))
+    if pending is not None:
+        return page(request, "login_totp.html", pending=pending, next=safe_next(next))
+    return login_response(request, token, after_login(ctx, token, safe_next(next)))
+
+
+def pending_login_token(ctx: AppContext, user: User) -> str:
+    """A five-minute proof that this user gave the right password (the code comes next)."""
+    state = links.fingerprint("login-2fa", user.password_hash, str(user.totp_enabled_at))
+    return links.make_link_token(
+        links.link_key(ctx.settings), LOGIN_2FA, user.id, state, PENDING_LOGIN_TTL_S
+    )
+
+
+def _start(session: Session, ctx: AppContext, user_id: str) -> str:
+    token = sessions.start_session(session, user_id)
+    audit(session, tenant_id=None, actor=f"user:{user_id}", action="session.start")
+    return token
+
+
+def after_login(ctx: AppContext, token: str, next: str | None = None) -> str:
+    """Where a fresh login lands: the new legal documents first, when there are any, then
+    two-factor set-up when an organization requires it, then ``next`` or the bots."""
+    with ctx.db.system_session() as session:
+        login = sessions.resolve_session(session, token)
+        step = pending_step(session, ctx, login.principal.user_id) if login else "/app"
+    return next if step == "/app" and next else step
+
+
+def pending_step(session: Session, ctx: AppContext, user_id: str) -> str:
+    """The page a logged-in user must see before their bots ("/app" when none)."""
+    if legal.needs_acceptance(session, ctx.settings, user_id):
+        return "/app/legal/accept"
+    user = session.get(User, user_id)
+    if user is not None and sso.must_enrol_2fa(session, user) is not None:
+        return "/app/account?notice=2fa_required#twofactor"
+    return "/app"
+
+
+def _login_error(request: Request, exc: TinyClawError, **values: object) -> Response:
+    template = "login_totp.html" if "pending" in values else "login.html"
+    response = page(request, template, exc.status_code, error=exc.message, **values)
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    return response
+
+
+@router.post("/login/2fa")
+def login_second_factor(
+    request: Request,
+    pending: Annotated[str, Form(max_length=1000)],
+    code: Annotated[str, Form(max_length=32)] = "",
+    next: Next = "",
+) -> Response:
+    """The second step of a login with two-factor on: a code from the app or a recovery code."""
+    ctx = context_of(request)
+    try:
+        user_id, state = links.read_link_token(links.link_key(ctx.settings), LOGIN_2FA, pending)
+        with ctx.db.system_session() as session:
+            user = session.get(User, user_id)
+            expected = user and links.fingerprint(
+                "login-2fa", user.password_hash, str(user.totp_enabled_at)
+            )
+            if user is None or state != expected:
+                raise Unauthorized("This login has expired: log in again.", code="login_expired")
+            check_second_factor(request, ctx, session, user, code)
+            token = _start(session, ctx, user.id)
+    except TinyClawError as exc:
+        if exc.code in ("link_invalid", "link_expired", "login_expired"):
+            return _login_error(request, Unauthorized("This login has expired: log in again."))
+        return _login_error(request, exc, pending=pending, next=safe_next(next))
+    return login_response(request, token, after_login(ctx, token, safe_next(next)))
 
 
 @router.post("/logout")

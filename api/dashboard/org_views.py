@@ -95,11 +95,20 @@ def _org_page(request: Request, access: OrgAccessInfo, status: int = 200, **extr
             invitations.open_invitations(session, org.id)
             if access.can("members.manage") else []
         )  # fmt: skip
+    from api.sso import current as current_sso  # the SSO section (org.manage only)
+
+    sso = current_sso(context_of(request), org.id) if access.can("org.manage") else None
     return page(
         request, "org.html", status, org=org, role=access.role, members=members,
         invitations=pending, roles=ROLES, matrix=MATRIX, can=can, me=access.user.user_id,
-        **extra,
+        sso=sso, sso_callback=sso_callback_url(request), **extra,
     )  # fmt: skip
+
+
+def sso_callback_url(request: Request) -> str:
+    """The redirect URI an organization registers at its identity provider."""
+    base = context_of(request).settings.public_url or str(request.base_url)
+    return f"{base.rstrip('/')}/app/sso/callback"
 
 
 @router.get("/orgs/{org_id}")

@@ -148,6 +148,8 @@ NOTICES = {
     "reset": "Reset queued: conversations will start fresh.",
     "deleted": "Deletion queued. The bot and its data are being removed.",
     "signal": "Signal sent to the tenant workflow.",
+    "2fa_required": "Your organization requires two-factor authentication: set it up below "
+    "to continue.",
 }
 
 

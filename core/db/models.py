@@ -70,8 +70,39 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     email_verified_at: Mapped[datetime | None]
+    # Two-factor authentication (TOTP): the secret lives in the secret store; enabled once
+    # confirmed with a code; the last accepted time step refuses a code used twice.
+    totp_secret_ref: Mapped[str | None] = mapped_column(String(255))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # An erased account (personal data removed, row kept for the records billing law needs).
+    deleted_at: Mapped[datetime | None]
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
+
+
+class RecoveryCode(Base):
+    """A single-use two-factor recovery code: only its argon2 hash is stored."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None]
+
+
+class LegalAcceptance(Base):
+    """A user accepted the legal documents (terms, privacy policy, DPA) of one version."""
+
+    __tablename__ = "legal_acceptances"
+    __table_args__ = (Index("ix_legal_acceptances_user_at", "user_id", "accepted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(64))
+    accepted_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Organization(Base):
@@ -85,6 +116,37 @@ class Organization(Base):
     personal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None]
+    # Admin controls (plans with admin_controls): members must use two-factor authentication
+    # (password logins) / must log in through the organization's SSO (owners keep passwords,
+    # so a broken identity provider cannot lock the organization out).
+    require_2fa: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    require_sso: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class OrgSso(Base):
+    """An organization's OpenID Connect provider; the client secret is in the secret store."""
+
+    __tablename__ = "org_sso"
+
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    client_secret_ref: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SsoDomain(Base):
+    """An email domain whose people log in through one organization's SSO (one org each)."""
+
+    __tablename__ = "sso_domains"
+
+    domain: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
 
 
 class OrgMembership(Base):

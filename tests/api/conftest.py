@@ -28,7 +28,9 @@ async def signup(
     password: str = "correct horse battery",  # noqa: S107 (a test user's password)
 ) -> dict[str, str]:
     """Sign up and return auth headers."""
-    r = await api.post("/auth/signup", json={"email": email, "password": password})
+    r = await api.post(
+        "/auth/signup", json={"email": email, "password": password, "accept_terms": True}
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 

@@ -41,7 +41,13 @@ async def browser_signup(c: httpx.AsyncClient, email: str) -> str:
     token = CSRF.search(page.text)
     assert token, page.text[:500]
     r = await c.post(
-        "/app/signup", data={"csrf_token": token.group(1), "email": email, "password": PASSWORD}
+        "/app/signup",
+        data={
+            "csrf_token": token.group(1),
+            "email": email,
+            "password": PASSWORD,
+            "accept_terms": "yes",
+        },
     )
     assert r.status_code == 303, r.text
     found = CSRF.search((await c.get("/app/new")).text)

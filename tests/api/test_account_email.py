@@ -40,7 +40,10 @@ async def test_signup_sends_a_single_use_verification_link(
 ) -> None:
     inbox, _ = smtp
     async with client(app) as c:
-        r = await c.post("/auth/signup", json={"email": "v@example.com", "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup",
+            json={"email": "v@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         assert r.status_code == 201
         url, token = _link(await inbox.wait_for(1, "v@example.com"))
         page = await c.get(url.removeprefix("http://testserver"))
@@ -66,7 +69,10 @@ async def test_signup_sends_a_single_use_verification_link(
 async def test_password_reset_by_email(app: FastAPI, smtp) -> None:
     inbox, _ = smtp
     async with client(app) as c:
-        signed = await c.post("/auth/signup", json={"email": "r@example.com", "password": PASSWORD})
+        signed = await c.post(
+            "/auth/signup",
+            json={"email": "r@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         old = {"Authorization": f"Bearer {signed.json()['token']}"}
         unknown = await c.post("/auth/password-reset", json={"email": "nobody@example.com"})
         known = await c.post("/auth/password-reset", json={"email": "R@example.com"})
@@ -113,7 +119,10 @@ async def test_expired_links_are_refused(tmp_path, db: Database, smtp) -> None:
 async def test_without_smtp_the_email_is_logged(tmp_path, db: Database, caplog) -> None:
     app = light_app(tmp_path, db)
     async with client(app) as c:
-        await c.post("/auth/signup", json={"email": "log@example.com", "password": PASSWORD})
+        await c.post(
+            "/auth/signup",
+            json={"email": "log@example.com", "password": PASSWORD, "accept_terms": True},
+        )
     assert any("/app/verify-email?token=" in r.getMessage() for r in caplog.records)
 
 

@@ -55,7 +55,9 @@ async def _owner_with_bot(app: FastAPI, db: Database) -> tuple[dict[str, str], s
     """Sign the owner up (their email #1 is the verification), give them a bot with a
     Telegram token and a known chat."""
     async with client(app) as c:
-        r = await c.post("/auth/signup", json={"email": OWNER, "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup", json={"email": OWNER, "password": PASSWORD, "accept_terms": True}
+        )
         assert r.status_code == 201, r.text
         auth = {"Authorization": f"Bearer {r.json()['token']}"}
     inbox: Inbox = app.state.inbox

@@ -21,7 +21,9 @@ def app(tmp_path, db: Database) -> FastAPI:
 
 
 async def _signup(c: httpx.AsyncClient, email: str) -> dict[str, str]:
-    r = await c.post("/auth/signup", json={"email": email, "password": PASSWORD})
+    r = await c.post(
+        "/auth/signup", json={"email": email, "password": PASSWORD, "accept_terms": True}
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 
@@ -150,7 +152,10 @@ async def test_sign_up_is_rate_limited_per_address(tmp_path, db: Database) -> No
     async with client(app, "192.0.2.1") as c, client(app, "192.0.2.2") as other:
         for i in range(3):
             await _signup(c, f"s{i}@example.com")
-        r = await c.post("/auth/signup", json={"email": "s9@example.com", "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup",
+            json={"email": "s9@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         assert (r.status_code, r.json()["code"]) == (429, "rate_limited")
         assert int(r.headers["retry-after"]) > 0
         await _signup(other, "s10@example.com")

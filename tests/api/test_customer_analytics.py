@@ -11,7 +11,9 @@ from tests.api.light_app import PASSWORD, client, light_app
 
 
 async def _account(c, email: str) -> tuple[str, dict[str, str]]:
-    r = await c.post("/auth/signup", json={"email": email, "password": PASSWORD})
+    r = await c.post(
+        "/auth/signup", json={"email": email, "password": PASSWORD, "accept_terms": True}
+    )
     return r.json()["user_id"], {"Authorization": f"Bearer {r.json()['token']}"}
 
 

@@ -56,7 +56,10 @@ def _fleet(db: Database, owner_id: str) -> dict[str, str]:
 async def test_metrics_show_the_fleet_to_the_operator_only(tmp_path, db: Database) -> None:
     app = light_app(tmp_path, db, metrics_token=OPERATOR_TOKEN)
     async with client(app) as c:
-        r = await c.post("/auth/signup", json={"email": "o@example.com", "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup",
+            json={"email": "o@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         user_id = r.json()["user_id"]
         ids = _fleet(db, user_id)
         auth = {"Authorization": f"Bearer {r.json()['token']}"}

@@ -35,7 +35,10 @@ LAST = ("DELETE /bots/{bot_id}", "POST /bots/{bot_id}/delete", "DELETE /auth/tok
 
 async def _deployed_tenant(url: str, stack: Stack) -> tuple[dict[str, str], str]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-        r = await c.post("/auth/signup", json={"email": "fuzz@example.com", "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup",
+            json={"email": "fuzz@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         auth = {"Authorization": f"Bearer {r.json()['token']}"}
         tid = (await c.post("/tenants", json={"name": "Fuzzed bot"}, headers=auth)).json()["id"]
         token = "123456789:AA" + "b" * 33

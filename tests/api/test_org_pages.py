@@ -68,7 +68,7 @@ async def test_invite_accept_and_role_views(app: FastAPI, smtp) -> None:
         assert nxt
         r = await viewer.post("/app/signup", data={
             "csrf_token": token.group(1), "email": "vee@example.com", "password": PASSWORD,
-            "next": nxt.group(1).replace("&amp;", "&"),
+            "next": nxt.group(1).replace("&amp;", "&"), "accept_terms": "yes",
         })  # fmt: skip
         assert r.status_code == 303 and r.headers["location"] == link
         accept_page = await viewer.get(link)

@@ -33,7 +33,9 @@ def app(tmp_path, db: Database, smtp: tuple[Inbox, int]) -> FastAPI:
 
 
 async def signup(c: httpx.AsyncClient, email: str) -> dict[str, str]:
-    r = await c.post("/auth/signup", json={"email": email, "password": PASSWORD})
+    r = await c.post(
+        "/auth/signup", json={"email": email, "password": PASSWORD, "accept_terms": True}
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 

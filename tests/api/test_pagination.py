@@ -16,7 +16,9 @@ NEXT = re.compile(r'<([^>]+)>; rel="next"')
 
 
 async def _signup(c: httpx.AsyncClient, email: str = "p@example.com") -> dict[str, str]:
-    r = await c.post("/auth/signup", json={"email": email, "password": PASSWORD})
+    r = await c.post(
+        "/auth/signup", json={"email": email, "password": PASSWORD, "accept_terms": True}
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 

@@ -42,8 +42,14 @@ async def test_admins_get_product_metrics_as_json_csv_gauges_and_a_page(tmp_path
     app = light_app(tmp_path, db, metrics_token="op-token-123", infra_usd_per_cpu_hour=4.0)
     async with client(app) as c:
         # The first account is the platform admin.
-        admin = await c.post("/auth/signup", json={"email": "a@example.com", "password": PASSWORD})
-        owner = await c.post("/auth/signup", json={"email": "o@example.com", "password": PASSWORD})
+        admin = await c.post(
+            "/auth/signup",
+            json={"email": "a@example.com", "password": PASSWORD, "accept_terms": True},
+        )
+        owner = await c.post(
+            "/auth/signup",
+            json={"email": "o@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         _live_bot(db, owner.json()["user_id"])
         as_owner = {"Authorization": f"Bearer {owner.json()['token']}"}
         as_admin = {"Authorization": f"Bearer {admin.json()['token']}"}

@@ -32,7 +32,10 @@ async def serving(tmp_path, db: Database, **overrides: object) -> AsyncIterator[
 
 async def _wrong_logins(url: str, n: int) -> list[int]:
     async with httpx.AsyncClient(base_url=url) as c:
-        await c.post("/auth/signup", json={"email": "xff@example.com", "password": PASSWORD})
+        await c.post(
+            "/auth/signup",
+            json={"email": "xff@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         codes = []
         for i in range(n):
             r = await c.post(

@@ -24,7 +24,10 @@ def sandbox() -> Iterator[SandboxServer]:
 
 
 async def _signup(c) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    r = await c.post("/auth/signup", json={"email": "s@example.com", "password": "a long password"})
+    r = await c.post(
+        "/auth/signup",
+        json={"email": "s@example.com", "password": "a long password", "accept_terms": True},
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['token']}"}
 

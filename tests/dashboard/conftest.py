@@ -69,7 +69,7 @@ async def sign_up(make: Callable[[], httpx.AsyncClient], email: str | None = Non
     """A new account, logged in through the sign-up form."""
     b = Browser(make(), email or f"{uuid.uuid4().hex[:10]}@example.com")
     await b.csrf_from("/app/signup")
-    r = await b.post("/app/signup", {"email": b.email, "password": PASSWORD})
+    r = await b.post("/app/signup", {"email": b.email, "password": PASSWORD, "accept_terms": "yes"})
     assert r.status_code == 303, r.text
     await b.csrf_from("/app/new")
     return b

@@ -51,7 +51,9 @@ async def sign_up_page_error(make: Callable[[], httpx.AsyncClient], email: str) 
 
     b = Browser(make(), email)
     await b.csrf_from("/app/signup")
-    r = await b.post("/app/signup", {"email": email, "password": "correct horse battery"})
+    r = await b.post(
+        "/app/signup", {"email": email, "password": "correct horse battery", "accept_terms": "yes"}
+    )
     assert r.status_code == 409, r.text
     return r.text
 

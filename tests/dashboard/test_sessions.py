@@ -100,7 +100,9 @@ async def test_cookie_is_secure_behind_an_https_public_url(
         async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as c:
             b = Browser(c, "s@example.com")
             await b.csrf_from("/app/signup")
-            r = await b.post("/app/signup", {"email": b.email, "password": PASSWORD})
+            r = await b.post(
+                "/app/signup", {"email": b.email, "password": PASSWORD, "accept_terms": "yes"}
+            )
             assert r.status_code == 303 and "secure" in r.headers["set-cookie"].lower()
     finally:
         process_stack.ctx.settings.public_url = None

@@ -43,7 +43,9 @@ async def test_cli_drives_a_bot_from_creation_to_deletion(
 ) -> None:
     email, password = unique_email(), "a long enough password 1"
     async with httpx.AsyncClient(base_url=server.url) as http:
-        signed = await http.post("/auth/signup", json={"email": email, "password": password})
+        signed = await http.post(
+            "/auth/signup", json={"email": email, "password": password, "accept_terms": True}
+        )
         assert signed.status_code == 201, signed.text
     config = tmp_path / "cli" / "config.json"
     term = Terminal({"TINYCLAW_CONFIG": str(config)})

@@ -23,6 +23,7 @@ async def sign_up_and_create(page: Page, name: str) -> None:
     await page.get_by_role("link", name="Sign up").click()
     await page.get_by_label("Email").fill(unique_email())
     await page.get_by_label("Password").fill(PASSWORD)
+    await page.locator("#accept-terms").check()
     await page.get_by_role("button", name="Sign up").click()
     await expect(
         page.get_by_role("heading", name="Name your bot and choose a plan")

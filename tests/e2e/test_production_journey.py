@@ -247,6 +247,7 @@ async def journey(page: Page, prod: Prod) -> None:
     await page.goto("/app/signup")
     await page.get_by_label("Email").fill(unique_email())
     await page.get_by_label("Password").fill(PASSWORD)
+    await page.locator("#accept-terms").check()
     await page.get_by_role("button", name="Sign up").click()
     await expect(page.get_by_text("You pay at the last step")).to_be_visible()
     await page.get_by_label("Bot name").fill("Journey")

@@ -84,9 +84,15 @@ async def test_logs_outlive_a_restart_and_are_filtered_and_downloaded(
 
     app = light_app(tmp_path / "api", db)
     async with client(app) as c:
-        r = await c.post("/auth/signup", json={"email": "a@example.com", "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup",
+            json={"email": "a@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         admin = {"Authorization": f"Bearer {r.json()['token']}"}
-        r = await c.post("/auth/signup", json={"email": "s@example.com", "password": PASSWORD})
+        r = await c.post(
+            "/auth/signup",
+            json={"email": "s@example.com", "password": PASSWORD, "accept_terms": True},
+        )
         stranger = {"Authorization": f"Bearer {r.json()['token']}"}
         # The fleet's owner has no password: a platform admin reads on their behalf.
         with db.system_session() as s:
