@@ -83,7 +83,7 @@ async def test_two_api_replicas_share_the_sign_up_limit(
         async with client(one, "192.0.2.9") as a, client(two, "192.0.2.9") as b:
             for i in range(5):
                 c = a if i % 2 else b
-                body = {"email": f"r{i}@example.com", "password": PASSWORD}
+                body = {"email": f"r{i}@example.com", "password": PASSWORD, "accept_terms": True}
                 codes.append((await c.post("/auth/signup", json=body)).status_code)
         assert codes[:3] == [201, 201, 201] and codes[3:] == [429, 429], codes
     finally:
