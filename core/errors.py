@@ -12,6 +12,7 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     ├── InvalidInput            422     invalid_input               the message says what to fix
     │   ├── MissingCredential   422     missing_telegram_token      core/provisioning.py
     │   ├── TemplateProblem     422     invalid_bundle              core/rendering.py
+    │   ├── SkillRejected       422     skill_rejected              core/bundles/skills.py
     │   ├── BadTelegramToken    422     bad_telegram_token          core/channels/telegram.py
     │   ├── EgressRefused       422     provider_url_refused        core/egress.py
     │   └── ControlBackupError  422     invalid_input               core/control_backup.py

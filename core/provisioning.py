@@ -90,6 +90,8 @@ class Provisioner:
             choices,
             home=self.home_for(tenant_id),
             models=self.settings.models,
+            # Read and verified now, not at catalog load: a package changed since is refused.
+            skill_files=self.catalog.skills.install(manifest),
         )
         env = self.runtime_env(db, tenant_id)
         return RuntimeSpec(

@@ -20,6 +20,7 @@ from api.dashboard import (
     analytics_views,
     auth_views,
     backup_views,
+    catalog_views,
     live,
     log_views,
     notification_views,
@@ -68,7 +69,7 @@ def install(app: FastAPI) -> None:
         auth_views.router, wizard.router, live.router, operations.router,
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
         notification_views.router, backup_views.router, analytics_views.router,
-        log_views.router,
+        log_views.router, catalog_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -19,12 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.bundles.schema import BundleManifest
+from core.bundles.skills import DEFAULT_MAX_BYTES, SkillStore
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
 from core.model_catalog import ROLES
 from core.plans import DEMO_MODEL, Plan, get_plan
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "bundles" / "catalog"
+SKILLS_DIR = CATALOG_DIR.parent / "skills"  # bundles/skills/<package>/<version>/
 PROJECT_ROOT = CATALOG_DIR.parent.parent
 MANIFEST_FILE = "bundle.toml"
 
@@ -39,6 +41,13 @@ class LoadedBundle:
     def template(self, name: str) -> str:
         """The text of template ``name`` (a path the manifest validated as relative)."""
         return (self.directory / name).read_text(encoding="utf-8")
+
+    def sources(self) -> dict[str, str]:
+        """The manifest file and every template it names, as text (what a diff compares)."""
+        files = {MANIFEST_FILE: (self.directory / MANIFEST_FILE).read_text(encoding="utf-8")}
+        for name in sorted(self.manifest.template_files()):
+            files[name] = self.template(name)
+        return files
 
 
 def _display(path: Path) -> str:
@@ -72,8 +81,10 @@ def _invalid(file: Path, path: str, reason: str) -> InvalidInput:
     return InvalidInput(f"{_display(file)}: {path}: {reason}", code="invalid_bundle", field=path)
 
 
-def load_bundle(directory: Path) -> LoadedBundle:
-    """Load and check one bundle version directory; ``InvalidInput`` names what is wrong."""
+def load_bundle(directory: Path, skills: SkillStore | None = None) -> LoadedBundle:
+    """Load and check one bundle version directory; ``InvalidInput`` names what is wrong.
+
+    With ``skills``, every skill package is checked too (present, size, checksum)."""
     file = directory / MANIFEST_FILE
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -94,6 +105,11 @@ def load_bundle(directory: Path) -> LoadedBundle:
         )
     bundle = LoadedBundle(manifest, directory)
     _check_templates(file, bundle)
+    for index, ref in enumerate(manifest.skills if skills is not None else []):
+        try:
+            skills.files(ref)  # type: ignore[union-attr]
+        except InvalidInput as exc:
+            raise _invalid(file, f"skills[{index}]", exc.message) from None
     return bundle
 
 
@@ -152,8 +168,11 @@ def plan_problems(manifest: BundleManifest, plan: Plan) -> list[str]:
 class Catalog:
     """Every bundle version, newest first per bundle."""
 
-    def __init__(self, root: Path, bundles: list[LoadedBundle]) -> None:
+    def __init__(
+        self, root: Path, bundles: list[LoadedBundle], skills: SkillStore | None = None
+    ) -> None:
         self.root = root
+        self.skills = skills or SkillStore(SKILLS_DIR)
         self._by_id: dict[str, list[LoadedBundle]] = {}
         for bundle in bundles:
             self._by_id.setdefault(bundle.manifest.id, []).append(bundle)
@@ -227,13 +246,21 @@ class Catalog:
         return found
 
 
-def load_catalog(path: Path | None = None) -> Catalog:
-    """Load every bundle under ``path`` (default: the shipped catalog); fail on a bad one."""
+def load_catalog(
+    path: Path | None = None,
+    *,
+    skills_root: Path | None = None,
+    skill_max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Catalog:
+    """Load every bundle under ``path`` (default: the shipped catalog); fail on a bad one.
+
+    Skill packages come from ``skills_root`` (default: the shipped ``bundles/skills``)."""
     root = Path(path) if path is not None else CATALOG_DIR
     if not root.is_dir():
         raise InvalidInput(f"bundle catalog {root} is not a directory", code="invalid_bundle")
+    skills = SkillStore(Path(skills_root or SKILLS_DIR), skill_max_bytes)
     directories = sorted(p.parent for p in root.glob(f"*/*/{MANIFEST_FILE}"))
-    return Catalog(root, [load_bundle(directory) for directory in directories])
+    return Catalog(root, [load_bundle(d, skills) for d in directories], skills)
 
 
 def sync_catalog_to_db(session: Session, catalog: Catalog) -> int:
