@@ -184,9 +184,12 @@ class LifecycleActivities:
         """The bundle to start; the plan's default one when a plan change left the old one
         unrunnable (a Stripe downgrade while the bot was stopped), said in the activity feed."""
         bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
+        version = data.bundle_version
+        if version is None and bundle_id == tenant.bundle_id:
+            version = tenant.pinned_bundle_version  # a pinned bot stays on its version
         catalog = self.provisioner.catalog
         try:
-            return catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+            return catalog.resolve(bundle_id, tenant.plan, version)
         except PlanLimitExceeded:
             # Asked for explicitly, or a first deploy (the customer's own pick): say why not.
             previous = current_deployment(session, tenant.id)

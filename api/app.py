@@ -29,6 +29,7 @@ from api import (
 from api.middleware import BodyLimit, BotPaths
 from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
+from api.tenants import bundle_versions as tenant_bundle_versions
 from api.tenants import endpoints as tenants
 from api.tenants import kept_logs as tenant_logs
 from api.tenants import model_endpoints as tenant_models
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         configure_logging(settings.log_level)
         ctx = context or await build_context(settings)
         app.state.ctx = ctx
-        app.state.catalog = load_catalog()
+        app.state.catalog = load_catalog(skill_max_bytes=settings.skill_max_bytes)
         with ctx.db.system_session() as session:
             sync_catalog_to_db(session, app.state.catalog)
         async with httpx.AsyncClient(timeout=httpx.Timeout(15, connect=5)) as http:
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         catalog.router,
         tenants.router,
         tenant_plan.router,
+        tenant_bundle_versions.router,
         tenant_models.router,
         tenant_pairing.router,
         tenant_backups.router,

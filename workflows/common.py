@@ -17,7 +17,7 @@ PERMANENT_ERRORS = [
     "missing_telegram_token", "bad_telegram_token", "unknown_bundle", "bundle_not_allowed",
     "plan_limit_exceeded", "image_missing", "health_timeout", "runtime_failed",
     "switch_refused", "missing_provider_key", "tenant_not_found", "illegal_transition",
-    "test_message_failed",
+    "test_message_failed", "skill_rejected", "skill_checksum_mismatch", "invalid_bundle",
 ]  # fmt: skip
 
 RETRY = RetryPolicy(

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from api.admin import SUPPORT_ACTOR_PREFIX
+from api.catalog import catalog_of
 from api.dashboard.analytics_views import bot_section
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, outcome_redirect, page, redirect
@@ -17,6 +18,7 @@ from api.dashboard.wizard import bundles_for, models_or_error
 from api.deps import TenantAccess, TenantOwner
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.bundle_versions import bundle_versions_of, pin_version, unpin
 from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
 from core.db.models import AuditLog
@@ -112,6 +114,7 @@ async def render_bot(
         bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
         models_error=models_error, plans=list(PLANS.values()), offered=offered_actions(bot),
         analytics=bot_section(ctx, access.tenant_id),
+        versions=bundle_versions_of(ctx, catalog_of(request), access.tenant_id),
         plan_log_days=PLANS[bot.plan].log_retention_days if bot.plan in PLANS else 0, **extra,
     )  # fmt: skip
 
@@ -180,13 +183,39 @@ async def reset(
 
 @router.post("/switch")
 async def switch(
-    request: Request, access: TenantAccess, bundle_id: Annotated[str, Form(max_length=64)]
+    request: Request,
+    access: TenantAccess,
+    bundle_id: Annotated[str, Form(max_length=64)],
+    bundle_version: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
-    """Switch bundle; the result (switched, refused, rolled back) shows in the history."""
-    body = s.SwitchIn(bundle_id=bundle_id)
+    """Switch bundle (or version); the result (switched, refused, rolled back) shows in the
+    history."""
+    body = s.SwitchIn(bundle_id=bundle_id, bundle_version=bundle_version or None)
     call = api.switch_bundle(body, access, context_of(request))
     done = "Switch queued: the action history below shows whether it switched or rolled back."
     return await _run(request, access, call, "switch", done)
+
+
+@router.post("/pin")
+async def pin(request: Request, access: TenantAccess) -> Response:
+    """Pin the bot to the bundle version it runs."""
+
+    async def call() -> None:
+        pin_version(context_of(request), catalog_of(request), access.tenant_id, access.actor, None)
+
+    done = "Pinned: deploys, resumes and resets keep to this version."
+    return await _run(request, access, call(), "versions", done)
+
+
+@router.post("/unpin")
+async def unpin_version(request: Request, access: TenantAccess) -> Response:
+    """Follow the latest bundle version again (from the next deploy)."""
+
+    async def call() -> None:
+        unpin(context_of(request), catalog_of(request), access.tenant_id, access.actor)
+
+    done = "Unpinned: the next deploy takes the latest version your plan runs."
+    return await _run(request, access, call(), "versions", done)
 
 
 @router.post("/delete")

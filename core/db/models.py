@@ -97,6 +97,9 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(32))
     bundle_id: Mapped[str | None] = mapped_column(String(64))
+    # A version of ``bundle_id`` that deploys, resumes and resets keep to (None: the latest
+    # the plan runs). A successful switch (or its rollback) moves it to what then runs.
+    pinned_bundle_version: Mapped[str | None] = mapped_column(String(32))
     model_mode: Mapped[str] = mapped_column(String(16), default="managed")  # managed | byok
     # The bot's managed model pick (a catalog id); None: the bundle's own models.
     model: Mapped[str | None] = mapped_column(String(200))
