@@ -22,11 +22,12 @@ from api import (
     health,
     metrics,
     notifications,
+    orgs,
     product_metrics,
     sandbox,
     webhooks,
 )
-from api.middleware import BodyLimit, BotPaths
+from api.middleware import AuditOrigin, BodyLimit, BotPaths
 from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
 from api.tenants import bundle_versions as tenant_bundle_versions
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         webhooks.router,
         billing.router,
         admin.router,
+        orgs.router,
         product_metrics.router,
         codec.router,
         sandbox.api_router,
@@ -108,5 +110,6 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
     # Outermost of all: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, form_limit=settings.max_form_bytes)
+    app.add_middleware(AuditOrigin)  # every audit entry a request writes says where from
     app.add_middleware(BotPaths)  # outermost: /bots is /tenants for everything inside
     return app

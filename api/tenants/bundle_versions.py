@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
 from api.catalog import VersionOut, catalog_of, version_out
-from api.deps import ContextDep, TenantAccess
+from api.deps import ContextDep, TenantAccess, TenantManager
 from core.bundles.catalog import Catalog
 from core.bundles.versions import newer_versions
 from core.context import AppContext
@@ -102,13 +102,13 @@ def bundle_versions(access: TenantAccess, ctx: ContextDep, request: Request) -> 
 
 @router.put("/{tenant_id}/bundle-pin")
 def put_pin(
-    body: PinIn, access: TenantAccess, ctx: ContextDep, request: Request
+    body: PinIn, access: TenantManager, ctx: ContextDep, request: Request
 ) -> BundleVersionsOut:
     """Pin the bot to its bundle version: deploys, resumes and resets keep to it."""
     return pin_version(ctx, catalog_of(request), access.tenant_id, access.actor, body.version)
 
 
 @router.delete("/{tenant_id}/bundle-pin", status_code=status.HTTP_200_OK)
-def delete_pin(access: TenantAccess, ctx: ContextDep, request: Request) -> BundleVersionsOut:
+def delete_pin(access: TenantManager, ctx: ContextDep, request: Request) -> BundleVersionsOut:
     """Unpin: the next deploy takes the latest version the plan runs."""
     return unpin(ctx, catalog_of(request), access.tenant_id, access.actor)

@@ -7,7 +7,15 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Header, Query, Request, status
 
-from api.deps import ContextDep, CurrentUser, TenantAccess, TenantAccessInfo, TenantOwner
+from api.deps import (
+    ContextDep,
+    CurrentUser,
+    TenantAccess,
+    TenantAccessInfo,
+    TenantDeleter,
+    TenantManager,
+    TenantOperator,
+)
 from api.pagination import Page
 from api.tenants import schemas as s
 from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
@@ -18,6 +26,7 @@ from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
 from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
+from core.organizations import personal_org, require
 from core.ratelimit import SlidingWindow
 from core.tenants import audit, create_tenant, require_tenant, tenants_of
 from core.workflow_models import Action, Command
@@ -46,9 +55,12 @@ PAYMENT_FIRST = {
 async def create(body: s.TenantIn, user: CurrentUser, ctx: ContextDep) -> s.TenantOut:
     """Create a bot (a tenant) on a plan; with billing off the plan is assigned at once."""
     with ctx.db.system_session() as session:
+        org_id = body.organization_id or personal_org(session, user.user_id).id
+        role = require(session, org_id, user.user_id, "bot.manage")
         tenant = create_tenant(
-            session, owner_id=user.user_id, name=body.name, plan=body.plan, bundle_id=body.bundle_id
-        )
+            session, owner_id=user.user_id, name=body.name, plan=body.plan,
+            bundle_id=body.bundle_id, organization_id=org_id,
+        )  # fmt: skip
         if ctx.settings.billing_enabled:
             tenant.billing_status = "incomplete"  # until Stripe Checkout completes
         else:
@@ -61,7 +73,7 @@ async def create(body: s.TenantIn, user: CurrentUser, ctx: ContextDep) -> s.Tena
             plan=body.plan,
         )
         tid = tenant.id
-    return await tenant_view(ctx, tid, "owner", detail=False)
+    return await tenant_view(ctx, tid, role, detail=False)
 
 
 @router.get("")
@@ -104,7 +116,7 @@ def events(access: TenantAccess, ctx: ContextDep, page: Page) -> list[s.EventOut
 
 @router.put("/{tenant_id}/telegram")
 async def set_telegram_token(
-    body: s.TelegramTokenIn, access: TenantOwner, ctx: ContextDep, request: Request
+    body: s.TelegramTokenIn, access: TenantManager, ctx: ContextDep, request: Request
 ) -> s.CredentialOut:
     """Connect a Telegram bot token (checked with getMe at once)."""
     http: httpx.AsyncClient = request.app.state.http
@@ -138,7 +150,7 @@ async def set_telegram_token(
 
 @router.put("/{tenant_id}/provider-key")
 async def set_provider_key(
-    body: s.ProviderKeyIn, access: TenantOwner, ctx: ContextDep
+    body: s.ProviderKeyIn, access: TenantManager, ctx: ContextDep
 ) -> s.CredentialOut:
     """Bring your own model key: checked against the provider, its model picked; BYOK mode on."""
     base_url, trusted = provider_base_url(ctx, body)
@@ -178,7 +190,7 @@ def save_model_mode(ctx: AppContext, access: TenantAccessInfo, mode: str) -> Non
 
 @router.put("/{tenant_id}/model-mode")
 async def set_model_mode(
-    body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep
+    body: s.ModelModeIn, access: TenantManager, ctx: ContextDep
 ) -> dict[str, str]:
     """Managed (our keys) or BYOK (your key); a live bot is reconfigured on it."""
     save_model_mode(ctx, access, body.mode)
@@ -227,7 +239,7 @@ async def _command(
 
 @router.post("/{tenant_id}/deploy", status_code=status.HTTP_202_ACCEPTED)
 async def deploy(
-    access: TenantAccess,
+    access: TenantManager,
     ctx: ContextDep,
     body: s.DeployIn | None = None,
     idem: IdempotencyKey = None,
@@ -249,7 +261,7 @@ async def deploy(
 
 @router.post("/{tenant_id}/pause", status_code=status.HTTP_202_ACCEPTED)
 async def pause(
-    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOperator, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Stop the bot; nothing is lost."""
     return await _command(ctx, access, Command(action=Action.PAUSE, actor=access.actor), idem)
@@ -257,7 +269,7 @@ async def pause(
 
 @router.post("/{tenant_id}/resume", status_code=status.HTTP_202_ACCEPTED)
 async def resume(
-    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOperator, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Start a paused bot again."""
     return await _command(ctx, access, Command(action=Action.RESUME, actor=access.actor), idem)
@@ -265,7 +277,7 @@ async def resume(
 
 @router.post("/{tenant_id}/restart", status_code=status.HTTP_202_ACCEPTED)
 async def restart(
-    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOperator, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Restart the bot's runtime."""
     return await _command(ctx, access, Command(action=Action.RESTART, actor=access.actor), idem)
@@ -273,7 +285,7 @@ async def restart(
 
 @router.post("/{tenant_id}/reset-memory", status_code=status.HTTP_202_ACCEPTED)
 async def reset_memory(
-    body: s.ResetIn, access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    body: s.ResetIn, access: TenantManager, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Start fresh conversations for one or all agents (``full`` also clears memory)."""
     if not body.confirm:
@@ -292,7 +304,7 @@ async def reset_memory(
 
 @router.post("/{tenant_id}/switch-bundle", status_code=status.HTTP_202_ACCEPTED)
 async def switch_bundle(
-    body: s.SwitchIn, access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    body: s.SwitchIn, access: TenantManager, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Move to another bundle; rolls back automatically if the new one is unhealthy."""
     return await _command(
@@ -310,7 +322,7 @@ async def switch_bundle(
 
 @router.delete("/{tenant_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete(
-    access: TenantOwner,
+    access: TenantDeleter,
     ctx: ContextDep,
     body: s.DeleteIn | None = None,
     confirm_name: Annotated[
@@ -335,14 +347,14 @@ async def delete(
 
 @router.post("/{tenant_id}/delete", status_code=status.HTTP_202_ACCEPTED, deprecated=True)
 async def delete_by_post(
-    body: s.DeleteIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+    body: s.DeleteIn, access: TenantDeleter, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Same as ``DELETE /tenants/{id}`` (kept for existing clients)."""
     return await delete(access, ctx, body, None, idem)
 
 
 @router.post("/{tenant_id}/messages")
-async def test_message(body: s.MessageIn, access: TenantAccess, ctx: ContextDep) -> s.MessageOut:
+async def test_message(body: s.MessageIn, access: TenantOperator, ctx: ContextDep) -> s.MessageOut:
     """Send a test message to the bot and get its reply."""
     wait = MESSAGE_LIMIT.hit(access.tenant_id)
     if wait is not None:

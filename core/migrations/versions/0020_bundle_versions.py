@@ -1,7 +1,7 @@
 """a bot pinned to a bundle version (deploy, resume and reset use it; a switch moves it)
 
 Revision ID: 0020
-Revises: 0016 (runtime_log_lines)
+Revises: 0018 (organizations)
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020"
-down_revision: str | None = "0016"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
