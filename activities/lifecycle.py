@@ -187,7 +187,7 @@ class LifecycleActivities:
         version = data.bundle_version
         if version is None and bundle_id == tenant.bundle_id:
             version = tenant.pinned_bundle_version  # a pinned bot stays on its version
-        catalog = self.provisioner.catalog
+        catalog = self.provisioner.catalog_for(self.db, tenant.id)
         try:
             return catalog.resolve(bundle_id, tenant.plan, version)
         except PlanLimitExceeded:
@@ -223,7 +223,8 @@ class LifecycleActivities:
         """Render the config, create (or update) the runtime and start it."""
 
         def run() -> str:
-            manifest = self.provisioner.catalog.get(data.bundle_id, data.bundle_version)
+            catalog = self.provisioner.catalog_for(self.db, data.tenant_id)
+            manifest = catalog.get(data.bundle_id, data.bundle_version)
             with self.db.tenant_session(data.tenant_id) as session:
                 dep = current_deployment(session, data.tenant_id)
                 deployment_id = dep.id if dep else ""
@@ -536,7 +537,7 @@ class LifecycleActivities:
     @mapped
     async def check_bundle_switch(self, data: SwitchCheckInput) -> SwitchCheckResult:
         """Safe-migration checks: plan compatibility, schema change, removed agents."""
-        catalog = self.provisioner.catalog
+        catalog = self.provisioner.catalog_for(self.db, data.tenant_id)
         with self.db.tenant_session(data.tenant_id) as session:
             tenant = get_tenant(session, data.tenant_id)
             dep = current_deployment(session, data.tenant_id)

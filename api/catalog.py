@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from api.pagination import Page
 from core.bundles.catalog import Catalog
+from core.bundles.custom import catalog_for_tenant
 from core.bundles.schema import BundleManifest
 from core.bundles.versions import VersionDiff, version_diff
 from core.plans import PLANS, Plan, get_plan
@@ -83,9 +84,15 @@ class BundleDetail(BaseModel):
 
 
 def catalog_of(request: Request) -> Catalog:
-    """The bundle catalog loaded at start-up."""
+    """The bundle catalog loaded at start-up (the shipped bundles)."""
     catalog: Catalog = request.app.state.catalog
     return catalog
+
+
+def tenant_catalog(request: Request, tenant_id: str) -> Catalog:
+    """What one bot chooses from: the shipped bundles and its organization's own."""
+    with request.app.state.ctx.db.system_session() as session:
+        return catalog_for_tenant(session, catalog_of(request), tenant_id)
 
 
 def version_out(m: BundleManifest) -> VersionOut:

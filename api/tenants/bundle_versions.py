@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, status
 from pydantic import BaseModel, Field
 
-from api.catalog import VersionOut, catalog_of, version_out
+from api.catalog import VersionOut, tenant_catalog, version_out
 from api.deps import ContextDep, TenantAccess, TenantManager
 from core.bundles.catalog import Catalog
 from core.bundles.versions import newer_versions
@@ -97,7 +97,7 @@ def unpin(ctx: AppContext, catalog: Catalog, tenant_id: str, actor: str) -> Bund
 @router.get("/{tenant_id}/bundle-versions")
 def bundle_versions(access: TenantAccess, ctx: ContextDep, request: Request) -> BundleVersionsOut:
     """The running bundle version, the pin, and the newer versions this bot may switch to."""
-    return bundle_versions_of(ctx, catalog_of(request), access.tenant_id)
+    return bundle_versions_of(ctx, tenant_catalog(request, access.tenant_id), access.tenant_id)
 
 
 @router.put("/{tenant_id}/bundle-pin")
@@ -105,10 +105,11 @@ def put_pin(
     body: PinIn, access: TenantManager, ctx: ContextDep, request: Request
 ) -> BundleVersionsOut:
     """Pin the bot to its bundle version: deploys, resumes and resets keep to it."""
-    return pin_version(ctx, catalog_of(request), access.tenant_id, access.actor, body.version)
+    catalog = tenant_catalog(request, access.tenant_id)
+    return pin_version(ctx, catalog, access.tenant_id, access.actor, body.version)
 
 
 @router.delete("/{tenant_id}/bundle-pin", status_code=status.HTTP_200_OK)
 def delete_pin(access: TenantManager, ctx: ContextDep, request: Request) -> BundleVersionsOut:
     """Unpin: the next deploy takes the latest version the plan runs."""
-    return unpin(ctx, catalog_of(request), access.tenant_id, access.actor)
+    return unpin(ctx, tenant_catalog(request, access.tenant_id), access.tenant_id, access.actor)
