@@ -11,7 +11,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.catalog import bundle_detail, catalog_of, diff_of
-from api.dashboard.render import page
+from api.dashboard.render import context_of, page, web_login
+from core.organizations import orgs_of
 
 router = APIRouter(prefix="/app/bundles", include_in_schema=False)
 Version = Annotated[str | None, Query(max_length=32)]
@@ -22,7 +23,12 @@ async def catalog_page(request: Request) -> Response:
     """Every bundle with its latest release, agents, teams, skills and plans."""
     catalog = catalog_of(request)
     bundles = [bundle_detail(catalog, bundle_id) for bundle_id in catalog.ids()]
-    return page(request, "catalog.html", bundles=bundles)
+    login = web_login(request)
+    orgs = []
+    if login is not None:  # links to the custom bundles of each of the user's organizations
+        with context_of(request).db.system_session() as session:
+            orgs = [(o.id, o.name) for o, _ in orgs_of(session, login.principal.user_id)]
+    return page(request, "catalog.html", bundles=bundles, orgs=orgs)
 
 
 @router.get("/{bundle_id}")
