@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.bundles.schema import BundleManifest
+from core.bundles.schema import DEFAULT_RUNTIME_IMAGE, BundleManifest
 from core.bundles.skills import DEFAULT_MAX_BYTES, SkillStore
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
@@ -215,6 +215,11 @@ class Catalog:
     def shipped_ids(self) -> set[str]:
         """The ids of the bundles shipped with the product (no organization's)."""
         return {b.manifest.id for b in self._all if b.organization_id is None}
+
+    def shipped_images(self) -> set[str]:
+        """The runtime images the shipped bundles run (the only ones a custom bundle may)."""
+        shipped = {b.manifest.runtime_image for b in self._all if b.organization_id is None}
+        return shipped | {DEFAULT_RUNTIME_IMAGE}
 
     def is_custom(self, bundle_id: str) -> bool:
         """Whether ``bundle_id`` is an organization's own bundle in this catalog."""

@@ -72,6 +72,15 @@ def validate_upload(catalog: Catalog, files: Mapping[str, str]) -> LoadedBundle:
                 f"plans[{index}]",
                 f"the {plan_id} plan cannot run custom bundles (plans that can: {having})",
             )
+    images = catalog.shipped_images()
+    if manifest.runtime_image not in images:
+        # A customer's manifest must never choose what runs on our hosts.
+        raise _invalid(
+            MANIFEST_FILE,
+            "runtime_image",
+            f"custom bundles run the platform's runtime ({', '.join(sorted(images))}); "
+            "leave runtime_image out",
+        )
     if manifest.id in catalog.shipped_ids():
         raise _invalid(
             MANIFEST_FILE, "id", f"'{manifest.id}' is a shipped bundle's id; choose another"

@@ -118,6 +118,14 @@ async def test_custom_bundle_authored_fixed_versioned_deployed_and_private(
         r.status_code == 422
         and "plans[0]: the starter plan cannot run custom bundles" in (r.json()["message"])
     )
+    image = files()
+    image["bundle.toml"] = image["bundle.toml"].replace(
+        "schema_version = 1", 'schema_version = 1\nruntime_image = "evil/miner:latest"'
+    )
+    r = await api.post(f"/orgs/{acme}/bundles", json={"files": image}, headers=alice)
+    assert r.status_code == 422 and r.json()["message"].startswith(
+        "bundle.toml: runtime_image: custom bundles run the platform's runtime"
+    ), r.text
     shipped = files()
     shipped["bundle.toml"] = shipped["bundle.toml"].replace('"support-desk"', '"starter"')
     r = await api.post(f"/orgs/{acme}/bundles", json={"files": shipped}, headers=alice)
