@@ -16,6 +16,7 @@ catalog plus its own organization's bundles only (``catalog_for_tenant``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
@@ -29,7 +30,7 @@ from core.bundles.catalog import (
     check_bundle,
     parse_manifest,
 )
-from core.bundles.schema import SemVer
+from core.bundles.schema import BundleManifest, SemVer
 from core.db.models import CustomBundle, CustomBundleVersion, Tenant
 from core.errors import Conflict, InvalidInput, NotFound
 from core.plans import PLANS, get_plan
@@ -163,11 +164,18 @@ def loaded_versions(session: Session, org_id: str) -> list[LoadedBundle]:
     out = []
     for version in session.scalars(stmt):
         files = {str(k): str(v) for k, v in version.files.items()}
-        # Already validated at publish: parsed again, not re-rendered.
-        manifest = parse_manifest(MANIFEST_FILE, files[MANIFEST_FILE])
+        manifest = _published_manifest(files[MANIFEST_FILE])
         directory = VIRTUAL_DIR / manifest.id / manifest.version
         out.append(LoadedBundle(manifest, directory, files, organization_id=org_id))
     return out
+
+
+@lru_cache(maxsize=4096)
+def _published_manifest(text: str) -> BundleManifest:
+    """A published manifest, parsed once: versions are immutable and were validated (and
+    rendered) at publish, so the text alone decides the result (every bot page and deploy
+    builds its organization's catalog)."""
+    return parse_manifest(MANIFEST_FILE, text)
 
 
 def catalog_for_org(session: Session, catalog: Catalog, org_id: str | None) -> Catalog:
