@@ -44,6 +44,12 @@ async def test_pinned_deploy_then_newer_version_offer_switches_and_moves_the_pin
         assert resp.status_code == 200, resp.text
     await wait_settled(b, tid, "healthy")
 
+    # Pause and resume re-provision the bot: a pinned bot stays on its version.
+    await b.csrf_from(f"/app/bots/{tid}")
+    assert (await b.post(f"/app/bots/{tid}/actions/pause")).status_code == 303
+    await wait_settled(b, tid, "paused")
+    assert (await b.post(f"/app/bots/{tid}/actions/resume")).status_code == 303
+    await wait_settled(b, tid, "healthy")
     versions = (await b.client.get(f"/bots/{tid}/bundle-versions")).json()
     assert versions["running_version"] == "1.0.0" and versions["pinned_version"] == "1.0.0"
     assert [v["version"] for v in versions["newer"]] == ["1.1.0"]
