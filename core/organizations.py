@@ -19,6 +19,9 @@ from core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from core.permissions import ROLES, Action, allowed_roles, can, rank
 from core.plans import PLANS, get_plan
 
+# A bot counts for its organization's features while its plan is paid for (or billing is
+# off); a Business bot whose checkout never completed unlocks nothing.
+PAID_UP = ("off", "active", "past_due")
 ORG_FEATURES = ("custom_bundles", "admin_controls", "analytics", "managed_keys", "byok_allowed")
 
 
@@ -225,11 +228,15 @@ def delete_organization(session: Session, org_id: str) -> None:
 
 
 def org_has_feature(session: Session, org_id: str, feature: str) -> bool:
-    """Whether one of the organization's live bots is on a plan with ``feature``."""
+    """Whether one of the organization's live, paid-up bots is on a plan with ``feature``."""
     if feature not in ORG_FEATURES:
         raise ValueError(feature)
     plans = session.scalars(
-        select(Tenant.plan).where(Tenant.organization_id == org_id, Tenant.deleted_at.is_(None))
+        select(Tenant.plan).where(
+            Tenant.organization_id == org_id,
+            Tenant.deleted_at.is_(None),
+            Tenant.billing_status.in_(PAID_UP),
+        )
     ).all()
     return any(bool(getattr(get_plan(p), feature)) for p in plans)
 
@@ -245,6 +252,6 @@ def require_org_feature(session: Session, org_id: str, feature: str) -> None:
     names = " or ".join(p.name for p in having) or "a higher plan"
     label = feature.replace("_", " ")
     raise FeatureNotInPlan(
-        f"{label.capitalize()} need a bot on the {names} plan in this organization.",
+        f"{label.capitalize()} need a paid-up bot on the {names} plan in this organization.",
         feature=feature,
     )

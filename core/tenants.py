@@ -35,9 +35,11 @@ def create_tenant(
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("The bot's name must be 1 to 200 characters.", field="name")
-    get_plan(plan)
+    mode = get_plan(plan).default_model_mode()
     org_id = organization_id or personal_org(session, owner_id).id
-    tenant = Tenant(name=name, plan=plan, bundle_id=bundle_id, organization_id=org_id)
+    tenant = Tenant(
+        name=name, plan=plan, bundle_id=bundle_id, organization_id=org_id, model_mode=mode
+    )
     session.add(tenant)
     session.flush()
     session.add(Membership(tenant_id=tenant.id, user_id=owner_id, role="owner"))

@@ -27,7 +27,7 @@ def _fragment(
     return page(
         request, "_backups.html", status_code, tenant_id=access.tenant_id, backups=rows,
         confirm=confirm, notice=notice, error=error,
-        can_restore=access.role in ("owner", "admin"),
+        can_restore=access.can("bot.manage"),
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from api.billing import start_checkout
 from api.catalog import tenant_catalog
 from api.dashboard.auth_views import WebUser
+from api.dashboard.org_views import current_org
 from api.dashboard.render import context_of, outcome_redirect, page, redirect
 from api.deps import TenantAccess, TenantManager
 from api.sandbox import sandbox_chat_id
@@ -49,7 +50,10 @@ async def new_bot(
     """Create the bot on its plan; with billing on, payment is the last step (after the bundle)."""
     ctx = context_of(request)
     try:
-        created = await api.create(s.TenantIn(name=name, plan=plan), user, ctx)
+        org, _role = current_org(request, user.user_id)
+        created = await api.create(
+            s.TenantIn(name=name, plan=plan, organization_id=org.id), user, ctx
+        )
     except ValidationError as err:
         return _plan_error(request, _validation_message(err), 422)
     except TinyClawError as exc:

@@ -27,6 +27,7 @@ from core.channels.telegram import get_me
 from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
 from core.organizations import personal_org, require
+from core.plans import get_plan
 from core.ratelimit import SlidingWindow
 from core.tenants import audit, create_tenant, require_tenant, tenants_of
 from core.workflow_models import Action, Command
@@ -88,10 +89,12 @@ async def list_mine(user: CurrentUser, ctx: ContextDep, page: Page) -> list[s.Te
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role, _key in shown]
 
 
-async def my_bots(ctx: AppContext, user_id: str) -> list[s.TenantOut]:
-    """Every bot the user belongs to, oldest first, in one list (the dashboard's)."""
+async def my_bots(
+    ctx: AppContext, user_id: str, organization_id: str | None = None
+) -> list[s.TenantOut]:
+    """Every bot the user belongs to (of one organization), oldest first (the dashboard's)."""
     with ctx.db.system_session() as session:
-        mine = [(t.id, role) for t, role in tenants_of(session, user_id)]
+        mine = [(t.id, role) for t, role in tenants_of(session, user_id, organization_id)]
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role in mine]
 
 
@@ -153,6 +156,8 @@ async def set_provider_key(
     body: s.ProviderKeyIn, access: TenantManager, ctx: ContextDep
 ) -> s.CredentialOut:
     """Bring your own model key: checked against the provider, its model picked; BYOK mode on."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        get_plan(require_tenant(session, access.tenant_id).plan).check_model_mode("byok")
     base_url, trusted = provider_base_url(ctx, body)
     offered = await provider_models(
         ctx, base_url, body.api_key, provider=body.provider, trusted=trusted
@@ -176,6 +181,7 @@ async def set_provider_key(
 def save_model_mode(ctx: AppContext, access: TenantAccessInfo, mode: str) -> None:
     """Persist the model mode (BYOK needs a stored provider key); no reconfigure."""
     with ctx.db.tenant_session(access.tenant_id) as session:
+        get_plan(require_tenant(session, access.tenant_id).plan).check_model_mode(mode)
         if (
             mode == "byok"
             and creds.credential(session, access.tenant_id, creds.PROVIDER_KEY) is None

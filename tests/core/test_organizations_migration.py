@@ -4,12 +4,15 @@ become members there, and an ownerless bot gets one of its own."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from core.db import run_migrations
+from tests.conftest import PG_URL
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -78,9 +81,23 @@ def test_sqlite_backfill(tmp_path) -> None:
     _check(url)
 
 
+@pytest.fixture
+def fresh_pg() -> Iterator[str]:
+    """A PostgreSQL database of its own (the session's ``pg_url`` is already at head)."""
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"tcc_t_{os.getpid()}_orgs"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield PG_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.mark.postgres
-def test_postgres_backfill(pg_url: str) -> None:
-    run_migrations(pg_url, "0016")
-    _seed(pg_url)
-    run_migrations(pg_url)
-    _check(pg_url)
+def test_postgres_backfill(fresh_pg: str) -> None:
+    run_migrations(fresh_pg, "0016")
+    _seed(fresh_pg)
+    run_migrations(fresh_pg)
+    _check(fresh_pg)
