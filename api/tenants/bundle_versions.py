@@ -37,6 +37,8 @@ class BundleVersionsOut(BaseModel):
     running_version: str | None
     pinned_version: str | None
     newer: list[VersionOut]
+    # Where the dashboard shows the bundle (the marketplace, or the organization's own page).
+    bundle_url: str | None = None
 
 
 def bundle_versions_of(ctx: AppContext, catalog: Catalog, tenant_id: str) -> BundleVersionsOut:
@@ -47,10 +49,15 @@ def bundle_versions_of(ctx: AppContext, catalog: Catalog, tenant_id: str) -> Bun
         bundle_id = (dep.bundle_id if dep else None) or tenant.bundle_id
         running = dep.bundle_version if dep else None
         pinned, plan = tenant.pinned_bundle_version, get_plan(tenant.plan)
+        org_id = tenant.organization_id
     newer = newer_versions(catalog, bundle_id, running, plan) if bundle_id and running else []
+    url = None
+    if bundle_id:
+        custom = catalog.is_custom(bundle_id) and org_id
+        url = f"/app/orgs/{org_id}/bundles/{bundle_id}" if custom else f"/app/bundles/{bundle_id}"
     return BundleVersionsOut(
         bundle_id=bundle_id, running_version=running, pinned_version=pinned,
-        newer=[version_out(m) for m in newer],
+        newer=[version_out(m) for m in newer], bundle_url=url,
     )  # fmt: skip
 
 

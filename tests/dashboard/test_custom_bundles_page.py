@@ -49,6 +49,25 @@ async def test_author_fix_version_deploy_and_keep_private(
     alice = await sign_up(browsers)
     tid = await new_bot(alice, "Bistro", plan="business")
     [org] = [o["id"] for o in (await alice.client.get("/orgs")).json()]
+    # Custom bundles count paid-up Business bots only: pay for this one first (on Starter).
+    token = bot_token()
+    process_stack.telegram.add_bot(token, username="bistro_bot")
+    await alice.csrf_from(f"/app/bots/{tid}/setup/telegram")
+    r = await alice.post(f"/app/bots/{tid}/setup/telegram", {"token": token})
+    assert r.status_code == 303
+    r = await alice.post(f"/app/bots/{tid}/setup/model", {"mode": "managed"})
+    assert r.status_code == 303
+    r = await alice.post(f"/app/bots/{tid}/deploy", {"bundle_id": "starter"})
+    assert r.status_code == 303, r.text
+    [session] = billing_on.checkout_sessions.values()
+    stripe = browsers()
+    for event in billing_on.complete_checkout(session["id"]):
+        body, header = signed(event, WEBHOOK_SECRET)
+        resp = await stripe.post(
+            "/webhooks/stripe", content=body, headers={"Stripe-Signature": header}
+        )
+        assert resp.status_code == 200, resp.text
+    await wait_settled(alice, tid, "healthy")
     base = f"/app/orgs/{org}/bundles"
     page = (await alice.client.get(base)).text
     assert "Publish a version" in page and "id = &#34;my-bundle&#34;" in page
@@ -78,29 +97,16 @@ async def test_author_fix_version_deploy_and_keep_private(
     diff = (await alice.client.get(f"{base}/concierge/diff?from=1.0.0&to=1.1.0")).text
     assert '<span class="add">+Offer the terrace first.</span>' in diff
 
-    # The wizard offers it to this organization's bot; pay and it deploys.
-    token = bot_token()
-    process_stack.telegram.add_bot(token, username="bistro_bot")
-    await alice.csrf_from(f"/app/bots/{tid}/setup/telegram")
-    assert (
-        await alice.post(f"/app/bots/{tid}/setup/telegram", {"token": token})
-    ).status_code == 303
-    assert (
-        await alice.post(f"/app/bots/{tid}/setup/model", {"mode": "managed"})
-    ).status_code == 303
-    assert 'value="concierge"' in (await alice.client.get(f"/app/bots/{tid}/setup/bundle")).text
-    r = await alice.post(f"/app/bots/{tid}/deploy", {"bundle_id": "concierge"})
+    # The bot page offers it to this organization's bot; the switch runs it.
+    page = (await alice.client.get(f"/app/bots/{tid}")).text
+    assert 'value="concierge"' in page
+    await alice.csrf_from(f"/app/bots/{tid}")
+    r = await alice.post(f"/app/bots/{tid}/switch", {"bundle_id": "concierge"})
     assert r.status_code == 303, r.text
-    [session] = billing_on.checkout_sessions.values()
-    stripe = browsers()
-    for event in billing_on.complete_checkout(session["id"]):
-        body, header = signed(event, WEBHOOK_SECRET)
-        resp = await stripe.post(
-            "/webhooks/stripe", content=body, headers={"Stripe-Signature": header}
-        )
-        assert resp.status_code == 200, resp.text
     await wait_settled(alice, tid, "healthy")
-    assert "Bot live on concierge 1.1.0." in (await alice.client.get(f"/app/bots/{tid}")).text
+    page = (await alice.client.get(f"/app/bots/{tid}")).text
+    assert "Now running concierge 1.1.0." in page
+    assert f'href="{base}/concierge?version=1.1.0"' in page  # its own page, not the market
 
     # Another account: 404 on the organization's pages, and not offered in its wizard.
     bob = await sign_up(browsers)
