@@ -47,7 +47,8 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
     # /alerts answers Alertmanager's own bearer token (TCC_ALERT_WEBHOOK_TOKEN).
     if secured or path == "/auth/login" or path.startswith("/alerts"):
         codes |= {"401", "403"}
-    if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")):
+    # POST /tenants names an organization in its body: a stranger's is 404 too.
+    if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")) or path == "/tenants":
         codes.add("404")
     if method in WRITE_METHODS:
         codes |= {"409", "503"}
