@@ -40,7 +40,7 @@ from api.tenants import plan as tenant_plan
 from core.bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
-from core.ratelimit import LoginThrottle, SlidingWindow
+from core.ratelimit import LoginThrottle, SlidingWindow, share_through
 from core.settings import Settings
 
 
@@ -78,9 +78,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     errors.install(app)
     docs.install(app)
+    # Behind several API replicas the counts live in Redis (TCC_REDIS_URL), shared.
+    share_through(settings.redis_url.get_secret_value() if settings.redis_url else None)
     app.state.login_throttle = LoginThrottle()
-    app.state.signup_limit = SlidingWindow(limit=settings.signups_per_hour_per_ip, window_s=3600)
-    app.state.email_limit = SlidingWindow(limit=5, window_s=3600)
+    app.state.signup_limit = SlidingWindow(
+        limit=settings.signups_per_hour_per_ip, window_s=3600, name="signups"
+    )
+    app.state.email_limit = SlidingWindow(limit=5, window_s=3600, name="account-emails")
     for router in (
         health.router,
         metrics.router,

@@ -24,7 +24,7 @@ from core.workflow_models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["backups"])
 # A backup tars and encrypts the whole home: a few per hour per bot is plenty.
-MANUAL_BACKUPS = SlidingWindow(limit=5, window_s=3600)
+MANUAL_BACKUPS = SlidingWindow(limit=5, window_s=3600, name="manual-backups")
 
 
 class BackupOut(BaseModel):

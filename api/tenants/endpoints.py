@@ -33,11 +33,11 @@ from core.tenants import audit, create_tenant, require_tenant, tenants_of
 from core.workflow_models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
-MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60)
+MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60, name="test-messages")
 # Lifecycle commands: the queue is bounded too (429 too_many_pending_commands); these stop
 # a script or a stuck button from hammering the workflow engine at all.
-TENANT_COMMANDS = SlidingWindow(limit=30, window_s=60)
-USER_COMMANDS = SlidingWindow(limit=60, window_s=60)
+TENANT_COMMANDS = SlidingWindow(limit=30, window_s=60, name="commands-bot")
+USER_COMMANDS = SlidingWindow(limit=60, window_s=60, name="commands-user")
 # The same key (per user) answers with the first answer instead of queueing again.
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$")
