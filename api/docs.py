@@ -50,6 +50,8 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
     # POST /tenants names an organization in its body: a stranger's is 404 too.
     if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")) or path == "/tenants":
         codes.add("404")
+    if path == "/tenants" and method == "post":  # in an organization you are not part of
+        codes.add("404")
     if method in WRITE_METHODS:
         codes |= {"409", "503"}
     if path.startswith(("/tenants/{tenant_id}", "/billing")) and method in WRITE_METHODS:

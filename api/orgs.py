@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from api.deps import (
@@ -101,10 +101,15 @@ def _org_out(org: Any, role: str) -> OrgOut:
 
 
 @router.get("/orgs")
-def list_orgs(user: CurrentUser, ctx: ContextDep) -> list[OrgOut]:
-    """Your organizations (your personal one first) with your role in each."""
+def list_orgs(user: CurrentUser, ctx: ContextDep, page: Page) -> list[OrgOut]:
+    """Your organizations with your role in each (paginated: see the ``Link`` header)."""
     with ctx.db.system_session() as session:
-        return [_org_out(o, r) for o, r in orgs.orgs_of(session, user.user_id)]
+        mine = [_org_out(o, r) for o, r in orgs.orgs_of(session, user.user_id)]
+
+    def key(o: OrgOut) -> list[str]:
+        return [o.created_at.isoformat(), o.id]
+
+    return page.slice(sorted(mine, key=key), key=key)
 
 
 @router.post("/orgs", status_code=status.HTTP_201_CREATED)
@@ -162,7 +167,7 @@ def list_members(access: OrgViewer, ctx: ContextDep, page: Page) -> list[MemberO
 
 @router.put("/orgs/{org_id}/members/{user_id}")
 def set_member_role(
-    user_id: Annotated[str, Field(max_length=64)], body: RoleIn, access: OrgMembersAdmin,
+    user_id: Annotated[str, Path(max_length=64)], body: RoleIn, access: OrgMembersAdmin,
     ctx: ContextDep,
 ) -> MemberOut:  # fmt: skip
     """Change a member's role (only owners make or change owners; one owner always stays)."""
@@ -178,7 +183,7 @@ def set_member_role(
 
 @router.delete("/orgs/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_member(
-    user_id: Annotated[str, Field(max_length=64)], access: OrgMembersAdmin, ctx: ContextDep
+    user_id: Annotated[str, Path(max_length=64)], access: OrgMembersAdmin, ctx: ContextDep
 ) -> Response:
     """Remove a member (owners only by an owner; never the last owner)."""
     with ctx.db.system_session() as session:
@@ -225,7 +230,7 @@ def list_invitations(access: OrgMembersAdmin, ctx: ContextDep, page: Page) -> li
 
 @router.delete("/orgs/{org_id}/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_invitation(
-    invitation_id: Annotated[str, Field(max_length=64)], access: OrgMembersAdmin,
+    invitation_id: Annotated[str, Path(max_length=64)], access: OrgMembersAdmin,
     ctx: ContextDep,
 ) -> Response:  # fmt: skip
     """Withdraw an open invitation: its link stops working."""
