@@ -30,8 +30,9 @@ from core import organizations as orgs
 from core.account_email import deliver
 from core.context import AppContext
 from core.db.models import User
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, RateLimited
 from core.permissions import ROLES
+from core.ratelimit import SlidingWindow
 from core.tenants import audit
 
 router = APIRouter(tags=["organizations"])
@@ -192,8 +193,27 @@ def remove_member(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+# Invitations send email: a team's worth an hour per organization, a few per address.
+ORG_INVITATIONS = SlidingWindow(limit=50, window_s=3600, name="invitations-org")
+ADDRESS_INVITATIONS = SlidingWindow(limit=3, window_s=3600, name="invitations-address")
+
+
+def _limit_invitations(org_id: str, email: str) -> None:
+    for limiter, key, what in (
+        (ORG_INVITATIONS, org_id, "this organization"),
+        (ADDRESS_INVITATIONS, f"{org_id}|{email.strip().lower()}", "this address"),
+    ):
+        wait = limiter.hit(key)
+        if wait is not None:
+            raise RateLimited(
+                f"Too many invitations from {what}; try again in {int(wait) + 1} seconds.",
+                code="invitations_rate_limited", retry_after=int(wait) + 1,
+            )  # fmt: skip
+
+
 def send_invitation(ctx: AppContext, access: OrgAccessInfo, email: str, role: str) -> InvitationOut:
     """Create the invitation, record it and email its link (the service both UIs call)."""
+    _limit_invitations(access.organization_id, email)
     with ctx.db.system_session() as session:
         inviter = session.get(User, access.user.user_id)
         if inviter is None:

@@ -18,8 +18,6 @@ from core.errors import InvalidInput, NotFound
 from core.organizations import personal_org
 from core.plans import get_plan
 
-ROLES = ("owner", "member")
-
 
 def create_tenant(
     session: Session,
@@ -42,15 +40,11 @@ def create_tenant(
     )
     session.add(tenant)
     session.flush()
+    # The per-bot membership predates organizations: access is the organization role
+    # (core.organizations.tenant_role); this row only records who created the bot
+    # (product metrics count sign-ups that created one).
     session.add(Membership(tenant_id=tenant.id, user_id=owner_id, role="owner"))
     return tenant
-
-
-def membership(session: Session, tenant_id: str, user_id: str) -> Membership | None:
-    """The user's membership of the tenant, if any (system session: this is the access check)."""
-    return session.scalars(
-        select(Membership).where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
-    ).first()
 
 
 def tenants_of(

@@ -185,6 +185,9 @@ class Tenant(Base):
 
 
 class Membership(TenantOwned, Base):
+    """Who created a bot (before organizations, the per-bot access list; access is now the
+    role in the bot's organization, ``OrgMembership``)."""
+
     __tablename__ = "memberships"
     __table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
 

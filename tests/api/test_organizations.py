@@ -174,3 +174,22 @@ async def test_audit_log_filters_pages_and_hides_support(app: FastAPI, db: Datab
         assert [row["action"] for row in rows] == ["invitation.accept", "invitation.create"]
         assert rows[0]["actor_email"] == "vic@example.com" and rows[0]["ip"] == "127.0.0.1"
         assert "support:" not in r.text
+
+
+async def test_invitations_are_rate_limited_per_address_and_organization(app: FastAPI) -> None:
+    """Invitations send email: an admin cannot make the platform spam an address."""
+    async with client(app) as c:
+        owner = await signup(c, "spam-owner@example.com")
+        org = (await c.post("/orgs", json={"name": "Loud"}, headers=owner)).json()["id"]
+        codes = []
+        for _ in range(4):
+            body = {"email": "Target@example.com", "role": "viewer"}
+            r = await c.post(f"/orgs/{org}/invitations", json=body, headers=owner)
+            codes.append((r.status_code, r.json().get("code")))
+        assert [code for code, _ in codes[:3]] == [201, 201, 201], codes
+        assert codes[3] == (429, "invitations_rate_limited")
+        assert int(r.headers["retry-after"]) > 0
+        other = await c.post(
+            f"/orgs/{org}/invitations", json={"email": "b@example.com"}, headers=owner
+        )
+        assert other.status_code == 201, other.text
