@@ -262,8 +262,9 @@ def _driver_and_db(settings: Settings) -> tuple[Database, RuntimeDriver]:
     kind, driver = select_driver(settings)
     store = build_secret_store(settings, db)
     # A runtime started here gets its secrets from the store (never from disk: issue 11).
+    catalog = load_catalog(skill_max_bytes=settings.skill_max_bytes)
     Provisioner(
-        settings=settings, store=store, catalog=load_catalog(), driver=driver, driver_kind=kind
+        settings=settings, store=store, catalog=catalog, driver=driver, driver_kind=kind
     ).serve_secrets(db)
     return db, driver
 

@@ -69,7 +69,8 @@ def lifecycle_activities(ctx: AppContext) -> LifecycleActivities:
     kind, driver = select_driver(ctx.settings)
     provisioner = Provisioner(
         settings=ctx.settings, store=ctx.secrets,
-        catalog=load_catalog(), driver=driver, driver_kind=kind,
+        catalog=load_catalog(skill_max_bytes=ctx.settings.skill_max_bytes),
+        driver=driver, driver_kind=kind,
     )  # fmt: skip
     acts = LifecycleActivities(
         db=ctx.db, provisioner=provisioner,

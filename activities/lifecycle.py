@@ -191,9 +191,12 @@ class LifecycleActivities:
         """The bundle to start; the plan's default one when a plan change left the old one
         unrunnable (a Stripe downgrade while the bot was stopped), said in the activity feed."""
         bundle_id = data.bundle_id or tenant.bundle_id or DEFAULT_BUNDLE
-        catalog = self.provisioner.catalog
+        version = data.bundle_version
+        if version is None and bundle_id == tenant.bundle_id:
+            version = tenant.pinned_bundle_version  # a pinned bot stays on its version
+        catalog = self.provisioner.catalog_for(self.db, tenant.id)
         try:
-            return catalog.resolve(bundle_id, tenant.plan, data.bundle_version)
+            return catalog.resolve(bundle_id, tenant.plan, version)
         except PlanLimitExceeded:
             # Asked for explicitly, or a first deploy (the customer's own pick): say why not.
             previous = current_deployment(session, tenant.id)
@@ -227,7 +230,8 @@ class LifecycleActivities:
         """Render the config, create (or update) the runtime and start it."""
 
         def run() -> str:
-            manifest = self.provisioner.catalog.get(data.bundle_id, data.bundle_version)
+            catalog = self.provisioner.catalog_for(self.db, data.tenant_id)
+            manifest = catalog.get(data.bundle_id, data.bundle_version)
             with self.db.tenant_session(data.tenant_id) as session:
                 dep = current_deployment(session, data.tenant_id)
                 deployment_id = dep.id if dep else ""
@@ -554,7 +558,7 @@ class LifecycleActivities:
     @mapped
     async def check_bundle_switch(self, data: SwitchCheckInput) -> SwitchCheckResult:
         """Safe-migration checks: plan compatibility, schema change, removed agents."""
-        catalog = self.provisioner.catalog
+        catalog = self.provisioner.catalog_for(self.db, data.tenant_id)
         with self.db.tenant_session(data.tenant_id) as session:
             tenant = get_tenant(session, data.tenant_id)
             dep = current_deployment(session, data.tenant_id)

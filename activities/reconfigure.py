@@ -44,7 +44,7 @@ class ReconfigureActivities:
             dep = current_deployment(session, tid)
             cur_id = (dep.bundle_id if dep else None) or tenant.bundle_id or DEFAULT_BUNDLE
             cur_ver = dep.bundle_version if dep else None
-        manifest, notice = self._bundle_for(cur_id, cur_ver, plan_id)
+        manifest, notice = self._bundle_for(tid, cur_id, cur_ver, plan_id)
         if notice:
             # The old bundle cannot run on this plan any more: later starts use the new one.
             with acts.db.tenant_session(tid) as session:
@@ -57,10 +57,11 @@ class ReconfigureActivities:
         )  # fmt: skip
 
     def _bundle_for(
-        self, bundle_id: str, version: str | None, plan_id: str
+        self, tid: str, bundle_id: str, version: str | None, plan_id: str
     ) -> tuple[BundleManifest, str | None]:
         """The running bundle when the plan allows it, else the plan's default bundle."""
-        catalog = self.lifecycle.provisioner.catalog
+        acts = self.lifecycle
+        catalog = acts.provisioner.catalog_for(acts.db, tid)
         try:
             return catalog.resolve(bundle_id, plan_id, version), None
         except PlanLimitExceeded as exc:

@@ -24,6 +24,7 @@ from api import (
     legal,
     metrics,
     notifications,
+    org_bundles,
     orgs,
     product_metrics,
     sandbox,
@@ -35,6 +36,7 @@ from api import (
 from api.middleware import AuditOrigin, BodyLimit, BotPaths
 from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
+from api.tenants import bundle_versions as tenant_bundle_versions
 from api.tenants import channels as tenant_channels
 from api.tenants import endpoints as tenants
 from api.tenants import kept_logs as tenant_logs
@@ -57,7 +59,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         configure_logging(settings.log_level)
         ctx = context or await build_context(settings)
         app.state.ctx = ctx
-        app.state.catalog = load_catalog()
+        app.state.catalog = load_catalog(skill_max_bytes=settings.skill_max_bytes)
         with ctx.db.system_session() as session:
             sync_catalog_to_db(session, app.state.catalog)
         async with httpx.AsyncClient(timeout=httpx.Timeout(15, connect=5)) as http:
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         catalog.router,
         tenants.router,
         tenant_plan.router,
+        tenant_bundle_versions.router,
         tenant_models.router,
         tenant_pairing.router,
         tenant_channels.router,
@@ -115,6 +118,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         billing.router,
         admin.router,
         orgs.router,
+        org_bundles.router,
         product_metrics.router,
         codec.router,
         sandbox.api_router,

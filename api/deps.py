@@ -184,6 +184,8 @@ def org_rule(action: str) -> Callable[..., OrgAccessInfo]:
 
 
 OrgViewer = Annotated[OrgAccessInfo, Depends(org_rule("members.read"))]
+OrgBundleReader = Annotated[OrgAccessInfo, Depends(org_rule("bundles.read"))]
+OrgBundleAuthor = Annotated[OrgAccessInfo, Depends(org_rule("bundles.manage"))]
 OrgMembersAdmin = Annotated[OrgAccessInfo, Depends(org_rule("members.manage"))]
 OrgAuditor = Annotated[OrgAccessInfo, Depends(org_rule("audit.read"))]
 OrgManager = Annotated[OrgAccessInfo, Depends(org_rule("org.manage"))]

@@ -74,7 +74,10 @@ def record_transition(
     dep.workflow_id = workflow_id or dep.workflow_id
     if bundle_id:
         dep.bundle_id, dep.bundle_version = bundle_id, bundle_version
-        get_tenant(session, tenant_id).bundle_id = bundle_id
+        tenant = get_tenant(session, tenant_id)
+        tenant.bundle_id = bundle_id
+        if tenant.pinned_bundle_version and bundle_version:
+            tenant.pinned_bundle_version = bundle_version  # pinned to what now runs
     if to_state == DeploymentState.HEALTHY:
         dep.healthy_at = utcnow()
     if to_state == DeploymentState.DELETED:

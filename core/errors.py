@@ -12,6 +12,7 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     ├── InvalidInput            422     invalid_input               the message says what to fix
     │   ├── MissingCredential   422     missing_telegram_token      core/provisioning.py
     │   ├── TemplateProblem     422     invalid_bundle              core/rendering.py
+    │   ├── SkillRejected       422     skill_rejected              core/bundles/skills.py
     │   ├── BadTelegramToken    422     bad_telegram_token          core/channels/telegram.py
     │   ├── BadDiscordToken     422     bad_discord_token           core/channels/discord.py
     │   ├── DiscordIntentMissing 422    discord_intent_missing      core/channels/discord.py

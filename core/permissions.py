@@ -28,6 +28,8 @@ MATRIX: dict[str, tuple[Role, str]] = {
     ),
     "billing.manage": ("admin", "change plans, checkout and the billing portal"),
     "members.read": ("viewer", "see the organization's members"),
+    "bundles.read": ("viewer", "see the organization's custom bundles and their versions"),
+    "bundles.manage": ("admin", "author and publish custom bundles (plans with custom_bundles)"),
     "members.manage": ("admin", "invite, change roles of and remove members (not owners)"),
     "audit.read": ("admin", "read and export the organization's audit log"),
     "org.manage": ("admin", "rename the organization and set its admin controls"),

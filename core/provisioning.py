@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import credentials as creds
 from core.bundles.catalog import Catalog
+from core.bundles.custom import catalog_for_tenant
 from core.bundles.schema import BundleManifest
 from core.channels import service as channels
 from core.db import Database
@@ -46,6 +47,11 @@ class Provisioner:
     catalog: Catalog
     driver: RuntimeDriver
     driver_kind: str
+
+    def catalog_for(self, db: Database, tenant_id: str) -> Catalog:
+        """The bundles this tenant may run: shipped, plus its organization's custom ones."""
+        with db.system_session() as session:
+            return catalog_for_tenant(session, self.catalog, tenant_id)
 
     def home_for(self, tenant_id: str) -> str:
         """The runtime home as the runtime sees it (absolute)."""
@@ -89,12 +95,15 @@ class Provisioner:
             tenant = get_tenant(session, tenant_id)
             plan = get_plan(tenant.plan)
             choices = self.choices(session, tenant)
+        catalog = self.catalog_for(db, tenant_id)
         rendered = render_runtime_config(
             manifest,
-            self.catalog.template_loader(manifest),
+            catalog.template_loader(manifest),
             choices,
             home=self.home_for(tenant_id),
             models=self.settings.models,
+            # Read and verified now, not at catalog load: a package changed since is refused.
+            skill_files=catalog.skills.install(manifest),
         )
         env = self.runtime_env(db, tenant_id)
         return RuntimeSpec(

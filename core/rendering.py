@@ -207,11 +207,13 @@ def render_runtime_config(
     *,
     home: str = DEFAULT_HOME,
     models: ModelCatalog | None = None,
+    skill_files: Mapping[str, str] | None = None,
 ) -> RenderedConfig:
     """Render a runtime home (settings, pairing, per-agent prompts) from a bundle version.
 
     Agents' model names (catalog ids or roles) are resolved against ``models``, the
-    managed catalog (default: offline, so everything is the demo model).
+    managed catalog (default: offline, so everything is the demo model). ``skill_files``
+    are the bundle's verified skill packages (``SkillStore.install``), installed as given.
     """
     catalog = models or ModelCatalog([], offline=True)
     if not home.startswith("/"):
@@ -230,6 +232,7 @@ def render_runtime_config(
         heartbeat = _render_template(heartbeat_source, manifest.prompts.heartbeat, context)
         files[f"workspace/{agent_id}/AGENTS.md"] = prompt
         files[f"workspace/{agent_id}/heartbeat.md"] = heartbeat
+    files.update(skill_files or {})
     check_runtime_files(settings, pairing)
     check_no_secrets(files)
     return RenderedConfig(bundle_id=manifest.id, bundle_version=manifest.version, files=files)

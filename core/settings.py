@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None
     # The managed models (JSON list of CatalogModel); empty with upstreams: a default catalog.
     model_catalog: list[CatalogModel] = Field(default_factory=list)
+    # A bundle's skill package (all its files together) larger than this is refused at
+    # catalog load and at deploy.
+    skill_max_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     # BYOK provider URLs may only reach public addresses, plus these networks (JSON CIDR list).
     byok_allowed_private_networks: list[str] = Field(default_factory=list)
     # Organizations' SSO issuers may only reach public addresses (https in production), plus

@@ -175,7 +175,7 @@ class Router:
                 f"\n\nYour teammates: {names}. To hand work to a teammate, write"
                 " [@teammate: message] in your reply; use [@a,b: message] to ask several."
             )
-        return prompt
+        return prompt + _skills_text(agent.workdir)
 
 
 def split_handoffs(reply: str) -> tuple[str, list[tuple[list[str], str]]]:
@@ -186,6 +186,22 @@ def split_handoffs(reply: str) -> tuple[str, list[tuple[list[str], str]]]:
         handoffs.append((targets, match.group(2).strip()))
     visible = HANDOFF.sub("", reply).strip()
     return visible, handoffs
+
+
+def _skills_text(workdir: str) -> str:
+    """The instructions of every skill installed in the agent's workspace
+    (``.agents/skills/<name>/SKILL.md``, placed and checksum-verified by the control plane)."""
+    root = os.path.join(workdir, ".agents", "skills")
+    try:
+        names = sorted(os.listdir(root))
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+    parts = []
+    for name in names:
+        text = _read(os.path.join(root, name, "SKILL.md"))
+        if text:
+            parts.append(f"\n\n## Skill: {name}\n\n{text}")
+    return "".join(parts)
 
 
 def _read(path: str) -> str | None:

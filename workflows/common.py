@@ -18,7 +18,7 @@ PERMANENT_ERRORS = [
     "plan_limit_exceeded", "image_missing", "health_timeout", "runtime_failed",
     "switch_refused", "missing_provider_key", "tenant_not_found", "illegal_transition",
     "test_message_failed", "missing_channel", "bad_discord_token", "discord_intent_missing",
-    "bad_whatsapp_credentials",
+    "bad_whatsapp_credentials", "skill_rejected", "skill_checksum_mismatch", "invalid_bundle",
 ]  # fmt: skip
 
 RETRY = RetryPolicy(

@@ -21,11 +21,13 @@ from api.dashboard import (
     analytics_views,
     auth_views,
     backup_views,
+    catalog_views,
     channel_views,
     live,
     log_views,
     notification_views,
     operations,
+    org_bundle_views,
     org_security_views,
     org_views,
     pairing_views,
@@ -74,8 +76,8 @@ def install(app: FastAPI) -> None:
         admin_views.router, sandbox.router, token_views.router, pairing_views.router,
         channel_views.router,
         notification_views.router, backup_views.router, analytics_views.router,
-        log_views.router, org_views.router, account_views.router, sso_views.router,
-        org_security_views.router,
+        log_views.router, catalog_views.router, org_bundle_views.router, org_views.router,
+        account_views.router, sso_views.router, org_security_views.router,
     ):  # fmt: skip
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -10,14 +10,16 @@ from fastapi.responses import Response
 from sqlalchemy import select
 
 from api.admin import SUPPORT_ACTOR_PREFIX
+from api.catalog import tenant_catalog
 from api.dashboard.analytics_views import bot_section
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, outcome_redirect, page, redirect
-from api.dashboard.wizard import bundles_for, models_or_error
+from api.dashboard.wizard import models_or_error
 from api.deps import TenantAccess, TenantBilling, TenantDeleter, TenantManager, TenantOperator
 from api.sandbox_channels import discord_on, whatsapp_on
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
+from api.tenants.bundle_versions import bundle_versions_of, pin_version, unpin
 from api.tenants.channels import live_channel_views
 from api.tenants.model_service import choose_model
 from api.tenants.service import events_view, tenant_view
@@ -101,6 +103,7 @@ async def render_bot(
     """The operations page."""
     ctx = context_of(request)
     staff = access.user.is_platform_admin
+    catalog = tenant_catalog(request, access.tenant_id)
     bot = await tenant_view(ctx, access.tenant_id, access.role, staff=staff)
     feed, usage = _feed_and_usage(request, access.tenant_id, staff=staff)
     models, models_error = await models_or_error(ctx, access.tenant_id)
@@ -118,9 +121,10 @@ async def render_bot(
         usage=usage, history=history,
         events=events_view(ctx, access.tenant_id, 20)[0], action=action, steps=steps,
         settled=not (bot.workflow and (bot.workflow.in_flight or bot.workflow.queued)),
-        bundles=bundles_for(request, bot.plan), period=period_start(), models=models,
+        bundles=catalog.list_for_plan(bot.plan), period=period_start(), models=models,
         models_error=models_error, plans=list(PLANS.values()), offered=offered_actions(bot),
         analytics=bot_section(ctx, access.tenant_id),
+        versions=bundle_versions_of(ctx, catalog, access.tenant_id),
         plan_log_days=PLANS[bot.plan].log_retention_days if bot.plan in PLANS else 0, **extra,
     )  # fmt: skip
 
@@ -189,13 +193,41 @@ async def reset(
 
 @router.post("/switch")
 async def switch(
-    request: Request, access: TenantManager, bundle_id: Annotated[str, Form(max_length=64)]
+    request: Request,
+    access: TenantManager,
+    bundle_id: Annotated[str, Form(max_length=64)],
+    bundle_version: Annotated[str, Form(max_length=32)] = "",
 ) -> Response:
-    """Switch bundle; the result (switched, refused, rolled back) shows in the history."""
-    body = s.SwitchIn(bundle_id=bundle_id)
+    """Switch bundle (or version); the result (switched, refused, rolled back) shows in the
+    history."""
+    body = s.SwitchIn(bundle_id=bundle_id, bundle_version=bundle_version or None)
     call = api.switch_bundle(body, access, context_of(request))
     done = "Switch queued: the action history below shows whether it switched or rolled back."
     return await _run(request, access, call, "switch", done)
+
+
+@router.post("/pin")
+async def pin(request: Request, access: TenantManager) -> Response:
+    """Pin the bot to the bundle version it runs."""
+
+    async def call() -> None:
+        catalog = tenant_catalog(request, access.tenant_id)
+        pin_version(context_of(request), catalog, access.tenant_id, access.actor, None)
+
+    done = "Pinned: deploys, resumes and resets keep to this version."
+    return await _run(request, access, call(), "versions", done)
+
+
+@router.post("/unpin")
+async def unpin_version(request: Request, access: TenantManager) -> Response:
+    """Follow the latest bundle version again (from the next deploy)."""
+
+    async def call() -> None:
+        catalog = tenant_catalog(request, access.tenant_id)
+        unpin(context_of(request), catalog, access.tenant_id, access.actor)
+
+    done = "Unpinned: the next deploy takes the latest version your plan runs."
+    return await _run(request, access, call(), "versions", done)
 
 
 @router.post("/delete")
@@ -256,7 +288,8 @@ async def change_plan(
     ctx = context_of(request)
     url = f"/app/bots/{access.tenant_id}"
     try:
-        out = await request_plan_change(ctx, request.app.state.catalog, access, plan)
+        catalog = tenant_catalog(request, access.tenant_id)
+        out = await request_plan_change(ctx, catalog, access, plan)
     except TinyClawError as exc:
         return outcome_redirect(request, url, "plan", exc.message)
     return outcome_redirect(request, url, "plan", out.message, error=False)

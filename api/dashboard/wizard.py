@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.billing import start_checkout
+from api.catalog import tenant_catalog
 from api.dashboard.auth_views import WebUser
 from api.dashboard.org_views import current_org
 from api.dashboard.render import context_of, outcome_redirect, page, redirect
@@ -19,7 +20,6 @@ from api.tenants import schemas as s
 from api.tenants.model_service import PRESETS, choose_model, models_view
 from api.tenants.service import request_reconfigure, tenant_view
 from core import credentials as creds
-from core.bundles.catalog import Catalog
 from core.context import AppContext
 from core.errors import InvalidInput, TinyClawError
 from core.plans import PLANS, get_plan
@@ -192,10 +192,10 @@ async def model_save(
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/bundle?notice=model_saved")
 
 
-def bundles_for(request: Request, plan: str) -> list[object]:
-    """The bundles a plan may use, with their agents and teams."""
-    catalog: Catalog = request.app.state.catalog
-    return list(catalog.list_for_plan(plan))
+def bundles_for(request: Request, plan: str, tenant_id: str) -> list[object]:
+    """The bundles a plan may use (shipped and the bot's organization's own), with their
+    agents and teams."""
+    return list(tenant_catalog(request, tenant_id).list_for_plan(plan))
 
 
 @router.get("/bots/{tenant_id}/setup/bundle")
@@ -211,7 +211,7 @@ async def bundle_form(request: Request, access: TenantManager) -> Response:
         )  # fmt: skip
         return outcome_redirect(request, f"/app/bots/{access.tenant_id}", "switch", message,
                                 error=False)  # fmt: skip
-    bundles = bundles_for(request, bot.plan)
+    bundles = bundles_for(request, bot.plan, access.tenant_id)
     return page(request, "wizard_bundle.html", bot=bot, bundles=bundles, step=4)
 
 
@@ -231,7 +231,7 @@ async def deploy(
         await api.deploy(access, ctx, s.DeployIn(bundle_id=bundle_id or None))
     except TinyClawError as exc:
         bot = await _bot(request, access)
-        bundles = bundles_for(request, bot.plan)
+        bundles = bundles_for(request, bot.plan, access.tenant_id)
         return page(
             request, "wizard_bundle.html", exc.status_code, bot=bot, bundles=bundles, step=4,
             error=exc.message,
@@ -254,7 +254,7 @@ async def _needs_payment(request: Request, access: TenantAccess, bundle_id: str)
             return False
         if creds.credential(session, access.tenant_id, creds.TELEGRAM) is None:
             raise InvalidInput("Connect a Telegram bot (step 2) before paying.", field="token")
-        catalog: Catalog = request.app.state.catalog
+        catalog = tenant_catalog(request, access.tenant_id)
         chosen = bundle_id or tenant.bundle_id or "starter"
         tenant.bundle_id = catalog.resolve(chosen, tenant.plan).id  # the paid deploy runs it
     return True

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.billing import LIVE_STATUSES, stripe_billing
+from api.catalog import tenant_catalog
 from api.deps import ContextDep, TenantAccessInfo, TenantBilling
 from api.tenants.service import request_reconfigure
 from core.billing.service import assign_plan_without_payment, current_subscription
@@ -68,7 +69,8 @@ async def change_plan(
     body: PlanIn, owner: TenantBilling, ctx: ContextDep, request: Request
 ) -> PlanChangeOut:
     """Change the bot's plan: through Stripe with billing on, at once with billing off."""
-    return await request_plan_change(ctx, request.app.state.catalog, owner, body.plan)
+    catalog = tenant_catalog(request, owner.tenant_id)
+    return await request_plan_change(ctx, catalog, owner, body.plan)
 
 
 async def request_plan_change(

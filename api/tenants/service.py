@@ -126,7 +126,8 @@ def runtime_reader(ctx: AppContext) -> RuntimeReader:
     if reader is None:
         kind, driver = select_driver(ctx.settings)
         provisioner = Provisioner(
-            settings=ctx.settings, store=ctx.secrets, catalog=load_catalog(),
+            settings=ctx.settings, store=ctx.secrets,
+            catalog=load_catalog(skill_max_bytes=ctx.settings.skill_max_bytes),
             driver=driver, driver_kind=kind,
         )  # fmt: skip
         http = httpx.AsyncClient(timeout=httpx.Timeout(30, connect=5))

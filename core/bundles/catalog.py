@@ -9,7 +9,7 @@ malformed bundle fails at start-up with the file, the field and the reason.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,27 +18,41 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.bundles.schema import BundleManifest
+from core.bundles.schema import DEFAULT_RUNTIME_IMAGE, BundleManifest
+from core.bundles.skills import DEFAULT_MAX_BYTES, SkillStore
 from core.db.models import Bundle, BundleVersion
 from core.errors import InvalidInput, NotFound, PlanLimitExceeded
 from core.model_catalog import ROLES
 from core.plans import DEMO_MODEL, Plan, get_plan
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "bundles" / "catalog"
+SKILLS_DIR = CATALOG_DIR.parent / "skills"  # bundles/skills/<package>/<version>/
 PROJECT_ROOT = CATALOG_DIR.parent.parent
 MANIFEST_FILE = "bundle.toml"
 
 
 @dataclass(frozen=True)
 class LoadedBundle:
-    """A manifest and the directory holding its templates."""
+    """A manifest and its templates: in a directory (shipped), or in memory (``files``:
+    ``bundle.toml`` and every template as text, an organization's custom bundle)."""
 
     manifest: BundleManifest
     directory: Path
+    files: Mapping[str, str] | None = None
+    organization_id: str | None = None  # set for a custom bundle: private to that org
 
     def template(self, name: str) -> str:
         """The text of template ``name`` (a path the manifest validated as relative)."""
+        if self.files is not None:
+            return self.files[name]
         return (self.directory / name).read_text(encoding="utf-8")
+
+    def sources(self) -> dict[str, str]:
+        """The manifest file and every template it names, as text (what a diff compares)."""
+        files = {MANIFEST_FILE: self.template(MANIFEST_FILE)}
+        for name in sorted(self.manifest.template_files()):
+            files[name] = self.template(name)
+        return files
 
 
 def _display(path: Path) -> str:
@@ -68,36 +82,60 @@ def _reason(error: Any) -> tuple[str, str]:
     return path, str(error["msg"]).removeprefix("Value error, ")
 
 
-def _invalid(file: Path, path: str, reason: str) -> InvalidInput:
-    return InvalidInput(f"{_display(file)}: {path}: {reason}", code="invalid_bundle", field=path)
+def _invalid(label: str, path: str, reason: str) -> InvalidInput:
+    return InvalidInput(f"{label}: {path}: {reason}", code="invalid_bundle", field=path)
 
 
-def load_bundle(directory: Path) -> LoadedBundle:
-    """Load and check one bundle version directory; ``InvalidInput`` names what is wrong."""
-    file = directory / MANIFEST_FILE
+def parse_manifest(label: str, text: str) -> BundleManifest:
+    """The manifest in ``text`` (TOML), or ``InvalidInput`` naming the line or the field."""
     try:
-        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise _invalid(file, "(toml)", str(exc)) from None
+        raise _invalid(label, "(toml)", str(exc)) from None
     try:
-        manifest = BundleManifest.model_validate(raw)
+        return BundleManifest.model_validate(raw)
     except ValidationError as exc:
         path, reason = _reason(exc.errors()[0])
-        raise _invalid(file, path, reason) from None
-    if manifest.id != directory.parent.name:
-        raise _invalid(
-            file, "id", f"'{manifest.id}' must match its directory '{directory.parent.name}'"
-        )
-    if manifest.version != directory.name:
-        raise _invalid(
-            file, "version", f"'{manifest.version}' must match its directory '{directory.name}'"
-        )
-    bundle = LoadedBundle(manifest, directory)
-    _check_templates(file, bundle)
+        raise _invalid(label, path, reason) from None
+
+
+def check_bundle(label: str, bundle: LoadedBundle, skills: SkillStore | None) -> LoadedBundle:
+    """The checks every bundle passes, shipped or custom: template files present and
+    rendering in the sandbox, skill packages present, within size and checksum."""
+    _check_templates(label, bundle)
+    for index, ref in enumerate(bundle.manifest.skills if skills is not None else []):
+        try:
+            skills.files(ref)  # type: ignore[union-attr]
+        except InvalidInput as exc:
+            raise _invalid(label, f"skills[{index}]", exc.message) from None
     return bundle
 
 
-def _check_templates(file: Path, bundle: LoadedBundle) -> None:
+def load_bundle(directory: Path, skills: SkillStore | None = None) -> LoadedBundle:
+    """Load and check one bundle version directory; ``InvalidInput`` names what is wrong.
+
+    With ``skills``, every skill package is checked too (present, size, checksum)."""
+    file = directory / MANIFEST_FILE
+    label = _display(file)
+    manifest = parse_manifest(label, file.read_text(encoding="utf-8"))
+    if manifest.id != directory.parent.name:
+        raise _invalid(
+            label, "id", f"'{manifest.id}' must match its directory '{directory.parent.name}'"
+        )
+    if manifest.version != directory.name:
+        raise _invalid(
+            label, "version", f"'{manifest.version}' must match its directory '{directory.name}'"
+        )
+    return check_bundle(label, LoadedBundle(manifest, directory), skills)
+
+
+def _template_exists(bundle: LoadedBundle, name: str) -> bool:
+    if bundle.files is not None:
+        return name in bundle.files
+    return (bundle.directory / name).is_file()
+
+
+def _check_templates(file: str, bundle: LoadedBundle) -> None:
     # Rendering owns the template environment; a trial render catches syntax errors
     # and unknown variables now rather than at a customer's deploy.
     from core.rendering import TemplateProblem, TenantChoices, render_runtime_config
@@ -107,7 +145,7 @@ def _check_templates(file: Path, bundle: LoadedBundle) -> None:
     for agent_id, spec in manifest.agents.items():
         fields.setdefault(spec.prompt_template, f"agents.{agent_id}.prompt_template")
     for name, field in fields.items():
-        if not (bundle.directory / name).is_file():
+        if not _template_exists(bundle, name):
             raise _invalid(file, field, f"template file '{name}' not found beside the manifest")
     sample = TenantChoices(tenant_id="sample", tenant_name="Sample tenant", owner_telegram_id=1)
     try:
@@ -152,8 +190,12 @@ def plan_problems(manifest: BundleManifest, plan: Plan) -> list[str]:
 class Catalog:
     """Every bundle version, newest first per bundle."""
 
-    def __init__(self, root: Path, bundles: list[LoadedBundle]) -> None:
+    def __init__(
+        self, root: Path, bundles: list[LoadedBundle], skills: SkillStore | None = None
+    ) -> None:
         self.root = root
+        self.skills = skills or SkillStore(SKILLS_DIR)
+        self._all = list(bundles)
         self._by_id: dict[str, list[LoadedBundle]] = {}
         for bundle in bundles:
             self._by_id.setdefault(bundle.manifest.id, []).append(bundle)
@@ -163,6 +205,25 @@ class Catalog:
     def __iter__(self) -> Iterator[BundleManifest]:
         for versions in self._by_id.values():
             yield from (b.manifest for b in versions)
+
+    def with_bundles(self, extra: list[LoadedBundle]) -> Catalog:
+        """This catalog plus ``extra`` (an organization's custom bundles), as a new one."""
+        if not extra:
+            return self
+        return Catalog(self.root, [*self._all, *extra], self.skills)
+
+    def shipped_ids(self) -> set[str]:
+        """The ids of the bundles shipped with the product (no organization's)."""
+        return {b.manifest.id for b in self._all if b.organization_id is None}
+
+    def shipped_images(self) -> set[str]:
+        """The runtime images the shipped bundles run (the only ones a custom bundle may)."""
+        shipped = {b.manifest.runtime_image for b in self._all if b.organization_id is None}
+        return shipped | {DEFAULT_RUNTIME_IMAGE}
+
+    def is_custom(self, bundle_id: str) -> bool:
+        """Whether ``bundle_id`` is an organization's own bundle in this catalog."""
+        return bundle_id in self._by_id and self._by_id[bundle_id][0].organization_id is not None
 
     def ids(self) -> list[str]:
         """Bundle ids, sorted."""
@@ -227,13 +288,21 @@ class Catalog:
         return found
 
 
-def load_catalog(path: Path | None = None) -> Catalog:
-    """Load every bundle under ``path`` (default: the shipped catalog); fail on a bad one."""
+def load_catalog(
+    path: Path | None = None,
+    *,
+    skills_root: Path | None = None,
+    skill_max_bytes: int = DEFAULT_MAX_BYTES,
+) -> Catalog:
+    """Load every bundle under ``path`` (default: the shipped catalog); fail on a bad one.
+
+    Skill packages come from ``skills_root`` (default: the shipped ``bundles/skills``)."""
     root = Path(path) if path is not None else CATALOG_DIR
     if not root.is_dir():
         raise InvalidInput(f"bundle catalog {root} is not a directory", code="invalid_bundle")
+    skills = SkillStore(Path(skills_root or SKILLS_DIR), skill_max_bytes)
     directories = sorted(p.parent for p in root.glob(f"*/*/{MANIFEST_FILE}"))
-    return Catalog(root, [load_bundle(directory) for directory in directories])
+    return Catalog(root, [load_bundle(d, skills) for d in directories], skills)
 
 
 def sync_catalog_to_db(session: Session, catalog: Catalog) -> int:

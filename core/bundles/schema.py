@@ -105,9 +105,15 @@ class Prompts(_Model):
 
 
 class SkillRef(_Model):
+    """A skill package the bundle installs into every agent's workspace, pinned by checksum."""
+
     name: Identifier
-    package: str = Field(min_length=1)
+    package: Identifier
     version: Annotated[str, AfterValidator(_semver)]
+    # sha256 of the package contents (core.bundles.skills.package_digest): a package that
+    # changed after the bundle was published is refused at deploy.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    description: str = Field("", max_length=500)
 
 
 class FileHandling(_Model):
@@ -134,6 +140,8 @@ class BundleManifest(_Model):
     version: Annotated[str, AfterValidator(_semver)]
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
+    # What changed in this version, for the marketplace (markdown, newest version's own notes).
+    changelog: str = Field("", max_length=20_000)
     plans: list[Annotated[str, AfterValidator(_known_plan)]] = Field(min_length=1)
     runtime_image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1)
     schema_version: int = Field(ge=1)
@@ -163,6 +171,10 @@ class BundleManifest(_Model):
                 raise _reference_error(
                     f"teams.{team_id}.leader", f"'{team.leader}' is not a member of the team"
                 )
+        names = [skill.name for skill in self.skills]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                raise _reference_error(f"skills[{index}].name", f"skill '{name}' is listed twice")
         if self.default_agent is not None and self.default_agent not in self.agents:
             raise _reference_error(
                 "default_agent", f"'{self.default_agent}' is not an agent of this bundle"

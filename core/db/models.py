@@ -219,6 +219,9 @@ class Tenant(Base):
         ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
     )
     bundle_id: Mapped[str | None] = mapped_column(String(64))
+    # A version of ``bundle_id`` that deploys, resumes and resets keep to (None: the latest
+    # the plan runs). A successful switch (or its rollback) moves it to what then runs.
+    pinned_bundle_version: Mapped[str | None] = mapped_column(String(32))
     model_mode: Mapped[str] = mapped_column(String(16), default="managed")  # managed | byok
     # The bot's managed model pick (a catalog id); None: the bundle's own models.
     model: Mapped[str | None] = mapped_column(String(200))
@@ -296,6 +299,41 @@ class BundleVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     bundle: Mapped[Bundle] = relationship(back_populates="versions")
+
+
+class CustomBundle(Base):
+    """A bundle an organization authored (plans with ``custom_bundles``): private to it."""
+
+    __tablename__ = "custom_bundles"
+    __table_args__ = (UniqueConstraint("organization_id", "bundle_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    bundle_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    versions: Mapped[list[CustomBundleVersion]] = relationship(back_populates="bundle")
+
+
+class CustomBundleVersion(Base):
+    """One published (immutable) version: ``bundle.toml`` and its templates, as text."""
+
+    __tablename__ = "custom_bundle_versions"
+    __table_args__ = (UniqueConstraint("custom_bundle_id", "version"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    custom_bundle_id: Mapped[str] = mapped_column(
+        ForeignKey("custom_bundles.id", ondelete="CASCADE"), index=True
+    )
+    version: Mapped[str] = mapped_column(String(32))
+    files: Mapped[dict[str, Any]]
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    bundle: Mapped[CustomBundle] = relationship(back_populates="versions")
 
 
 class Deployment(TenantOwned, Base):

@@ -193,7 +193,7 @@ def test_sync_catalog_to_db_is_idempotent(
     db: Database, catalog: Catalog, tmp_catalog: Path
 ) -> None:
     with db.system_session() as session:
-        assert sync_catalog_to_db(session, catalog) == 5  # 2 bundles + 3 versions
+        assert sync_catalog_to_db(session, catalog) == 6  # 2 bundles + 4 versions
     with db.system_session() as session:
         assert sync_catalog_to_db(session, catalog) == 0
     edit(tmp_catalog, "pro/1.0.0", "max_chain_depth = 4", "max_chain_depth = 5")
@@ -204,6 +204,6 @@ def test_sync_catalog_to_db_is_idempotent(
             "pro": "Pro Crew",
             "starter": "Starter",
         }
-        versions = session.query(BundleVersion).filter_by(bundle_id="pro").one()
+        versions = session.query(BundleVersion).filter_by(bundle_id="pro", version="1.0.0").one()
         assert versions.manifest["policy"]["max_chain_depth"] == 5
-        assert session.query(BundleVersion).count() == 3
+        assert session.query(BundleVersion).count() == 4

@@ -119,3 +119,17 @@ def test_calls_name_the_agent_and_the_teammate_that_handed_over(
     assert "x-tinyclaw-handoff-from" not in by_model["coder-model"]  # the user's own message
     assert by_model["reviewer-model"].get("x-tinyclaw-agent") == "reviewer"
     assert by_model["reviewer-model"].get("x-tinyclaw-handoff-from") == "coder"
+
+
+def test_installed_skills_join_the_agent_prompt(make_runtime, upstream: FakeOpenAI) -> None:
+    files = {
+        **home_files(),
+        "workspace/coder/.agents/skills/web-research/SKILL.md": "Cite every source.",
+        "workspace/coder/.agents/skills/web-research/tools.json": "[]",
+    }
+    runtime = make_runtime(files=files)
+    runtime.call("POST", "/api/message", {"message": "@coder find it"})
+    runtime.call("POST", "/api/message", {"message": "@reviewer look"})
+    calls = {r.body["model"]: r.body["messages"][0]["content"] for r in upstream.completions()}
+    assert calls["coder-model"].endswith("## Skill: web-research\n\nCite every source.")
+    assert "Skill:" not in calls["reviewer-model"]
