@@ -22,7 +22,7 @@ from core.db import Database, run_migrations
 from core.settings import Environment, Settings
 from core.temporal import data_converter, search_attributes
 
-pytest_plugins = ["tests.lifecycle_stack"]
+pytest_plugins = ["tests.lifecycle_stack", "tests.swarm"]
 
 TEST_CODEC_KEY = base64.b64encode(b"k" * 32).decode()
 PG_URL = os.environ.get(

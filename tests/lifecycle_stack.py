@@ -69,9 +69,10 @@ class Stack:
 def stack_settings(
     tmp: Path, telegram: FakeTelegram, upstream: FakeOpenAI, driver: str, **overrides: object
 ) -> Settings:
+    overrides.setdefault("runtime_health_timeout_s", 8)
     return make_settings(
         tmp, runtime_driver=driver, telegram_api_base=telegram.base_url,
-        gateway_public_url=upstream.base_url, runtime_health_timeout_s=8,
+        gateway_public_url=upstream.base_url,
         # Fake BYOK providers listen on loopback: allowlisted, as an operator would.
         byok_allowed_private_networks=["127.0.0.0/8"], **overrides,
     )  # fmt: skip
