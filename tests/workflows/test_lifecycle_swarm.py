@@ -15,12 +15,12 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from core.db.models import Deployment, Tenant
-from core.workflow_models import Action
+from core.workflow_models import Action, TenantState
 from tests.fakes.openai_upstream import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
 from tests.lifecycle_stack import RUNTIME_IMAGE, Stack, make_test_catalog, start_stack
 from tests.swarm import remove_swarm_tenants, swarm_objects
-from tests.workflows.helpers import db_state, run
+from tests.workflows.helpers import db_state, settle, wait_worker
 from workflows.maintenance import HealthSweepWorkflow
 
 pytestmark = pytest.mark.docker
@@ -37,10 +37,29 @@ async def swarm_stack(
         tmp_path, temporal_env, fakes, "swarm", catalog=load_catalog(make_test_catalog(tmp_path)),
         runtime_health_timeout_s=30, runtime_image=RUNTIME_IMAGE,  # the relay of this checkout
     ):  # fmt: skip
+        await wait_worker(stack)
         yield stack
         with stack.db.system_session() as s:
             tenant_ids = list(s.scalars(select(Tenant.id)))
         remove_swarm_tenants(tenant_ids)
+
+
+async def run(stack: Stack, tid: str, action: Action, **kw: object) -> TenantState:
+    """Send a command and wait for it to finish; on a machine this loaded the worker's
+    heartbeat can lapse for a moment, and the API then refuses with 503: ask again."""
+    from control.lifecycle import send_command
+    from core.errors import ServiceUnavailable
+    from core.workflow_models import Command
+
+    for attempt in range(30):
+        try:
+            await send_command(stack.ctx, tid, Command(action=action, actor="user:test", **kw))  # type: ignore[arg-type]
+            break
+        except ServiceUnavailable:
+            if attempt == 29:
+                raise
+            await asyncio.sleep(1)
+    return await settle(stack, tid, timeout=180)
 
 
 def _token() -> str:
@@ -150,3 +169,49 @@ async def _wait_status(stack: Stack, tid: str, done):  # type: ignore[no-untyped
         if loop.time() > deadline:
             raise AssertionError(f"runtime of {tid} never got there: {status}")
         await asyncio.sleep(0.5)
+
+
+async def test_admins_see_each_node_with_its_tenants_and_filter_by_tenant_node(
+    swarm_stack: Stack, swarm_engine: docker.DockerClient
+) -> None:
+    import httpx
+
+    from api.app import create_app
+    from tests.api.conftest import signup
+    from tests.api.test_support_signals import admin_headers
+
+    stack = swarm_stack
+    tid = stack.new_tenant(plan="pro")
+    assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
+    hostname = swarm_engine.info()["Name"]
+    app = create_app(context=stack.ctx)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
+            admin = await admin_headers(api, stack, f"ops-{uuid.uuid4().hex[:6]}@example.com")
+            r = await api.get("/admin/nodes", headers=admin)
+            assert r.status_code == 200, r.text
+            [node] = [n for n in r.json() if n["name"] == hostname]
+            assert tid in node["tenants"] and node["availability"] == "active"
+            assert node["cpus"] > 0 and node["memory_bytes"] > 0
+            customer = await signup(api, f"c-{uuid.uuid4().hex[:6]}@example.com")
+            # Hidden from customers, as every admin route is.
+            assert (await api.get("/admin/nodes", headers=customer)).status_code == 404
+            bad = await api.get("/admin/nodes?cursor=bogus", headers=admin)
+            assert bad.status_code == 422 and "cursor" in bad.text
+    # The Temporal UI filters a tenant's workflows by the node its runtime runs on.
+    query = f'TenantNode = "{hostname}" AND TenantId = "{tid}"'
+    for _ in range(100):
+        found = [w.id async for w in stack.env.client.list_workflows(query)]
+        if f"tenant-{tid}" in found:
+            break
+        await asyncio.sleep(0.1)
+    assert f"tenant-{tid}" in found
+    state = await run(stack, tid, Action.PAUSE)
+    assert state.state == "paused"
+    for _ in range(100):  # paused: no node any more
+        found = [w.id async for w in stack.env.client.list_workflows(query)]
+        if f"tenant-{tid}" not in found:
+            break
+        await asyncio.sleep(0.1)
+    assert f"tenant-{tid}" not in found
