@@ -55,6 +55,7 @@ def settings_for(
     return Settings(
         environment=Environment.TEST, data_dir=tmp, database_url=f"sqlite:///{tmp / 'bench.db'}",
         codec_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), runtime_driver=driver,
+        runtime_image=IMAGE,
         telegram_api_base=telegram.base_url, temporal_address=temporal, gateway_port=gw_port,
         temporal_task_queue_prefix=f"bench{uuid.uuid4().hex[:6]}",
     )  # fmt: skip
@@ -100,9 +101,16 @@ async def one_deploy(ctx: AppContext, telegram: FakeTelegram, user_id: str) -> t
     return healthy, answered
 
 
+# TCC_RUNTIME_IMAGE: this checkout's own tag (the shared tinyclaw/runtime:dev is rebuilt
+# by every checkout's tests on this machine).
+IMAGE = os.environ.get("TCC_RUNTIME_IMAGE", "tinyclaw/runtime:dev")
+
+
 def build_runtime_image() -> None:
-    """Build the runtime image the Docker driver starts."""
-    subprocess.run([str(ROOT / "scripts/build-runtime-image.sh")], check=True, capture_output=True)
+    """Build the runtime image the driver starts."""
+    subprocess.run(
+        [str(ROOT / "scripts/build-runtime-image.sh"), IMAGE], check=True, capture_output=True
+    )
 
 
 def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -148,6 +156,11 @@ async def main(runs: int, concurrent: int, driver: str = "docker") -> None:
         s.add(user)
         s.flush()
         uid = user.id
+    if IMAGE != "tinyclaw/runtime:dev":  # the bundles name the shipped tag: point them here
+        from core.bundles.catalog import load_catalog
+        from tests.lifecycle_stack import make_test_catalog
+
+        lifecycle_activities(ctx).provisioner.catalog = load_catalog(make_test_catalog(tmp))
     try:
         async with build_worker(ctx):
             await worker_ready(ctx)  # the API refuses engine calls until a worker serves
