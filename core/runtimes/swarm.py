@@ -29,6 +29,7 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from core.runtimes import fence
+from core.runtimes import swarm_objects as so
 from core.runtimes import swarm_spec as sp
 from core.runtimes._home import reset_flag_files, strip_top_dir
 from core.runtimes.base import (
@@ -109,8 +110,12 @@ class SwarmDriver:
                 if not self.image_present(image):
                     raise ImageMissingError(f"runtime image {image!r} is not present")
             pinned = self._pinned(spec.image)
-            net = self._ensure_network(sp.network_name(tid), internal=True, tenant_id=tid)
-            egress_net = self._ensure_network(sp.EGRESS_NETWORK, internal=False, tenant_id=None)
+            net = so.ensure_network(
+                self._client, sp.network_name(tid), internal=True, tenant_id=tid
+            )
+            egress_net = so.ensure_network(
+                self._client, sp.EGRESS_NETWORK, internal=False, tenant_id=None
+            )
             secret = self._ensure_secret(tid, secrets_payload(spec.env))
             seed = self._ensure_config(tid, sp.seed_document(spec.files))
             allow = fence.allowlist(spec.env, self._egress_allow)
@@ -126,7 +131,7 @@ class SwarmDriver:
                 placement=self.placement, replicas=replicas,
             )  # fmt: skip
             self._apply(runtime, sp.LABEL_CONFIG)
-            self._prune_objects(tid, keep={secret[1], seed[1]})
+            so.prune_objects(self._client, tid, keep={secret[1], seed[1]})
 
     def start(self, tenant_id: str) -> None:
         """Scale the tenant's services to one task each (no-op when they run)."""
@@ -163,9 +168,9 @@ class SwarmDriver:
                 if service is not None:
                     with contextlib.suppress(NotFound):
                         service.remove()
-            self._wait_containers_gone(tenant_id)
-            self._prune_objects(tenant_id, keep=set())
-            self._remove_network(sp.network_name(tenant_id))
+            so.wait_containers_gone(self._client, tenant_id)
+            so.prune_objects(self._client, tenant_id, keep=set())
+            so.remove_network(self._client, sp.network_name(tenant_id))
             if not keep_volume:
                 with contextlib.suppress(NotFound):
                     self._client.volumes.get(sp.volume_name(tenant_id)).remove(force=True)
@@ -346,50 +351,15 @@ class SwarmDriver:
                 return
         raise RuntimeDriverError(f"service {name} could not be scaled")
 
-    def _ensure_network(self, name: str, *, internal: bool, tenant_id: str | None) -> str:
-        found = [n for n in self._client.networks.list(names=[name]) if n.name == name]
-        if found:
-            return str(found[0].id)
-        labels = sp.tenant_labels(tenant_id) if tenant_id else {sp.LABEL_SWARM: "egress"}
-        with contextlib.suppress(APIError):  # a concurrent attempt created it first
-            self._client.networks.create(
-                name, driver="overlay", internal=internal, attachable=False, labels=labels,
-                scope="swarm",
-            )  # fmt: skip
-        found = [n for n in self._client.networks.list(names=[name]) if n.name == name]
-        if not found:
-            raise RuntimeDriverError(f"network {name} could not be created")
-        return str(found[0].id)
-
     def _ensure_secret(self, tenant_id: str, payload: bytes) -> tuple[str, str]:
-        return self._ensure_object(
+        return so.ensure_object(
             self._client.secrets, sp.secret_name(tenant_id, payload), payload, tenant_id
         )
 
     def _ensure_config(self, tenant_id: str, seed: bytes) -> tuple[str, str]:
-        return self._ensure_object(
+        return so.ensure_object(
             self._client.configs, sp.seed_name(tenant_id, seed), seed, tenant_id
         )
-
-    def _ensure_object(
-        self, collection: Any, name: str, data: bytes, tenant_id: str
-    ) -> tuple[str, str]:
-        """(id, name) of the secret or config ``name``, created if missing (create-or-get)."""
-        for _ in range(3):
-            for found in collection.list(filters={"name": name}):
-                if found.name == name:
-                    return str(found.id), name
-            try:
-                created = collection.create(
-                    name=name, data=data, labels=sp.tenant_labels(tenant_id)
-                )
-                return str(created.id), name
-            except APIError as exc:
-                if exc.status_code != 409:  # never echo the request: it holds the data
-                    raise RuntimeDriverError(
-                        f"ensure: swarm refused {name} ({exc.status_code})"
-                    ) from None
-        raise RuntimeDriverError(f"ensure: {name} could not be created")
 
     def _seed_of(self, tenant_id: str) -> tuple[dict[str, str], str]:
         """The persistent files of the tenant's current seed, and its config name."""
@@ -414,43 +384,9 @@ class SwarmDriver:
             container["Configs"][0] |= {"ConfigID": config[0], "ConfigName": config[1]}
             spec["Labels"][sp.LABEL_CONFIG] = f"seed-{config[1]}"
             if self._update(service, spec):
-                self._prune_objects(tenant_id, keep={config[1], _secret_of(spec)})
+                so.prune_objects(self._client, tenant_id, keep={config[1], _secret_of(spec)})
                 return
         raise RuntimeDriverError("the runtime's files could not be updated")
-
-    def _prune_objects(self, tenant_id: str, keep: set[str]) -> None:
-        """Remove the tenant's secrets and seeds other than ``keep`` (in use: next time)."""
-        label = {"label": f"{sp.LABEL_TENANT}={tenant_id}"}
-        for obj in [
-            *self._client.secrets.list(filters=label),
-            *self._client.configs.list(filters=label),
-        ]:
-            if obj.name not in keep:
-                with contextlib.suppress(NotFound, APIError):
-                    obj.remove()
-
-    def _remove_network(self, name: str) -> None:
-        deadline = time.monotonic() + 20
-        for network in [n for n in self._client.networks.list(names=[name]) if n.name == name]:
-            while True:
-                try:
-                    network.remove()
-                    break
-                except NotFound:
-                    break
-                except APIError:  # endpoints of removed tasks linger for a moment
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.3)
-
-    def _wait_containers_gone(self, tenant_id: str, wait: float = 30.0) -> None:
-        label = {"label": f"{sp.LABEL_TASK_TENANT}={tenant_id}"}
-        deadline = time.monotonic() + wait
-        # sparse: no inspect of each one, which 404s on a container removed meanwhile.
-        while self._client.containers.list(all=True, sparse=True, filters=label):
-            if time.monotonic() > deadline:
-                raise RuntimeDriverError(f"tasks of tenant {tenant_id} did not stop")
-            time.sleep(0.3)
 
     def _node_names(self) -> dict[str, str]:
         return {n.id: n.attrs["Description"]["Hostname"] for n in self._client.nodes.list()}
