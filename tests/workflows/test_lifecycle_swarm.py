@@ -135,6 +135,14 @@ async def test_drained_node_shows_the_tenant_waiting_and_it_comes_back(
         status = await _wait_status(stack, tid, lambda s: s.state == "pending")
         assert not status.running and status.node is None
         assert "node" in (status.reason or "").lower(), status
+        # The drained tasks take their stop grace period to go: until then they still answer.
+        label = {"label": f"tinyclaw.swarm-tenant={tid}"}
+        for _ in range(120):
+            if not await asyncio.to_thread(
+                swarm_engine.containers.list, sparse=True, filters=label
+            ):
+                break
+            await asyncio.sleep(0.5)
         result = await stack.env.client.execute_workflow(
             HealthSweepWorkflow.run, id=f"sweep-{uuid.uuid4().hex}",
             task_queue=stack.ctx.queues.lifecycle,
