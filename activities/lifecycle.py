@@ -35,6 +35,7 @@ from core.activity_models import (
     RemoveRuntimeInput,
     ResetInput,
     RestoreInput,
+    RuntimeNode,
     RuntimeStarted,
     SnapshotInput,
     SnapshotRef,
@@ -511,6 +512,13 @@ class LifecycleActivities:
 
     @activity.defn
     @mapped
+    async def runtime_node(self, data: TenantRef) -> RuntimeNode:
+        """The node the tenant's runtime runs on (for the TenantNode search attribute)."""
+        status = await self._thread(self.driver.status, data.tenant_id)
+        return RuntimeNode(node=status.node if status.running else None)
+
+    @activity.defn
+    @mapped
     async def backup_runtime(self, data: TenantRef) -> None:
         """Keep a final encrypted backup of the home for the retention period (if any)."""
         status = await self._thread(self.driver.status, data.tenant_id)
@@ -619,5 +627,5 @@ class LifecycleActivities:
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
-            self.check_bundle_switch, self.notify, self.save_tenant_state,
+            self.check_bundle_switch, self.notify, self.save_tenant_state, self.runtime_node,
         ]  # fmt: skip

@@ -104,6 +104,16 @@ class MaintenanceActivities:
         except Exception:  # it stays unhealthy: the restart delivers them anyway
             return False
 
+    async def _down_reason(self, tenant_id: str) -> str:
+        """Why a runtime does not answer, as far as its driver knows (a Swarm task waiting
+        for a node says so)."""
+        reason = "The runtime stopped answering its status probe."
+        try:
+            status = await asyncio.to_thread(self.provisioner.driver.status, tenant_id)
+        except Exception:  # the generic reason is still true
+            return reason
+        return f"{reason} {status.reason}" if status.reason else reason
+
     async def _remove_orphan(self, tenant_id: str) -> bool:
         """Remove the runtime unless, read again now, the tenant owns one (a deploy that began
         since the sweep read the states) or its state changed within ``ORPHAN_GRACE``."""
@@ -152,9 +162,8 @@ class MaintenanceActivities:
                 result.unhealthy.append(tid)
         self._record(readings, len(result.unhealthy), started)
         for tid in result.unhealthy:
-            await asyncio.to_thread(
-                mark_down, self.db, tid, "The runtime stopped answering its status probe."
-            )
+            reason = await self._down_reason(tid)
+            await asyncio.to_thread(mark_down, self.db, tid, reason)
         # Logs that last: what each answering runtime logged since the last sweep.
         await asyncio.gather(*(self._keep_logs(r.tenant_id, bound) for r in readings
                                if r.answering))  # fmt: skip

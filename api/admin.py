@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -80,6 +81,40 @@ def all_tenants(_admin: PlatformAdmin, ctx: ContextDep, page: Page) -> list[Admi
         keys = session.execute(select(Tenant.id, Tenant.created_at)).all()
         shown = page.slice(keys, key=lambda r: [r.created_at.isoformat(), r.id], descending=True)
     return admin_tenants(ctx, [r.id for r in shown])
+
+
+class AdminNode(BaseModel):
+    id: str
+    name: str
+    role: str
+    availability: str = Field(description="active, pause or drain")
+    state: str = Field(description="ready, down or unknown")
+    address: str | None = None
+    cpus: float
+    memory_bytes: int
+    labels: dict[str, str] = Field(default_factory=dict)
+    tenants: list[str] = Field(description="tenants whose runtime is placed on this node")
+
+
+@router.get("/nodes")
+async def all_nodes(_admin: PlatformAdmin, ctx: ContextDep, page: Page) -> list[AdminNode]:
+    """The nodes tenant runtimes run on (the Swarm driver), ordered by name, with their
+    availability, capacity and tenants (paginated: see the ``Link`` header). Empty for a
+    driver that runs every runtime on one engine."""
+    nodes = await admin_nodes(ctx)
+    return page.slice(nodes, key=lambda n: [n.name, n.id])
+
+
+async def admin_nodes(ctx: AppContext) -> list[AdminNode]:
+    """Every node of the runtime driver, read from the swarm's managers."""
+    from api.tenants.service import runtime_reader
+
+    driver = runtime_reader(ctx).provisioner.driver
+    read = getattr(driver, "nodes", None)
+    if not callable(read):
+        return []
+    nodes = await asyncio.to_thread(read)
+    return [AdminNode.model_validate(n.model_dump()) for n in nodes]
 
 
 def admin_tenants(ctx: AppContext, ids: list[str] | None = None) -> list[AdminTenant]:

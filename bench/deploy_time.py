@@ -3,7 +3,8 @@
 Prints, for 20 sequential deploys: deploy request -> healthy, and deploy request -> first
 answered Telegram message (a message injected at the request, answered once the bot is
 up), median and p95; then 20 tenants deployed concurrently: total and per-deploy median.
-Run: .venv/bin/python bench/deploy_time.py [--runs 20] [--concurrent 20]
+Run: .venv/bin/python bench/deploy_time.py [--runs 20] [--concurrent 20] [--driver swarm]
+(--driver swarm needs an engine in a swarm: ``docker swarm init --advertise-addr 127.0.0.1``.)
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def settings_for(tmp: Path, telegram: FakeTelegram, temporal: str, gw_port: int) -> Settings:
+def settings_for(
+    tmp: Path, telegram: FakeTelegram, temporal: str, gw_port: int, driver: str = "docker"
+) -> Settings:
     return Settings(
         environment=Environment.TEST, data_dir=tmp, database_url=f"sqlite:///{tmp / 'bench.db'}",
-        codec_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), runtime_driver="docker",
+        codec_key=SecretStr(base64.b64encode(os.urandom(32)).decode()), runtime_driver=driver,
+        runtime_image=IMAGE,
         telegram_api_base=telegram.base_url, temporal_address=temporal, gateway_port=gw_port,
         temporal_task_queue_prefix=f"bench{uuid.uuid4().hex[:6]}",
     )  # fmt: skip
@@ -97,9 +101,16 @@ async def one_deploy(ctx: AppContext, telegram: FakeTelegram, user_id: str) -> t
     return healthy, answered
 
 
+# TCC_RUNTIME_IMAGE: this checkout's own tag (the shared tinyclaw/runtime:dev is rebuilt
+# by every checkout's tests on this machine).
+IMAGE = os.environ.get("TCC_RUNTIME_IMAGE", "tinyclaw/runtime:dev")
+
+
 def build_runtime_image() -> None:
-    """Build the runtime image the Docker driver starts."""
-    subprocess.run([str(ROOT / "scripts/build-runtime-image.sh")], check=True, capture_output=True)
+    """Build the runtime image the driver starts."""
+    subprocess.run(
+        [str(ROOT / "scripts/build-runtime-image.sh"), IMAGE], check=True, capture_output=True
+    )
 
 
 def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -116,13 +127,13 @@ def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return gateway
 
 
-async def main(runs: int, concurrent: int) -> None:
+async def main(runs: int, concurrent: int, driver: str = "docker") -> None:
     await asyncio.to_thread(build_runtime_image)
     tmp = Path(tempfile.mkdtemp(prefix="tcc-bench-"))
     telegram = FakeTelegram(host="0.0.0.0").start()
     server = DevServer(port=free_port(), ui_port=free_port(), log_file=tmp / "temporal.log").start()
     gw_port = free_port()
-    settings = settings_for(tmp, telegram, server.address, gw_port)
+    settings = settings_for(tmp, telegram, server.address, gw_port, driver)
     run_migrations(settings.resolved_database_url)
     env = dict(
         os.environ,
@@ -145,6 +156,11 @@ async def main(runs: int, concurrent: int) -> None:
         s.add(user)
         s.flush()
         uid = user.id
+    if IMAGE != "tinyclaw/runtime:dev":  # the bundles name the shipped tag: point them here
+        from core.bundles.catalog import load_catalog
+        from tests.lifecycle_stack import make_test_catalog
+
+        lifecycle_activities(ctx).provisioner.catalog = load_catalog(make_test_catalog(tmp))
     try:
         async with build_worker(ctx):
             await worker_ready(ctx)  # the API refuses engine calls until a worker serves
@@ -155,7 +171,7 @@ async def main(runs: int, concurrent: int) -> None:
                 *(one_deploy(ctx, telegram, uid) for _ in range(concurrent))
             )
             total = time.perf_counter() - t0
-        report(seq, conc, total)
+        report(seq, conc, total, driver)
     finally:
         gateway.terminate()
         server.stop()
@@ -165,12 +181,14 @@ async def main(runs: int, concurrent: int) -> None:
             driver.remove(tid)
 
 
-def report(seq: list[tuple[float, float]], conc: list[tuple[float, float]], total: float) -> None:
+def report(
+    seq: list[tuple[float, float]], conc: list[tuple[float, float]], total: float, driver: str
+) -> None:
     """Print the figures."""
     healthy = [h for h, _ in seq]
     answered = [a for _, a in seq]
     conc_healthy = statistics.median([h for h, _ in conc])
-    print(f"sequential deploys (n={len(seq)}), Docker driver, demo model via the gateway:")
+    print(f"sequential deploys (n={len(seq)}), {driver} driver, demo model via the gateway:")
     print(
         f"  deploy -> healthy:                median {statistics.median(healthy):.2f} s"
         f"  p95 {pct(healthy, 95):.2f} s"
@@ -200,5 +218,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--concurrent", type=int, default=20)
+    parser.add_argument("--driver", choices=("docker", "swarm"), default="docker")
     args = parser.parse_args()
-    asyncio.run(main(args.runs, args.concurrent))
+    asyncio.run(main(args.runs, args.concurrent, args.driver))

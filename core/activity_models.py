@@ -15,6 +15,13 @@ class TenantRef(BaseModel):
     tenant_id: str
 
 
+class RuntimeNode(BaseModel):
+    """Where a tenant's runtime runs: a Swarm node's hostname (None: not placed, or a
+    driver without nodes)."""
+
+    node: str | None = None
+
+
 class PrepareDeployInput(BaseModel):
     tenant_id: str
     workflow_id: str

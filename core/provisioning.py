@@ -60,7 +60,7 @@ class Provisioner:
 
     def reachable(self, url: str) -> str:
         """``url`` as a containerised runtime reaches it (loopback -> the host alias)."""
-        if self.driver_kind != "docker":
+        if self.driver_kind not in ("docker", "swarm"):  # containers: loopback is theirs
             return url
         parts = urlsplit(url)
         if parts.hostname in LOOPBACK_HOSTS:

@@ -100,8 +100,9 @@ class Settings(BaseSettings):
     vault_transit_key: str = "tinyclaw"
 
     # Runtimes
-    # "auto": Docker when an engine answers, else the dev-only process driver.
-    runtime_driver: Literal["auto", "docker", "process"] = "auto"
+    # "auto": Docker when an engine answers, else the dev-only process driver. "swarm": one
+    # Swarm service per tenant, placed across the nodes of the swarm the engine manages.
+    runtime_driver: Literal["auto", "docker", "swarm", "process"] = "auto"
     runtime_image: str = "tinyclaw/runtime:dev"
     runtime_health_timeout_s: float = 60.0
     # How a runtime reaches services on this host (gateway, sandbox Telegram).
@@ -115,6 +116,17 @@ class Settings(BaseSettings):
     # The shared network every tenant's egress proxy joins: one address per tenant, so it
     # needs its own large subnet (the engine's default pools hand out small ones).
     runtime_egress_subnet: str = "10.214.0.0/16"
+    # Swarm driver: placement constraints of every tenant service (node labels, roles),
+    # e.g. ["node.labels.tinyclaw==runtimes"], and an optional node label to spread over.
+    runtime_swarm_constraints: list[str] = Field(default_factory=list)
+    runtime_swarm_spread_label: str | None = None
+    # Share of a plan's CPU and memory limit reserved on the node (what the scheduler packs).
+    runtime_swarm_reserve_fraction: float = Field(default=0.25, gt=0, le=1)
+    # "local" homes stay on the node that created them (a drained tenant starts afresh and
+    # the platform says so); a volume plugin shared by the nodes lets them follow.
+    runtime_swarm_volume_driver: str = "local"
+    # Host the control plane uses for a node's published relay ports (default: node address).
+    runtime_swarm_address_host: str | None = None
 
     # Provider gateway
     gateway_host: str = "0.0.0.0"  # runtimes in containers must reach it

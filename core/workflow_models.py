@@ -104,6 +104,8 @@ class TenantWorkflowInput(BaseModel):
     killed: bool = False
     grace_period_days: int = 7
     retention_days: int = 30
+    # The node the runtime runs on (Swarm driver), for the TenantNode search attribute.
+    node: str | None = None
 
 
 class TenantDurableState(BaseModel):

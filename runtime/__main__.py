@@ -9,6 +9,7 @@ import sys
 
 from runtime.config import ConfigError, load_env, load_settings, with_secrets_file
 from runtime.logs import add_file_handler, setup_logging
+from runtime.seed import apply_seed
 
 EXIT_CONFIG = 2
 
@@ -29,6 +30,7 @@ def main() -> int:
     try:
         env = load_env(environ)
         os.makedirs(env.home, exist_ok=True)
+        apply_seed(env.home, environ.get("TINYAGI_SEED_FILE"))
         add_file_handler(os.path.join(env.home, "logs"))
         settings = load_settings(env.home, env)
     except (ConfigError, OSError) as exc:

@@ -12,6 +12,11 @@ the allowlist EGRESS_ALLOW (space-separated URLs):
 
 Anything else gets 403 (or 400 for a malformed request) and is logged without
 its query string.
+
+Under the Swarm driver the runtime sits on an internal overlay network the control
+plane cannot reach, so the proxy is also the way in: with EGRESS_RELAY_PORT and
+EGRESS_RELAY_TO (host:port, the runtime's API) set, connections to that port are
+relayed byte for byte to the runtime API, which authenticates every call itself.
 """
 
 from __future__ import annotations
@@ -166,16 +171,54 @@ def _hop_header(line: str) -> bool:
     return name in ("connection", "proxy-connection", "proxy-authorization", "keep-alive")
 
 
-async def serve(rules: list[Rule], port: int) -> None:
-    """Listen on all interfaces until killed."""
+class Relay:
+    """Inbound relay to the runtime API (the Swarm driver's way in; see the module doc)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Relay one connection both ways to the runtime API."""
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError):
+            writer.close()
+            return
+        try:
+            await asyncio.gather(_relay(reader, up_writer), _relay(up_reader, writer))
+        finally:
+            up_writer.close()
+            writer.close()
+
+
+async def serve(rules: list[Rule], port: int, relay: tuple[str, int, int] | None = None) -> None:
+    """Listen on all interfaces until killed; relay = (runtime host, its port, listen port)."""
     server = await asyncio.start_server(Proxy(rules).handle, "0.0.0.0", port, limit=HEAD_LIMIT)
     _log("egress proxy started", port=port, allow=[f"{s}://{h}:{p}{x}" for s, h, p, x in rules])
+    servers = [server]
+    if relay is not None:
+        host, to_port, listen = relay
+        servers.append(await asyncio.start_server(Relay(host, to_port).handle, "0.0.0.0", listen))
+        _log("runtime relay started", port=listen, to=f"{host}:{to_port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):  # PID 1 ignores SIGTERM without a handler
         loop.add_signal_handler(sig, stop.set)
-    async with server:
+    async with contextlib.AsyncExitStack() as stack:
+        for each in servers:
+            await stack.enter_async_context(each)
         await stop.wait()
+
+
+def relay_config(environ: dict[str, str]) -> tuple[str, int, int] | None:
+    """(runtime host, runtime port, listen port) from EGRESS_RELAY_TO/PORT, or None."""
+    target, listen = environ.get("EGRESS_RELAY_TO", ""), environ.get("EGRESS_RELAY_PORT", "")
+    if not target or not listen.isdigit():
+        return None
+    host, _, port = target.rpartition(":")
+    return (host, int(port), int(listen)) if host and port.isdigit() else None
 
 
 def main() -> int:
@@ -183,7 +226,7 @@ def main() -> int:
     rules = parse_allowlist(os.environ.get("EGRESS_ALLOW", ""))
     port = int(os.environ.get("EGRESS_PORT", "3128"))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(rules, port))
+        asyncio.run(serve(rules, port, relay_config(dict(os.environ))))
     return 0
 
 

@@ -22,7 +22,7 @@ from core.db import Database, run_migrations
 from core.settings import Environment, Settings
 from core.temporal import data_converter, search_attributes
 
-pytest_plugins = ["tests.lifecycle_stack", "tests.channel_stack"]
+pytest_plugins = ["tests.lifecycle_stack", "tests.channel_stack", "tests.swarm"]
 
 TEST_CODEC_KEY = base64.b64encode(b"k" * 32).decode()
 PG_URL = os.environ.get(
@@ -39,7 +39,10 @@ def free_port() -> int:
 
 # Tests that share the one Docker engine (its iptables chain, image tags, the fence) run
 # in one xdist group, one after another; everything else spreads over the workers.
-_DOCKER_FIXTURES = {"docker_client", "docker_images", "runtime_image", "docker_stack"}
+_DOCKER_FIXTURES = {
+    "docker_client", "docker_images", "runtime_image", "docker_stack",
+    "swarm_engine", "swarm_stack",
+}  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

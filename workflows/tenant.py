@@ -12,18 +12,20 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import (
+    RetryPolicy,
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import (
+    ActivityError,
     ApplicationError,
     ChildWorkflowError,
     WorkflowAlreadyStartedError,
 )
 
-from core.activity_models import PurgeInput
+from core.activity_models import PurgeInput, RuntimeNode, TenantRef
 from core.deployment_state import DeploymentState as S
 from core.workflow_models import (
     Action,
@@ -119,6 +121,8 @@ PATCH_BILLING_EVENT_TIME = "billing-deadlines-from-event-time"
 PATCH_CHILD_ID_WAIT = "child-start-waits-for-terminated-namesake"
 CHILD_START_ATTEMPTS = 30  # x CHILD_START_PAUSE: how long a namesake may take to go
 CHILD_START_PAUSE = timedelta(seconds=2)
+# After each action, the node the runtime landed on becomes the TenantNode attribute.
+PATCH_TENANT_NODE = "tenant-node-search-attribute"
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -134,6 +138,7 @@ class TenantWorkflow(TenantDurability):
         self.s = data.model_copy(deep=True)
         self.in_flight: ActionRecord | None = None
         self.in_flight_cmd: tuple[str, Command] | None = None
+        self._node_unset = False
         self._init_durability()
 
     # ---- run loop -------------------------------------------------------------------
@@ -258,7 +263,23 @@ class TenantWorkflow(TenantDurability):
         if self.s.state == S.DELETED and self.s.purge_at is None:
             self.s.grace_deadline = self.s.delete_at = None
             self.s.purge_at = workflow.now() + timedelta(days=self.s.retention_days)
+        if workflow.patched(PATCH_TENANT_NODE):
+            await self._note_node()
         self._upsert_search_attributes()
+
+    async def _note_node(self) -> None:
+        """Read where the runtime now runs (a Swarm node); unknown keeps the last one."""
+        try:
+            placed: RuntimeNode = await workflow.execute_activity_method(
+                A.runtime_node, TenantRef(tenant_id=self.s.tenant_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )  # fmt: skip
+        except ActivityError:
+            return
+        if placed.node is None and self.s.node is not None:
+            self._node_unset = True  # cleared in the Web UI too, not just left stale
+        self.s.node = placed.node
 
     async def _start_child(
         self, wf_id: str, cmd: Command, reuse: WorkflowIDReusePolicy
@@ -460,10 +481,13 @@ class TenantWorkflow(TenantDurability):
             (sa.DEPLOYMENT_STATE, self.s.state.value),
             (sa.BUNDLE_ID, self.s.bundle_id),
             (sa.BILLING_STATUS, self.s.billing_status),
+            (sa.TENANT_NODE, self.s.node),
         ]
         return TypedSearchAttributes([SearchAttributePair(k, v) for k, v in values if v])
 
     def _upsert_search_attributes(self) -> None:
-        workflow.upsert_search_attributes(
-            [pair.key.value_set(pair.value) for pair in self._search_attributes()]
-        )
+        updates = [pair.key.value_set(pair.value) for pair in self._search_attributes()]
+        if self._node_unset:
+            updates.append(sa.TENANT_NODE.value_unset())
+            self._node_unset = False
+        workflow.upsert_search_attributes(updates)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
-from api.admin import SignalIn, admin_tenants, send_signal
+from api.admin import SignalIn, admin_nodes, admin_tenants, send_signal
 from api.dashboard.render import context_of, page, redirect
 from api.deps import PlatformAdmin
 from core.errors import TinyClawError
@@ -17,9 +17,17 @@ ADMIN_SIGNALS = ("kill_switch", "lift_kill_switch", "force_restart")
 
 
 @router.get("")
-def admin_page(request: Request, admin: PlatformAdmin) -> Response:
-    """Every tenant with state, plan, billing status and its workflows in the Temporal UI."""
-    return page(request, "admin.html", tenants=admin_tenants(context_of(request)))
+async def admin_page(request: Request, admin: PlatformAdmin) -> Response:
+    """Every tenant with state, plan, billing status and its workflows in the Temporal UI,
+    and the nodes their runtimes are placed on (Swarm driver)."""
+    ctx = context_of(request)
+    try:
+        nodes = await admin_nodes(ctx)
+        nodes_error = None
+    except TinyClawError as exc:  # the swarm's managers are unreachable: the tenants still show
+        nodes, nodes_error = [], exc.message
+    return page(request, "admin.html", tenants=admin_tenants(ctx), nodes=nodes,
+                nodes_error=nodes_error)  # fmt: skip
 
 
 @router.post("/tenants/{tenant_id}/signal")

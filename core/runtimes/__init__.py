@@ -13,15 +13,20 @@ from core.runtimes.base import (
     RuntimeStatus,
 )
 
-DRIVER_KINDS = ("docker", "process")
+DRIVER_KINDS = ("docker", "swarm", "process")
 
 
 def build_driver(kind: str, **kwargs: Any) -> RuntimeDriver:
-    """Build a driver by name: "docker" (kwargs: client, api_port) or "process" (data_dir)."""
+    """Build a driver by name: "docker" (kwargs: client, api_port), "swarm" (client,
+    placement) or "process" (data_dir)."""
     if kind == "docker":
         from core.runtimes.docker import DockerDriver  # imported lazily: needs the docker SDK
 
         return DockerDriver(**kwargs)
+    if kind == "swarm":
+        from core.runtimes.swarm import SwarmDriver  # a manager of a Docker Swarm
+
+        return SwarmDriver(**kwargs)
     if kind == "process":
         from core.runtimes.process import ProcessDriver
 

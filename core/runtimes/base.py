@@ -87,6 +87,9 @@ class RuntimeStatus(BaseModel):
     state: str  # "missing", "created", "running", "exited", ... (driver vocabulary)
     exit_code: int | None = None
     started_at: str | None = None
+    # Where it runs (a Swarm node's hostname) and why it is not where it should be.
+    node: str | None = None
+    reason: str | None = None
 
 
 @runtime_checkable

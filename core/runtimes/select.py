@@ -40,4 +40,20 @@ def select_driver(settings: Settings) -> tuple[str, RuntimeDriver]:
             host_guard=settings.runtime_host_guard,
             egress_subnet=settings.runtime_egress_subnet,
         )
+    if kind == "swarm":
+        from core.runtimes.swarm_spec import Placement
+
+        placement = Placement(
+            constraints=settings.runtime_swarm_constraints,
+            spread_label=settings.runtime_swarm_spread_label,
+            reserve_fraction=settings.runtime_swarm_reserve_fraction,
+            volume_driver=settings.runtime_swarm_volume_driver,
+        )
+        return kind, build_driver(
+            "swarm",
+            placement=placement,
+            egress_allow=settings.runtime_egress_allowlist,
+            fence_image=settings.runtime_image,
+            address_host=settings.runtime_swarm_address_host,
+        )
     return kind, build_driver("process", data_dir=settings.data_dir / "runtimes")

@@ -18,8 +18,10 @@ TENANT_PLAN = SearchAttributeKey.for_keyword("TenantPlan")
 DEPLOYMENT_STATE = SearchAttributeKey.for_keyword("DeploymentState")
 BUNDLE_ID = SearchAttributeKey.for_keyword("BundleId")
 BILLING_STATUS = SearchAttributeKey.for_keyword("BillingStatus")
+# The Swarm node (hostname) the tenant's runtime was placed on after its last action.
+TENANT_NODE = SearchAttributeKey.for_keyword("TenantNode")
 
-ALL = (TENANT_ID, TENANT_PLAN, DEPLOYMENT_STATE, BUNDLE_ID, BILLING_STATUS)
+ALL = (TENANT_ID, TENANT_PLAN, DEPLOYMENT_STATE, BUNDLE_ID, BILLING_STATUS, TENANT_NODE)
 
 
 def dev_server_flags() -> list[str]:

@@ -203,3 +203,25 @@ def test_a_connection_closed_without_an_answer_says_so() -> None:
         return "answered"
 
     assert asyncio.run(body()) == "connection closed before a response"
+
+
+async def test_relay_passes_bytes_through_to_the_runtime_api(upstream) -> None:
+    """The Swarm driver's way in: bytes to the relay port reach the runtime API's port."""
+    from runtime.egress import Relay, relay_config
+
+    assert relay_config({"EGRESS_RELAY_TO": "svc:3777", "EGRESS_RELAY_PORT": "3780"}) == (
+        "svc",
+        3777,
+        3780,
+    )
+    assert relay_config({"EGRESS_RELAY_TO": "svc", "EGRESS_RELAY_PORT": "3780"}) is None
+    assert relay_config({}) is None
+    server = await asyncio.start_server(Relay("127.0.0.1", upstream.port).handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        request = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        out = await _raw(port, request)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert out.startswith(b"HTTP/1.0 200") and b"fake-model" in out  # the upstream answered

@@ -41,6 +41,7 @@ from core.activity_models import (
     ResetInput,
     RestoreBackupInput,
     RestoreInput,
+    RuntimeNode,
     RuntimeStarted,
     ScheduledBackupsInput,
     ScheduledBackupsResult,
@@ -308,6 +309,11 @@ class FakeLifecycle:
         # Kept apart from ``calls``: it is bookkeeping, not a step of an action.
         self.saved[data.tenant_id] = data
 
+    @activity.defn(name="runtime_node")
+    async def runtime_node(self, data: TenantRef) -> RuntimeNode:
+        # Bookkeeping like save_tenant_state: a running runtime sits on "node-1".
+        return RuntimeNode(node="node-1" if data.tenant_id in self.running else None)
+
     def all(self) -> list[Callable[..., Any]]:
         """Every fake activity, for a worker."""
         return [
@@ -319,7 +325,7 @@ class FakeLifecycle:
             self.check_bundle_switch, self.notify, self.save_tenant_state,
             self.prepare_reconfigure, self.restore_previous_config,
             self.backup_tenant, self.restore_tenant_backup, self.run_scheduled_backups,
-            self.schedule_restore_on_deploy,
+            self.schedule_restore_on_deploy, self.runtime_node,
         ]  # fmt: skip
 
 

@@ -350,10 +350,19 @@ async def restore_deleted(client: Client, tq: str, fake: FakeLifecycle, _: objec
     return "restore-deleted"
 
 
+async def node_placement(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """The TenantNode attribute follows the runtime: set by a deploy, cleared by a pause."""
+    handle = await _tenant(client, tq, "node-placement")
+    for action in (Action.DEPLOY, Action.PAUSE, Action.RESUME):
+        await _run(handle, action)
+    return "node-placement"
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
     switch_stopped, reconfigure_rollback, restore_rollback, restore_deleted, child_namesake,
+    node_placement,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [
     billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,
