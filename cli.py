@@ -323,7 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub.add_parser("down", help="pause every runtime of this installation")
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("worker", help="run a Temporal worker")
+    worker_cmd = sub.add_parser("worker", help="run a Temporal worker")
+    worker_cmd.add_argument(
+        "--queues", default=None,
+        help="task queue roles to serve: some of lifecycle,runtime,maintenance "
+        "(default: TCC_WORKER_QUEUES)",
+    )  # fmt: skip
     backup = sub.add_parser(
         "backup-control-plane",
         help="back up the database and the master key ring (TCC_BACKUP_PASSPHRASE seals it)",
@@ -363,8 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         print("database is at the latest migration")
         return 0
     import worker
+    from core.temporal.queues import parse_roles
 
-    asyncio.run(worker.run(settings))
+    roles = parse_roles(args.queues) if args.queues else None
+    asyncio.run(worker.run(settings, roles))
     return 0
 
 

@@ -28,7 +28,7 @@ from core.temporal import data_converter
 from core.workflow_models import ActionInput, ActionResult
 from tests.conftest import make_settings
 from worker import WORKFLOWS
-from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
+from workflows.common import CONTAINER, PATCH_RUNTIME_QUEUE, PATCH_TEST_MESSAGE_BUDGET, SHORT
 from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
 from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
@@ -54,6 +54,8 @@ FLOWS = [
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
     "delete-failed", "interrupted-start", "switch-stopped",
     "reconfigure-rollback", "billing-resubscribe", "restore-rollback", "restore-deleted",
+    # Runtime calls on the runtime task queue (issue 15).
+    "runtime-queue",
 ]  # fmt: skip
 
 
@@ -91,6 +93,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
         PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
         PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED, PATCH_RESTORE_UNDELETES,
+        PATCH_RUNTIME_QUEUE,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
