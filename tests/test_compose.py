@@ -112,3 +112,26 @@ def test_api_gateway_and_workers_run_as_replicas_sharing_redis() -> None:
         for name in sd["names"]
     }
     assert set(workers) | {"api", "gateway"} <= scraped
+
+
+def test_the_keda_example_scales_each_worker_queue_on_its_backlog() -> None:
+    """deploy/k8s/keda-worker.yaml names our queues and the metric the worker exports."""
+    import yaml
+
+    from core.temporal import ROLES, TaskQueues
+    from core.worker_metrics import WorkerMetrics
+
+    objects = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "keda-worker.yaml").read_text()))
+    queues, metric = TaskQueues(), WorkerMetrics().backlog.count._name
+    scaled = {}
+    for obj in objects:
+        assert obj["kind"] == "ScaledObject"
+        (trigger,) = obj["spec"]["triggers"]
+        meta = trigger["metadata"]
+        if trigger["type"] == "temporal":
+            scaled[meta["taskQueue"]] = obj["spec"]["scaleTargetRef"]["name"]
+        else:
+            assert trigger["type"] == "prometheus" and metric in meta["query"]
+            queue = meta["query"].split('task_queue="')[1].split('"')[0]
+            scaled[queue] = obj["spec"]["scaleTargetRef"]["name"]
+    assert set(scaled) == {queues.of(role) for role in ROLES}
