@@ -53,6 +53,16 @@ def check_ports(ports: dict[str, tuple[str, int]]) -> None:
         )
 
 
+def _queue_roles(text: str) -> tuple[str, ...]:
+    """``--queues``: the task queue roles a worker serves (a wrong one: usage error, exit 2)."""
+    from core.temporal.queues import parse_roles
+
+    try:
+        return parse_roles(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "ab")
     return subprocess.Popen(
@@ -325,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations")
     worker_cmd = sub.add_parser("worker", help="run a Temporal worker")
     worker_cmd.add_argument(
-        "--queues", default=None,
+        "--queues", default=None, type=_queue_roles,
         help="task queue roles to serve: some of lifecycle,runtime,maintenance "
         "(default: TCC_WORKER_QUEUES)",
     )  # fmt: skip
@@ -368,10 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         print("database is at the latest migration")
         return 0
     import worker
-    from core.temporal.queues import parse_roles
 
-    roles = parse_roles(args.queues) if args.queues else None
-    asyncio.run(worker.run(settings, roles))
+    asyncio.run(worker.run(settings, args.queues))
     return 0
 
 

@@ -117,7 +117,11 @@ async def deploy_all(api: httpx.AsyncClient, db: Database, bots: list[str]) -> l
 
     async def request(tid: str) -> None:
         started[tid] = time.perf_counter()
-        resp = await api.post(f"/bots/{tid}/deploy", json={})
+        for _ in range(20):  # a 503 says when to come back (readiness on a busy host)
+            resp = await api.post(f"/bots/{tid}/deploy", json={})
+            if resp.status_code != 503:
+                break
+            await asyncio.sleep(float(resp.headers.get("retry-after", "1")))
         if resp.status_code >= 300:
             raise RuntimeError(f"deploy of {tid}: {resp.status_code} {resp.text}")
 
@@ -215,15 +219,27 @@ async def main(args: argparse.Namespace) -> None:
         breakdown = await where_time_goes(ctx, bots[1:])
         report(args, alone, each, total, breakdown)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
-        server.stop()
-        telegram.stop()
-        _, driver = select_driver(settings)
-        for tid in bots:  # only what this run created: other runs share the engine
-            driver.remove(tid)
+        stop_all(procs, server, telegram, settings, bots)
+
+
+def stop_all(
+    procs: list[subprocess.Popen[bytes]], server: DevServer, telegram: FakeTelegram,
+    settings: Settings, bots: list[str],
+) -> None:  # fmt: skip
+    """Stop what this run started and remove the runtimes it deployed (only those: other
+    runs share the engine), whatever failed before."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    server.stop()
+    telegram.stop()
+    _, driver = select_driver(settings)
+    for tid in bots:
+        driver.remove(tid)
 
 
 def report(

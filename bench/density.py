@@ -31,13 +31,12 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 import httpx  # noqa: E402
 
-from bench.burst import deploy_all, environment, new_bots, spawn, until  # noqa: E402
+from bench.burst import deploy_all, environment, new_bots, spawn, stop_all, until  # noqa: E402
 from bench.deploy_time import build_runtime_image, start_gateway  # noqa: E402
 from core.context import AppContext  # noqa: E402
 from core.db import Database, run_migrations  # noqa: E402
 from core.runtimes.docker import container_name  # noqa: E402
 from core.runtimes.fence import egress_name  # noqa: E402
-from core.runtimes.select import select_driver  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.temporal import TaskQueues, connect  # noqa: E402
 from core.temporal.devserver import DevServer, port_open  # noqa: E402
@@ -143,15 +142,7 @@ async def main(args: argparse.Namespace) -> None:
         sweep = await sweep_seconds(ctx)
         report(args.n, deployed, before - after, runtimes, proxies, shims, sweep)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(10)
-        server.stop()
-        telegram.stop()
-        _, driver = select_driver(settings)
-        for tid in bots:  # only what this run created: other runs share the engine
-            driver.remove(tid)
+        stop_all(procs, server, telegram, settings, bots)
 
 
 def report(
