@@ -3,6 +3,9 @@ SHELL := /bin/bash
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
+# pytest-xdist workers: the suite mostly waits (Temporal, Docker, sockets), so more than
+# the CPU count pays; Docker tests stay in one worker (tests/conftest.py groups them).
+TEST_WORKERS ?= 3
 
 .PHONY: up down test deps system lint format typecheck bench clean
 
@@ -24,7 +27,7 @@ down: deps  ## Pause every tenant runtime of this installation (the next `make u
 	$(PY) -m cli down
 
 test: deps system  ## The whole test suite against real services
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 lint: deps
 	.venv/bin/ruff check .

@@ -34,7 +34,7 @@ from core.settings import Settings
 from core.temporal import ROLES, search_attributes
 from core.temporal.backlog import watch_backlog
 from core.temporal.queues import parse_roles
-from core.temporal.readiness import beat_forever, forget, worker_identity
+from core.temporal.readiness import beat, beat_forever, forget, worker_identity
 from core.worker_metrics import WorkerMetrics, free_loopback_port, sdk_runtime
 from core.worker_metrics import serve as serve_metrics
 from workflows.backups import BackupTenantWorkflow, RestoreTenantWorkflow, ScheduledBackupsWorkflow
@@ -124,6 +124,18 @@ class ServingWorker(Worker):
         self._db = ctx.db
         self._queue: str = kwargs["task_queue"]
         self._identity = f"{worker_identity()}-{self._queue}"
+
+    async def __aenter__(self) -> Worker:
+        """Start polling, with the first heartbeat already recorded: a command sent right
+        after start must not find readiness saying no worker has started."""
+        await self._first_beat()
+        return await super().__aenter__()
+
+    async def _first_beat(self) -> None:
+        try:
+            await asyncio.to_thread(beat, self._db, self._identity, self._queue)
+        except Exception as exc:  # a database blip must not stop the start; beats go on
+            log.warning("worker heartbeat failed: %s", type(exc).__name__)
 
     async def run(self) -> None:
         """Poll until shut down, heartbeating beside; the heartbeat is removed on the way out."""

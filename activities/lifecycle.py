@@ -150,9 +150,15 @@ class LifecycleActivities:
         tid = data.tenant_id
         with self.db.tenant_session(tid) as session:
             tenant = get_tenant(session, tid)
+            # A deploy of a bot that is already live (its workflow was reset and re-runs a
+            # deploy that an earlier run finished) converges as a redeploy, not a refusal.
+            live = current_deployment(session, tid)
+            to = S.UPDATING if live is not None and live.state == S.HEALTHY else S.PROVISIONING
+            again = to == S.UPDATING
             record_transition(
-                session, tid, S.PROVISIONING, reason="Provisioning your bot.",
-                key=":".join(filter(None, (data.workflow_id, data.run_id, "provisioning"))),
+                session, tid, to,
+                reason="Deploying your bot again." if again else "Provisioning your bot.",
+                key=":".join(filter(None, (data.workflow_id, data.run_id, to.value))),
                 workflow_id=data.workflow_id,
             )  # fmt: skip
         # Committed first, so that a failed check below still ends the deploy as `failed`.

@@ -37,6 +37,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Tests that share the one Docker engine (its iptables chain, image tags, the fence) run
+# in one xdist group, one after another; everything else spreads over the workers.
+_DOCKER_FIXTURES = {"docker_client", "docker_images", "runtime_image", "docker_stack"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("docker") or fixtures & _DOCKER_FIXTURES:
+            item.add_marker(pytest.mark.xdist_group("docker"))
+
+
 def make_settings(tmp: Path, **overrides: object) -> Settings:
     """Settings for a test: temp data dir, SQLite file, fixed codec key."""
     values: dict[str, object] = {

@@ -11,6 +11,7 @@ from core.context import AppContext
 from core.db import Database
 from core.settings import Settings
 from core.temporal import TaskQueues, search_attributes
+from core.temporal.readiness import Readiness
 from worker import build_worker
 from workflows.ping import PingInput, PingOutput, PingWorkflow
 
@@ -30,6 +31,20 @@ async def test_worker_runs_ping_workflow(
     assert isinstance(result, PingOutput)
     assert result.note == "hello"
     assert result.database_ms >= 0
+
+
+async def test_a_started_worker_is_ready_at_once(
+    temporal_env: WorkflowEnvironment, settings: Settings, db: Database
+) -> None:
+    """Entering the worker's context records its first heartbeat before any command can
+    be sent: a command right after start must not meet "no worker has started" (503)."""
+    ctx = AppContext(
+        settings=settings, db=db, temporal=temporal_env.client,
+        queues=TaskQueues(prefix=f"r{uuid.uuid4().hex[:8]}"),
+    )  # fmt: skip
+    async with build_worker(ctx):
+        report = await Readiness(ctx).report()
+    assert report["worker"] == "ok", report
 
 
 async def test_search_attributes_are_registered(temporal_env: WorkflowEnvironment) -> None:

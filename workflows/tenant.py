@@ -17,7 +17,11 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
 
 from core.activity_models import PurgeInput
 from core.deployment_state import DeploymentState as S
@@ -108,6 +112,13 @@ PATCH_GRACE_UNPAID = "grace-expiry-suspends-unpaid"
 PATCH_SUPPORT_UNSUSPEND = "support-unsuspend-lifts-kill-switch"
 PATCH_CHILD_ID_POLICY = "child-id-reuse-policy"  # deprecated
 PATCH_RESTORE_UNDELETES = "restore-of-deleted-cancels-purge"
+# A reset re-applies recorded updates: billing deadlines count from the event's own time
+# (not from when the update re-runs), and a child whose id the reset run reuses while the
+# earlier run's child is still being terminated is started again once that one is gone.
+PATCH_BILLING_EVENT_TIME = "billing-deadlines-from-event-time"
+PATCH_CHILD_ID_WAIT = "child-start-waits-for-terminated-namesake"
+CHILD_START_ATTEMPTS = 30  # x CHILD_START_PAUSE: how long a namesake may take to go
+CHILD_START_PAUSE = timedelta(seconds=2)
 
 
 def rejected(message: str, kind: str = "illegal_command") -> ApplicationError:
@@ -226,14 +237,7 @@ class TenantWorkflow(TenantDurability):
         workflow.deprecate_patch(PATCH_CHILD_ID_POLICY)
         reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
         try:
-            result: ActionResult = await workflow.execute_child_workflow(
-                CHILDREN[cmd.action],
-                ActionInput(tenant_id=self.s.tenant_id, command=cmd, from_state=self.s.state),
-                id=wf_id,
-                search_attributes=self._search_attributes(),
-                execution_timeout=timedelta(minutes=30),
-                id_reuse_policy=reuse,
-            )
+            result = await self._start_child(wf_id, cmd, reuse)
         except ChildWorkflowError as err:
             record.status, record.reason = "failed", failure_reason(err)
         else:
@@ -255,6 +259,30 @@ class TenantWorkflow(TenantDurability):
             self.s.grace_deadline = self.s.delete_at = None
             self.s.purge_at = workflow.now() + timedelta(days=self.s.retention_days)
         self._upsert_search_attributes()
+
+    async def _start_child(
+        self, wf_id: str, cmd: Command, reuse: WorkflowIDReusePolicy
+    ) -> ActionResult:
+        """Run the action's child workflow. After a reset the new run re-runs the recorded
+        commands under their ids while the earlier run's children are being terminated (the
+        parent-close policy): such a start is refused, so it is tried again until they are
+        gone, then the action runs from the start (its activities converge)."""
+        waits = CHILD_START_ATTEMPTS if workflow.patched(PATCH_CHILD_ID_WAIT) else 0
+        for attempt in range(waits + 1):
+            try:
+                return await workflow.execute_child_workflow(
+                    CHILDREN[cmd.action],
+                    ActionInput(tenant_id=self.s.tenant_id, command=cmd, from_state=self.s.state),
+                    id=wf_id,
+                    search_attributes=self._search_attributes(),
+                    execution_timeout=timedelta(minutes=30),
+                    id_reuse_policy=reuse,
+                )
+            except WorkflowAlreadyStartedError:
+                if attempt == waits:
+                    raise
+                await workflow.sleep(CHILD_START_PAUSE)
+        raise AssertionError("unreachable")
 
     # ---- validation and queueing --------------------------------------------------------
     def _projected_state(self) -> S:
@@ -357,8 +385,11 @@ class TenantWorkflow(TenantDurability):
     @workflow.update
     async def billing_event(self, event: BillingEvent) -> BillingEventResult:
         """Apply a verified billing event (update ID = provider event ID: redelivery is a no-op)."""
+        now = workflow.now()
+        if workflow.patched(PATCH_BILLING_EVENT_TIME):
+            now = min(now, event.created)  # a provider clock ahead of ours never extends it
         outcome = apply_billing_event(
-            self.s, event, workflow.now(), plan_applies=workflow.patched(PLAN_APPLIES_PATCH)
+            self.s, event, now, plan_applies=workflow.patched(PLAN_APPLIES_PATCH)
         )
         for cmd in outcome.commands:
             if self._check(cmd, self._projected_state()) is None:

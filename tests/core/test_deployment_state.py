@@ -15,7 +15,10 @@ from core.deployment_state import (
 from core.errors import IllegalTransition
 
 S = DeploymentState
-ALLOWED = [(a, b) for a, targets in TRANSITIONS.items() for b in targets]
+# Sorted: set order varies with the hash seed, and every xdist worker must collect alike.
+ALLOWED = [
+    (a, b) for a, targets in TRANSITIONS.items() for b in sorted(targets, key=lambda t: t.value)
+]
 ILLEGAL = [(a, b) for a, b in itertools.product(S, S) if b not in TRANSITIONS[a]]
 
 

@@ -39,10 +39,19 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from core.activity_models import SweepResult
+from core.deployment_state import DeploymentState as S
 from core.temporal import data_converter, search_attributes
-from core.workflow_models import Action, BillingEvent, Command, Note, TenantWorkflowInput
+from core.workflow_models import (
+    Action,
+    ActionInput,
+    BillingEvent,
+    Command,
+    Note,
+    TenantWorkflowInput,
+)
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
+from workflows.deploy import DeployTenantWorkflow
 from workflows.maintenance import HealthSweepWorkflow
 from workflows.tenant import TenantWorkflow
 
@@ -229,6 +238,43 @@ async def delete_failed(client: Client, tq: str, fake: FakeLifecycle, _: object)
     return "delete-failed"
 
 
+async def child_namesake(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A deploy whose child id is still taken (the earlier run's child, being terminated
+    after a reset): the start is refused, waits, then runs (issue 12)."""
+    tid = "child-namesake"
+    gate = fake.hold("start_runtime", tid)
+    data = ActionInput(tenant_id=tid, command=Command(action=Action.DEPLOY), from_state=S.PENDING)
+    namesake = await client.start_workflow(
+        DeployTenantWorkflow.run, data, id=f"tenant-{tid}-1-deploy", task_queue=tq
+    )
+    handle = await _tenant(client, tq, tid)
+    cmd = Command(action=Action.DEPLOY, actor="user:rec")
+    await handle.execute_update(TenantWorkflow.command, cmd)  # type: ignore[attr-defined]
+    await asyncio.sleep(3)  # the start meets the namesake at least once
+    await namesake.terminate("rec: the earlier run's child")
+    gate.set()
+    state = await settle(handle)  # type: ignore[arg-type]
+    assert state.state == "healthy", state
+    return tid
+
+
+async def billing_late_event(
+    client: Client, tq: str, fake: FakeLifecycle, env: WorkflowEnvironment
+) -> str:
+    """A payment failure delivered two days late: the grace counts from the event (issue 12)."""
+    handle = await _tenant(client, tq, "billing-late")
+    await _run(handle, Action.DEPLOY)
+    event = BillingEvent(
+        event_id="evt_rec_late", type="invoice.payment_failed",
+        created=await env.get_current_time() - timedelta(days=2), subscription_status="past_due",
+    )  # fmt: skip
+    await handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)  # type: ignore[attr-defined]
+    await env.sleep(timedelta(days=5, hours=12))
+    state = await barrier(handle)  # type: ignore[arg-type]
+    assert state.state == "suspended", state
+    return "billing-late"
+
+
 async def interrupted_start(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
     """A fresh run whose database state says an action was under way: it starts as failed."""
     tid = "interrupted-start"
@@ -323,10 +369,11 @@ async def record_runtime_queue(client: Client, out: Path) -> list[str]:
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
-    switch_stopped, reconfigure_rollback, restore_rollback, restore_deleted,
+    switch_stopped, reconfigure_rollback, restore_rollback, restore_deleted, child_namesake,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [
     billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,
+    billing_late_event,
 ]  # fmt: skip
 
 

@@ -181,17 +181,6 @@ async def test_worker_killed_at_each_delete_step(docker_stack: Stack, step: str)
     assert egress_proxies(tid) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 12, open: a reset re-applies the recorded updates. The deploy update restarts "
-        "child tenant-<id>-1-deploy while the earlier run's child (same id) still runs: the "
-        "start fails with WorkflowAlreadyStartedError, which fails the tenant workflow, and "
-        "the tenant never settles; the payment_failed update re-runs with a later "
-        "workflow.now(), moving the grace deadline. Needs ids unique per run (or the "
-        "reapplied update recognised by its id) and the grace counted from the event."
-    ),
-)
 async def test_reset_mid_deploy_converges_on_one_runtime(docker_stack: Stack) -> None:
     """An operator resets the tenant workflow (to its first workflow task) while a deploy
     is creating the runtime: the next deploy converges, billing state intact."""

@@ -30,9 +30,11 @@ from temporalio.testing import WorkflowEnvironment
 from activities.backups import BackupActivities
 from activities.lifecycle import LifecycleActivities
 from activities.reconfigure import ReconfigureActivities
+from core.deployment_state import DeploymentState as S
 from core.temporal import data_converter, search_attributes
 from core.workflow_models import (
     Action,
+    ActionInput,
     ActionRecord,
     Command,
     Note,
@@ -41,6 +43,7 @@ from core.workflow_models import (
 )
 from tests.conftest import make_settings
 from tests.workflows.fake_activities import FakeLifecycle, barrier, fake_worker, settle
+from workflows.deploy import DeployTenantWorkflow
 from workflows.tenant import TenantWorkflow
 
 HEALTH_MESSAGE = "The runtime did not become healthy within 60 seconds."
@@ -497,3 +500,30 @@ async def test_the_tenant_workflow_continues_as_new_when_suggested_and_keeps_its
         )
         assert accepted.workflow_id == f"tenant-{tenant.id}-6-pause"
         assert (await settle(latest)).state == "paused"
+
+
+async def test_an_action_whose_child_id_is_still_taken_waits_for_it_then_runs(
+    tenant: Tenant, fake: FakeLifecycle, task_queue: str
+) -> None:
+    """A reset run re-runs its recorded commands under their old child ids while the
+    earlier run's children are still being terminated: the start is refused at first, so
+    the action waits for the namesake to go, then runs (it used to fail the whole run)."""
+    gate = fake.hold("start_runtime", tenant.id)
+    namesake = await tenant.client.start_workflow(
+        DeployTenantWorkflow.run,
+        ActionInput(
+            tenant_id=tenant.id, command=Command(action=Action.DEPLOY), from_state=S.PENDING
+        ),
+        id=f"tenant-{tenant.id}-1-deploy",
+        task_queue=task_queue,
+    )
+    wf_id = await tenant.send(Action.DEPLOY)
+    assert wf_id == namesake.id
+    await asyncio.sleep(3)  # the tenant's start has met the namesake at least once
+    await namesake.terminate("test: the earlier run's child, terminated by the reset")
+    gate.set()
+    state = await settle(tenant.handle)
+    assert state.state == "healthy", state.history
+    assert last(state).status == "succeeded", last(state)
+    desc = await tenant.client.get_workflow_handle(wf_id).describe()
+    assert desc.run_id != namesake.result_run_id

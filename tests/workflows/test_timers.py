@@ -63,10 +63,10 @@ class Tenant:
         self.env, self.handle, self.id = env, handle, tid
         self._seq = count(1)
 
-    async def billing(self, kind: str, **fields: object) -> None:
-        """Deliver a billing event created 'now' on the server's clock."""
+    async def billing(self, kind: str, at: datetime | None = None, **fields: object) -> None:
+        """Deliver a billing event created 'now' on the server's clock (or ``at``)."""
         n = next(self._seq)
-        created = await self.env.get_current_time() + timedelta(seconds=n)
+        created = at or await self.env.get_current_time() + timedelta(seconds=n)
         event = BillingEvent(event_id=f"evt_{self.id}_{n}", type=kind, created=created, **fields)  # type: ignore[arg-type]
         await self.handle.execute_update(TenantWorkflow.billing_event, event, id=event.event_id)
 
@@ -122,6 +122,21 @@ async def test_payment_failure_suspends_when_the_grace_period_ends(
     assert fake.names(tenant.id) == ["stop_runtime", "revoke_gateway_tokens", "record_transition"]
     assert state.history[-1].action == Action.SUSPEND
     assert state.history[-1].actor == "billing"
+
+
+async def test_grace_counts_from_the_failed_payment_not_from_its_delivery(
+    tenant: Tenant, fake: FakeLifecycle
+) -> None:
+    """A webhook delivered late (Stripe retried it for two days), or an update re-run by a
+    reset, must not move the deadline: the grace period counts from the event's time."""
+    failed_at = await tenant.now() - timedelta(days=2)
+    await tenant.billing("invoice.payment_failed", at=failed_at)
+    state = await settle(tenant.handle)
+    assert state.grace_deadline == failed_at + timedelta(days=GRACE_DAYS)
+
+    state = await tenant.days_pass(GRACE_DAYS - 2 + 0.5)
+    assert state.state == "suspended", state.history
+    assert suspended_by_billing(fake, tenant.id)
 
 
 async def test_payment_before_the_deadline_cancels_the_grace_timer(
