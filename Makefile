@@ -5,6 +5,9 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 # pytest-xdist workers: the suite mostly waits (Temporal, Docker, sockets), so more than
 # the CPU count pays; Docker tests stay in one worker (tests/conftest.py groups them).
+# --tb=native: pytest's own traceback rendering re-parses sources with ast, which on
+# CPython 3.11.7 can fail in an xdist worker ("AST constructor recursion depth
+# mismatch") and take the whole worker, and every report, down with it.
 TEST_WORKERS ?= 3
 
 .PHONY: up down test deps system lint format typecheck bench clean
@@ -27,7 +30,7 @@ down: deps  ## Pause every tenant runtime of this installation (the next `make u
 	$(PY) -m cli down
 
 test: deps system  ## The whole test suite against real services
-	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --tb=native
 
 lint: deps
 	.venv/bin/ruff check .

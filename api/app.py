@@ -22,11 +22,12 @@ from api import (
     health,
     metrics,
     notifications,
+    orgs,
     product_metrics,
     sandbox,
     webhooks,
 )
-from api.middleware import BodyLimit, BotPaths
+from api.middleware import AuditOrigin, BodyLimit, BotPaths
 from api.tenants import analytics as tenant_analytics
 from api.tenants import backups as tenant_backups
 from api.tenants import endpoints as tenants
@@ -37,7 +38,7 @@ from api.tenants import plan as tenant_plan
 from core.bundles.catalog import load_catalog, sync_catalog_to_db
 from core.context import AppContext, build_context
 from core.logging import configure_logging
-from core.ratelimit import LoginThrottle, SlidingWindow
+from core.ratelimit import LoginThrottle, SlidingWindow, share_through
 from core.settings import Settings
 
 
@@ -75,9 +76,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     errors.install(app)
     docs.install(app)
+    # Behind several API replicas the counts live in Redis (TCC_REDIS_URL), shared.
+    share_through(settings.redis_url.get_secret_value() if settings.redis_url else None)
     app.state.login_throttle = LoginThrottle()
-    app.state.signup_limit = SlidingWindow(limit=settings.signups_per_hour_per_ip, window_s=3600)
-    app.state.email_limit = SlidingWindow(limit=5, window_s=3600)
+    app.state.signup_limit = SlidingWindow(
+        limit=settings.signups_per_hour_per_ip, window_s=3600, name="signups"
+    )
+    app.state.email_limit = SlidingWindow(limit=5, window_s=3600, name="account-emails")
     for router in (
         health.router,
         metrics.router,
@@ -96,6 +101,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         webhooks.router,
         billing.router,
         admin.router,
+        orgs.router,
         product_metrics.router,
         codec.router,
         sandbox.api_router,
@@ -106,5 +112,6 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     app.add_middleware(codec.CodecCors, origin=settings.resolved_temporal_ui_url)
     # Outermost of all: an oversized body is refused before anything reads it.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes, form_limit=settings.max_form_bytes)
+    app.add_middleware(AuditOrigin)  # every audit entry a request writes says where from
     app.add_middleware(BotPaths)  # outermost: /bots is /tenants for everything inside
     return app

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantOwner
+from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantBilling
 from core.billing.service import (
     BillingSummary,
     assign_plan_without_payment,
@@ -78,7 +78,7 @@ def _audit(ctx: AppContext, owner: TenantAccessInfo, action: str, **detail: str)
 @router.post("/checkout", summary="Buy a plan")
 async def checkout(
     body: CheckoutIn,
-    owner: TenantOwner,
+    owner: TenantBilling,
     ctx: ContextDep,
     request: Request,
     idempotency: IdempotencyHeader = None,
@@ -151,7 +151,7 @@ async def _open_checkout(ctx: AppContext, tenant_id: str, plan_id: str) -> Check
 
 @router.post("/portal", summary="Manage payment and plan")
 async def portal(
-    owner: TenantOwner, ctx: ContextDep, request: Request, idempotency: IdempotencyHeader = None
+    owner: TenantBilling, ctx: ContextDep, request: Request, idempotency: IdempotencyHeader = None
 ) -> PortalOut:
     """Open the Stripe Customer Portal for this bot's subscription."""
     if not ctx.settings.billing_enabled:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
@@ -14,7 +14,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from core.accounts import Principal, principal_for_token
 from core.context import AppContext
 from core.errors import Forbidden, NotFound, Unauthorized
-from core.tenants import membership
+from core.organizations import check_role, org_of_tenant, role_in, tenant_role
+from core.permissions import Action, can, least_role
 
 
 def get_context(request: Request) -> AppContext:
@@ -83,15 +84,33 @@ CurrentUser = Annotated[Principal, Depends(current_user)]
 
 @dataclass(frozen=True)
 class TenantAccessInfo:
-    """A checked right to act on one tenant."""
+    """A checked right to act on one tenant: the caller's role in the bot's organization."""
 
     tenant_id: str
-    role: str  # owner | member | admin
+    role: str  # owner | admin | member | viewer (core/permissions); staff: admin
     user: Principal
+    organization_id: str | None = None
 
     @property
     def actor(self) -> str:
         return f"user:{self.user.user_id}"
+
+    def can(self, action: Action) -> bool:
+        """Whether this caller's role allows ``action`` (for showing or hiding controls)."""
+        return can(self.role, action)
+
+
+SUPPORT_ONLY = "platform.support"
+
+
+def permission_of(call: object) -> str | None:
+    """The matrix action a dependency checks (``None``: not a permission rule)."""
+    return getattr(call, "__permission__", None)
+
+
+def _mark(call: Callable[..., object], action: str) -> None:
+    least_role(action)  # an unknown action fails at import, not at request time
+    call.__permission__ = action  # type: ignore[attr-defined]
 
 
 def tenant_access(
@@ -99,26 +118,76 @@ def tenant_access(
 ) -> TenantAccessInfo:
     """Membership check: another tenant's id answers 404, never its data."""
     with ctx.db.system_session() as session:
-        member = membership(session, tenant_id, user.user_id)
-        role = member.role if member is not None else None
+        role = tenant_role(session, tenant_id, user.user_id)
+        org_id = org_of_tenant(session, tenant_id) if role is not None else None
     if role is None and user.is_platform_admin:
-        role = "admin"
+        role = "admin"  # support staff: manage, never delete
     if role is None:
         raise NotFound("No such bot.", code="tenant_not_found")
-    return TenantAccessInfo(tenant_id=tenant_id, role=role, user=user)
+    return TenantAccessInfo(tenant_id=tenant_id, role=role, user=user, organization_id=org_id)
 
 
+_mark(tenant_access, "bot.read")
 TenantAccess = Annotated[TenantAccessInfo, Depends(tenant_access)]
 
 
-def tenant_owner(access: TenantAccess) -> TenantAccessInfo:
-    """Only the tenant's owner (or a platform admin) may do this."""
-    if access.role not in ("owner", "admin"):
-        raise Forbidden("Only the bot's owner can do this.", code="owner_only")
-    return access
+def tenant_rule(action: str) -> Callable[[TenantAccessInfo], TenantAccessInfo]:
+    """A dependency allowing the caller when their role may do ``action`` on the bot."""
+
+    def check(access: TenantAccess) -> TenantAccessInfo:
+        check_role(access.role, action, what="bot")
+        return access
+
+    check.__name__ = f"tenant_{action.replace('.', '_')}"
+    _mark(check, action)
+    return check
 
 
-TenantOwner = Annotated[TenantAccessInfo, Depends(tenant_owner)]
+# One alias per matrix action a bot route can need (core/permissions.MATRIX).
+TenantOperator = Annotated[TenantAccessInfo, Depends(tenant_rule("bot.operate"))]
+TenantManager = Annotated[TenantAccessInfo, Depends(tenant_rule("bot.manage"))]
+TenantBilling = Annotated[TenantAccessInfo, Depends(tenant_rule("billing.manage"))]
+TenantDeleter = Annotated[TenantAccessInfo, Depends(tenant_rule("bot.delete"))]
+
+
+@dataclass(frozen=True)
+class OrgAccessInfo:
+    """A checked right to act on one organization."""
+
+    organization_id: str
+    role: str
+    user: Principal
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.user.user_id}"
+
+    def can(self, action: Action) -> bool:
+        """Whether this caller's role allows ``action``."""
+        return can(self.role, action)
+
+
+def org_rule(action: str) -> Callable[..., OrgAccessInfo]:
+    """A dependency allowing members of the organization whose role may do ``action``."""
+
+    def check(
+        ctx: ContextDep, user: CurrentUser, org_id: Annotated[str, Path(max_length=64)]
+    ) -> OrgAccessInfo:
+        with ctx.db.system_session() as session:
+            role = role_in(session, org_id, user.user_id)
+        check_role(role, action)
+        return OrgAccessInfo(organization_id=org_id, role=str(role), user=user)
+
+    check.__name__ = f"org_{action.replace('.', '_')}"
+    _mark(check, action)
+    return check
+
+
+OrgViewer = Annotated[OrgAccessInfo, Depends(org_rule("members.read"))]
+OrgMembersAdmin = Annotated[OrgAccessInfo, Depends(org_rule("members.manage"))]
+OrgAuditor = Annotated[OrgAccessInfo, Depends(org_rule("audit.read"))]
+OrgManager = Annotated[OrgAccessInfo, Depends(org_rule("org.manage"))]
+OrgOwner = Annotated[OrgAccessInfo, Depends(org_rule("org.delete"))]
 
 
 def platform_admin(user: CurrentUser) -> Principal:
@@ -132,4 +201,6 @@ def platform_admin(user: CurrentUser) -> Principal:
     return user
 
 
+# Not an organization role: platform staff only (everyone else gets 404).
+platform_admin.__permission__ = SUPPORT_ONLY  # type: ignore[attr-defined]
 PlatformAdmin = Annotated[Principal, Depends(platform_admin)]

@@ -49,6 +49,8 @@ def error_statuses(path: str, method: str, secured: bool) -> set[str]:
         codes |= {"401", "403"}
     if "{" in path or path.startswith(("/webhooks", "/admin", "/sandbox")):
         codes.add("404")
+    if path == "/tenants" and method == "post":  # in an organization you are not part of
+        codes.add("404")
     if method in WRITE_METHODS:
         codes |= {"409", "503"}
     if path.startswith(("/tenants/{tenant_id}", "/billing")) and method in WRITE_METHODS:

@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from core.audit_origin import request_origin
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -143,3 +145,22 @@ class BotPaths:
                 scope["path"] = routed
                 scope["raw_path"] = routed.encode()
         await self.app(scope, receive, send)
+
+
+class AuditOrigin:
+    """Stamps the audit entries a request writes with its peer address and user agent
+    (``core.audit_origin``); proxy headers count only from trusted proxies (uvicorn)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        agent = next(
+            (v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"user-agent"), None
+        )
+        with request_origin(client[0] if client else None, agent):
+            await self.app(scope, receive, send)

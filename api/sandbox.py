@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.dashboard.render import context_of, page
-from api.deps import ContextDep, CurrentUser, TenantAccess
+from api.deps import ContextDep, CurrentUser, TenantAccess, TenantOperator
 from api.tenants.service import tenant_view
 from core import credentials as creds
 from core.context import AppContext
@@ -108,7 +108,7 @@ async def messages(request: Request, access: TenantAccess) -> Response:
 
 @router.post("/messages")
 async def send(
-    request: Request, access: TenantAccess, text: Annotated[str, Form(max_length=4000)]
+    request: Request, access: TenantOperator, text: Annotated[str, Form(max_length=4000)]
 ) -> Response:
     """Send a message to the bot as the sandbox user."""
     ctx = context_of(request)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.db.models import ApiToken, User, utcnow
 from core.errors import Conflict, InvalidInput, Unauthorized
+from core.organizations import create_personal_org
 
 TOKEN_PREFIX = "tcp_"  # noqa: S105 (a public prefix)
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[A-Za-z]{2,}$")
@@ -67,6 +68,7 @@ def sign_up(session: Session, email: str, password: str, display_name: str | Non
     )  # fmt: skip
     session.add(user)
     session.flush()
+    create_personal_org(session, user)
     return user
 
 

@@ -19,6 +19,9 @@ class lives (``tests/api/test_error_tree.py`` keeps this drawing complete)::
     ├── Forbidden               403     forbidden                   authenticated but not allowed
     │   ├── PlanLimitExceeded   403     plan_limit_exceeded         the plan does not allow this
     │   ├── AnalyticsNotInPlan  403     analytics_not_in_plan       core/customer_analytics.py
+    │   ├── FeatureNotInPlan    403     feature_not_in_plan         core/organizations.py
+    │   ├── RoleTooLow          403     role_forbidden              core/organizations.py
+    │   ├── InvitationWrongAccount 403  invitation_wrong_account    core/invitations.py
     │   ├── ModelNotOffered     403     model_not_allowed           core/model_catalog.py
     │   ├── ModelNotAllowed     403     model_not_allowed           gateway/errors.py
     │   └── ProviderKeyMissing  403     provider_key_missing        gateway/errors.py

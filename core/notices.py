@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 from core.account_email import mailer
 from core.context import AppContext
 from core.credentials import TELEGRAM, read_secret
-from core.db.models import Membership, Notice, NotificationPreference, Tenant, User, utcnow
+from core.db.models import (
+    Notice,
+    NotificationPreference,
+    OrgMembership,
+    Tenant,
+    User,
+    utcnow,
+)
 from core.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -162,10 +169,11 @@ class _Owner:
 def _owner(session: Session, tenant_id: str) -> _Owner | None:
     row = session.execute(
         select(User, Tenant)
-        .join(Membership, Membership.user_id == User.id)
-        .join(Tenant, Tenant.id == Membership.tenant_id)
-        .where(Membership.tenant_id == tenant_id, Membership.role == "owner")
+        .join(OrgMembership, OrgMembership.user_id == User.id)
+        .join(Tenant, Tenant.organization_id == OrgMembership.organization_id)
+        .where(Tenant.id == tenant_id, OrgMembership.role == "owner")
         .where(Tenant.deleted_at.is_(None))
+        .order_by(OrgMembership.created_at)  # the organization's first owner
     ).first()
     if row is None:
         return None

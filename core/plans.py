@@ -50,6 +50,24 @@ class Plan(BaseModel):
                 return True
         return False
 
+    def check_model_mode(self, mode: str) -> None:
+        """Raise ``PlanLimitExceeded`` when the plan does not offer ``mode`` (managed | byok)."""
+        if mode == "byok" and not self.byok_allowed:
+            raise PlanLimitExceeded(
+                f"The {self.name} plan does not take your own provider key; "
+                "use the platform's models or change plan.",
+                limit="byok_allowed",
+            )
+        if mode == "managed" and not self.managed_keys:
+            raise PlanLimitExceeded(
+                f"The {self.name} plan has no platform model keys: add your own provider key.",
+                limit="managed_keys",
+            )
+
+    def default_model_mode(self) -> str:
+        """The model mode a new bot on this plan starts in."""
+        return "managed" if self.managed_keys else "byok"
+
     def check_agents(self, count: int) -> None:
         """Raise ``PlanLimitExceeded`` when a bundle needs more agents than the plan allows."""
         if count > self.max_agents:

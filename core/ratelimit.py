@@ -1,81 +1,125 @@
-"""Small in-process limiters: a sliding window (sign-ups, test messages) and login back-off.
+"""Request limiters (sign-ups, e-mails, commands, test messages) and login back-off, on
+the ``limits`` library's moving windows.
 
-One process per replica: behind several API replicas, put a shared store behind the
-same interface.
+Counts live in the process by default. ``share_through(redis_url)`` (the API does so when
+``TCC_REDIS_URL`` is set) keeps them in Redis, so N API replicas admit what one would,
+not N times as much. When Redis does not answer, each replica falls back to its own
+counts and says so in the log: a limiter never turns an outage into failed requests.
 """
 
 from __future__ import annotations
 
-import threading
+import itertools
+import logging
 import time
-from collections import deque
+import uuid
+from collections.abc import Callable
+from typing import TypeVar
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.errors import StorageError
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
+
+log = logging.getLogger("tcc.ratelimit")
+UNAVAILABLE = (RedisError, StorageError, OSError, TimeoutError)
+_LOCAL = MovingWindowRateLimiter(MemoryStorage())  # one expiry thread for the process
+_shared: MovingWindowRateLimiter | None = None
+_unnamed = itertools.count(1)
+T = TypeVar("T")
 
 
-class SlidingWindow:
+def share_through(redis_url: str | None) -> None:
+    """Keep every limiter's counts in Redis at ``redis_url`` (None: in this process)."""
+    global _shared
+    _shared = MovingWindowRateLimiter(storage_from_string(redis_url)) if redis_url else None
+
+
+class _Window:
+    """A moving window of ``limit`` hits per ``window_s`` seconds per key, named so that
+    replicas sharing a store count together (in process, each instance counts alone)."""
+
+    def __init__(self, limit: int, window_s: float, name: str | None) -> None:
+        self.limit, self.window_s = limit, window_s
+        self.name = name or f"unnamed-{next(_unnamed)}"
+        self._private = uuid.uuid4().hex[:12]  # two apps in one process count apart
+        self._warned = False
+
+    def _item(self, shared: bool) -> RateLimitItem:
+        namespace = f"tcc:{self.name}" if shared else f"tcc:{self.name}:{self._private}"
+        return RateLimitItemPerSecond(self.limit, max(1, round(self.window_s)), namespace)
+
+    def _run(self, call: Callable[[MovingWindowRateLimiter, RateLimitItem], T]) -> T:
+        shared = _shared
+        if shared is not None:
+            try:
+                result = call(shared, self._item(True))
+                self._warned = False
+                return result
+            except UNAVAILABLE as exc:
+                if not self._warned:
+                    log.warning("shared limits unavailable (%s): counting in process",
+                                type(exc).__name__)  # fmt: skip
+                    self._warned = True
+        return call(_LOCAL, self._item(False))
+
+    def _wait(self, limiter: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> float:
+        reset_at = limiter.get_window_stats(item, key).reset_time
+        return max(reset_at - time.time(), 0.01)
+
+
+class SlidingWindow(_Window):
     """At most ``limit`` hits per ``window_s`` seconds per key."""
 
-    def __init__(self, limit: int, window_s: float) -> None:
-        self.limit, self.window_s = limit, window_s
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, limit: int, window_s: float, name: str | None = None) -> None:
+        super().__init__(limit, window_s, name)
 
     def hit(self, key: str) -> float | None:
         """Record a hit; return None if allowed, else the seconds until one is allowed."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window_s:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return max(hits[0] + self.window_s - now, 0.01)
-            hits.append(now)
-            if len(self._hits) > 100_000:  # bounded memory under a flood of keys
-                self._hits = {k: v for k, v in self._hits.items() if v}
-            return None
+
+        def call(limiter: MovingWindowRateLimiter, item: RateLimitItem) -> float | None:
+            return None if limiter.hit(item, key) else self._wait(limiter, item, key)
+
+        return self._run(call)
 
     def reset(self, key: str) -> None:
-        with self._lock:
-            self._hits.pop(key, None)
+        self._run(lambda limiter, item: limiter.clear(item, key))
 
 
-class FailureLog:
-    """Timestamps of failures per key within ``window_s`` (bounded memory)."""
+class FailureLog(_Window):
+    """Failures per key within ``window_s``."""
 
-    def __init__(self, window_s: float) -> None:
-        self.window_s = window_s
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+    CEILING = 1_000_000  # a log counts; it never refuses a failure
 
-    def _live(self, key: str, now: float) -> deque[float]:
-        hits = self._hits.get(key) or deque()
-        while hits and hits[0] <= now - self.window_s:
-            hits.popleft()
-        return hits
+    def __init__(self, window_s: float, name: str | None = None) -> None:
+        super().__init__(self.CEILING, window_s, name)
+        self._keys: set[str] = set()
 
     def count(self, key: str) -> tuple[int, float]:
         """(failures in the window, seconds until the oldest of them expires)."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._live(key, now)
-            return len(hits), (hits[0] + self.window_s - now) if hits else 0.0
+
+        def call(limiter: MovingWindowRateLimiter, item: RateLimitItem) -> tuple[int, float]:
+            stats = limiter.get_window_stats(item, key)
+            used = self.CEILING - stats.remaining
+            return used, (max(stats.reset_time - time.time(), 0.0) if used else 0.0)
+
+        return self._run(call)
 
     def add(self, key: str) -> None:
         """Record one failure."""
-        now = time.monotonic()
-        with self._lock:
-            hits = self._live(key, now)
-            hits.append(now)
-            self._hits[key] = hits
-            if len(self._hits) > 100_000:  # bounded memory under a flood of keys
-                self._hits = {k: v for k, v in self._hits.items() if self._live(k, now)}
+        self._keys.add(key)
+        self._run(lambda limiter, item: limiter.hit(item, key))
 
     def clear(self, key: str | None = None) -> None:
-        """Forget one key's failures (all keys when ``key`` is None)."""
-        with self._lock:
-            if key is None:
-                self._hits.clear()
-            else:
-                self._hits.pop(key, None)
+        """Forget one key's failures (every key this log recorded when ``key`` is None)."""
+        keys = [key] if key is not None else list(self._keys)
+        for one in keys:
+            self._keys.discard(one)
+            self._forget(one)
+
+    def _forget(self, key: str) -> None:
+        self._run(lambda limiter, item: limiter.clear(item, key))
 
 
 class LoginThrottle:
@@ -98,9 +142,9 @@ class LoginThrottle:
     ) -> None:
         self.per_ip, self.per_pair = per_ip, per_pair
         self.delay_step_s, self.max_delay_s = delay_step_s, max_delay_s
-        self._pairs = FailureLog(window_s)
-        self._ips = FailureLog(ip_window_s)
-        self._accounts = FailureLog(ip_window_s)
+        self._pairs = FailureLog(window_s, "login-pair")
+        self._ips = FailureLog(ip_window_s, "login-ip")
+        self._accounts = FailureLog(ip_window_s, "login-account")
 
     def retry_after(self, ip: str, account: str) -> float | None:
         """Seconds to wait before this address may try this account again; None: go ahead."""

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     api_token_max_ttl_days: int = Field(default=365, ge=1, le=3650)
     signups_per_hour_per_ip: int = Field(default=10, ge=1)
     email_link_ttl_minutes: int = Field(default=60, ge=5, le=7 * 24 * 60)
+    # How long an emailed invitation to an organization stays valid.
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=30 * 24)
 
     # Email (printed to the log when no SMTP host is configured)
     smtp_host: str | None = None

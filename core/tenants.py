@@ -5,44 +5,67 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from core.db.models import AuditLog, Credential, Membership, TelegramApproval, Tenant
+from core.db.models import (
+    AuditLog,
+    Credential,
+    Membership,
+    Organization,
+    OrgMembership,
+    TelegramApproval,
+    Tenant,
+)
 from core.errors import InvalidInput, NotFound
+from core.organizations import personal_org
 from core.plans import get_plan
-
-ROLES = ("owner", "member")
 
 
 def create_tenant(
-    session: Session, *, owner_id: str, name: str, plan: str, bundle_id: str | None = None
+    session: Session,
+    *,
+    owner_id: str,
+    name: str,
+    plan: str,
+    bundle_id: str | None = None,
+    organization_id: str | None = None,
 ) -> Tenant:
-    """Create a tenant on ``plan`` with ``owner_id`` as its owner."""
+    """Create a tenant on ``plan`` in ``organization_id`` (default: the creator's personal
+    organization); ``owner_id`` is recorded as its creator."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("The bot's name must be 1 to 200 characters.", field="name")
-    get_plan(plan)
-    tenant = Tenant(name=name, plan=plan, bundle_id=bundle_id)
+    mode = get_plan(plan).default_model_mode()
+    org_id = organization_id or personal_org(session, owner_id).id
+    tenant = Tenant(
+        name=name, plan=plan, bundle_id=bundle_id, organization_id=org_id, model_mode=mode
+    )
     session.add(tenant)
     session.flush()
+    # The per-bot membership predates organizations: access is the organization role
+    # (core.organizations.tenant_role); this row only records who created the bot
+    # (product metrics count sign-ups that created one).
     session.add(Membership(tenant_id=tenant.id, user_id=owner_id, role="owner"))
     return tenant
 
 
-def membership(session: Session, tenant_id: str, user_id: str) -> Membership | None:
-    """The user's membership of the tenant, if any (system session: this is the access check)."""
-    return session.scalars(
-        select(Membership).where(Membership.tenant_id == tenant_id, Membership.user_id == user_id)
-    ).first()
-
-
-def tenants_of(session: Session, user_id: str) -> list[tuple[Tenant, str]]:
-    """Every live tenant the user belongs to, with the user's role."""
-    rows = session.execute(
-        select(Tenant, Membership.role)
-        .join(Membership, Membership.tenant_id == Tenant.id)
-        .where(Membership.user_id == user_id, Tenant.deleted_at.is_(None))
-        .order_by(Tenant.created_at)
+def tenants_of(
+    session: Session, user_id: str, organization_id: str | None = None
+) -> list[tuple[Tenant, str]]:
+    """Every live bot of the organizations the user belongs to (or of one of them), with
+    the user's role there."""
+    query = (
+        select(Tenant, OrgMembership.role)
+        .join(OrgMembership, OrgMembership.organization_id == Tenant.organization_id)
+        .join(Organization, Organization.id == Tenant.organization_id)
+        .where(
+            OrgMembership.user_id == user_id,
+            Tenant.deleted_at.is_(None),
+            Organization.deleted_at.is_(None),
+        )
+        .order_by(Tenant.created_at, Tenant.id)
     )
-    return [(t, role) for t, role in rows.all()]
+    if organization_id is not None:
+        query = query.where(Tenant.organization_id == organization_id)
+    return [(t, role) for t, role in session.execute(query).all()]
 
 
 def require_tenant(session: Session, tenant_id: str) -> Tenant:
@@ -54,10 +77,21 @@ def require_tenant(session: Session, tenant_id: str) -> Tenant:
 
 
 def audit(
-    session: Session, *, tenant_id: str | None, actor: str, action: str, **detail: object
+    session: Session,
+    *,
+    tenant_id: str | None,
+    actor: str,
+    action: str,
+    organization_id: str | None = None,
+    **detail: object,
 ) -> None:
     """Append to the audit log (never pass secret values in ``detail``)."""
-    session.add(AuditLog(tenant_id=tenant_id, actor=actor, action=action, detail=detail or None))
+    session.add(
+        AuditLog(
+            tenant_id=tenant_id, organization_id=organization_id, actor=actor, action=action,
+            detail=detail or None,
+        )
+    )  # fmt: skip
 
 
 def purge_personal_data(session: Session, tenant_id: str) -> None:

@@ -34,6 +34,19 @@ def web_user(request: Request) -> Principal:
 WebUser = Annotated[Principal, Depends(web_user)]
 Email = Annotated[str, Form(max_length=320)]
 Password = Annotated[str, Form(max_length=200)]
+# Where to go after sign-up or login: only back to an invitation link (no open redirect).
+NEXT_PREFIX = "/app/invitations/accept?token="
+Next = Annotated[str, Form(max_length=1100)]
+NextQuery = Annotated[str, Query(max_length=1100)]
+
+
+def safe_next(value: str) -> str | None:
+    """``value`` when it is an invitation link of ours; else None."""
+    if value.startswith(NEXT_PREFIX) and all(
+        c.isalnum() or c in "-_.=" for c in value[len(NEXT_PREFIX) :]
+    ):
+        return value
+    return None
 
 
 def _login_response(request: Request, token: str, to: str) -> Response:
@@ -49,8 +62,11 @@ def _login_response(request: Request, token: str, to: str) -> Response:
 async def home(request: Request, user: WebUser) -> Response:
     """The user's bots, or the wizard when there are none yet."""
     ctx = context_of(request)
-    bots = await my_bots(ctx, user.user_id)
-    if not bots and not request.query_params.get("notice"):
+    from api.dashboard.org_views import current_org
+
+    org, role = current_org(request, user.user_id)
+    bots = await my_bots(ctx, user.user_id, org.id)
+    if not bots and not request.query_params.get("notice") and org.personal:
         return redirect(request, "/app/new")
     with ctx.db.system_session() as session:  # an accepted delete runs: say so at once
         asked = set(session.scalars(
@@ -61,17 +77,17 @@ async def home(request: Request, user: WebUser) -> Response:
     for bot in bots:
         if bot.id in asked and bot.state not in ("deleting", "deleted"):
             bot.state = DeploymentState.DELETING
-    return page(request, "bots.html", bots=bots)
+    return page(request, "bots.html", bots=bots, org=org, org_role=role)
 
 
 @router.get("/signup")
-def signup_form(request: Request) -> Response:
+def signup_form(request: Request, next: NextQuery = "", email: NextQuery = "") -> Response:
     """The sign-up page."""
-    return page(request, "signup.html")
+    return page(request, "signup.html", next=safe_next(next), email=email[:320])
 
 
 @router.post("/signup")
-def signup(request: Request, email: Email, password: Password) -> Response:
+def signup(request: Request, email: Email, password: Password, next: Next = "") -> Response:
     """Create an account and log in (rate-limited per address)."""
     ctx = context_of(request)
     try:
@@ -85,22 +101,22 @@ def signup(request: Request, email: Email, password: Password) -> Response:
     except TinyClawError as exc:
         return page(
             request, "signup.html", exc.status_code, error=exc.message, email=email,
-            error_code=exc.code,
+            error_code=exc.code, next=safe_next(next),
         )  # fmt: skip
     account_email.deliver(ctx, welcome)
-    return _login_response(request, token, "/app/new?notice=signed_up")
+    return _login_response(request, token, safe_next(next) or "/app/new?notice=signed_up")
 
 
 @router.get("/login")
-def login_form(request: Request) -> Response:
+def login_form(request: Request, next: NextQuery = "", email: NextQuery = "") -> Response:
     """The login page."""
     if web_login(request) is not None:
-        return redirect(request, "/app")
-    return page(request, "login.html")
+        return redirect(request, safe_next(next) or "/app")
+    return page(request, "login.html", next=safe_next(next), email=email[:320])
 
 
 @router.post("/login")
-async def login(request: Request, email: Email, password: Password) -> Response:
+async def login(request: Request, email: Email, password: Password, next: Next = "") -> Response:
     """Log in with email and password (backs off per address and per account)."""
     ctx = context_of(request)
 
@@ -114,11 +130,14 @@ async def login(request: Request, email: Email, password: Password) -> Response:
     try:
         token = await guarded_login(request, email, attempt)
     except TinyClawError as exc:
-        response = page(request, "login.html", exc.status_code, error=exc.message, email=email)
+        response = page(
+            request, "login.html", exc.status_code, error=exc.message, email=email,
+            next=safe_next(next),
+        )  # fmt: skip
         if "retry_after" in exc.details:
             response.headers["Retry-After"] = str(exc.details["retry_after"])
         return response
-    return _login_response(request, token, "/app")
+    return _login_response(request, token, safe_next(next) or "/app")
 
 
 @router.post("/logout")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from api.dashboard.render import context_of, page
-from api.deps import TenantAccess, TenantOwner
+from api.deps import TenantAccess, TenantManager, TenantOperator
 from api.tenants.backups import request_restore, start_backup
 from core.errors import TinyClawError
 from core.tenant_backups import list_backups
@@ -27,7 +27,7 @@ def _fragment(
     return page(
         request, "_backups.html", status_code, tenant_id=access.tenant_id, backups=rows,
         confirm=confirm, notice=notice, error=error,
-        can_restore=access.role in ("owner", "admin"),
+        can_restore=access.can("bot.manage"),
     )  # fmt: skip
 
 
@@ -39,7 +39,7 @@ async def backups(request: Request, access: TenantAccess) -> Response:
 
 
 @router.post("/backups")
-async def take(request: Request, access: TenantAccess) -> Response:
+async def take(request: Request, access: TenantOperator) -> Response:
     """Take a backup now."""
     try:
         await start_backup(context_of(request), access)
@@ -50,7 +50,7 @@ async def take(request: Request, access: TenantAccess) -> Response:
 
 @router.post("/backups/restore")
 async def restore(
-    request: Request, access: TenantOwner, backup_id: Annotated[str, Form(max_length=64)]
+    request: Request, access: TenantManager, backup_id: Annotated[str, Form(max_length=64)]
 ) -> Response:
     """Restore a backup (after the in-place confirmation)."""
     try:

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from api.dashboard.progress import current_action, is_settled, workflow_steps
 from api.dashboard.render import context_of, page
-from api.deps import TenantAccess
+from api.deps import TenantAccess, TenantOperator
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
 from api.tenants.service import call_runtime, events_view, tenant_view
@@ -94,7 +94,7 @@ async def logs(request: Request, access: TenantAccess) -> Response:
 
 @router.post("/message")
 async def message(
-    request: Request, access: TenantAccess, text: Annotated[str, Form(max_length=4000)]
+    request: Request, access: TenantOperator, text: Annotated[str, Form(max_length=4000)]
 ) -> Response:
     """Send a test message through the bot and show its reply."""
     ctx = context_of(request)

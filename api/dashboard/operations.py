@@ -14,7 +14,7 @@ from api.dashboard.analytics_views import bot_section
 from api.dashboard.progress import current_action, workflow_steps
 from api.dashboard.render import NOTICES, context_of, outcome_redirect, page, redirect
 from api.dashboard.wizard import bundles_for, models_or_error
-from api.deps import TenantAccess, TenantOwner
+from api.deps import TenantAccess, TenantBilling, TenantDeleter, TenantManager, TenantOperator
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
 from api.tenants.model_service import choose_model
@@ -128,7 +128,7 @@ async def bot_page(request: Request, access: TenantAccess) -> Response:
 
 @router.post("/model")
 async def choose(
-    request: Request, access: TenantOwner, model: Annotated[str, Form(max_length=200)] = ""
+    request: Request, access: TenantManager, model: Annotated[str, Form(max_length=200)] = ""
 ) -> Response:
     """Pick the bot's model (managed catalog for its plan, or its provider's list)."""
     ctx = context_of(request)
@@ -144,7 +144,7 @@ QUEUED = {
 
 
 @router.post("/actions/{name}")
-async def simple_action(request: Request, access: TenantAccess, name: str) -> Response:
+async def simple_action(request: Request, access: TenantOperator, name: str) -> Response:
     """Pause, resume or restart."""
     handler = SIMPLE_ACTIONS.get(name)
     if handler is None:
@@ -168,7 +168,7 @@ async def _run(
 @router.post("/reset")
 async def reset(
     request: Request,
-    access: TenantAccess,
+    access: TenantManager,
     confirm: Annotated[str, Form(max_length=8)] = "",
     full: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
@@ -180,7 +180,7 @@ async def reset(
 
 @router.post("/switch")
 async def switch(
-    request: Request, access: TenantAccess, bundle_id: Annotated[str, Form(max_length=64)]
+    request: Request, access: TenantManager, bundle_id: Annotated[str, Form(max_length=64)]
 ) -> Response:
     """Switch bundle; the result (switched, refused, rolled back) shows in the history."""
     body = s.SwitchIn(bundle_id=bundle_id)
@@ -191,7 +191,7 @@ async def switch(
 
 @router.post("/delete")
 async def delete(
-    request: Request, access: TenantOwner, confirm_name: Annotated[str, Form(max_length=200)] = ""
+    request: Request, access: TenantDeleter, confirm_name: Annotated[str, Form(max_length=200)] = ""
 ) -> Response:
     """Delete the bot after the owner typed its exact name."""
     ctx = context_of(request)
@@ -204,7 +204,7 @@ async def delete(
 
 
 @router.post("/billing/portal")
-async def billing_portal(request: Request, access: TenantOwner) -> Response:
+async def billing_portal(request: Request, access: TenantBilling) -> Response:
     """Open the Stripe Customer Portal (billing on only)."""
     ctx = context_of(request)
     try:
@@ -220,7 +220,7 @@ async def billing_portal(request: Request, access: TenantOwner) -> Response:
 
 @router.post("/billing/subscribe")
 async def subscribe_again(
-    request: Request, access: TenantOwner, plan: Annotated[str, Form(max_length=32)] = ""
+    request: Request, access: TenantBilling, plan: Annotated[str, Form(max_length=32)] = ""
 ) -> Response:
     """Start a Stripe Checkout for a cancelled or suspended bot (the bot comes back once paid)."""
     from api.billing import start_checkout
@@ -239,7 +239,7 @@ async def subscribe_again(
 
 @router.post("/plan")
 async def change_plan(
-    request: Request, access: TenantOwner, plan: Annotated[str, Form(max_length=32)]
+    request: Request, access: TenantBilling, plan: Annotated[str, Form(max_length=32)]
 ) -> Response:
     """Change plan (through Stripe when billing is on); a refusal says why on the page."""
     from api.tenants.plan import request_plan_change

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from api.dashboard.render import context_of, page
-from api.deps import TenantAccess, TenantOwner
+from api.deps import TenantAccess, TenantManager, TenantOperator
 from api.tenants import pairing as svc
 from api.tenants.service import call_runtime
 from core.errors import TinyClawError
@@ -39,7 +39,7 @@ async def pairing(request: Request, access: TenantAccess) -> Response:
 
 @router.post("/pairing/approve")
 async def approve(
-    request: Request, access: TenantOwner, code: Annotated[str, Form(max_length=20)]
+    request: Request, access: TenantOperator, code: Annotated[str, Form(max_length=20)]
 ) -> Response:
     """Approve a pairing code."""
     tid = access.tenant_id
@@ -48,7 +48,7 @@ async def approve(
 
 @router.post("/pairing/revoke")
 async def revoke(
-    request: Request, access: TenantOwner, sender_id: Annotated[str, Form(max_length=24)]
+    request: Request, access: TenantOperator, sender_id: Annotated[str, Form(max_length=24)]
 ) -> Response:
     """Revoke an approved sender."""
     tid = access.tenant_id
@@ -57,7 +57,7 @@ async def revoke(
 
 @router.post("/pairing/access")
 async def set_access(
-    request: Request, access: TenantOwner, mode: Annotated[str, Form(max_length=16)]
+    request: Request, access: TenantManager, mode: Annotated[str, Form(max_length=16)]
 ) -> Response:
     """Make the bot private or public."""
     tid = access.tenant_id

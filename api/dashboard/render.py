@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 from api.dashboard.middleware import PRE_COOKIE, new_pre_token
 from core.accounts import Principal
 from core.context import AppContext
+from core.permissions import can
 from core.sessions import WebLogin
 from core.settings import Settings
 
@@ -108,6 +109,9 @@ def activity(code: str) -> str:
 
 TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["activity"] = activity
+# can(role, action): whether the role may do the action (core/permissions), to show a
+# control only to those the route behind it will allow.
+TEMPLATES.env.globals["can"] = can
 # Everything the pages load is ours: no inline script, no third-party origin.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

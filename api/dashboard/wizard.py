@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from api.billing import start_checkout
 from api.dashboard.auth_views import WebUser
+from api.dashboard.org_views import current_org
 from api.dashboard.render import context_of, outcome_redirect, page, redirect
-from api.deps import TenantAccess, TenantOwner
+from api.deps import TenantAccess, TenantManager
 from api.sandbox import sandbox_chat_id
 from api.tenants import endpoints as api
 from api.tenants import schemas as s
@@ -49,7 +50,10 @@ async def new_bot(
     """Create the bot on its plan; with billing on, payment is the last step (after the bundle)."""
     ctx = context_of(request)
     try:
-        created = await api.create(s.TenantIn(name=name, plan=plan), user, ctx)
+        org, _role = current_org(request, user.user_id)
+        created = await api.create(
+            s.TenantIn(name=name, plan=plan, organization_id=org.id), user, ctx
+        )
     except ValidationError as err:
         return _plan_error(request, _validation_message(err), 422)
     except TinyClawError as exc:
@@ -68,14 +72,14 @@ async def _bot(request: Request, access: TenantAccess) -> s.TenantOut:
 
 
 @router.get("/bots/{tenant_id}/setup/telegram")
-async def telegram_form(request: Request, access: TenantOwner) -> Response:
+async def telegram_form(request: Request, access: TenantManager) -> Response:
     """Step 2: connect the Telegram bot token."""
     return page(request, "wizard_telegram.html", bot=await _bot(request, access), step=2)
 
 
 @router.post("/bots/{tenant_id}/setup/telegram")
 async def telegram_save(
-    request: Request, access: TenantOwner, token: Text, owner_telegram_id: OptText = ""
+    request: Request, access: TenantManager, token: Text, owner_telegram_id: OptText = ""
 ) -> Response:
     """Check the token with Telegram at once and store it (the page never shows it again)."""
     ctx = context_of(request)
@@ -96,7 +100,7 @@ async def telegram_save(
     return redirect(request, f"/app/bots/{access.tenant_id}/setup/model?notice=telegram_saved")
 
 
-async def _telegram_error(request: Request, access: TenantOwner, exc: Exception) -> Response:
+async def _telegram_error(request: Request, access: TenantManager, exc: Exception) -> Response:
     if isinstance(exc, TinyClawError):
         message, status = exc.message, exc.status_code
     elif isinstance(exc, ValidationError):
@@ -108,7 +112,7 @@ async def _telegram_error(request: Request, access: TenantOwner, exc: Exception)
 
 
 @router.post("/bots/{tenant_id}/setup/telegram/sandbox")
-async def telegram_sandbox(request: Request, access: TenantOwner) -> Response:
+async def telegram_sandbox(request: Request, access: TenantManager) -> Response:
     """Sandbox only: generate a sandbox bot token and connect it in one click."""
     ctx = context_of(request)
     if not ctx.settings.sandbox_telegram:
@@ -132,7 +136,7 @@ async def models_or_error(ctx: AppContext, tenant_id: str) -> tuple[s.ModelsOut 
 
 
 async def _model_page(
-    request: Request, access: TenantOwner, status: int = 200, **extra: object
+    request: Request, access: TenantManager, status: int = 200, **extra: object
 ) -> Response:
     ctx = context_of(request)
     bot = await _bot(request, access)
@@ -146,7 +150,7 @@ async def _model_page(
 
 
 @router.get("/bots/{tenant_id}/setup/model")
-async def model_form(request: Request, access: TenantOwner) -> Response:
+async def model_form(request: Request, access: TenantManager) -> Response:
     """Step 3: managed model access (and which model), or bring your own key."""
     return await _model_page(request, access)
 
@@ -154,7 +158,7 @@ async def model_form(request: Request, access: TenantOwner) -> Response:
 @router.post("/bots/{tenant_id}/setup/model")
 async def model_save(
     request: Request,
-    access: TenantOwner,
+    access: TenantManager,
     mode: Annotated[str, Form(max_length=16)],
     api_key: OptText = "",
     provider: OptText = "",
@@ -195,7 +199,7 @@ def bundles_for(request: Request, plan: str) -> list[object]:
 
 
 @router.get("/bots/{tenant_id}/setup/bundle")
-async def bundle_form(request: Request, access: TenantOwner) -> Response:
+async def bundle_form(request: Request, access: TenantManager) -> Response:
     """Step 4: pick a bundle, then deploy (a bot that is already deployed switches instead)."""
     bot = await _bot(request, access)
     if bot.workflow and (bot.workflow.in_flight or bot.workflow.queued):
@@ -213,7 +217,7 @@ async def bundle_form(request: Request, access: TenantOwner) -> Response:
 
 @router.post("/bots/{tenant_id}/deploy")
 async def deploy(
-    request: Request, access: TenantAccess, bundle_id: Annotated[str, Form(max_length=64)] = ""
+    request: Request, access: TenantManager, bundle_id: Annotated[str, Form(max_length=64)] = ""
 ) -> Response:
     """Deploy (step 5) and go to the live progress page; with billing on, pay first."""
     ctx = context_of(request)

@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, status
 from pydantic import BaseModel, Field
 
-from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantOwner
+from api.deps import ContextDep, TenantAccess, TenantAccessInfo, TenantManager, TenantOperator
 from api.pagination import Page
 from api.tenants.endpoints import IdempotencyKey
 from api.tenants.endpoints import _command as run_command
@@ -24,7 +24,7 @@ from core.workflow_models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["backups"])
 # A backup tars and encrypts the whole home: a few per hour per bot is plenty.
-MANUAL_BACKUPS = SlidingWindow(limit=5, window_s=3600)
+MANUAL_BACKUPS = SlidingWindow(limit=5, window_s=3600, name="manual-backups")
 
 
 class BackupOut(BaseModel):
@@ -99,14 +99,14 @@ async def request_restore(
 
 
 @router.post("/{tenant_id}/backups", status_code=status.HTTP_202_ACCEPTED)
-async def take_backup(access: TenantAccess, ctx: ContextDep) -> BackupAccepted:
+async def take_backup(access: TenantOperator, ctx: ContextDep) -> BackupAccepted:
     """Take a backup now (answers at once; it appears in the list when done)."""
     return await start_backup(ctx, access)
 
 
 @router.post("/{tenant_id}/restore", status_code=status.HTTP_202_ACCEPTED)
 async def restore(
-    body: RestoreIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+    body: RestoreIn, access: TenantManager, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> AcceptedOut:
     """Put a backup back (the current state is backed up first; a failed restore rolls back)."""
     return await request_restore(ctx, access, body.backup_id, idem)

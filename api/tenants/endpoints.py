@@ -7,7 +7,15 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Header, Query, Request, status
 
-from api.deps import ContextDep, CurrentUser, TenantAccess, TenantAccessInfo, TenantOwner
+from api.deps import (
+    ContextDep,
+    CurrentUser,
+    TenantAccess,
+    TenantAccessInfo,
+    TenantDeleter,
+    TenantManager,
+    TenantOperator,
+)
 from api.pagination import Page
 from api.tenants import schemas as s
 from api.tenants.model_service import pick_byok_model, provider_base_url, provider_models
@@ -18,16 +26,18 @@ from core.billing.service import assign_plan_without_payment
 from core.channels.telegram import get_me
 from core.context import AppContext
 from core.errors import InvalidInput, PaymentRequired, RateLimited
+from core.organizations import personal_org, require
+from core.plans import get_plan
 from core.ratelimit import SlidingWindow
 from core.tenants import audit, create_tenant, require_tenant, tenants_of
 from core.workflow_models import Action, Command
 
 router = APIRouter(prefix="/tenants", tags=["tenants"])
-MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60)
+MESSAGE_LIMIT = SlidingWindow(limit=20, window_s=60, name="test-messages")
 # Lifecycle commands: the queue is bounded too (429 too_many_pending_commands); these stop
 # a script or a stuck button from hammering the workflow engine at all.
-TENANT_COMMANDS = SlidingWindow(limit=30, window_s=60)
-USER_COMMANDS = SlidingWindow(limit=60, window_s=60)
+TENANT_COMMANDS = SlidingWindow(limit=30, window_s=60, name="commands-bot")
+USER_COMMANDS = SlidingWindow(limit=60, window_s=60, name="commands-user")
 # The same key (per user) answers with the first answer instead of queueing again.
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[!-~]+$")
@@ -46,9 +56,12 @@ PAYMENT_FIRST = {
 async def create(body: s.TenantIn, user: CurrentUser, ctx: ContextDep) -> s.TenantOut:
     """Create a bot (a tenant) on a plan; with billing off the plan is assigned at once."""
     with ctx.db.system_session() as session:
+        org_id = body.organization_id or personal_org(session, user.user_id).id
+        role = require(session, org_id, user.user_id, "bot.manage")
         tenant = create_tenant(
-            session, owner_id=user.user_id, name=body.name, plan=body.plan, bundle_id=body.bundle_id
-        )
+            session, owner_id=user.user_id, name=body.name, plan=body.plan,
+            bundle_id=body.bundle_id, organization_id=org_id,
+        )  # fmt: skip
         if ctx.settings.billing_enabled:
             tenant.billing_status = "incomplete"  # until Stripe Checkout completes
         else:
@@ -61,7 +74,7 @@ async def create(body: s.TenantIn, user: CurrentUser, ctx: ContextDep) -> s.Tena
             plan=body.plan,
         )
         tid = tenant.id
-    return await tenant_view(ctx, tid, "owner", detail=False)
+    return await tenant_view(ctx, tid, role, detail=False)
 
 
 @router.get("")
@@ -76,10 +89,12 @@ async def list_mine(user: CurrentUser, ctx: ContextDep, page: Page) -> list[s.Te
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role, _key in shown]
 
 
-async def my_bots(ctx: AppContext, user_id: str) -> list[s.TenantOut]:
-    """Every bot the user belongs to, oldest first, in one list (the dashboard's)."""
+async def my_bots(
+    ctx: AppContext, user_id: str, organization_id: str | None = None
+) -> list[s.TenantOut]:
+    """Every bot the user belongs to (of one organization), oldest first (the dashboard's)."""
     with ctx.db.system_session() as session:
-        mine = [(t.id, role) for t, role in tenants_of(session, user_id)]
+        mine = [(t.id, role) for t, role in tenants_of(session, user_id, organization_id)]
     return [await tenant_view(ctx, tid, role, detail=False) for tid, role in mine]
 
 
@@ -104,7 +119,7 @@ def events(access: TenantAccess, ctx: ContextDep, page: Page) -> list[s.EventOut
 
 @router.put("/{tenant_id}/telegram")
 async def set_telegram_token(
-    body: s.TelegramTokenIn, access: TenantOwner, ctx: ContextDep, request: Request
+    body: s.TelegramTokenIn, access: TenantManager, ctx: ContextDep, request: Request
 ) -> s.CredentialOut:
     """Connect a Telegram bot token (checked with getMe at once)."""
     http: httpx.AsyncClient = request.app.state.http
@@ -138,9 +153,11 @@ async def set_telegram_token(
 
 @router.put("/{tenant_id}/provider-key")
 async def set_provider_key(
-    body: s.ProviderKeyIn, access: TenantOwner, ctx: ContextDep
+    body: s.ProviderKeyIn, access: TenantManager, ctx: ContextDep
 ) -> s.CredentialOut:
     """Bring your own model key: checked against the provider, its model picked; BYOK mode on."""
+    with ctx.db.tenant_session(access.tenant_id) as session:
+        get_plan(require_tenant(session, access.tenant_id).plan).check_model_mode("byok")
     base_url, trusted = provider_base_url(ctx, body)
     offered = await provider_models(
         ctx, base_url, body.api_key, provider=body.provider, trusted=trusted
@@ -164,6 +181,7 @@ async def set_provider_key(
 def save_model_mode(ctx: AppContext, access: TenantAccessInfo, mode: str) -> None:
     """Persist the model mode (BYOK needs a stored provider key); no reconfigure."""
     with ctx.db.tenant_session(access.tenant_id) as session:
+        get_plan(require_tenant(session, access.tenant_id).plan).check_model_mode(mode)
         if (
             mode == "byok"
             and creds.credential(session, access.tenant_id, creds.PROVIDER_KEY) is None
@@ -178,7 +196,7 @@ def save_model_mode(ctx: AppContext, access: TenantAccessInfo, mode: str) -> Non
 
 @router.put("/{tenant_id}/model-mode")
 async def set_model_mode(
-    body: s.ModelModeIn, access: TenantOwner, ctx: ContextDep
+    body: s.ModelModeIn, access: TenantManager, ctx: ContextDep
 ) -> dict[str, str]:
     """Managed (our keys) or BYOK (your key); a live bot is reconfigured on it."""
     save_model_mode(ctx, access, body.mode)
@@ -227,7 +245,7 @@ async def _command(
 
 @router.post("/{tenant_id}/deploy", status_code=status.HTTP_202_ACCEPTED)
 async def deploy(
-    access: TenantAccess,
+    access: TenantManager,
     ctx: ContextDep,
     body: s.DeployIn | None = None,
     idem: IdempotencyKey = None,
@@ -249,7 +267,7 @@ async def deploy(
 
 @router.post("/{tenant_id}/pause", status_code=status.HTTP_202_ACCEPTED)
 async def pause(
-    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOperator, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Stop the bot; nothing is lost."""
     return await _command(ctx, access, Command(action=Action.PAUSE, actor=access.actor), idem)
@@ -257,7 +275,7 @@ async def pause(
 
 @router.post("/{tenant_id}/resume", status_code=status.HTTP_202_ACCEPTED)
 async def resume(
-    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOperator, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Start a paused bot again."""
     return await _command(ctx, access, Command(action=Action.RESUME, actor=access.actor), idem)
@@ -265,7 +283,7 @@ async def resume(
 
 @router.post("/{tenant_id}/restart", status_code=status.HTTP_202_ACCEPTED)
 async def restart(
-    access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    access: TenantOperator, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Restart the bot's runtime."""
     return await _command(ctx, access, Command(action=Action.RESTART, actor=access.actor), idem)
@@ -273,7 +291,7 @@ async def restart(
 
 @router.post("/{tenant_id}/reset-memory", status_code=status.HTTP_202_ACCEPTED)
 async def reset_memory(
-    body: s.ResetIn, access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    body: s.ResetIn, access: TenantManager, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Start fresh conversations for one or all agents (``full`` also clears memory)."""
     if not body.confirm:
@@ -292,7 +310,7 @@ async def reset_memory(
 
 @router.post("/{tenant_id}/switch-bundle", status_code=status.HTTP_202_ACCEPTED)
 async def switch_bundle(
-    body: s.SwitchIn, access: TenantAccess, ctx: ContextDep, idem: IdempotencyKey = None
+    body: s.SwitchIn, access: TenantManager, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Move to another bundle; rolls back automatically if the new one is unhealthy."""
     return await _command(
@@ -310,7 +328,7 @@ async def switch_bundle(
 
 @router.delete("/{tenant_id}", status_code=status.HTTP_202_ACCEPTED)
 async def delete(
-    access: TenantOwner,
+    access: TenantDeleter,
     ctx: ContextDep,
     body: s.DeleteIn | None = None,
     confirm_name: Annotated[
@@ -335,14 +353,14 @@ async def delete(
 
 @router.post("/{tenant_id}/delete", status_code=status.HTTP_202_ACCEPTED, deprecated=True)
 async def delete_by_post(
-    body: s.DeleteIn, access: TenantOwner, ctx: ContextDep, idem: IdempotencyKey = None
+    body: s.DeleteIn, access: TenantDeleter, ctx: ContextDep, idem: IdempotencyKey = None
 ) -> s.AcceptedOut:
     """Same as ``DELETE /tenants/{id}`` (kept for existing clients)."""
     return await delete(access, ctx, body, None, idem)
 
 
 @router.post("/{tenant_id}/messages")
-async def test_message(body: s.MessageIn, access: TenantAccess, ctx: ContextDep) -> s.MessageOut:
+async def test_message(body: s.MessageIn, access: TenantOperator, ctx: ContextDep) -> s.MessageOut:
     """Send a test message to the bot and get its reply."""
     wait = MESSAGE_LIMIT.hit(access.tenant_id)
     if wait is not None:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from api.deps import ContextDep, TenantAccess, TenantOwner
+from api.deps import ContextDep, TenantAccess, TenantManager, TenantOperator
 from api.tenants.service import call_runtime
 from core import config_snapshot
 from core import pairing as p
@@ -97,7 +97,7 @@ async def approve_code(ctx: AppContext, tenant_id: str, raw_code: str) -> dict[s
 
 
 @router.post("/{tenant_id}/telegram/pairing/approve")
-async def approve(body: CodeIn, access: TenantOwner, ctx: ContextDep) -> dict[str, Any]:
+async def approve(body: CodeIn, access: TenantOperator, ctx: ContextDep) -> dict[str, Any]:
     """Approve a pairing code: that sender may talk to the bot from now on."""
     return await approve_code(ctx, access.tenant_id, body.code)
 
@@ -111,7 +111,7 @@ async def revoke_sender(ctx: AppContext, tenant_id: str, sender_id: str) -> dict
 
 
 @router.post("/{tenant_id}/telegram/pairing/revoke")
-async def revoke(body: SenderIn, access: TenantOwner, ctx: ContextDep) -> dict[str, Any]:
+async def revoke(body: SenderIn, access: TenantOperator, ctx: ContextDep) -> dict[str, Any]:
     """Revoke a sender: they get a pairing code again instead of answers."""
     return await revoke_sender(ctx, access.tenant_id, body.sender_id)
 
@@ -129,7 +129,7 @@ async def change_access(ctx: AppContext, tenant_id: str, mode: str) -> dict[str,
 
 
 @router.put("/{tenant_id}/telegram/access")
-async def set_access(body: AccessIn, access: TenantOwner, ctx: ContextDep) -> dict[str, Any]:
+async def set_access(body: AccessIn, access: TenantManager, ctx: ContextDep) -> dict[str, Any]:
     """Make the bot private (pairing codes) or public (anyone may talk to it)."""
     return await change_access(ctx, access.tenant_id, body.access)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from api.billing import LIVE_STATUSES, stripe_billing
-from api.deps import ContextDep, TenantAccessInfo, TenantOwner
+from api.deps import ContextDep, TenantAccessInfo, TenantBilling
 from api.tenants.service import request_reconfigure
 from core.billing.service import assign_plan_without_payment, current_subscription
 from core.billing.stripe_client import idempotency_key
@@ -65,7 +65,7 @@ def check_bundle_fits(ctx: AppContext, catalog: Catalog, tenant_id: str, plan: P
 
 @router.put("/{tenant_id}/plan", summary="Change plan")
 async def change_plan(
-    body: PlanIn, owner: TenantOwner, ctx: ContextDep, request: Request
+    body: PlanIn, owner: TenantBilling, ctx: ContextDep, request: Request
 ) -> PlanChangeOut:
     """Change the bot's plan: through Stripe with billing on, at once with billing off."""
     return await request_plan_change(ctx, request.app.state.catalog, owner, body.plan)

@@ -16,6 +16,12 @@ class TenantIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     plan: PlanId = "starter"
     bundle_id: str | None = Field(default=None, max_length=64)
+    organization_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="the organization that owns the bot (default: your personal one); "
+        "needs the admin or owner role there",
+    )
 
 
 class TelegramTokenIn(BaseModel):
@@ -154,6 +160,7 @@ class UsageOut(BaseModel):
 class TenantOut(BaseModel):
     id: str
     name: str
+    organization_id: str | None = None
     plan: PlanId
     role: Literal["owner", "admin", "member", "viewer"]
     bundle_id: str | None

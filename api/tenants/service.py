@@ -84,6 +84,7 @@ async def tenant_view(
         ).all()
         out = TenantOut(
             id=tenant.id, name=tenant.name, plan=tenant.plan, role=role, bundle_id=tenant.bundle_id,
+            organization_id=tenant.organization_id,
             model_mode=tenant.model_mode, model=tenant.model, billing_status=tenant.billing_status,
             telegram_bot_username=tenant.telegram_bot_username, created_at=tenant.created_at,
             state=dep.state if dep else "pending",

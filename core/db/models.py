@@ -24,9 +24,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     false,
 )
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.audit_origin import current_origin
 
 
 def new_id() -> str:
@@ -70,6 +74,58 @@ class User(Base):
     memberships: Mapped[list[Membership]] = relationship(back_populates="user")
 
 
+class Organization(Base):
+    """Who owns bots: a team, or one person's personal organization (made at sign-up)."""
+
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    # The organization made for one user at sign-up (or by migration 0018).
+    personal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+
+class OrgMembership(Base):
+    """A user's role in an organization: owner | admin | member | viewer (core/permissions)."""
+
+    __tablename__ = "org_memberships"
+    __table_args__ = (UniqueConstraint("organization_id", "user_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OrgInvitation(Base):
+    """An emailed invitation to join an organization with a role; the link is signed
+    (core/links) and names this row, which is used once."""
+
+    __tablename__ = "org_invitations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    invited_by: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    accepted_at: Mapped[datetime | None]
+    accepted_by: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    revoked_at: Mapped[datetime | None]
+
+
 class ApiToken(Base):
     """A personal API token: only its SHA-256 hash is stored."""
 
@@ -96,6 +152,10 @@ class Tenant(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(32))
+    # Every bot belongs to one organization; its members' roles decide who may do what.
+    organization_id: Mapped[str] = mapped_column(
+        ForeignKey("organizations.id", ondelete="RESTRICT"), index=True
+    )
     bundle_id: Mapped[str | None] = mapped_column(String(64))
     model_mode: Mapped[str] = mapped_column(String(16), default="managed")  # managed | byok
     # The bot's managed model pick (a catalog id); None: the bundle's own models.
@@ -122,6 +182,9 @@ class Tenant(Base):
 
 
 class Membership(TenantOwned, Base):
+    """Who created a bot (before organizations, the per-bot access list; access is now the
+    role in the bot's organization, ``OrgMembership``)."""
+
     __tablename__ = "memberships"
     __table_args__ = (UniqueConstraint("tenant_id", "user_id"),)
 
@@ -358,10 +421,15 @@ class AuditLog(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    # Organization-level entries (members, invitations) name the organization, not a bot.
+    organization_id: Mapped[str | None] = mapped_column(String(32), index=True)
     actor: Mapped[str] = mapped_column(String(200))  # user:<id> | system | support:<name>
     action: Mapped[str] = mapped_column(String(100))
     detail: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Where the request came from (filled from the request by core.audit_origin).
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
 
 
 class TenantBackup(TenantOwned, Base):
@@ -422,6 +490,30 @@ class WorkerHeartbeat(Base):
     task_queue: Mapped[str] = mapped_column(String(200), index=True)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     beat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+@event.listens_for(Tenant, "before_insert")
+def _every_bot_has_an_organization(_mapper: Any, connection: Connection, tenant: Tenant) -> None:
+    """A bot inserted without an organization (a script, an old fixture) gets one of its own,
+    with no members: only platform staff see it until someone is added."""
+    if tenant.organization_id is None:
+        org_id = new_id()
+        connection.execute(
+            Organization.__table__.insert().values(
+                id=org_id, name=(tenant.name or "Bot")[:200], personal=False, created_at=utcnow()
+            )
+        )
+        tenant.organization_id = org_id
+
+
+@event.listens_for(AuditLog, "before_insert")
+def _stamp_origin(_mapper: Any, _connection: Connection, entry: AuditLog) -> None:
+    """Record where the request that wrote this entry came from (core.audit_origin)."""
+    ip, agent = current_origin()
+    if entry.ip is None:
+        entry.ip = ip
+    if entry.user_agent is None:
+        entry.user_agent = agent
 
 
 from core.db.sessions_model import WebSession  # noqa: E402, F401 (registers the table)

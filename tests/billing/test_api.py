@@ -14,7 +14,8 @@ from api import billing, errors, webhooks
 from core.accounts import issue_api_token, sign_up
 from core.context import AppContext
 from core.db import Database
-from core.db.models import AuditLog, Membership, new_id
+from core.db.models import AuditLog, new_id
+from core.organizations import add_member
 from core.settings import Settings
 from core.temporal import TaskQueues
 from core.tenants import create_tenant
@@ -59,8 +60,9 @@ async def _api(settings: Settings, db: Database) -> AsyncIterator[Api]:
     member_id, member = _user(db, f"member-{new_id()[:6]}@example.com")
     _, stranger = _user(db, f"stranger-{new_id()[:6]}@example.com")
     with db.system_session() as session:
-        tenant_id = create_tenant(session, owner_id=owner_id, name="Bot", plan="starter").id
-        session.add(Membership(tenant_id=tenant_id, user_id=member_id, role="member"))
+        tenant = create_tenant(session, owner_id=owner_id, name="Bot", plan="starter")
+        tenant_id = tenant.id
+        add_member(session, tenant.organization_id, member_id, "member")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tcc.test") as client:
         yield Api(client, ctx, tenant_id, owner, member, stranger)
@@ -100,7 +102,7 @@ async def test_billing_off_assigns_the_plan_and_says_so(api_off: Api) -> None:
 
 async def test_writes_are_owner_only_and_strangers_see_nothing(api_off: Api) -> None:
     member = await api_off.post("/checkout", api_off.member, json={"plan": "pro"})
-    assert (member.status_code, member.json()["code"]) == (403, "owner_only")
+    assert (member.status_code, member.json()["code"]) == (403, "role_forbidden")
     for resp in (
         await api_off.post("/checkout", api_off.stranger, json={"plan": "pro"}),
         await api_off.get(api_off.stranger),
