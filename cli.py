@@ -53,6 +53,16 @@ def check_ports(ports: dict[str, tuple[str, int]]) -> None:
         )
 
 
+def _queue_roles(text: str) -> tuple[str, ...]:
+    """``--queues``: the task queue roles a worker serves (a wrong one: usage error, exit 2)."""
+    from core.temporal.queues import parse_roles
+
+    try:
+        return parse_roles(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = open(log, "ab")
     return subprocess.Popen(
@@ -341,7 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     sub.add_parser("down", help="pause every runtime of this installation")
     sub.add_parser("migrate", help="apply database migrations")
-    sub.add_parser("worker", help="run a Temporal worker")
+    worker_cmd = sub.add_parser("worker", help="run a Temporal worker")
+    worker_cmd.add_argument(
+        "--queues", default=None, type=_queue_roles,
+        help="task queue roles to serve: some of lifecycle,runtime,maintenance "
+        "(default: TCC_WORKER_QUEUES)",
+    )  # fmt: skip
     backup = sub.add_parser(
         "backup-control-plane",
         help="back up the database and the master key ring (TCC_BACKUP_PASSPHRASE seals it)",
@@ -382,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import worker
 
-    asyncio.run(worker.run(settings))
+    asyncio.run(worker.run(settings, args.queues))
     return 0
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +31,9 @@ from core.runtime_health import mark_down
 from core.runtimes.events import RuntimeEventWatcher
 from core.runtimes.select import select_driver
 from core.settings import Settings
-from core.temporal import search_attributes
+from core.temporal import ROLES, search_attributes
+from core.temporal.backlog import watch_backlog
+from core.temporal.queues import parse_roles
 from core.temporal.readiness import beat, beat_forever, forget, worker_identity
 from core.worker_metrics import WorkerMetrics, free_loopback_port, sdk_runtime
 from core.worker_metrics import serve as serve_metrics
@@ -143,15 +148,81 @@ class ServingWorker(Worker):
             await asyncio.to_thread(forget, self._db, self._identity)
 
 
-def build_worker(ctx: AppContext, *, task_queue: str | None = None) -> Worker:
-    """A worker on the lifecycle task queue with every workflow and activity registered."""
-    return ServingWorker(
-        ctx,
-        task_queue=task_queue or ctx.queues.lifecycle,
-        workflows=WORKFLOWS,
-        activities=activities_for(ctx),
-        max_concurrent_activities=50,
+# What a worker of each role runs. Every role registers every activity: which queue an
+# activity lands on is the workflow's choice (workflows/common.py runtime_queue, the
+# schedules' queue), and activity tasks queued before the split still find a worker.
+MAINTENANCE_WORKFLOWS: list[type] = [
+    HealthSweepWorkflow, UsageRollupWorkflow, ScheduledBackupsWorkflow, BackupTenantWorkflow,
+]  # fmt: skip
+ROLE_WORKFLOWS: dict[str, list[type]] = {
+    "lifecycle": WORKFLOWS, "runtime": [], "maintenance": MAINTENANCE_WORKFLOWS,
+}  # fmt: skip
+ACTIVITY_SLOTS = 50  # per queue and process: one queue's flood leaves the others' slots free
+
+
+def widen_thread_pool(roles: Sequence[str]) -> ThreadPoolExecutor:
+    """Give this loop's ``asyncio.to_thread`` a thread per activity slot.
+
+    Activities run their blocking Docker, database and secret-store calls in threads. The
+    default pool has ``cpu_count + 4`` threads (6 on a 2-CPU host), so a burst of deploys
+    queued there: one container start waiting on the engine held a thread a 10 ms
+    database write of another deploy needed (bench/burst.py measured a Telegram check of
+    0.1 s taking 17 s). The threads mostly wait on sockets; they cost little memory.
+    """
+    pool = ThreadPoolExecutor(
+        max_workers=ACTIVITY_SLOTS * len(roles) + 8, thread_name_prefix="activity"
     )
+    asyncio.get_running_loop().set_default_executor(pool)
+    return pool
+
+
+class WorkerGroup:
+    """One ``ServingWorker`` per task queue served by this process, run and stopped together."""
+
+    def __init__(self, workers: dict[str, Worker]) -> None:
+        self.workers = workers
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def task_queues(self) -> list[str]:
+        """The task queues this group polls."""
+        return list(self.workers)
+
+    async def __aenter__(self) -> WorkerGroup:
+        for worker in self.workers.values():
+            await self._stack.enter_async_context(worker)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def shutdown(self) -> None:
+        """Stop polling on every queue (tasks in flight finish, as ``Worker.shutdown``)."""
+        await asyncio.gather(*(w.shutdown() for w in self.workers.values()))
+
+
+def build_worker(
+    ctx: AppContext,
+    *,
+    task_queue: str | None = None,
+    roles: Sequence[str] = ROLES,
+    activities: Sequence[Callable[..., Any]] | None = None,
+    max_concurrent_activities: int = ACTIVITY_SLOTS,
+) -> WorkerGroup:
+    """Workers for the installation's task queues of ``roles`` (or, given ``task_queue``, one
+    worker there with every workflow and activity), each with its own activity slots."""
+    acts = list(activities) if activities is not None else activities_for(ctx)
+    if task_queue is not None:
+        plan = {task_queue: WORKFLOWS}
+    else:
+        plan = {ctx.queues.of(role): ROLE_WORKFLOWS[role] for role in roles}
+    return WorkerGroup({
+        queue: ServingWorker(
+            ctx, task_queue=queue, workflows=workflows, activities=acts,
+            max_concurrent_activities=max_concurrent_activities,
+        )
+        for queue, workflows in plan.items()
+    })  # fmt: skip
 
 
 def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
@@ -188,10 +259,13 @@ async def force_restart(ctx: AppContext, tenant_id: str, reason: str) -> None:
     worker_metrics(ctx).restart_signals.labels("sent").inc()
 
 
-async def run(settings: Settings | None = None) -> None:
-    """Run the worker until SIGINT/SIGTERM."""
+async def run(settings: Settings | None = None, roles: Sequence[str] | None = None) -> None:
+    """Run the worker on the task queues of ``roles`` (default: the setting) until
+    SIGINT/SIGTERM."""
     settings = settings or Settings()
+    roles = roles or parse_roles(settings.worker_queues)
     configure_logging(settings.log_level)
+    widen_thread_pool(roles)
     sdk_url = runtime = None
     if settings.worker_metrics_port:
         sdk_port = free_loopback_port()
@@ -201,7 +275,7 @@ async def run(settings: Settings | None = None) -> None:
     if added:
         log.info("registered search attributes: %s", ", ".join(added))
     created = await ensure_schedules(
-        ctx.temporal, ctx.queues.lifecycle, backup_every_minutes=settings.backup_round_minutes
+        ctx.temporal, ctx.queues.maintenance, backup_every_minutes=settings.backup_round_minutes
     )
     if created:
         log.info("created schedules: %s", ", ".join(created))
@@ -209,23 +283,45 @@ async def run(settings: Settings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = build_worker(ctx)
-    log.info("worker polling %s", ctx.queues.lifecycle)
-    served = None
+    worker = build_worker(ctx, roles=roles)
+    log.info("worker polling %s", ", ".join(worker.task_queues))
+    served = backlog = None
     if settings.worker_metrics_port:
         served = await serve_metrics(settings, worker_metrics(ctx), sdk_url)
+        backlog = asyncio.create_task(
+            watch_backlog(ctx, worker_metrics(ctx).backlog, [ctx.queues.of(r) for r in ROLES])
+        )
         log.info("worker metrics on port %d", settings.worker_metrics_port)
     watcher = None
-    if lifecycle_activities(ctx).provisioner.driver_kind == "docker":
+    if "lifecycle" in roles and lifecycle_activities(ctx).provisioner.driver_kind == "docker":
         watcher = watch_runtime_deaths(ctx)
     async with worker:
         await stop.wait()
     if watcher is not None:
         await asyncio.to_thread(watcher.stop)
-    if served is not None:
-        served.cancel()
+    for task in (served, backlog):
+        if task is not None:
+            task.cancel()
     await ctx.close()
 
 
+def _roles_arg(text: str) -> tuple[str, ...]:
+    try:
+        return parse_roles(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m worker [--queues lifecycle,runtime,maintenance]``."""
+    parser = argparse.ArgumentParser(prog="worker", description=__doc__)
+    parser.add_argument(
+        "--queues", type=_roles_arg, default=None,
+        help="task queue roles to serve, comma-separated (default: TCC_WORKER_QUEUES)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    asyncio.run(run(roles=args.queues))
+
+
 if __name__ == "__main__":
-    asyncio.run(run())
+    main()

@@ -6,6 +6,10 @@ Up to three gateway processes are measured in the same run, differing only in
 the upstream HTTP client: ``gateway`` (the shipped hand-written one,
 ``gateway/httpclient.py``), ``gw-aiohttp`` (``bench/aiohttp_httpclient.py``)
 and ``gw-httpx`` (``bench/httpx_httpclient.py``); ``--clients`` picks them.
+``--redis`` adds ``gw-redis``: two gateway replicas sharing their rate limits, quotas,
+budgets and revocations through one private ``redis-server`` (``TCC_REDIS_URL``), the
+load spread over both, beside ``gateway`` (one replica, limits in-process): the
+difference is what the shared limits add (issue 15).
 The last lines print each maintained client's added latency over the
 hand-written one's at median and p99 (the hand-written client is only worth
 keeping at >= 1.5x on both).
@@ -42,8 +46,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -181,7 +187,9 @@ def serve_upstream(port: int) -> None:
 # --------------------------------------------------------------------------- gateway
 
 
-def serve_gateway(port: int, upstream_url: str, db_url: str, client: str = "builtin") -> None:
+def serve_gateway(
+    port: int, upstream_url: str, db_url: str, client: str = "builtin", redis_url: str = ""
+) -> None:
     """Run the real gateway app (bench plan without limits) until killed."""
     import uvicorn
 
@@ -207,7 +215,10 @@ def serve_gateway(port: int, upstream_url: str, db_url: str, client: str = "buil
             }
         )
     }
-    settings = Settings(upstream_urls=[upstream_url], upstream_api_key="sk-bench-platform")
+    settings = Settings(
+        upstream_urls=[upstream_url], upstream_api_key="sk-bench-platform",
+        redis_url=redis_url or None,
+    )  # fmt: skip
     app = create_app(settings, Database(db_url), _NoSecrets(), plans=plans)
     uvicorn.run(
         app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
@@ -326,12 +337,14 @@ def _request(phase: Phase, key: str) -> tuple[bytes, list[tuple[str, str]]]:
 async def run_open(base: str, key: str, phase: Phase) -> Result:
     """Start requests at ``phase.rate`` per second for ``phase.seconds``, on schedule."""
     body, headers = _request(phase, key)
-    url = base + "/chat/completions"
+    urls = [b + "/chat/completions" for b in base.split("|")]  # replicas: round robin
     client = HttpClient(read_timeout=30, max_connections=4096)
     clock = time.perf_counter
     res = Result()
     # Warm up: connections and caches (auth, spend) on every side, not measured.
-    await asyncio.gather(*(_one(client, url, body, headers, clock(), Result()) for _ in range(20)))
+    await asyncio.gather(
+        *(_one(client, urls[i % len(urls)], body, headers, clock(), Result()) for i in range(20))
+    )
     n = int(phase.rate * phase.seconds)
     interval = 1.0 / phase.rate
     tasks = []
@@ -342,6 +355,7 @@ async def run_open(base: str, key: str, phase: Phase) -> Result:
         if delay > 0:
             await asyncio.sleep(delay)
         res.max_lag_ms = max(res.max_lag_ms, (clock() - at) * 1000)
+        url = urls[i % len(urls)]
         tasks.append(asyncio.create_task(_one(client, url, body, headers, at, res)))
     await asyncio.gather(*tasks)
     res.sent = n
@@ -353,23 +367,24 @@ async def run_open(base: str, key: str, phase: Phase) -> Result:
 async def run_closed(base: str, key: str, phase: Phase) -> Result:
     """``phase.workers`` workers back to back for ``phase.seconds``: saturated req/s."""
     body, headers = _request(phase, key)
-    url = base + "/chat/completions"
+    urls = [b + "/chat/completions" for b in base.split("|")]
     client = HttpClient(read_timeout=30, max_connections=phase.workers)
     loop = asyncio.get_running_loop()
     clock = time.perf_counter
     res = Result()
-    await asyncio.gather(
-        *(_one(client, url, body, headers, loop.time(), Result()) for _ in range(phase.workers))
-    )
+    await asyncio.gather(*(
+        _one(client, urls[i % len(urls)], body, headers, loop.time(), Result())
+        for i in range(phase.workers)
+    ))  # fmt: skip
     deadline = loop.time() + phase.seconds
 
-    async def worker() -> None:
+    async def worker(url: str) -> None:
         while loop.time() < deadline:
             res.sent += 1
             await _one(client, url, body, headers, clock(), res)
 
     t0 = clock()
-    await asyncio.gather(*(worker() for _ in range(phase.workers)))
+    await asyncio.gather(*(worker(urls[i % len(urls)]) for i in range(phase.workers)))
     res.wall_s = clock() - t0
     await client.aclose()
     return res
@@ -451,6 +466,24 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def _start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """A private redis-server (Debian's) on a free loopback port; its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit("--redis needs redis-server (Debian's redis-server; make system)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(200):
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    raise SystemExit("redis-server did not start")
 
 
 def _start_litellm(
@@ -576,6 +609,22 @@ def _compare_clients(results: dict, open_loop: list[Phase]) -> None:
         print(f"  {client}: {verdict} (nan = noise, no verdict at that level)")
 
 
+def _compare_shared(results: dict, open_loop: list[Phase]) -> None:
+    """What two replicas sharing their limits through Redis add over one with in-process
+    limits, same run, same schedule (time to the last byte)."""
+    if (open_loop[0].name, "gw-redis") not in results:
+        return
+    print("\nSHARED LIMITS: two replicas + Redis vs one replica in-process (ms, last byte)")
+    for phase in open_loop:
+        shared, local = results[(phase.name, "gw-redis")], results[(phase.name, "gateway")]
+        parts = [
+            f"{label} {q(local.total_ms, p):.2f} -> {q(shared.total_ms, p):.2f} "
+            f"({q(shared.total_ms, p) - q(local.total_ms, p):+.2f})"
+            for label, p in (("median", 0.5), ("p99", 0.99))
+        ]
+        print(f"  {phase.name:<14}: " + ", ".join(parts))
+
+
 def _count_usage_rows(db_url: str) -> int:
     from sqlalchemy import create_engine, text
 
@@ -614,6 +663,19 @@ def run(args: argparse.Namespace) -> None:
             log_text = (tmp / f"gw-{client}.log").read_text
             assert _wait_ready(f"http://127.0.0.1:{port}/healthz", procs[i], 30), log_text()
             targets[f"gw-{client}"] = (f"http://127.0.0.1:{port}/v1", token)
+        if args.redis:
+            redis_proc, redis_url = _start_redis(tmp)
+            procs.append(redis_proc)
+            replicas = []
+            for n in range(2):
+                port = _free_port()
+                extra = [*me, "--serve-gateway", str(port), upstream_url, db_url, "builtin",
+                         redis_url]  # fmt: skip
+                procs.append(_spawn(extra, proxy_cpu, log=tmp / f"gw-redis-{n}.log"))
+                ready = _wait_ready(f"http://127.0.0.1:{port}/healthz", procs[-1], 30)
+                assert ready, (tmp / f"gw-redis-{n}.log").read_text()
+                replicas.append(f"http://127.0.0.1:{port}/v1")
+            targets["gw-redis"] = ("|".join(replicas), token)
         if args.no_litellm:
             print("LiteLLM: skipped (--no-litellm)")
         else:
@@ -634,6 +696,7 @@ def run(args: argparse.Namespace) -> None:
             for name, res in measure(phase, targets, up_port, args.rounds).items():
                 results[(phase.name, name)] = res
         _report(results, open_loop, closed, list(targets))
+        _compare_shared(results, open_loop)
         print(f"load average after: {os.getloadavg()[0]:.2f} (other work on this box inflates p99)")
         time.sleep(0.5)  # let the gateway's 100 ms usage flush land
         sent = sum(
@@ -665,6 +728,10 @@ def main() -> None:
         "--pin", action="store_true", help="proxy on cpu 1, everything else on cpu 0"
     )
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument(
+        "--redis", action="store_true",
+        help="add two gateway replicas sharing limits through a private redis-server",
+    )  # fmt: skip
     parser.add_argument(
         "--clients",
         default="aiohttp,httpx",

@@ -68,7 +68,9 @@ def render(
     am_address = f"127.0.0.1:{settings.alertmanager_port}"
     prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [am_address]
     for job in prom["scrape_configs"]:
-        job["static_configs"][0]["targets"] = [targets[job["job_name"]]]
+        # The compose stack finds its replicas by DNS; here each part is one process.
+        job.pop("dns_sd_configs", None)
+        job["static_configs"] = [{"targets": [targets[job["job_name"]]]}]
         job["authorization"]["credentials_file"] = str(metrics_file)
     (directory / "prometheus.yml").write_text(yaml.safe_dump(prom, sort_keys=False))
     am: dict[str, Any] = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text())

@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     temporal_ui_url: str | None = None
     temporal_task_queue_prefix: str = "tcc"
+    # Task queues a worker process serves (issue 15): some of lifecycle, runtime and
+    # maintenance, comma-separated; `python -m worker --queues ...` overrides it.
+    worker_queues: str = "lifecycle,runtime,maintenance"
     codec_key: SecretStr | None = None  # base64 AES-256 key for the payload codec
     # Development only ('up' sets it): the codec answers the local Web UI without a cookie.
     codec_trust_local_ui: bool = False
@@ -196,6 +199,14 @@ class Settings(BaseSettings):
     # encrypts the master key ring in a control-plane backup.
     backup_round_minutes: int = Field(default=15, ge=1)
     backup_passphrase: SecretStr | None = None
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _roles(cls, value: str) -> str:
+        from core.temporal.queues import parse_roles  # here: core.temporal imports settings
+
+        parse_roles(value)
+        return value
 
     @field_validator("byok_allowed_private_networks", "sso_allowed_private_networks")
     @classmethod

@@ -154,6 +154,29 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        self.backlog = BacklogGauges(
+            count=Gauge(
+                "tcc_task_queue_backlog",
+                "Tasks waiting on a task queue for a worker (Temporal's approximate count); "
+                "an autoscaler scales the queue's workers on it (deploy/k8s/keda-worker.yaml)",
+                ["task_queue", "kind"],
+                registry=r,
+            ),
+            age=Gauge(
+                "tcc_task_queue_backlog_age_seconds",
+                "Age of the oldest task waiting on a task queue",
+                ["task_queue", "kind"],
+                registry=r,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class BacklogGauges:
+    """The task-queue backlog gauges (``core.temporal.backlog`` fills them)."""
+
+    count: Gauge
+    age: Gauge
 
 
 def free_loopback_port() -> int:

@@ -78,3 +78,60 @@ def test_prometheus_and_alertmanager_run_our_rules_and_reach_the_api() -> None:
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     assert set(jobs) == {"tinyclaw-api", "tinyclaw-worker", "tinyclaw-gateway"}
     assert all(job["authorization"]["credentials_file"] for job in jobs.values())
+
+
+def test_api_gateway_and_workers_run_as_replicas_sharing_redis() -> None:
+    """Issue 15: API and gateway replicas behind one edge, their limits shared in Redis;
+    workers split by task queue, every queue served."""
+    import yaml
+
+    from core.temporal import ROLES
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in ("api", "gateway"):
+        assert services[name]["deploy"]["replicas"] >= 2
+        assert "ports" not in services[name]  # one address: the edge
+        assert services[name]["environment"]["TCC_REDIS_URL"].startswith("redis://redis:")
+    assert services["edge"]["ports"] == ["8000:8000", "8100:8100"]
+    edge = (ROOT / "deploy" / "edge.conf").read_text()
+    assert "server api:8000 resolve;" in edge and "server gateway:8100 resolve;" in edge
+    workers = {
+        name: svc["environment"]["TCC_WORKER_QUEUES"]
+        for name, svc in services.items()
+        if svc.get("command") == ["python", "-m", "worker"]
+    }
+    served = {role for queues in workers.values() for role in queues.split(",")}
+    assert served == set(ROLES), workers
+    assert services["worker-runtime"]["deploy"]["replicas"] >= 2
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    scraped = {
+        name
+        for job in prom["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+        for name in sd["names"]
+    }
+    assert set(workers) | {"api", "gateway"} <= scraped
+
+
+def test_the_keda_example_scales_each_worker_queue_on_its_backlog() -> None:
+    """deploy/k8s/keda-worker.yaml names our queues and the metric the worker exports."""
+    import yaml
+
+    from core.temporal import ROLES, TaskQueues
+    from core.worker_metrics import WorkerMetrics
+
+    objects = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "keda-worker.yaml").read_text()))
+    queues, metric = TaskQueues(), WorkerMetrics().backlog.count._name
+    scaled = {}
+    for obj in objects:
+        assert obj["kind"] == "ScaledObject"
+        (trigger,) = obj["spec"]["triggers"]
+        meta = trigger["metadata"]
+        if trigger["type"] == "temporal":
+            scaled[meta["taskQueue"]] = obj["spec"]["scaleTargetRef"]["name"]
+        else:
+            assert trigger["type"] == "prometheus" and metric in meta["query"]
+            queue = meta["query"].split('task_queue="')[1].split('"')[0]
+            scaled[queue] = obj["spec"]["scaleTargetRef"]["name"]
+    assert set(scaled) == {queues.of(role) for role in ROLES}

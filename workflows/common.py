@@ -12,6 +12,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflow
 
 from core.activity_models import TEST_MESSAGE_HTTP_TIMEOUT_S
 
+with workflow.unsafe.imports_passed_through():
+    from core.temporal.queues import TaskQueues
+
 # Business failures: retrying cannot help, the customer must act.
 PERMANENT_ERRORS = [
     "missing_telegram_token", "bad_telegram_token", "unknown_bundle", "bundle_not_allowed",
@@ -64,6 +67,23 @@ TEST_MESSAGE: ActivityOptions = {
     ),
 }
 PATCH_TEST_MESSAGE_BUDGET = "test-message-one-budget"
+PATCH_RUNTIME_QUEUE = "runtime-calls-on-runtime-queue"
+
+
+class QueueOption(TypedDict, total=False):
+    """The ``task_queue`` keyword of an activity call, when it leaves the workflow's queue."""
+
+    task_queue: str
+
+
+def runtime_queue() -> QueueOption:
+    """Where a call into a runtime goes: the installation's runtime task queue, so a burst
+    of health waits and test messages cannot take the lifecycle workers' slots (issue 15;
+    see core/temporal/queues.py). Histories from before stay on the workflow's queue."""
+    if not workflow.patched(PATCH_RUNTIME_QUEUE):
+        return {}
+    queues = TaskQueues.beside(workflow.info().task_queue)
+    return {"task_queue": queues.runtime} if queues is not None else {}
 
 
 def failure_reason(err: BaseException) -> str:

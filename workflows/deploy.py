@@ -30,6 +30,7 @@ from workflows.common import (
     TEST_MESSAGE,
     Saga,
     failure_reason,
+    runtime_queue,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -91,6 +92,7 @@ async def wait_healthy(tenant_id: str, timeout_s: float = HEALTH_TIMEOUT_S) -> N
         start_to_close_timeout=timedelta(seconds=timeout_s + 15),
         heartbeat_timeout=timedelta(seconds=10),
         retry_policy=SHORT["retry_policy"],
+        **runtime_queue(),
     )
 
 
@@ -132,7 +134,7 @@ class DeployTenantWorkflow:
             await bring_up(tid, prepared, saga, keep_volume)
             budget = TEST_MESSAGE if workflow.patched(PATCH_TEST_MESSAGE_BUDGET) else SHORT
             await workflow.execute_activity_method(
-                A.send_test_message, TenantRef(tenant_id=tid), **budget
+                A.send_test_message, TenantRef(tenant_id=tid), **budget, **runtime_queue()
             )
         except ActivityError as err:
             reason = failure_reason(err)

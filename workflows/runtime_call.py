@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from core.activity_models import RuntimeCallInput, RuntimeCallResult
+from workflows.common import runtime_queue
 
 with workflow.unsafe.imports_passed_through():
     from activities.runtime_io import RuntimeIOActivities
@@ -26,4 +27,5 @@ class CallRuntimeWorkflow:
             retry_policy=RetryPolicy(
                 maximum_attempts=2, non_retryable_error_types=["not_deployed"]
             ),
+            **runtime_queue(),
         )

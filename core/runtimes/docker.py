@@ -50,6 +50,7 @@ FENCE_VERSION = "fence2"
 # Given a tenant id, its full runtime environment (read again from the secret store).
 SecretsSource = Callable[[str], Mapping[str, str]]
 DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
+DOCKER_CONNECTIONS = 64
 # Empties the home before a restore; runs as the runtime user in a throwaway container.
 _CLEAR_HOME = (
     "import os,shutil,sys;h=sys.argv[1]\n"
@@ -114,7 +115,9 @@ class DockerDriver:
         secrets_wait_s: int = SECRETS_WAIT_S,
     ) -> None:
         try:
-            self._client = client or docker.from_env()
+            # As many connections as a burst of deploys makes at once (the default of 10
+            # opens and drops a connection for each call beyond it).
+            self._client = client or docker.from_env(max_pool_size=DOCKER_CONNECTIONS)
         except DockerException as exc:
             raise RuntimeDriverError(
                 f"docker engine unreachable: {exc.__class__.__name__}"

@@ -12,14 +12,9 @@ from temporalio.runtime import Runtime
 
 from core.settings import Settings
 from core.temporal.codec import EncryptionCodec, load_or_create_key
+from core.temporal.queues import ROLES, TaskQueues
 
-
-class TaskQueues:
-    """Every task queue name, in one place."""
-
-    def __init__(self, prefix: str = "tcc") -> None:
-        self.lifecycle = f"{prefix}-lifecycle"  # workflows and control-plane activities
-        self.runtime = f"{prefix}-runtime-host"  # container activities (one per Docker host)
+__all__ = ["ROLES", "TaskQueues", "codec_key", "connect", "data_converter"]
 
 
 def codec_key(settings: Settings) -> bytes:

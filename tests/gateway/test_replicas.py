@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from contextlib import AsyncExitStack
 
 import httpx
@@ -11,7 +12,7 @@ import redis.asyncio as aioredis
 from pydantic import SecretStr
 
 from core.plans import PLANS
-from gateway.shared import publish_revocation
+from gateway.shared import RedisLimiter, drain_background, publish_revocation
 from gateway.tokens import revoke_tenant_tokens
 from tests.gateway.helpers import Harness, bearer, chat, create_tenant, issue, running_gateway
 
@@ -194,3 +195,28 @@ async def test_the_revoke_activity_reaches_every_replica_at_once(
         await ActivityEnvironment().run(acts.revoke_gateway_tokens, TenantRef(tenant_id=tenant))
         await asyncio.sleep(0.2)
         assert [(await call(h, token)).status_code for h in pair] == [401, 401]
+
+
+async def test_a_token_budget_per_minute_is_one_window_across_replicas(redis_url) -> None:
+    """The tokens-per-minute window is shared, its running sum follows corrections and
+    expiry exactly, and a window written before the sum existed is summed once."""
+    client = aioredis.from_url(redis_url)
+    first, second = RedisLimiter(client, window_s=1.0), RedisLimiter(client, window_s=1.0)
+    tenant = f"tpm-{uuid.uuid4().hex[:8]}"
+    assert await first.acquire(tenant, 100, 100, 40) is None
+    assert await second.acquire(tenant, 100, 100, 40) is None
+    wait = await first.acquire(tenant, 100, 100, 40)  # 120 > 100: refused on any replica
+    assert wait is not None and 0 < wait <= 1.0
+    second.adjust_tokens(tenant, -30)  # the second call used 10 tokens, not the 40 reserved
+    await drain_background()
+    assert await first.acquire(tenant, 100, 100, 40) is None  # 40 + 10 + 40 = 90
+    await asyncio.sleep(1.2)  # everything leaves the window: the sum is back to 0
+    assert await second.acquire(tenant, 100, 100, 90) is None
+    assert await first.acquire(tenant, 100, 100, 20) is not None  # 90 + 20 > 100
+
+    legacy = f"tpm-{uuid.uuid4().hex[:8]}"
+    now = float((await client.time())[0])
+    await client.zadd(f"tcc:rl:{{{legacy}}}:tok", {"50:old": now})  # no sum key beside it
+    assert await first.acquire(legacy, 100, 100, 60) is not None  # 50 + 60 > 100
+    assert await first.acquire(legacy, 100, 100, 40) is None
+    await client.aclose()

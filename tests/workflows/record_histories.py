@@ -358,6 +358,22 @@ async def node_placement(client: Client, tq: str, fake: FakeLifecycle, _: object
     return "node-placement"
 
 
+async def record_runtime_queue(client: Client, out: Path) -> list[str]:
+    """A deploy on an installation's lifecycle queue, its runtime calls on the runtime queue
+    (issue 15), each queue served by its own worker."""
+    from core.temporal import TaskQueues
+    from worker import WORKFLOWS
+
+    fake, queues = FakeLifecycle(), TaskQueues("rec")
+    async with (
+        Worker(client, task_queue=queues.lifecycle, workflows=WORKFLOWS, activities=fake.all()),
+        Worker(client, task_queue=queues.runtime, activities=fake.all()),
+    ):
+        await _run(await _tenant(client, queues.lifecycle, "runtime-queue"), Action.DEPLOY)
+        assert [c.name for c in fake.calls].count("wait_healthy") == 1
+        return await _save(client, ["runtime-queue"], out)
+
+
 DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
@@ -423,6 +439,8 @@ async def main(names: list[str]) -> None:
             saved = await _record(dev, _chosen(DEV_SERVER_FLOWS, names), out)
             if not names or "record_sweep" in names:
                 saved += await record_sweep(dev.client, out)
+            if not names or "runtime_queue" in names:
+                saved += await record_runtime_queue(dev.client, out)
         finally:
             await dev.shutdown()
         skipping = await WorkflowEnvironment.start_time_skipping(

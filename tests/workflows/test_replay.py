@@ -28,16 +28,19 @@ from core.temporal import data_converter
 from core.workflow_models import ActionInput, ActionResult
 from tests.conftest import make_settings
 from worker import WORKFLOWS
-from workflows.common import CONTAINER, PATCH_TEST_MESSAGE_BUDGET, SHORT
+from workflows.common import CONTAINER, PATCH_RUNTIME_QUEUE, PATCH_TEST_MESSAGE_BUDGET, SHORT
 from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
 from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
 from workflows.tenant import (
     CHILDREN,
+    PATCH_BILLING_EVENT_TIME,
+    PATCH_CHILD_ID_WAIT,
     PATCH_GRACE_UNPAID,
     PATCH_PERSIST_STATE,
     PATCH_RESTORE_UNDELETES,
     PATCH_SUPPORT_UNSUSPEND,
+    PATCH_TENANT_NODE,
 )
 from workflows.tenant_durability import PATCH_RECOVER_INTERRUPTED
 
@@ -54,6 +57,10 @@ FLOWS = [
     "every-action", "queue-repeats", "support-start", "billing-cancel", "billing-recovered",
     "delete-failed", "interrupted-start", "switch-stopped",
     "reconfigure-rollback", "billing-resubscribe", "restore-rollback", "restore-deleted",
+    # Runtime calls on the runtime task queue, the node a runtime is on (issue 15).
+    "runtime-queue", "node-placement",
+    # A reset re-running a child whose namesake is still going; a late billing event (#12).
+    "child-namesake", "billing-late",
 ]  # fmt: skip
 
 
@@ -91,6 +98,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
         PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING, PATCH_GRACE_UNPAID, PATCH_SUPPORT_UNSUSPEND,
         PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
         PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED, PATCH_RESTORE_UNDELETES,
+        PATCH_RUNTIME_QUEUE, PATCH_TENANT_NODE, PATCH_CHILD_ID_WAIT, PATCH_BILLING_EVENT_TIME,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
