@@ -287,9 +287,11 @@ class DockerDriver:
         """Tenants with a managed container or volume."""
         with _docker_errors("list"):
             managed = {"label": f"{LABEL_MANAGED}=true"}
+            # Sparse: the list's own labels, no inspect per container (one removed between
+            # the list and its inspect made the whole list fail with "No such container").
             tenants = {
-                c.labels.get(LABEL_TENANT)
-                for c in self._client.containers.list(all=True, filters=managed)
+                (c.attrs.get("Labels") or {}).get(LABEL_TENANT)
+                for c in self._client.containers.list(all=True, sparse=True, filters=managed)
             }
             tenants |= {
                 v.attrs.get("Labels", {}).get(LABEL_TENANT)

@@ -83,7 +83,9 @@ def remove_helpers(client: docker.DockerClient, tenant_id: str, legacy: tuple[st
     Helpers are found by their tenant label; ``legacy`` names the fixed-name helpers of
     drivers from before unique helper names, which carry no such label.
     """
-    found = client.containers.list(all=True, filters={"label": f"{LABEL_HELPER_FOR}={tenant_id}"})
+    found = client.containers.list(
+        all=True, sparse=True, filters={"label": f"{LABEL_HELPER_FOR}={tenant_id}"}
+    )
     for helper in found:
         with contextlib.suppress(NotFound):
             helper.remove(force=True)

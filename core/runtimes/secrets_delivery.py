@@ -141,8 +141,9 @@ def remove_secrets_volume(client: docker.DockerClient, tenant_id: str) -> None:
     """Remove a tenant's legacy secrets volume and the writer helpers a killed worker left
     holding it (missing is fine; still in use is retried by the next ensure or remove)."""
     writers = client.containers.list(
-        all=True, filters={"label": [f"{LABEL_HELPER_FOR}={tenant_id}", f"{LABEL_HELPER}=secrets"]}
-    )
+        all=True, sparse=True,
+        filters={"label": [f"{LABEL_HELPER_FOR}={tenant_id}", f"{LABEL_HELPER}=secrets"]},
+    )  # fmt: skip
     for writer in writers:
         with contextlib.suppress(NotFound):
             writer.remove(force=True)

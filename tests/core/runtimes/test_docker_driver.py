@@ -224,3 +224,40 @@ def test_missing_image_is_a_clear_error(docker_driver, make_spec) -> None:
 def test_repr_of_a_spec_hides_secrets(make_spec) -> None:
     spec = make_spec()
     assert API_TOKEN not in repr(spec) and MODEL_KEY not in repr(spec)
+
+
+def test_listing_tenants_survives_containers_removed_meanwhile(
+    docker_driver: DockerDriver, docker_client: docker.DockerClient, runtime_image: str
+) -> None:
+    """Other tenants' containers come and go while the sweep lists: a container removed
+    between the list and its inspect must not fail the whole listing."""
+    import threading
+    import uuid
+
+    from core.runtimes.docker import LABEL_MANAGED, LABEL_TENANT
+
+    stop, churned = threading.Event(), [0]
+
+    def churn() -> None:
+        while not stop.is_set():
+            labels = {LABEL_MANAGED: "true", LABEL_TENANT: f"churn-{uuid.uuid4().hex[:6]}"}
+            made = docker_client.containers.create(runtime_image, ["true"], labels=labels)
+            made.remove(force=True)
+            churned[0] += 1
+
+    steady_id = f"steady-{uuid.uuid4().hex[:6]}"
+    steady = docker_client.containers.create(
+        runtime_image, ["true"], labels={LABEL_MANAGED: "true", LABEL_TENANT: steady_id}
+    )
+    workers = [threading.Thread(target=churn) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in range(60):
+            assert steady_id in docker_driver.list_tenants()
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+        steady.remove(force=True)
+    assert churned[0] > 10  # the listing really raced with removals
