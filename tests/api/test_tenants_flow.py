@@ -20,7 +20,12 @@ async def wait_state(
     deadline = time.monotonic() + timeout
     body: dict = {}
     while time.monotonic() < deadline:
-        body = (await api.get(f"/tenants/{tid}", headers=headers)).json()
+        r = await api.get(f"/tenants/{tid}", headers=headers)
+        body = r.json()
+        if r.status_code == 503:  # the engine is slow to answer (a loaded machine): ask again
+            await asyncio.sleep(0.5)
+            continue
+        assert r.status_code == 200, body
         wf = body.get("workflow") or {}
         if body["state"] == want and not wf.get("in_flight") and not wf.get("queued"):
             return body
