@@ -48,6 +48,8 @@ from core.activity_models import (
     TransitionInput,
 )
 from core.backups import BACKUP_KEY, backup_key
+from core.billing.service import current_subscription
+from core.billing.stripe_client import StripeBilling, idempotency_key
 from core.bundles.schema import BundleManifest
 from core.bundles.switch import check_switch
 from core.channels import service as channels
@@ -469,6 +471,31 @@ class LifecycleActivities:
 
     @activity.defn
     @mapped
+    async def cancel_subscription(self, data: TenantRef) -> None:
+        """Cancel the bot's Stripe subscription at once, so a deleted bot is billed no more
+        (billing off, no subscription, or one already cancelled: nothing to do)."""
+        settings = self.provisioner.settings
+        if not settings.billing_enabled:
+            return
+
+        def subscription() -> str | None:
+            with self.db.tenant_session(data.tenant_id) as session:
+                sub = current_subscription(session, data.tenant_id)
+                live = sub is not None and sub.status != "canceled"
+                return sub.stripe_subscription_id if sub is not None and live else None
+
+        sub_id = await self._thread(subscription)
+        if sub_id is None:
+            return
+        stripe_billing = StripeBilling.from_settings(settings)
+        try:
+            key = idempotency_key(data.tenant_id, "delete-cancel", sub_id)
+            await stripe_billing.cancel_subscription(sub_id, key)
+        finally:
+            await stripe_billing.aclose()
+
+    @activity.defn
+    @mapped
     async def delete_tenant_secrets(self, data: TenantRef) -> None:
         """Delete every secret and credential row of the tenant (the customer's too)."""
 
@@ -626,6 +653,7 @@ class LifecycleActivities:
             self.send_test_message, self.record_transition, self.stop_runtime,
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
+            self.cancel_subscription,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
             self.check_bundle_switch, self.notify, self.save_tenant_state, self.runtime_node,
         ]  # fmt: skip

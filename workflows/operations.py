@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.lifecycle import LifecycleActivities as A
 
 PATCH_DELETE_FAILURE = "delete-failure-recorded"
+PATCH_DELETE_CANCELS_BILLING = "delete-cancels-subscription"
 
 
 REPORTS_BUNDLE_PATCH = "reprovision-reports-bundle"
@@ -193,6 +194,11 @@ class DeleteTenantWorkflow:
             A.remove_runtime, RemoveRuntimeInput(tenant_id=tid, keep_volume=False), **CONTAINER
         )
         await revoke_generated(tid)
+        if workflow.patched(PATCH_DELETE_CANCELS_BILLING):
+            # Before this, a deleted bot's subscription went on (and so did the charges).
+            await workflow.execute_activity_method(
+                A.cancel_subscription, TenantRef(tenant_id=tid), **SHORT
+            )
         await workflow.execute_activity_method(
             A.delete_tenant_secrets, TenantRef(tenant_id=tid), **SHORT
         )

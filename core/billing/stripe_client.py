@@ -212,6 +212,18 @@ class StripeBilling:
                 _options(idempotency_key),
             )
 
+    async def cancel_subscription(self, subscription_id: str, idempotency_key: str) -> bool:
+        """Cancel at once (a deleted bot is billed no more); False when it already was.
+        Stripe confirms with ``customer.subscription.deleted``."""
+        with self._translated("cancel the subscription"):
+            sub = await self._client.v1.subscriptions.retrieve_async(subscription_id)
+            if sub.status == "canceled":
+                return False
+            await self._client.v1.subscriptions.cancel_async(
+                subscription_id, options=_options(idempotency_key)
+            )
+        return True
+
     async def checkout_plan(self, session_id: str) -> str | None:
         """The plan of the price a Checkout Session was paid with (None: not one of ours)."""
         with self._translated("read the checkout's items"):

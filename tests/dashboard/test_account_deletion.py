@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 from sqlalchemy import select
 
+from core.billing.service import current_subscription
 from core.db.models import ApiToken, OrgMembership, Tenant, User
 from tests.dashboard.conftest import PASSWORD, bot_token, new_bot, sign_up, wait_settled
 from tests.dashboard.test_billing_on import WEBHOOK_SECRET, billing_on  # noqa: F401 (fixture)
@@ -48,6 +49,9 @@ async def test_deleting_the_account_deletes_its_bots_and_erases_it(
 ) -> None:
     b = await sign_up(browsers)
     tid = await paid_live_bot(b, browsers, billing_on, process_stack)
+    with process_stack.db.tenant_session(tid) as s:
+        sub_id = current_subscription(s, tid).stripe_subscription_id  # type: ignore[union-attr]
+    assert billing_on.subscriptions[sub_id]["status"] == "active"
     await b.csrf_from("/app/account")
 
     wrong = await b.post(
@@ -73,6 +77,8 @@ async def test_deleting_the_account_deletes_its_bots_and_erases_it(
     else:
         raise AssertionError("the bot was never deleted")
     assert tid not in lifecycle_activities(process_stack.ctx).driver.list_tenants()
+    # A deleted bot is billed no more: the delete cancelled its subscription at Stripe.
+    assert billing_on.subscriptions[sub_id]["status"] == "canceled"
 
     with process_stack.db.system_session() as s:
         erased = s.scalars(select(User).where(User.email == b.email)).first()

@@ -242,6 +242,14 @@ class FakeStripe:
         match = re.fullmatch(r"/v1/subscriptions/([^/]+)", path)
         if method == "GET" and match:
             return self._get(self.subscriptions, match.group(1), "subscription")
+        if method == "DELETE" and match:  # cancel now (Stripe sends the deleted event)
+            sub = self._get(self.subscriptions, match.group(1), "subscription")
+            if sub["status"] == "canceled":
+                raise StripeFailure(
+                    400, "invalid_request_error", "This subscription is already canceled."
+                )
+            sub["status"] = "canceled"
+            return _public(sub)
         raise StripeFailure(404, "invalid_request_error", f"Unrecognized request URL ({path}).")
 
     # --- resources -------------------------------------------------------------------

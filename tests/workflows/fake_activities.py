@@ -231,6 +231,10 @@ class FakeLifecycle:
     async def delete_tenant_secrets(self, data: TenantRef) -> None:
         await self._enter("delete_tenant_secrets", data)
 
+    @activity.defn(name="cancel_subscription")
+    async def cancel_subscription(self, data: TenantRef) -> None:
+        await self._enter("cancel_subscription", data)
+
     # ---- volumes: snapshots and backups -------------------------------------------------
     @activity.defn(name="snapshot_runtime")
     async def snapshot_runtime(self, data: SnapshotInput) -> SnapshotRef:
@@ -321,6 +325,7 @@ class FakeLifecycle:
             self.send_test_message, self.record_transition, self.stop_runtime,
             self.restart_runtime, self.reset_runtime, self.remove_runtime,
             self.revoke_gateway_tokens, self.revoke_generated_secrets, self.delete_tenant_secrets,
+            self.cancel_subscription,
             self.snapshot_runtime, self.restore_runtime, self.backup_runtime, self.purge_backups,
             self.check_bundle_switch, self.notify, self.save_tenant_state,
             self.prepare_reconfigure, self.restore_previous_config,

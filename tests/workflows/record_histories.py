@@ -275,6 +275,15 @@ async def billing_late_event(
     return "billing-late"
 
 
+async def delete_cancels_billing(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
+    """A delete that cancels the bot's subscription before dropping its secrets."""
+    handle = await _tenant(client, tq, "delete-cancels")
+    await _run(handle, Action.DEPLOY)
+    await _run(handle, Action.DELETE)
+    assert "cancel_subscription" in fake.names("delete-cancels")
+    return "delete-cancels"
+
+
 async def interrupted_start(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
     """A fresh run whose database state says an action was under way: it starts as failed."""
     tid = "interrupted-start"
@@ -378,7 +387,7 @@ DEV_SERVER_FLOWS: list[Flow] = [
     deploy_ok, deploy_failed, pause_resume, switch_rollback,
     every_action, queue_repeats, support_signal_start, delete_failed, interrupted_start,
     switch_stopped, reconfigure_rollback, restore_rollback, restore_deleted, child_namesake,
-    node_placement,
+    node_placement, delete_cancels_billing,
 ]  # fmt: skip
 TIME_SKIPPING_FLOWS: list[Flow] = [
     billing_grace_suspend, billing_cancel_delete, billing_recovered, billing_plan_resubscribe,

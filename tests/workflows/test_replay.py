@@ -29,7 +29,11 @@ from core.workflow_models import ActionInput, ActionResult
 from tests.conftest import make_settings
 from worker import WORKFLOWS
 from workflows.common import CONTAINER, PATCH_RUNTIME_QUEUE, PATCH_TEST_MESSAGE_BUDGET, SHORT
-from workflows.operations import PATCH_DELETE_FAILURE, PauseTenantWorkflow
+from workflows.operations import (
+    PATCH_DELETE_CANCELS_BILLING,
+    PATCH_DELETE_FAILURE,
+    PauseTenantWorkflow,
+)
 from workflows.queueing import PATCH_BOUNDED_QUEUE, PATCH_KEEP_PENDING
 from workflows.switch_bundle import PATCH_SNAPSHOT_STOPPED
 from workflows.tenant import (
@@ -61,6 +65,8 @@ FLOWS = [
     "runtime-queue", "node-placement",
     # A reset re-running a child whose namesake is still going; a late billing event (#12).
     "child-namesake", "billing-late",
+    # A delete cancels the bot's Stripe subscription.
+    "delete-cancels",
 ]  # fmt: skip
 
 
@@ -99,6 +105,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
         PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
         PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED, PATCH_RESTORE_UNDELETES,
         PATCH_RUNTIME_QUEUE, PATCH_TENANT_NODE, PATCH_CHILD_ID_WAIT, PATCH_BILLING_EVENT_TIME,
+        PATCH_DELETE_CANCELS_BILLING,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 
