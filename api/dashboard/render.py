@@ -70,6 +70,12 @@ def when(at: datetime | str | None, empty: str = "") -> Markup:
 ACTIVITY = {
     "tenant.create": "Bot created",
     "telegram.token_set": "Telegram token changed",
+    "channel.telegram.connected": "Telegram connected",
+    "channel.discord.connected": "Discord connected",
+    "channel.whatsapp.connected": "WhatsApp connected",
+    "channel.telegram.disconnected": "Telegram disconnected",
+    "channel.discord.disconnected": "Discord disconnected",
+    "channel.whatsapp.disconnected": "WhatsApp disconnected",
     "provider_key.set": "Provider key saved",
     "model_mode.set": "Model mode changed",
     "model.set": "Model chosen",

@@ -29,13 +29,24 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     engine = make_engine(_url())
     with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a table (copy, drop, rename): with foreign keys on, the
+            # drop cascades and wipes every row that points at it (migration 0019's
+            # rebuild of users and organizations emptied org_memberships). Off while
+            # migrating, and checked once at the end instead.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
+            connection=connection, target_metadata=target_metadata, render_as_batch=sqlite
         )
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"migrations left rows pointing nowhere: {broken[:5]}")
     engine.dispose()
 
 

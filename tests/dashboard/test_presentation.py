@@ -69,4 +69,4 @@ async def test_a_deployed_bot_wizard_leads_to_switch(
     assert "already deployed: switch its bundle here" in page
     assert "Available when the bot is paused." in page
     feed = page.split('id="activity-title"')[1]
-    assert "Telegram token changed" in feed and "telegram.token_set" not in feed
+    assert "Telegram connected" in feed and "channel.telegram.connected" not in feed
