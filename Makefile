@@ -3,12 +3,12 @@ SHELL := /bin/bash
 export SSL_CERT_FILE ?= /etc/ssl/certs/ca-certificates.crt
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
-# pytest-xdist workers: the suite mostly waits (Temporal, Docker, sockets), so more than
-# the CPU count pays; Docker tests stay in one worker (tests/conftest.py groups them).
+# pytest-xdist workers: one takes the Docker group (the long pole, about as long as all
+# the rest), the other the rest; a third only loaded a 2-CPU machine into timeouts.
 # --tb=native: pytest's own traceback rendering re-parses sources with ast, which on
 # CPython 3.11.7 can fail in an xdist worker ("AST constructor recursion depth
 # mismatch") and take the whole worker, and every report, down with it.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 
 .PHONY: up down test deps system lint format typecheck bench clean
 
