@@ -118,11 +118,13 @@ async def temporal_env(
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, for durable timers (grace, retention)."""
+    """The time-skipping test server, for durable timers (grace, retention): one per test.
+    Earlier tests' tenants (their worker gone) keep timers that fire when a later test
+    skips days; on one shared server, skips timed out on CI once tests ran in xdist order."""
     converter = data_converter(make_settings(tmp_path_factory.mktemp("codec-ts")))
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_bin("temporal-test-server"), data_converter=converter

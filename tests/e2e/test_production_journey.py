@@ -326,7 +326,10 @@ async def journey(page: Page, prod: Prod) -> None:
             await prod.webhook(prod.stripe.update_subscription(sub_id, price=PRICES[plan]))
 
         async def applied(plan: str = plan) -> bool:
-            attrs = await asyncio.to_thread(container, tid)
+            try:
+                attrs = await asyncio.to_thread(container, tid)
+            except docker.errors.NotFound:  # being recreated with the new limits right now
+                return False
             host = attrs["HostConfig"]
             limits = (int(host["Memory"]), int(host["NanoCpus"]))
             return bool(attrs["State"]["Running"]) and limits == plan_limits(plan)

@@ -28,7 +28,7 @@ GRACE_DAYS = 7
 RETENTION_DAYS = 30
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
     """The time-skipping server with our search attributes (it rejects unknown ones)."""
     request = AddSearchAttributesRequest(
