@@ -241,6 +241,8 @@ def watch_runtime_deaths(ctx: AppContext) -> RuntimeEventWatcher:
         asyncio.run_coroutine_threadsafe(restart, loop).result(30)
 
     def on_start(tenant_id: str) -> None:
+        if provisioner.started_here(tenant_id):
+            return  # this worker's own start delivered them (a second exec per deploy)
         if provisioner.deliver_secrets(ctx.db, tenant_id):
             log.info("runtime started: secrets delivered", extra={"tenant_id": tenant_id})
 

@@ -7,12 +7,13 @@ only sets TCC_RUNTIME_DRIVER). The bots, their owner and their Telegram tokens a
 in the database beforehand; what is timed is ``POST /bots/{id}/deploy`` to the bot being
 ``healthy``, for one deploy alone, then for N at once.
 
-Prints the burst's total time and per-deploy median and p95, and, to show where the time
-goes, each activity's median wait in its task queue (scheduled -> started) and median run
-time (started -> completed) across the burst's deploys.
+Prints the burst's total time and per-deploy median and p95, the host CPU the burst used by
+part of the platform (bench/cpu.py: a burst that keeps every core busy is bound by the
+machine, not by a lock), and each activity's median wait in its task queue (scheduled ->
+started) and median run time (started -> completed) across the burst's deploys.
 
 Run: .venv/bin/python bench/burst.py [-n 50] [--workers 1] [--driver docker]
-     [--database sqlite|postgres]
+     [--database sqlite|postgres] [--warm K]
 """
 
 from __future__ import annotations
@@ -38,13 +39,16 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, select, text  # noqa: E402
 
+from bench import cpu  # noqa: E402
 from bench.deploy_time import build_runtime_image, pct, start_gateway  # noqa: E402
 from core import credentials as creds  # noqa: E402
 from core.accounts import issue_login_token, sign_up  # noqa: E402
 from core.context import AppContext  # noqa: E402
 from core.db import Database, run_migrations  # noqa: E402
 from core.db.models import Deployment  # noqa: E402
+from core.runtimes.docker import container_name  # noqa: E402
 from core.runtimes.select import select_driver  # noqa: E402
+from core.runtimes.warm import WarmFences  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.temporal import TaskQueues, connect  # noqa: E402
 from core.temporal.devserver import DevServer, port_open  # noqa: E402
@@ -77,7 +81,7 @@ def environment(
         TCC_TEMPORAL_TASK_QUEUE_PREFIX=f"burst{uuid.uuid4().hex[:6]}",
         TCC_TELEGRAM_API_BASE=telegram, TCC_GATEWAY_PORT=str(free_port()),
         TCC_GATEWAY_HOST="0.0.0.0", TCC_API_PORT=str(free_port()), TCC_WORKER_METRICS_PORT="0",
-        TCC_LOG_LEVEL="WARNING",
+        TCC_LOG_LEVEL="WARNING", TCC_RUNTIME_WARM_FENCES=str(args.warm),
     )  # fmt: skip
 
 
@@ -193,7 +197,9 @@ async def main(args: argparse.Namespace) -> None:
         settings=settings, db=db, temporal=await connect(settings),
         queues=TaskQueues(settings.temporal_task_queue_prefix),
     )  # fmt: skip
-    token, bots = await asyncio.to_thread(new_bots, ctx, telegram, args.n + 1)
+    warm = args.warm > 0 and args.driver == "docker"
+    # With warm fences a first deploy tells the pool the allowlist; it is not timed.
+    token, bots = await asyncio.to_thread(new_bots, ctx, telegram, args.n + 1 + warm)
     procs = [await asyncio.to_thread(start_gateway, env, settings.gateway_port)]
     py = sys.executable
     procs += [
@@ -212,12 +218,21 @@ async def main(args: argparse.Namespace) -> None:
                 if (await api.get("/readyz")).status_code == 200:
                     break
                 await asyncio.sleep(0.2)
+            if warm:
+                await deploy_all(api, db, bots[-1:])
+                await until(lambda: len(warm_entries(settings)) >= args.warm, within=300)
             alone = (await deploy_all(api, db, bots[:1]))[0]
-            t0 = time.perf_counter()
-            each = await deploy_all(api, db, bots[1:])
-            total = time.perf_counter() - t0
-        breakdown = await where_time_goes(ctx, bots[1:])
+            if warm:  # the pool is full again before the burst
+                await until(lambda: len(warm_entries(settings)) >= args.warm, within=300)
+            t0, before = time.perf_counter(), cpu.snapshot()
+            each = await deploy_all(api, db, bots[1 : args.n + 1])
+            total, after = time.perf_counter() - t0, cpu.snapshot()
+        breakdown = await where_time_goes(ctx, bots[1 : args.n + 1])
         report(args, alone, each, total, breakdown)
+        cpu.report(before, after, args.n)
+        if args.driver == "docker":
+            claimed = claimed_fences(bots[1 : args.n + 1])
+            print(f"  deploys that claimed a warm fence: {claimed} of {args.n}")
     finally:
         stop_all(procs, server, telegram, settings, bots)
 
@@ -240,6 +255,27 @@ def stop_all(
     _, driver = select_driver(settings)
     for tid in bots:
         driver.remove(tid)
+    if settings.runtime_driver == "docker":
+        driver.warm.drain()  # type: ignore[attr-defined]
+
+
+def claimed_fences(bots: list[str]) -> int:
+    """How many of these tenants' runtimes sit on a warm fence's network."""
+    import docker
+
+    client = docker.from_env()
+    on_warm = 0
+    for tid in bots:
+        networks = client.api.inspect_container(container_name(tid))["NetworkSettings"]["Networks"]
+        on_warm += any(name.startswith("tcc-warm-") for name in networks)
+    return on_warm
+
+
+def warm_entries(settings: Settings) -> list[str]:
+    """The unclaimed warm fences of this run's image (any allowlist)."""
+    import docker
+
+    return WarmFences(docker.from_env(), image=settings.runtime_image, size=0).entries()
 
 
 def report(
@@ -249,7 +285,7 @@ def report(
     """Print the figures."""
     print(
         f"burst: {args.n} concurrent deploys through the API, {args.driver} driver, "
-        f"{args.workers} worker process(es), {args.database}"
+        f"{args.workers} worker process(es), {args.database}, {args.warm} warm fences"
     )
     print(f"  one deploy alone:  {alone:.2f} s")
     print(
@@ -267,4 +303,8 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--driver", default="docker", help="TCC_RUNTIME_DRIVER (docker, swarm)")
     parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument(
+        "--warm", type=int, default=0,
+        help="warm fences (Docker driver): the burst starts once the pool holds this many",
+    )  # fmt: skip
     asyncio.run(main(parser.parse_args()))

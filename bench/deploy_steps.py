@@ -7,7 +7,10 @@ the egress proxy (create, connect to the tenant network, start), then the runtim
 container's create and start (here a ``sleep``: the runtime's own start-up is not Docker's).
 A step whose median grows with N is one the engine runs one at a time.
 
-Run: .venv/bin/python bench/deploy_steps.py [-n 10]
+With --warm, the same again with a pool of warm fences (core/runtimes/warm.py) filled
+beforehand: the network and the egress proxy's start leave the critical path.
+
+Run: .venv/bin/python bench/deploy_steps.py [-n 10] [--warm]
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
+from bench import cpu  # noqa: E402
 from core.runtimes import fence, identity  # noqa: E402
 from core.runtimes.docker import container_name, network_name, volume_name  # noqa: E402
+from core.runtimes.warm import WarmFences  # noqa: E402
 
 IMAGE = "tinyclaw/runtime:dev"
 
@@ -50,19 +55,26 @@ class Steps:
         return out
 
 
-def one_tenant(client: docker.DockerClient, steps: Steps, tid: str) -> None:
-    """The engine steps of one tenant's first start."""
+ALLOW = ["http://x"]
+
+
+def one_tenant(
+    client: docker.DockerClient, steps: Steps, tid: str, pool: WarmFences | None = None
+) -> None:
+    """The engine steps of one tenant's first start (with a pool: on a warm fence)."""
     labels = {"tinyclaw.managed": "true", "tinyclaw.tenant": tid}
-    net = steps.timed(
-        "network create", fence.ensure_tenant_network, client, network_name(tid), tid, labels
-    )
+    net = steps.timed("warm fence claim", pool.claim, tid, ALLOW) if pool else None
+    if net is None:
+        net = steps.timed(
+            "network create", fence.ensure_tenant_network, client, network_name(tid), tid, labels
+        )
     uid = steps.timed(
         "volume + uid", identity.ensure_home_volume, client, volume_name(tid), tid, labels
     )
     modes = {volume_name(tid): 0o700}
     helper = container_name(tid) + "-claim"
     steps.timed("claim helper", identity.claim_volumes, client, IMAGE, helper, tid, uid, modes)
-    steps.timed("egress proxy", fence.ensure_egress, client, tid, IMAGE, net, ["http://x"], labels)
+    steps.timed("egress proxy", fence.ensure_egress, client, tid, IMAGE, net, ALLOW, labels)
     runtime = steps.timed(
         "runtime create", client.containers.create, IMAGE, name=container_name(tid),
         network=net.id, labels=labels, entrypoint=["sleep", "1000"],
@@ -72,42 +84,63 @@ def one_tenant(client: docker.DockerClient, steps: Steps, tid: str) -> None:
 
 def clean(client: docker.DockerClient, tid: str) -> None:
     """Remove what ``one_tenant`` made (only that)."""
+    warm_nets = fence.internal_networks(client, fence.egress_name(tid))
     for name in (container_name(tid), fence.egress_name(tid)):
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             client.containers.get(name).remove(force=True)
     with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
         client.volumes.get(volume_name(tid)).remove(force=True)
-    for net in fence.networks_named(client, network_name(tid)):
+    for net in [*fence.networks_named(client, network_name(tid)), *warm_nets]:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
             net.remove()
 
 
-def run(client: docker.DockerClient, n: int) -> tuple[float, Steps]:
-    """N tenants started at once; wall time and each step's durations."""
+def run(
+    client: docker.DockerClient, n: int, warm: WarmFences | None = None
+) -> tuple[float, Steps, float]:
+    """N tenants started at once; wall time, each step's durations, host CPU utilisation."""
     steps, ids = Steps(), [f"stp{uuid.uuid4().hex[:8]}" for _ in range(n)]
-    t0 = time.perf_counter()
+    if warm is not None:  # filled before the clock starts, held back while it runs
+        warm.claim("stp-learn", ALLOW)
+        warm.size = n
+        warm.fill()
+        warm.busy()
+    t0, before = time.perf_counter(), cpu.snapshot()
     try:
         with ThreadPoolExecutor(n) as pool:
-            list(pool.map(lambda tid: one_tenant(client, steps, tid), ids))
-        return time.perf_counter() - t0, steps
+            list(pool.map(lambda tid: one_tenant(client, steps, tid, warm), ids))
+        return time.perf_counter() - t0, steps, cpu.spent(before, cpu.snapshot())[2]
     finally:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda tid: clean(client, tid), ids))
 
 
-def main(n: int) -> None:
+def main(n: int, warm: bool) -> None:
     client = docker.from_env(max_pool_size=n + 8)
-    alone_s, alone = run(client, 1)
-    burst_s, burst = run(client, n)
-    print(f"Docker steps of a tenant's first start: 1 alone ({alone_s:.2f} s) vs {n} at once "
-          f"({burst_s:.2f} s wall)")  # fmt: skip
-    print(f"  {'step':<16} {'alone':>7} {'median':>8} {'max':>7}   (seconds)")
-    for step, values in alone.times.items():
-        many = burst.times[step]
-        print(f"  {step:<16} {values[0]:>7.2f} {statistics.median(many):>8.2f} {max(many):>7.2f}")
+    pool = WarmFences(client, image=IMAGE, size=n, idle_s=3600) if warm else None
+    try:
+        for label, p in (("cold", None), ("warm fences", pool)) if pool else (("cold", None),):
+            alone_s, alone, _ = run(client, 1, p)
+            burst_s, burst, busy = run(client, n, p)
+            print(
+                f"Docker steps of a tenant's first start, {label}: 1 alone ({alone_s:.2f} s)"
+                f" vs {n} at once ({burst_s:.2f} s wall, {busy:.0%} of the host's CPU busy)"
+            )
+            print(f"  {'step':<16} {'alone':>7} {'median':>8} {'max':>7}   (seconds)")
+            for step, values in alone.times.items():
+                many = burst.times[step]
+                print(f"  {step:<16} {values[0]:>7.2f} {statistics.median(many):>8.2f} "
+                      f"{max(many):>7.2f}")  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.close()
+            clean(client, "stp-learn")
+            pool.drain()
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=10, help="tenants started at once")
-    main(parser.parse_args().n)
+    parser.add_argument("--warm", action="store_true", help="also on warm fences (warm.py)")
+    args = parser.parse_args()
+    main(args.n, args.warm)

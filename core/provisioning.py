@@ -168,6 +168,11 @@ class Provisioner:
             return False
         return bool(deliver(tenant_id, self.runtime_env(db, tenant_id)))
 
+    def started_here(self, tenant_id: str) -> bool:
+        """Whether this process's driver just started the runtime (and so delivered)."""
+        started_here = getattr(self.driver, "started_here", None)
+        return bool(started_here(tenant_id)) if callable(started_here) else False
+
     def redeliver_if_waiting(self, tenant_id: str) -> bool:
         """Deliver the secrets to a runtime that runs without them (True when it did)."""
         redeliver = getattr(self.driver, "redeliver_if_waiting", None)

@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     # The shared network every tenant's egress proxy joins: one address per tenant, so it
     # needs its own large subnet (the engine's default pools hand out small ones).
     runtime_egress_subnet: str = "10.214.0.0/16"
+    # Docker driver: fences (internal network + egress proxy) kept made ahead of deploys,
+    # so a deploy's engine work is its runtime alone (core/runtimes/warm.py). Each costs an
+    # idle proxy (about 11 MiB) and a small subnet; 0 turns the pool off.
+    runtime_warm_fences: int = Field(default=4, ge=0, le=1000)
     # Swarm driver: placement constraints of every tenant service (node labels, roles),
     # e.g. ["node.labels.tinyclaw==runtimes"], and an optional node label to spread over.
     runtime_swarm_constraints: list[str] = Field(default_factory=list)

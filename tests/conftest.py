@@ -60,6 +60,8 @@ def make_settings(tmp: Path, **overrides: object) -> Settings:
         "database_url": f"sqlite:///{tmp / 'tcc.db'}",
         "codec_key": SecretStr(TEST_CODEC_KEY),
         "runtime_driver": "process",
+        # Off unless a test turns it on: a pool fills in the background, on a shared engine.
+        "runtime_warm_fences": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

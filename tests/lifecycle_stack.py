@@ -104,6 +104,10 @@ async def start_stack(
         yield Stack(
             ctx=ctx, env=env, telegram=telegram, upstream=upstream, worker=worker, user_id=uid
         )
+    warm = getattr(lifecycle_activities(ctx).driver, "warm", None)
+    if warm is not None:  # a warm pool refills in the background: stop it, drop its entries
+        warm.close()
+        warm.drain()
     if driver == "process":  # runtimes are local processes: stop every one this stack made
         import contextlib
 
@@ -180,14 +184,24 @@ def cleanup_tenants(tenant_ids: list[str]) -> None:
     The engine is shared with other test runs on this machine: never sweep every
     ``tinyclaw.managed`` object, only those of tenants this test created.
     """
+    import contextlib
+
     import docker
+
+    from core.runtimes.fence import egress_name, internal_networks, remove_egress
 
     client = docker.from_env()
     try:
         for tid in tenant_ids:
+            # A claimed warm fence is the tenant's by its proxy's name, not by labels.
+            claimed = internal_networks(client, egress_name(tid))
             for label in (f"tinyclaw.tenant={tid}", f"tinyclaw.egress-for={tid}"):
                 for c in client.containers.list(all=True, filters={"label": label}):
                     c.remove(force=True)
+            remove_egress(client, tid)
+            for n in claimed:
+                with contextlib.suppress(docker.errors.NotFound):
+                    n.remove()
             label = {"label": f"tinyclaw.tenant={tid}"}
             for v in client.volumes.list(filters=label):
                 v.remove(force=True)

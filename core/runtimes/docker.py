@@ -7,11 +7,13 @@ import io
 import logging
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container
+from docker.models.networks import Network
 from docker.types import LogConfig, Mount
 
 from core.runtimes import fence, identity
@@ -37,6 +39,7 @@ from core.runtimes.secrets_delivery import (
     split_env,
     write_secrets,
 )
+from core.runtimes.warm import WarmFences
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ FENCE_VERSION = "fence2"
 SecretsSource = Callable[[str], Mapping[str, str]]
 DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
 DOCKER_CONNECTIONS = 64
+# A start event this soon after the driver's own start is that start (see started_here).
+OWN_START_S = 60.0
 # Empties the home before a restore; runs as the runtime user in a throwaway container.
 _CLEAR_HOME = (
     "import os,shutil,sys;h=sys.argv[1]\n"
@@ -113,6 +118,7 @@ class DockerDriver:
         fence_image: str = DEFAULT_FENCE_IMAGE,
         secrets_source: SecretsSource | None = None,
         secrets_wait_s: int = SECRETS_WAIT_S,
+        warm_fences: int = 0,
     ) -> None:
         try:
             # As many connections as a burst of deploys makes at once (the default of 10
@@ -143,6 +149,12 @@ class DockerDriver:
         self._secrets_wait_s = secrets_wait_s
         # tenant -> (config label, runtime.json) of the last ensure(): memory only.
         self._payloads: dict[str, tuple[str, bytes]] = {}
+        # tenant -> when this driver last started its runtime (and delivered its secrets).
+        self._own_starts: dict[str, float] = {}
+        # Fences made ahead of deploys (warm.py); refilled in the background when idle.
+        self.warm = WarmFences(
+            self._client, image=fence_image, size=warm_fences, subnet=egress_subnet
+        )
 
     def _tenant_lock(self, tenant_id: str) -> threading.Lock:
         with self._locks_guard:
@@ -152,6 +164,7 @@ class DockerDriver:
 
     def ensure(self, spec: RuntimeSpec) -> None:
         """Create network, volume and container if missing; write files; recreate on change."""
+        self.warm.busy()  # refills wait until deploys have stopped coming
         with self._tenant_lock(spec.tenant_id), _docker_errors("ensure", tuple(spec.env.values())):
             for image in (spec.image, self._fence_image):
                 if not self.image_present(image):
@@ -173,11 +186,13 @@ class DockerDriver:
             # Always includes "." so the volume root belongs to the tenant's user.
             container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files, uid=uid))
             if was_running:
+                self._own_starts[spec.tenant_id] = time.monotonic()
                 container.start()
                 self._deliver(spec.tenant_id, container)
 
     def start(self, tenant_id: str) -> None:
         """Start the container (no-op when running)."""
+        self.warm.busy()
         with self._tenant_lock(tenant_id), _docker_errors("start"):
             container = self._get(tenant_id)
             # Before the start: a runtime whose secrets are not at hand is not started.
@@ -185,6 +200,7 @@ class DockerDriver:
             payload = None if legacy else self._payload_for(tenant_id, container)
             fence.start_egress(self._client, tenant_id)
             if container.status not in ("running", "restarting"):  # the policy starts it
+                self._own_starts[tenant_id] = time.monotonic()
                 container.start()
             # The tmpfs starts empty on every start: the runtime waits for this file.
             if payload is not None:
@@ -201,6 +217,12 @@ class DockerDriver:
             container = self._get(tenant_id)
             payload = secrets_payload(env) if env is not None else None
             return self._deliver(tenant_id, container, payload)
+
+    def started_here(self, tenant_id: str) -> bool:
+        """Whether this driver started the tenant's runtime in the last minute (once per
+        start): its start event needs no second delivery, start() made one."""
+        at = self._own_starts.pop(tenant_id, None)
+        return at is not None and time.monotonic() - at < OWN_START_S
 
     def redeliver_if_waiting(self, tenant_id: str) -> bool:
         """Deliver the secrets when the runtime runs without its secrets file (True if so)."""
@@ -221,6 +243,8 @@ class DockerDriver:
     def remove(self, tenant_id: str, keep_volume: bool = False) -> None:
         """Remove container, network and (unless kept) volume; missing pieces are fine."""
         with self._tenant_lock(tenant_id), _docker_errors("remove"):
+            # Found before the containers go: a warm fence's network is known through them.
+            networks = self._tenant_networks(tenant_id)
             container = self._find(tenant_id)
             if container is not None:
                 with contextlib.suppress(NotFound):
@@ -231,7 +255,7 @@ class DockerDriver:
             identity.remove_helpers(self._client, tenant_id, legacy)
             remove_secrets_volume(self._client, tenant_id)
             self._payloads.pop(tenant_id, None)
-            for network in fence.networks_named(self._client, network_name(tenant_id)):
+            for network in networks:
                 with contextlib.suppress(NotFound):
                     network.remove()
             if not keep_volume:
@@ -266,8 +290,9 @@ class DockerDriver:
         """http://<container ip on its tenant network>:<api port>."""
         with _docker_errors("address"):
             container = self._get(tenant_id)
-            networks = container.attrs.get("NetworkSettings", {}).get("Networks", {})
-            ip = (networks.get(network_name(tenant_id)) or {}).get("IPAddress")
+            # One network: its fence's (named for the tenant, or a warm fence it claimed).
+            networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+            ip = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
             if not ip:
                 raise RuntimeDriverError(
                     f"runtime of tenant {tenant_id} has no address (not running)"
@@ -367,17 +392,42 @@ class DockerDriver:
         common = {k: v for k, v in labels.items() if k in (LABEL_MANAGED, LABEL_TENANT)}
         if self._host_guard:
             fence.ensure_host_guard()
-        network = fence.ensure_tenant_network(self._client, network_name(tenant), tenant, common)
+        allow = fence.allowlist(spec.env, self._egress_allow)
+        network = self._fence_network(tenant, allow, common)
         uid = identity.ensure_home_volume(self._client, volume_name(tenant), tenant, common)
         if self._find(tenant) is None:  # first creation, or a retry after a killed worker
             modes = {volume_name(tenant): 0o700}
             helper = f"{container_name(tenant)}-claim"
             identity.claim_volumes(self._client, image, helper, tenant, uid, modes)
-        allow = fence.allowlist(spec.env, self._egress_allow)
         fence.ensure_egress(
             self._client, tenant, image, network, allow, common, subnet=self._egress_subnet
         )
         return uid, network.id
+
+    def _fence_network(self, tenant: str, allow: list[str], labels: dict[str, str]) -> Network:
+        """The tenant's internal network: its own, else the warm fence it claimed (found
+        through its proxy or runtime), else a warm fence claimed now, else a new one."""
+        named = fence.networks_named(self._client, network_name(tenant))
+        if not named:
+            found = self._tenant_networks(tenant)
+            if found:
+                return found[0]
+            if self.warm.size > 0:
+                claimed = self.warm.claim(tenant, allow)
+                if claimed is not None:
+                    return claimed
+                found = self._tenant_networks(tenant)  # a concurrent attempt's claim
+                if found:
+                    return found[0]
+        return fence.ensure_tenant_network(self._client, network_name(tenant), tenant, labels)
+
+    def _tenant_networks(self, tenant: str) -> list[Network]:
+        """Every internal network of the tenant: by name, and those its proxy and runtime
+        sit on (a claimed warm fence is named for the pool, not for the tenant)."""
+        found = {n.id: n for n in fence.networks_named(self._client, network_name(tenant))}
+        for name in (fence.egress_name(tenant), container_name(tenant)):
+            found |= {n.id: n for n in fence.internal_networks(self._client, name)}
+        return list(found.values())
 
     def _create_or_get(
         self, spec: RuntimeSpec, labels: dict[str, str], uid: int, network_id: str

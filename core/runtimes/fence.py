@@ -82,6 +82,29 @@ def allowlist(env: Mapping[str, str], extra: Iterable[str] = ()) -> list[str]:
     return out
 
 
+def allow_digest(image: str, allow: list[str]) -> str:
+    """What a proxy's LABEL_ALLOW says: its image and allowlist (a change recreates it)."""
+    return hashlib.sha256(json.dumps([image, allow]).encode()).hexdigest()[:16]
+
+
+def internal_networks(client: docker.DockerClient, container: str) -> list[Network]:
+    """The internal networks a container is attached to, by id (missing container: none).
+
+    A tenant's runtime sits on exactly one, its fence's, and so does its proxy.
+    """
+    try:
+        attached = client.api.inspect_container(container)["NetworkSettings"]["Networks"] or {}
+    except NotFound:
+        return []
+    found = []
+    for name, settings in attached.items():
+        with contextlib.suppress(NotFound):  # no id yet on a container never started
+            network = client.networks.get(settings.get("NetworkID") or name)
+            if network.attrs.get("Internal"):
+                found.append(network)
+    return found
+
+
 def runtime_proxy_env() -> dict[str, str]:
     """The environment that sends a runtime's outbound HTTP(S) through its egress proxy."""
     return {"HTTP_PROXY": PROXY_URL, "HTTPS_PROXY": PROXY_URL}
@@ -223,7 +246,7 @@ def ensure_egress(
     Create-or-get: when concurrent attempts create the proxy, the losers (409) use the
     winner's, and every attempt makes sure it sits on the tenant network and runs.
     """
-    digest = hashlib.sha256(json.dumps([image, allow]).encode()).hexdigest()[:16]
+    digest = allow_digest(image, allow)
     for _ in range(_EGRESS_ATTEMPTS):
         try:
             proxy = _get_or_create_proxy(client, tenant_id, image, allow, labels, digest, subnet)

@@ -39,6 +39,7 @@ def select_driver(settings: Settings) -> tuple[str, RuntimeDriver]:
             fence_image=settings.runtime_image,
             host_guard=settings.runtime_host_guard,
             egress_subnet=settings.runtime_egress_subnet,
+            warm_fences=settings.runtime_warm_fences,
         )
     if kind == "swarm":
         from core.runtimes.swarm_spec import Placement

@@ -117,7 +117,7 @@ async def prod(
     try:
         async for stack in start_stack(
             tmp_path, temporal_env, fakes, "docker", catalog=own_image_catalog(tmp_path),
-            runtime_image=OWN_IMAGE,
+            runtime_image=OWN_IMAGE, runtime_warm_fences=2,  # as the compose stack runs
         ):  # fmt: skip
             s = stack.ctx.settings
             s.gateway_public_url = f"http://127.0.0.1:{port}/v1"
