@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -183,10 +184,36 @@ async def until(check: Callable[[], bool], within: float = 60) -> None:
     raise TimeoutError("a service did not start")
 
 
-async def main(args: argparse.Namespace) -> None:
+@dataclass
+class Platform:
+    """The production-shaped stack of a benchmark run, each part in its own process."""
+
+    tmp: Path
+    telegram: FakeTelegram
+    server: DevServer
+    env: dict[str, str]
+    settings: Settings
+    db: Database
+    ctx: AppContext
+    token: str
+    bots: list[str]
+    procs: list[subprocess.Popen[bytes]]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.api_port}"
+
+    def stop(self) -> None:
+        stop_all(self.procs, self.server, self.telegram, self.settings, self.bots)
+
+
+async def start_platform(args: argparse.Namespace, bots: int, prefix: str) -> Platform:
+    """Temporal dev server, gateway, ``args.workers`` workers and the API, ready to take
+    deploys of ``bots`` bots (an owner and their Telegram tokens set up beforehand)."""
     await asyncio.to_thread(build_runtime_image)
-    tmp = Path(tempfile.mkdtemp(prefix="tcc-burst-"))
-    telegram = FakeTelegram(host="0.0.0.0").start()
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    telegram = FakeTelegram(host="0.0.0.0")
+    telegram.start()
     server = DevServer(port=free_port(), ui_port=free_port(), log_file=tmp / "temporal.log").start()
     env = environment(tmp, args, server.address, telegram.base_url)
     os.environ.update({k: v for k, v in env.items() if k.startswith("TCC_")})
@@ -197,27 +224,38 @@ async def main(args: argparse.Namespace) -> None:
         settings=settings, db=db, temporal=await connect(settings),
         queues=TaskQueues(settings.temporal_task_queue_prefix),
     )  # fmt: skip
-    warm = args.warm > 0 and args.driver == "docker"
-    # With warm fences a first deploy tells the pool the allowlist; it is not timed.
-    token, bots = await asyncio.to_thread(new_bots, ctx, telegram, args.n + 1 + warm)
+    token, ids = await asyncio.to_thread(new_bots, ctx, telegram, bots)
     procs = [await asyncio.to_thread(start_gateway, env, settings.gateway_port)]
     py = sys.executable
     procs += [
         spawn([py, "-m", "worker"], env, tmp / f"worker-{i}.log") for i in range(args.workers)
     ]
     procs.append(spawn([py, "-m", "api"], env, tmp / "api.log"))
+    platform = Platform(tmp, telegram, server, env, settings, db, ctx, token, ids, procs)
     try:
         await until(lambda: port_open("127.0.0.1", settings.api_port))
-        url = f"http://127.0.0.1:{settings.api_port}"
-        headers = {"Authorization": f"Bearer {token}"}
-        limits = httpx.Limits(max_connections=args.n + 10)
-        async with httpx.AsyncClient(
-            base_url=url, headers=headers, timeout=60, limits=limits
-        ) as api:
+        async with httpx.AsyncClient(base_url=platform.api_url) as api:
             for _ in range(600):  # the API is ready once a worker polls
                 if (await api.get("/readyz")).status_code == 200:
-                    break
+                    return platform
                 await asyncio.sleep(0.2)
+        raise TimeoutError("the API never became ready")
+    except BaseException:
+        platform.stop()
+        raise
+
+
+async def main(args: argparse.Namespace) -> None:
+    warm = args.warm > 0 and args.driver == "docker"
+    # With warm fences a first deploy tells the pool the allowlist; it is not timed.
+    platform = await start_platform(args, args.n + 1 + warm, "tcc-burst-")
+    db, settings, bots = platform.db, platform.settings, platform.bots
+    try:
+        headers = {"Authorization": f"Bearer {platform.token}"}
+        limits = httpx.Limits(max_connections=args.n + 10)
+        async with httpx.AsyncClient(
+            base_url=platform.api_url, headers=headers, timeout=60, limits=limits
+        ) as api:
             if warm:
                 await deploy_all(api, db, bots[-1:])
                 await until(lambda: len(warm_entries(settings)) >= args.warm, within=300)
@@ -227,14 +265,14 @@ async def main(args: argparse.Namespace) -> None:
             t0, before = time.perf_counter(), cpu.snapshot()
             each = await deploy_all(api, db, bots[1 : args.n + 1])
             total, after = time.perf_counter() - t0, cpu.snapshot()
-        breakdown = await where_time_goes(ctx, bots[1 : args.n + 1])
+        breakdown = await where_time_goes(platform.ctx, bots[1 : args.n + 1])
         report(args, alone, each, total, breakdown)
         cpu.report(before, after, args.n)
         if args.driver == "docker":
             claimed = claimed_fences(bots[1 : args.n + 1])
             print(f"  deploys that claimed a warm fence: {claimed} of {args.n}")
     finally:
-        stop_all(procs, server, telegram, settings, bots)
+        platform.stop()
 
 
 def stop_all(

@@ -8,7 +8,9 @@ processes). Deploys N bots through the API in batches, lets them idle, then prin
   proxy, their containerd shims, network, kernel; noisy on a shared host);
 - the parts: memory of each runtime container and of each egress proxy (their cgroups,
   RSS and page cache), PSS of each containerd shim;
-- the health sweep's duration over the N bots (the maintenance workflow, timed end to end).
+- the health sweep's duration over the N bots (the maintenance workflow, timed end to end)
+  and what it found (checked, unhealthy);
+- the host CPU the idle fleet keeps busy, by part, and the gateway's readiness.
 
 Run: .venv/bin/python bench/density.py [-n 50] [--batch 10]
 """
@@ -17,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,17 +31,12 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 import httpx  # noqa: E402
 
-from bench.burst import deploy_all, environment, new_bots, spawn, stop_all, until  # noqa: E402
-from bench.deploy_time import build_runtime_image, start_gateway  # noqa: E402
+from bench import cpu  # noqa: E402
+from bench.burst import deploy_all, start_platform  # noqa: E402
+from core.activity_models import SweepResult  # noqa: E402
 from core.context import AppContext  # noqa: E402
-from core.db import Database, run_migrations  # noqa: E402
 from core.runtimes.docker import container_name  # noqa: E402
 from core.runtimes.fence import egress_name  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from core.temporal import TaskQueues, connect  # noqa: E402
-from core.temporal.devserver import DevServer, port_open  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
-from tests.fakes.telegram import FakeTelegram  # noqa: E402
 from workflows.maintenance import HealthSweepWorkflow  # noqa: E402
 
 MIB = 1024 * 1024
@@ -88,66 +83,54 @@ def shim_rss() -> dict[str, int]:
     return found
 
 
-async def sweep_seconds(ctx: AppContext) -> float:
-    """One health sweep over the fleet, timed from start to result."""
+async def sweep(ctx: AppContext) -> tuple[float, SweepResult]:
+    """One health sweep over the fleet, timed from start to result, and what it found."""
     t0 = time.perf_counter()
-    await ctx.temporal.execute_workflow(
+    result = await ctx.temporal.execute_workflow(
         HealthSweepWorkflow.run, id=f"density-sweep-{uuid.uuid4().hex[:6]}",
-        task_queue=ctx.queues.maintenance,
+        task_queue=ctx.queues.maintenance, result_type=SweepResult,
     )  # fmt: skip
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, result
 
 
 async def main(args: argparse.Namespace) -> None:
-    await asyncio.to_thread(build_runtime_image)
-    tmp = Path(tempfile.mkdtemp(prefix="tcc-density-"))
-    telegram = FakeTelegram(host="0.0.0.0").start()
-    server = DevServer(port=free_port(), ui_port=free_port(), log_file=tmp / "temporal.log").start()
-    args.driver = "docker"
-    env = environment(tmp, args, server.address, telegram.base_url)
-    os.environ.update({k: v for k, v in env.items() if k.startswith("TCC_")})
-    settings = Settings()
-    run_migrations(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    ctx = AppContext(
-        settings=settings, db=db, temporal=await connect(settings),
-        queues=TaskQueues(settings.temporal_task_queue_prefix),
-    )  # fmt: skip
-    token, bots = await asyncio.to_thread(new_bots, ctx, telegram, args.n)
-    procs = [await asyncio.to_thread(start_gateway, env, settings.gateway_port)]
-    procs.append(spawn([sys.executable, "-m", "worker"], env, tmp / "worker.log"))
-    procs.append(spawn([sys.executable, "-m", "api"], env, tmp / "api.log"))
+    args.driver, args.warm = "docker", 0
+    platform = await start_platform(args, args.n, "tcc-density-")
+    db, settings, bots = platform.db, platform.settings, platform.bots
     engine = docker.from_env()
     try:
-        await until(lambda: port_open("127.0.0.1", settings.api_port))
-        url = f"http://127.0.0.1:{settings.api_port}"
-        headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as api:
-            for _ in range(600):
-                if (await api.get("/readyz")).status_code == 200:
-                    break
-                await asyncio.sleep(0.2)
+        headers = {"Authorization": f"Bearer {platform.token}"}
+        async with httpx.AsyncClient(base_url=platform.api_url, headers=headers, timeout=60) as api:
             await asyncio.sleep(5)  # let the stack settle before the first reading
             before, shims_before = mem_available(), set(shim_rss())
             t0 = time.perf_counter()
             for i in range(0, args.n, args.batch):
                 await deploy_all(api, db, bots[i : i + args.batch])
             deployed = time.perf_counter() - t0
+        idle_from = cpu.snapshot()
         await asyncio.sleep(args.idle)  # idle: start-up garbage collected, caches settled
+        idle_cpu = cpu.spent(idle_from, cpu.snapshot())
         after = mem_available()
         runtimes = [cgroup_memory(engine.containers.get(container_name(t)).id) for t in bots]
         proxies = [cgroup_memory(engine.containers.get(egress_name(t)).id) for t in bots]
         # The shims started since (ours, two per bot; a neighbour's test may add a few).
         shims = [rss for pid, rss in shim_rss().items() if pid not in shims_before]
-        sweep = await sweep_seconds(ctx)
-        report(args.n, deployed, before - after, runtimes, proxies, shims, sweep)
+        swept = await sweep(platform.ctx)
+        async with httpx.AsyncClient(timeout=10) as client:
+            gateway = await client.get(f"http://127.0.0.1:{settings.gateway_port}/readyz")
+        report(args.n, deployed, before - after, runtimes, proxies, shims, swept)
+        print(f"  idle fleet over {args.idle:.0f} s: {idle_cpu[2]:.0%} of the host's CPU busy")
+        for part, seconds in sorted(idle_cpu[0].items(), key=lambda kv: -kv[1]):
+            if seconds >= 0.02 * idle_cpu[1]:
+                print(f"    {part:<28} {seconds / args.idle:>6.2f} cores")
+        print(f"  gateway /readyz: {gateway.status_code}")
     finally:
-        stop_all(procs, server, telegram, settings, bots)
+        platform.stop()
 
 
 def report(
     n: int, deployed: float, used: int, runtimes: list[tuple[int, int]],
-    proxies: list[tuple[int, int]], shims: list[int], sweep: float,
+    proxies: list[tuple[int, int]], shims: list[int], swept: tuple[float, SweepResult],
 ) -> None:  # fmt: skip
     """Print the figures."""
 
@@ -160,7 +143,11 @@ def report(
         rss, cache = mib([r for r, _ in parts]), mib([c for _, c in parts])
         print(f"  {name + ':':<19} RSS {rss}, cache {cache}")
     print(f"  containerd shim:    PSS {mib(shims)} ({len(shims)} new shims)")
-    print(f"  health sweep over {n} bots: {sweep:.2f} s")
+    seconds, found = swept
+    print(
+        f"  health sweep over {n} bots: {seconds:.2f} s; checked {found.checked}, "
+        f"unhealthy {len(found.unhealthy)}, secrets redelivered {len(found.secrets_redelivered)}"
+    )
 
 
 if __name__ == "__main__":

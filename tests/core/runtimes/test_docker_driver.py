@@ -141,6 +141,8 @@ def test_tenants_are_isolated_and_confined(
     assert host["Memory"] == 128 * 1024 * 1024 and host["NanoCpus"] == 500_000_000
     assert host["PidsLimit"] == 64 and not host.get("PortBindings")
     assert container.attrs["Config"]["User"] == f"{uid}:{uid}"
+    # No exec every 30 s per container (the image's HEALTHCHECK): the sweep probes health.
+    assert container.attrs["Config"]["Healthcheck"]["Test"] == ["NONE"]
     assert container.labels["tinyclaw.tenant"] == first.tenant_id
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [network_name(first.tenant_id)]
     write = container.exec_run(["python3", "-c", "open('/app/x','w')"])
