@@ -29,6 +29,10 @@ from gateway.control import rollup_day
 OWNED_STATES = {S.PROVISIONING, S.HEALTHY, S.UPDATING, S.PAUSED, S.SUSPENDED, S.FAILED, S.DELETING}
 PROBE_TIMEOUT = 3.0  # seconds a runtime gets to answer /api/status
 PROBE_CONCURRENCY = 64  # probes in flight at once
+# A runtime silent on the first probe gets a second look this much later, with twice the
+# time: one timeout on a host busy with a burst of deploys is not a dead runtime, and
+# restarting it adds load to the host that had too much (bench/density.py, 300 bots).
+RECHECK_AFTER = 2.0
 LOG_LINES = 1000  # the runtime's whole in-memory buffer (runtime/logs.py RING_SIZE)
 ORPHAN_GRACE = timedelta(minutes=2)  # a tenant whose state changed this recently is left alone
 
@@ -71,7 +75,9 @@ class MaintenanceActivities:
         states.update({tid: state for tid, state in rows})  # the latest row of each tenant wins
         return states
 
-    async def _status(self, tenant_id: str) -> dict[str, Any] | None:
+    async def _status(
+        self, tenant_id: str, patience: float = PROBE_TIMEOUT
+    ) -> dict[str, Any] | None:
         """The runtime's ``/api/status`` document, or None when it does not answer one."""
         try:
             address, headers = await asyncio.to_thread(
@@ -80,19 +86,19 @@ class MaintenanceActivities:
         except Exception:  # no token or no address: the runtime cannot be answering
             return None
         try:
-            resp = await self.http.get(
-                f"{address}/api/status", headers=headers, timeout=PROBE_TIMEOUT
-            )
+            resp = await self.http.get(f"{address}/api/status", headers=headers, timeout=patience)
             body = resp.json() if resp.status_code == 200 else None
         except (httpx.HTTPError, ValueError):  # unreachable, or not the runtime's JSON
             return None
         return body if isinstance(body, dict) else None
 
-    async def _probe(self, tenant_id: str, bound: asyncio.Semaphore) -> RuntimeReading:
+    async def _probe(
+        self, tenant_id: str, bound: asyncio.Semaphore, patience: float = PROBE_TIMEOUT
+    ) -> RuntimeReading:
         """One tenant's probe, bounded in time and concurrency; a hang or error is 'down'."""
         async with bound:
             try:
-                status = await asyncio.wait_for(self._status(tenant_id), PROBE_TIMEOUT + 1)
+                status = await asyncio.wait_for(self._status(tenant_id, patience), patience + 1)
             except Exception:  # one tenant's trouble must not fail the sweep
                 status = None
         return RuntimeReading(tenant_id, status)
@@ -153,9 +159,15 @@ class MaintenanceActivities:
         healthy = [tid for tid, state in states.items() if state == S.HEALTHY]
         bound = asyncio.Semaphore(PROBE_CONCURRENCY)
         readings = await asyncio.gather(*(self._probe(tid, bound) for tid in healthy))
-        result.checked = len(healthy)
         silent = [r.tenant_id for r in readings if not r.answering]
-        for tid in silent:
+        if silent:
+            await asyncio.sleep(RECHECK_AFTER)
+            again = await asyncio.gather(
+                *(self._probe(tid, bound, 2 * PROBE_TIMEOUT) for tid in silent)
+            )
+            readings = [r for r in readings if r.answering] + list(again)
+        result.checked = len(healthy)
+        for tid in (r.tenant_id for r in readings if not r.answering):
             if await self._redeliver(tid):
                 result.secrets_redelivered.append(tid)
             else:

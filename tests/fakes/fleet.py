@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,6 +81,30 @@ class _Status(BaseHTTPRequestHandler):
 def answering_server() -> Iterator[str]:
     """A runtime stand-in whose ``/api/status`` answers ``ok``; yields its base URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Status)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
+def slow_once_server(delay: float) -> Iterator[str]:
+    """A runtime stand-in on a busy host: its first ``/api/status`` answers after
+    ``delay`` seconds, later ones at once; yields its base URL."""
+    first = threading.Event()
+
+    class _SlowOnce(_Status):
+        def do_GET(self) -> None:
+            if not first.is_set():
+                first.set()
+                time.sleep(delay)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowOnce)
+    server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

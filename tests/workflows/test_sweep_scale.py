@@ -21,7 +21,13 @@ from core.db.models import Deployment
 from core.provisioning import Provisioner
 from core.secrets import build_secret_store
 from core.settings import Settings
-from tests.fakes.fleet import AddressBook, answering_server, hanging_server, register_fleet
+from tests.fakes.fleet import (
+    AddressBook,
+    answering_server,
+    hanging_server,
+    register_fleet,
+    slow_once_server,
+)
 from tests.workflows.record_histories import sweep_finds_ghosts
 from workflows.maintenance import HealthSweepWorkflow
 
@@ -51,11 +57,32 @@ async def test_one_hung_or_missing_runtime_does_not_fail_or_stall_the_sweep(
     assert result.checked == 200
     assert set(result.unhealthy) == set(fleet) - {answering}
     assert hung in result.unhealthy and no_address in result.unhealthy
-    # 200 probes, one hanging for the whole timeout: concurrent, so about one timeout long.
-    assert elapsed < PROBE_TIMEOUT * 3, f"sweep took {elapsed:.1f}s"
+    # 200 probes, one hanging for the whole timeout, then a second look at the silent
+    # ones: concurrent, so about one timeout long each round.
+    assert elapsed < (PROBE_TIMEOUT + 1) * 4, f"sweep took {elapsed:.1f}s"
     with db.system_session() as s:
         health = {d.tenant_id: d.runtime_health for d in s.scalars(select(Deployment))}
     assert health[answering] == "up" and health[hung] == "down" and health[refused[0]] == "down"
+
+
+async def test_a_runtime_slow_once_on_a_busy_host_is_not_restarted(
+    settings: Settings, db: Database
+) -> None:
+    """One probe that times out (the host busy with a burst of deploys) is not a dead
+    runtime: restarting it would add load to a host that has too much already."""
+    book = AddressBook()
+    acts = _activities(settings, db, book)
+    slow, dead = register_fleet(db, acts.provisioner.store, 2)
+    book.addresses[dead] = "http://127.0.0.1:9"  # nothing listens: down on both looks
+    with slow_once_server(PROBE_TIMEOUT + 2) as slow_url:
+        book.addresses[slow] = slow_url
+        result: SweepResult = await ActivityEnvironment().run(acts.sweep_runtimes)
+    await acts.http.aclose()
+    assert result.checked == 2
+    assert result.unhealthy == [dead]
+    with db.system_session() as s:
+        health = {d.tenant_id: d.runtime_health for d in s.scalars(select(Deployment))}
+    assert health[dead] == "down" and health[slow] != "down"
 
 
 async def test_orphan_removal_spares_a_tenant_mid_deploy(settings: Settings, db: Database) -> None:
