@@ -218,6 +218,11 @@ async def main(args: argparse.Namespace) -> None:
             total = time.perf_counter() - t0
         breakdown = await where_time_goes(ctx, bots[1:])
         report(args, alone, each, total, breakdown)
+        print("  where the deploy alone's time goes (s):       queue wait   run")
+        for name, (wait, run) in sorted(
+            (await where_time_goes(ctx, bots[:1])).items(), key=lambda kv: -sum(kv[1])
+        ):
+            print(f"    {name:<28} {wait:>10.2f} {run:>7.2f}")
     finally:
         stop_all(procs, server, telegram, settings, bots)
 

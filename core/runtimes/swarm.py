@@ -185,9 +185,10 @@ class SwarmDriver:
             service = self._find(sp.service_name(tenant_id))
             if service is None:
                 return RuntimeStatus(exists=False, running=False, state="missing")
-            status = task_status(service, _replicas(service), self._node_names())
+            nodes = self._node_names()  # one listing per status: deploys poll this
+            status = task_status(service, _replicas(service), nodes)
             if status.running and self.placement.volume_driver == "local":
-                moved = volume_moved(service, self._node_names())
+                moved = volume_moved(service, nodes)
                 if moved:
                     status = status.model_copy(update={"reason": moved})
             return status
