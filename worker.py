@@ -106,7 +106,7 @@ def activities_for(ctx: AppContext) -> Sequence[Callable[..., Any]]:
     )
     upkeep = MaintenanceActivities(
         db=ctx.db, provisioner=lifecycle.provisioner, http=lifecycle.http,
-        metrics=worker_metrics(ctx),
+        metrics=worker_metrics(ctx), temporal=ctx.temporal,
     )  # fmt: skip
     return [
         system.ping_database, *lifecycle.all(), *ReconfigureActivities(lifecycle).all(),

@@ -100,6 +100,9 @@ async def status_ok(
         return False
 
 
+HEALTH_POLL_S = 0.05  # between two looks at a starting runtime
+
+
 def mapped(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Heartbeat every second while the step runs (so a dead worker is noticed in seconds,
     not at the start-to-close timeout) and turn expected errors into typed
@@ -314,30 +317,37 @@ class LifecycleActivities:
         deadline = started + data.timeout_s
         while time.monotonic() < deadline:
             activity.heartbeat()
-            status = await self._thread(self.driver.status, data.tenant_id)
-            crashed = status.state == "restarting" or (
-                status.exists and not status.running and status.state != "created"
-                and (bool(status.exit_code) or status.state == "exited")
-            )  # fmt: skip
-            if crashed:
-                # Crashed (or crash-looping under the restart policy): waiting cannot help.
-                raise ApplicationError(
-                    "The runtime stopped during start-up"
-                    + (f" (exit code {status.exit_code})." if status.exit_code else "."),
-                    type="runtime_failed", non_retryable=True,
-                )  # fmt: skip
-            if status.running:
-                try:
-                    address, headers = await self._runtime_api(data.tenant_id)
-                except RuntimeDriverError:
-                    continue  # it stopped between the two calls: the next status tells why
-                if await status_ok(self.http, address, headers, wait_s=2):
-                    return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
-            await asyncio.sleep(0.05)
+            if await self._answers(data.tenant_id):
+                return HealthResult(waited_ms=int((time.monotonic() - started) * 1000))
+            # Every path waits: a runtime that runs but cannot be reached yet (a Swarm
+            # egress task still starting) was polled in a busy loop of engine calls.
+            await asyncio.sleep(HEALTH_POLL_S)
         raise ApplicationError(
             f"The runtime did not become healthy within {data.timeout_s:.0f} seconds.",
             type="health_timeout", non_retryable=True,
         )  # fmt: skip
+
+    async def _answers(self, tenant_id: str) -> bool:
+        """Whether the runtime answers ok now; raise when it crashed (waiting cannot help)."""
+        status = await self._thread(self.driver.status, tenant_id)
+        crashed = status.state == "restarting" or (
+            status.exists and not status.running and status.state != "created"
+            and (bool(status.exit_code) or status.state == "exited")
+        )  # fmt: skip
+        if crashed:
+            # Crashed (or crash-looping under the restart policy): waiting cannot help.
+            raise ApplicationError(
+                "The runtime stopped during start-up"
+                + (f" (exit code {status.exit_code})." if status.exit_code else "."),
+                type="runtime_failed", non_retryable=True,
+            )  # fmt: skip
+        if not status.running:
+            return False
+        try:
+            address, headers = await self._runtime_api(tenant_id)
+        except RuntimeDriverError:
+            return False  # not reachable yet, or stopped meanwhile: the next status tells
+        return await status_ok(self.http, address, headers, wait_s=2)
 
     async def _runtime_api(self, tenant_id: str) -> tuple[str, dict[str, str]]:
         return await self._thread(self.provisioner.runtime_endpoint, self.db, tenant_id)

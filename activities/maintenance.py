@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 from temporalio import activity
+from temporalio.client import Client
 
 from activities.lifecycle import mapped
 from core import runtime_logs
@@ -22,6 +23,7 @@ from core.deployments import current_deployment
 from core.plans import get_plan
 from core.provisioning import Provisioner
 from core.runtime_health import mark_down
+from core.temporal import search_attributes as sa
 from core.worker_metrics import RuntimeReading, WorkerMetrics
 from gateway.control import rollup_day
 
@@ -64,6 +66,7 @@ class MaintenanceActivities:
     provisioner: Provisioner
     http: httpx.AsyncClient
     metrics: WorkerMetrics | None = None
+    temporal: Client | None = None  # reads the TenantNode attributes the sweep compares
 
     def _latest_states(self) -> dict[str, str]:
         """Every tenant of this installation with its deployment state (pending if none)."""
@@ -179,7 +182,33 @@ class MaintenanceActivities:
         # Logs that last: what each answering runtime logged since the last sweep.
         await asyncio.gather(*(self._keep_logs(r.tenant_id, bound) for r in readings
                                if r.answering))  # fmt: skip
+        result.moved = await self._moved(set(states))
         return result
+
+    async def _moved(self, tenants: set[str]) -> dict[str, str | None]:
+        """Tenants whose runtime's node is not the one their TenantNode attribute names
+        (drivers with nodes only; never fails the sweep)."""
+        nodes = getattr(self.provisioner.driver, "nodes", None)
+        if nodes is None or self.temporal is None:
+            return {}
+        try:
+            placed = {t: n.name for n in await asyncio.to_thread(nodes) for t in n.tenants}
+            named: dict[str, str | None] = {}
+            query = 'WorkflowType = "TenantWorkflow" AND ExecutionStatus = "Running"'
+            async for wf in self.temporal.list_workflows(query):
+                attrs = wf.typed_search_attributes
+                tid = attrs.get(sa.TENANT_ID)
+                if tid:
+                    named[tid] = attrs.get(sa.TENANT_NODE)
+        except Exception as exc:  # the attribute is a convenience: the sweep goes on
+            activity.logger.warning(
+                "reading placements failed", extra={"error": type(exc).__name__}
+            )
+            return {}
+        return {
+            tid: placed.get(tid) for tid in named.keys() & tenants
+            if placed.get(tid) != named[tid]
+        }  # fmt: skip
 
     async def _keep_logs(self, tenant_id: str, bound: asyncio.Semaphore) -> None:
         """Read the runtime's recent log lines and keep the new ones (never fails the sweep)."""

@@ -267,6 +267,11 @@ async def main(args: argparse.Namespace) -> None:
             total, after = time.perf_counter() - t0, cpu.snapshot()
         breakdown = await where_time_goes(platform.ctx, bots[1 : args.n + 1])
         report(args, alone, each, total, breakdown)
+        print("  where the deploy alone's time goes (s):       queue wait   run")
+        for name, (wait, run) in sorted(
+            (await where_time_goes(platform.ctx, bots[:1])).items(), key=lambda kv: -sum(kv[1])
+        ):
+            print(f"    {name:<28} {wait:>10.2f} {run:>7.2f}")
         cpu.report(before, after, args.n)
         if args.driver == "docker":
             claimed = claimed_fences(bots[1 : args.n + 1])

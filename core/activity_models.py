@@ -181,6 +181,10 @@ class SweepResult(BaseModel):
     # Not answering because they ran without their secrets (the engine restarted them
     # while no worker watched): given them again instead of a restart (issue 11).
     secrets_redelivered: list[str] = []
+    # Tenants whose runtime is on another node than their TenantNode attribute names (a
+    # drain, a lost node): the node it is on now, None when on none. The sweep tells their
+    # workflow, so the attribute follows without waiting for the tenant's next action.
+    moved: dict[str, str | None] = {}
 
 
 class RollupInput(BaseModel):

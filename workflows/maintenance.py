@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from core.activity_models import RollupInput, RollupResult, SweepResult
+from core.activity_models import RollupInput, RollupResult, RuntimeNode, SweepResult
 from workflows.common import SHORT
 
 with workflow.unsafe.imports_passed_through():
@@ -17,6 +17,9 @@ with workflow.unsafe.imports_passed_through():
 
 SWEEP_REASON = "Health sweep: the runtime stopped answering."
 TOLERANT_SIGNALS = "sweep-signals-concurrently-and-tolerates-missing-workflows"
+# The sweep tells a tenant workflow where its runtime now runs when that is not where its
+# TenantNode attribute says (a drain moves runtimes without any action of the tenant).
+PATCH_FOLLOW_NODE = "sweep-tells-tenants-their-runtime-node"
 
 
 @workflow.defn
@@ -29,6 +32,12 @@ class HealthSweepWorkflow:
             M.sweep_runtimes, start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=timedelta(seconds=10), retry_policy=SHORT["retry_policy"],
         )  # fmt: skip
+        if workflow.patched(PATCH_FOLLOW_NODE):
+            # Best effort, like the restarts below: a missing workflow is not a failure.
+            await asyncio.gather(
+                *(_placed(tid, node) for tid, node in result.moved.items()),
+                return_exceptions=True,
+            )
         if workflow.patched(TOLERANT_SIGNALS):
             # All at once, and a tenant whose workflow is gone does not fail the sweep.
             sent = await asyncio.gather(
@@ -47,6 +56,11 @@ class HealthSweepWorkflow:
 async def _restart(tenant_id: str) -> None:
     handle = workflow.get_external_workflow_handle_for(TenantWorkflow.run, f"tenant-{tenant_id}")
     await handle.signal(TenantWorkflow.force_restart, SWEEP_REASON)
+
+
+async def _placed(tenant_id: str, node: str | None) -> None:
+    handle = workflow.get_external_workflow_handle_for(TenantWorkflow.run, f"tenant-{tenant_id}")
+    await handle.signal(TenantWorkflow.runtime_placed, RuntimeNode(node=node))
 
 
 @workflow.defn

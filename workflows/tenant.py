@@ -468,6 +468,17 @@ class TenantWorkflow(TenantDurability):
             self._enqueue(cmd)
 
     @workflow.signal
+    def runtime_placed(self, placed: RuntimeNode) -> None:
+        """Maintenance: the runtime now runs on this node (None: on none), not the recorded
+        one; the TenantNode attribute follows at once."""
+        if placed.node == self.s.node:
+            return
+        if placed.node is None:
+            self._node_unset = True
+        self.s.node = placed.node
+        self._upsert_search_attributes()
+
+    @workflow.signal
     def add_note(self, note: Note) -> None:
         """Support: attach a note to the tenant (shown to admins)."""
         self.s.notes.append(note)

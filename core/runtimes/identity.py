@@ -44,13 +44,17 @@ def _uids_in_use(client: docker.DockerClient, tenant_id: str) -> set[int]:
     return used
 
 
-def allocate_uid(client: docker.DockerClient, tenant_id: str) -> int:
-    """A UID for a new home volume: the preferred one, or the next free one after it."""
-    used = _uids_in_use(client, tenant_id)
+def free_uid(tenant_id: str, used: set[int]) -> int:
+    """The tenant's preferred UID, or the next one after it that no other tenant holds."""
     uid = preferred_uid(tenant_id)
     while uid in used:
         uid = UID_BASE + (uid - UID_BASE + 1) % UID_SPAN
     return uid
+
+
+def allocate_uid(client: docker.DockerClient, tenant_id: str) -> int:
+    """A UID for a new home volume: the preferred one, or the next free one after it."""
+    return free_uid(tenant_id, _uids_in_use(client, tenant_id))
 
 
 def volume_uid(client: docker.DockerClient, volume: str) -> int:

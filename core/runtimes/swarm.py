@@ -28,13 +28,12 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from core.runtimes import fence
+from core.runtimes import fence, identity
 from core.runtimes import swarm_objects as so
 from core.runtimes import swarm_spec as sp
 from core.runtimes._home import reset_flag_files, strip_top_dir
 from core.runtimes.base import (
     HOME_IN_RUNTIME,
-    RUNTIME_UID,
     ImageMissingError,
     RuntimeDriverError,
     RuntimeNotFoundError,
@@ -121,14 +120,17 @@ class SwarmDriver:
             allow = fence.allowlist(spec.env, self._egress_allow)
             current = self._find(sp.service_name(tid))
             replicas = _replicas(current) if current is not None else 0
+            api = self._api_version()
             egress = sp.egress_service(
                 tid, self._pinned(self._fence_image), allow, tenant_network_id=net,
                 egress_network_id=egress_net, placement=self.placement, replicas=replicas,
+                api_version=api,
             )  # fmt: skip
             self._apply(egress, fence.LABEL_ALLOW)
             runtime = sp.runtime_service(
-                spec, image=pinned, network_id=net, secret=secret, seed=seed,
-                placement=self.placement, replicas=replicas,
+                spec, image=pinned, command=self._image_command(spec.image),
+                uid=self._tenant_uid(tid, current), network_id=net, secret=secret, seed=seed,
+                placement=self.placement, replicas=replicas, api_version=api,
             )  # fmt: skip
             self._apply(runtime, sp.LABEL_CONFIG)
             so.prune_objects(self._client, tid, keep={secret[1], seed[1]})
@@ -183,9 +185,10 @@ class SwarmDriver:
             service = self._find(sp.service_name(tenant_id))
             if service is None:
                 return RuntimeStatus(exists=False, running=False, state="missing")
-            status = task_status(service, _replicas(service), self._node_names())
+            nodes = self._node_names()  # one listing per status: deploys poll this
+            status = task_status(service, _replicas(service), nodes)
             if status.running and self.placement.volume_driver == "local":
-                moved = volume_moved(service, self._node_names())
+                moved = volume_moved(service, nodes)
                 if moved:
                     status = status.model_copy(update={"reason": moved})
             return status
@@ -264,20 +267,53 @@ class SwarmDriver:
         return dest_path
 
     def restore(self, tenant_id: str, src_path: str) -> None:
-        """Replace the home's content with a snapshot (on this engine's node)."""
+        """Replace the home's content with a snapshot (on this engine's node), owned by
+        the tenant's UID."""
         with _swarm_errors("restore"):
+            uid = self._tenant_uid(tenant_id, self._find(sp.service_name(tenant_id)))
             self._client.containers.run(
                 self._fence_image,
                 ["-c", _CLEAR_HOME, HOME_IN_RUNTIME],
                 entrypoint=["python3"],
                 volumes={sp.volume_name(tenant_id): {"bind": HOME_IN_RUNTIME, "mode": "rw"}},
-                user=f"{RUNTIME_UID}:{RUNTIME_UID}", network_mode="none", read_only=True,
-                cap_drop=["ALL"], remove=True, labels={sp.LABEL_TASK_TENANT: tenant_id},
+                user=f"{uid}:{uid}", network_mode="none", read_only=True,
+                cap_drop=["ALL"], security_opt=["no-new-privileges"], remove=True,
+                labels={sp.LABEL_TASK_TENANT: tenant_id},
             )  # fmt: skip
             with self._home_helper(tenant_id) as helper:
-                helper.put_archive(HOME_IN_RUNTIME, strip_top_dir(src_path, RUNTIME_UID))
+                helper.put_archive(HOME_IN_RUNTIME, strip_top_dir(src_path, uid))
 
     # --- internals ----------------------------------------------------------------
+
+    def _tenant_uid(self, tenant_id: str, service: Any) -> int:
+        """The UID of the tenant's runtime: the one its service records, else the
+        preferred one moved past every UID another tenant's service holds."""
+        raw = (service.attrs["Spec"].get("Labels") or {}).get(identity.LABEL_UID, "") if (
+            service is not None) else ""  # fmt: skip
+        if raw.isdigit():
+            return int(raw)
+        used: set[int] = set()
+        for other in self._client.services.list(
+            filters={"label": [f"{sp.LABEL_MANAGED}=true", f"{sp.LABEL_ROLE}=runtime"]}
+        ):
+            labels = other.attrs["Spec"].get("Labels") or {}
+            if (
+                labels.get(sp.LABEL_TENANT) != tenant_id
+                and labels.get(identity.LABEL_UID, "").isdigit()
+            ):
+                used.add(int(labels[identity.LABEL_UID]))
+        return identity.free_uid(tenant_id, used)
+
+    def _image_command(self, image: str) -> list[str]:
+        """The image's entrypoint and command: what the runtime's entry execs."""
+        config = self._client.images.get(image).attrs.get("Config") or {}
+        return [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]
+
+    def _api_version(self) -> str:
+        """The engine API the specs are sent at: the lower of the engine's and the client's."""
+        engine = str(self._client.version().get("ApiVersion", "1.24"))
+        client = str(self._client.api.api_version)
+        return min(engine, client, key=lambda v: tuple(int(p) for p in v.split(".")))
 
     def _pinned(self, image: str) -> str:
         """The image by digest (registry images) or by id (local builds).

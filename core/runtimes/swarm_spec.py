@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.runtimes import fence
-from core.runtimes.base import HOME_IN_RUNTIME, RUNTIME_PORT, RUNTIME_UID, RuntimeSpec
+from core.runtimes.base import HOME_IN_RUNTIME, RUNTIME_PORT, RuntimeSpec
+from core.runtimes.identity import LABEL_UID
 from core.runtimes.secrets_delivery import SECRETS_FILE, split_env
 
 LABEL_MANAGED = "tinyclaw.managed"
@@ -32,7 +33,32 @@ LABEL_TASK_TENANT = "tinyclaw.swarm-tenant"
 EGRESS_NETWORK = "tcc-swarm-egress"
 SEED_FILE = "/run/tinyclaw-seed/seed.json"
 RELAY_PORT = 3780
-SHAPE_VERSION = "swarm1"
+# swarm2: per-tenant UIDs, the privilege-dropping entry, no-new-privileges.
+SHAPE_VERSION = "swarm2"
+# The first engine API whose ContainerSpec.Privileges has NoNewPrivileges (Docker 25).
+NO_NEW_PRIVILEGES_API = (1, 44)
+# What the runtime's entry needs as root, and nothing else: CHOWN (give the home to the
+# tenant), DAC_READ_SEARCH (walk a home another UID owns, mode 0700), SETUID/SETGID
+# (become the tenant), SETPCAP (empty the bounding set). setpriv drops them all.
+ENTRY_CAPABILITIES = ["CAP_CHOWN", "CAP_DAC_READ_SEARCH", "CAP_SETGID", "CAP_SETPCAP",
+                      "CAP_SETUID"]  # fmt: skip
+# The runtime's entry, run as root with ENTRY_CAPABILITIES: the home volume may be new on
+# this node (the engine copied the image's home, owned by its UID) or come from the
+# shared-UID shape, so it is given to the tenant's UID unless its root already is
+# (children first, the root last: an interrupted chown is resumed at the next start;
+# symlinks are changed themselves, never followed). Then exec the image's command as
+# the tenant: no supplementary groups, no capabilities (effective, inheritable, bounding
+# set), no_new_privs set.
+ENTRY = (
+    "import os,sys\n"
+    "u=int(sys.argv[1]);h=sys.argv[2]\n"
+    "if os.lstat(h).st_uid!=u:\n"
+    " for d,ds,fs in os.walk(h,topdown=False):\n"
+    "  for n in ds+fs:os.chown(os.path.join(d,n),u,u,follow_symlinks=False)\n"
+    " os.chown(h,u,u,follow_symlinks=False)\n"
+    "os.execvp('setpriv',['setpriv','--reuid',str(u),'--regid',str(u),'--clear-groups',"
+    "'--no-new-privs','--inh-caps=-all','--bounding-set=-all','--',*sys.argv[3:]])"
+)
 
 
 def service_name(tenant_id: str) -> str:
@@ -125,27 +151,53 @@ def _restart_policy() -> dict[str, Any]:
     return {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0}
 
 
+def supports_no_new_privileges(api_version: str) -> bool:
+    """True when an engine API version takes ContainerSpec.Privileges.NoNewPrivileges."""
+    major, _, minor = api_version.partition(".")
+    return (int(major), int(minor or 0)) >= NO_NEW_PRIVILEGES_API
+
+
+def _privileges(api_version: str) -> dict[str, Any]:
+    # Older engines ignore the field without a word: only send it where it is enforced.
+    if supports_no_new_privileges(api_version):
+        return {"Privileges": {"NoNewPrivileges": True}}
+    return {}
+
+
+def runtime_command(uid: int, command: list[str]) -> list[str]:
+    """The runtime task's command: the privilege-dropping entry, then the image's own."""
+    return ["python3", "-c", ENTRY, str(uid), HOME_IN_RUNTIME, *command]
+
+
 def runtime_service(
     spec: RuntimeSpec,
     *,
     image: str,
+    command: list[str],
+    uid: int,
     network_id: str,
     secret: tuple[str, str],
     seed: tuple[str, str],
     placement: Placement,
     replicas: int,
+    api_version: str,
     tmpfs_mb: int = 64,
 ) -> dict[str, Any]:
-    """The full service spec (create/update arguments) of a tenant's runtime."""
+    """The full service spec (create/update arguments) of a tenant's runtime.
+
+    ``command`` is the image's entrypoint and command, ``uid`` the tenant's own UID (the
+    service's LABEL_UID), ``api_version`` the engine API the spec is sent at.
+    """
     tenant = spec.tenant_id
     public, _ = split_env(spec.env)
     env = {
         **public,
         **fence.runtime_proxy_env(),
+        "HOME": HOME_IN_RUNTIME,  # the entry starts as root, whose passwd home is /root
         "TINYAGI_SECRETS_FILE": SECRETS_FILE,
         "TINYAGI_SEED_FILE": SEED_FILE,
     }
-    uid = str(RUNTIME_UID)
+    owner = str(uid)
     limits = {
         "NanoCPUs": int(spec.cpus * 1e9),
         "MemoryBytes": spec.memory_mb * 2**20,
@@ -159,10 +211,14 @@ def runtime_service(
         "Image": image,  # pinned: by digest or id, never a tag a node would pull
         "Hostname": "tinyagi",
         "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+        "Command": runtime_command(uid, command),
         "Labels": {LABEL_TASK_TENANT: tenant},
-        "User": f"{uid}:{uid}",
+        # Root only for the entry, with ENTRY_CAPABILITIES; the runtime runs as ``uid``.
+        "User": "0:0",
         "ReadOnly": True,
         "CapabilityDrop": ["ALL"],
+        "CapabilityAdd": list(ENTRY_CAPABILITIES),
+        **_privileges(api_version),
         "Healthcheck": {"Test": ["NONE"]},  # health is the task state plus /api/status
         "StopGracePeriod": 10_000_000_000,
         "Mounts": [
@@ -170,8 +226,8 @@ def runtime_service(
                 "Type": "volume",
                 "Source": volume_name(tenant),
                 "Target": HOME_IN_RUNTIME,
-                # The engine copies the image's home (owned by the runtime user) into a
-                # new volume: a task on a fresh node gets a writable home, then its seed.
+                # The engine copies the image's home into a new volume (a task on a
+                # fresh node gets a home, then its seed); the entry gives it to ``uid``.
                 "VolumeOptions": {
                     "NoCopy": False,
                     "Labels": tenant_labels(tenant),
@@ -184,14 +240,14 @@ def runtime_service(
             {
                 "SecretID": secret[0],
                 "SecretName": secret[1],
-                "File": {"Name": SECRETS_FILE, "UID": uid, "GID": uid, "Mode": 0o400},
+                "File": {"Name": SECRETS_FILE, "UID": owner, "GID": owner, "Mode": 0o400},
             }
         ],
         "Configs": [
             {
                 "ConfigID": seed[0],
                 "ConfigName": seed[1],
-                "File": {"Name": SEED_FILE, "UID": uid, "GID": uid, "Mode": 0o400},
+                "File": {"Name": SEED_FILE, "UID": owner, "GID": owner, "Mode": 0o400},
             }
         ],
     }
@@ -201,6 +257,7 @@ def runtime_service(
             **tenant_labels(tenant, "runtime"),
             LABEL_DEPLOYMENT: spec.deployment_id,
             LABEL_CONFIG: config_label(spec, secret[1], seed[1]),
+            LABEL_UID: owner,  # the tenant's UID, kept across updates
         },
         "mode": {"Replicated": {"Replicas": replicas}},
         # DNS round robin, no virtual IP: the IPVS balancer does not serve internal overlays.
@@ -231,13 +288,15 @@ def egress_service(
     egress_network_id: str,
     placement: Placement,
     replicas: int,
+    api_version: str,
 ) -> dict[str, Any]:
     """The egress proxy service: the runtime's only way out, and the control plane's way in
     (a relay to the runtime API on a port published on its node, in host mode)."""
     allow = list(allow)
     container = {
         "Image": image,
-        "Command": ["python3", "-m", "runtime.egress"],
+        # It needs no privilege at all: no_new_privs set before the proxy starts.
+        "Command": ["setpriv", "--no-new-privs", "--", "python3", "-m", "runtime.egress"],
         "Env": [
             f"EGRESS_ALLOW={' '.join(allow)}",
             f"EGRESS_PORT={fence.EGRESS_PORT}",
@@ -248,6 +307,7 @@ def egress_service(
         "User": f"{fence.EGRESS_UID}:{fence.EGRESS_UID}",
         "ReadOnly": True,
         "CapabilityDrop": ["ALL"],
+        **_privileges(api_version),
         "Healthcheck": {"Test": ["NONE"]},
         "Hosts": ["host-gateway host.docker.internal"],
     }

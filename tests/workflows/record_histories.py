@@ -145,6 +145,42 @@ async def record_sweep(client: Client, out: Path) -> list[str]:
     return [wid]
 
 
+@activity.defn(name="sweep_runtimes")
+async def sweep_finds_moved() -> SweepResult:
+    """The sweep activity, finding a runtime moved to another node by a drain."""
+    return SweepResult(checked=1, moved={"node-follow": "node-2"})
+
+
+async def record_sweep_moved(client: Client, out: Path) -> list[str]:
+    """The health sweep telling a tenant workflow its runtime's new node (the TenantNode
+    attribute follows a drain without an action)."""
+    from core.temporal.search_attributes import TENANT_NODE
+
+    wid, fake = "health-sweep-moved", FakeLifecycle()
+    async with fake_worker(client, fake) as tq:
+        handle = await _tenant(client, tq, "node-follow")
+        await _run(handle, Action.DEPLOY)
+        async with Worker(
+            client, task_queue="rec-sweep-moved", workflows=[HealthSweepWorkflow],
+            activities=[sweep_finds_moved],
+        ):  # fmt: skip
+            await client.execute_workflow(
+                HealthSweepWorkflow.run, id=wid, task_queue="rec-sweep-moved"
+            )
+        for _ in range(100):
+            described = await client.get_workflow_handle("tenant-node-follow").describe()
+            if described.typed_search_attributes.get(TENANT_NODE) == "node-2":
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the tenant workflow did not take the sweep's node")
+        saved = await _save(client, ["node-follow"], out)
+    history = await client.get_workflow_handle(wid).fetch_history()
+    compact = json.dumps(json.loads(history.to_json()), separators=(",", ":"))
+    (out / f"{wid}.json").write_text(compact + "\n")
+    return [*saved, wid]
+
+
 async def every_action(client: Client, tq: str, fake: FakeLifecycle, _: object) -> str:
     handle = await _tenant(client, tq, "every-action")
     await _run(handle, Action.DEPLOY)
@@ -448,6 +484,8 @@ async def main(names: list[str]) -> None:
             saved = await _record(dev, _chosen(DEV_SERVER_FLOWS, names), out)
             if not names or "record_sweep" in names:
                 saved += await record_sweep(dev.client, out)
+            if not names or "record_sweep_moved" in names:
+                saved += await record_sweep_moved(dev.client, out)
             if not names or "runtime_queue" in names:
                 saved += await record_runtime_queue(dev.client, out)
         finally:

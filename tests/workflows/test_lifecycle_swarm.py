@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
+from core.activity_models import SweepResult
 from core.db.models import Deployment, Tenant
 from core.workflow_models import Action, TenantState
 from tests.fakes.openai_upstream import FakeOpenAI
@@ -130,6 +131,8 @@ async def test_drained_node_shows_the_tenant_waiting_and_it_comes_back(
     tid = stack.new_tenant(plan="pro", token=token)
     assert (await run(stack, tid, Action.DEPLOY)).state == "healthy"
     node = swarm_engine.info()["Swarm"]["NodeID"]
+    hostname = swarm_engine.info()["Name"]
+    assert await _named_node(stack, tid, hostname, want=True)
     await asyncio.to_thread(_availability, node, "drain")
     try:
         status = await _wait_status(stack, tid, lambda s: s.state == "pending")
@@ -143,23 +146,64 @@ async def test_drained_node_shows_the_tenant_waiting_and_it_comes_back(
             ):
                 break
             await asyncio.sleep(0.5)
-        result = await stack.env.client.execute_workflow(
-            HealthSweepWorkflow.run, id=f"sweep-{uuid.uuid4().hex}",
-            task_queue=stack.ctx.queues.lifecycle,
-        )  # fmt: skip
+        before = len((await settle(stack, tid)).history)
+        result = await _sweep(stack)
         assert tid in result.unhealthy
         with stack.db.tenant_session(tid) as s:
             dep = s.scalars(select(Deployment)).one()
             assert dep.runtime_health == "down"
             assert "waiting for a node" in (dep.runtime_down_reason or "").lower()
+        # The sweep's forced restart cannot place the runtime either; once it is over, the
+        # TenantNode attribute names no node (the runtime runs on none).
+        await _wait_action(stack, tid, before)
+        await settle(stack, tid, timeout=180)
+        assert not await _named_node(stack, tid, hostname, want=False)
     finally:
         await asyncio.to_thread(_availability, node, "active")
     await _wait_status(stack, tid, lambda s: s.running)
+    assert (await _answers_telegram(stack, token)).startswith("This bot is private")
+    # Back on the node without any action of the tenant: the next sweep says so.
+    assert not await _named_node(stack, tid, hostname, want=False)
+    result = await _sweep(stack)
+    assert result.moved.get(tid) == hostname and tid not in result.unhealthy, result
+    assert await _named_node(stack, tid, hostname, want=True)
     state = await run(stack, tid, Action.RESTART)
     assert state.state == "healthy", state.history[-1]
     with stack.db.tenant_session(tid) as s:
         assert s.scalars(select(Deployment)).one().runtime_health == "up"
     assert (await _answers_telegram(stack, token)).startswith("This bot is private")
+
+
+async def _sweep(stack: Stack) -> SweepResult:
+    return await stack.env.client.execute_workflow(
+        HealthSweepWorkflow.run, id=f"sweep-{uuid.uuid4().hex}",
+        task_queue=stack.ctx.queues.lifecycle,
+    )  # fmt: skip
+
+
+async def _wait_action(stack: Stack, tid: str, before: int) -> None:
+    """Wait until the tenant workflow has taken up an action after ``before`` records."""
+    from control.lifecycle import query_state
+
+    for _ in range(300):
+        state = await query_state(stack.ctx, tid)
+        if state is not None and (state.in_flight is not None or len(state.history) > before):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no action of {tid} after the sweep")
+
+
+async def _named_node(stack: Stack, tid: str, node: str, *, want: bool) -> bool:
+    """Whether the Temporal UI finds the tenant's workflow by TenantNode = node, waiting
+    (visibility lags) until it is ``want``."""
+    query = f'TenantNode = "{node}" AND TenantId = "{tid}"'
+    found = False
+    for _ in range(100):
+        found = f"tenant-{tid}" in [w.id async for w in stack.env.client.list_workflows(query)]
+        if found == want:
+            break
+        await asyncio.sleep(0.1)
+    return found
 
 
 def _availability(node: str, availability: str) -> None:

@@ -29,6 +29,7 @@ from core.workflow_models import ActionInput, ActionResult
 from tests.conftest import make_settings
 from worker import WORKFLOWS
 from workflows.common import CONTAINER, PATCH_RUNTIME_QUEUE, PATCH_TEST_MESSAGE_BUDGET, SHORT
+from workflows.maintenance import PATCH_FOLLOW_NODE
 from workflows.operations import (
     PATCH_DELETE_CANCELS_BILLING,
     PATCH_DELETE_FAILURE,
@@ -67,6 +68,8 @@ FLOWS = [
     "child-namesake", "billing-late",
     # A delete cancels the bot's Stripe subscription.
     "delete-cancels",
+    # The health sweep tells a tenant its runtime's node after a drain (issue 15).
+    "node-follow",
 ]  # fmt: skip
 
 
@@ -105,7 +108,7 @@ def test_the_new_histories_carry_every_patch_marker() -> None:
         PATCH_PERSIST_STATE, PATCH_DELETE_FAILURE, PATCH_TEST_MESSAGE_BUDGET,
         PATCH_RECOVER_INTERRUPTED, PATCH_SNAPSHOT_STOPPED, PATCH_RESTORE_UNDELETES,
         PATCH_RUNTIME_QUEUE, PATCH_TENANT_NODE, PATCH_CHILD_ID_WAIT, PATCH_BILLING_EVENT_TIME,
-        PATCH_DELETE_CANCELS_BILLING,
+        PATCH_DELETE_CANCELS_BILLING, PATCH_FOLLOW_NODE,
     }  # fmt: skip
     assert all(any(p in m for m in markers) for p in patches), markers
 

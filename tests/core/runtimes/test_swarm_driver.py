@@ -90,7 +90,61 @@ def test_service_answers_telegram_and_keeps_secrets_out_of_specs(
     runtime = next(c for c in _task_containers(swarm_engine, spec.tenant_id)
                    if c.name.startswith(service_name(spec.tenant_id) + "."))  # fmt: skip
     mode = runtime.exec_run(["stat", "-c", "%a %u", "/run/tinyclaw/runtime.json"]).output
-    assert mode.decode().split() == ["400", "10001"]
+    assert mode.decode().split() == ["400", str(_process_status(runtime)["Uid"][0])]
+
+
+def _process_status(container) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    """/proc/1/status of a task container: the identity and privileges its process has."""
+    text = container.exec_run(["cat", "/proc/1/status"]).output.decode()
+    return {k: v.split() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def _runtime_container(client: docker.DockerClient, tenant_id: str):  # type: ignore[no-untyped-def]
+    return next(c for c in _task_containers(client, tenant_id)
+                if c.name.startswith(service_name(tenant_id) + "."))  # fmt: skip
+
+
+def _egress_container(client: docker.DockerClient, tenant_id: str):  # type: ignore[no-untyped-def]
+    return next(c for c in _task_containers(client, tenant_id)
+                if c.name.startswith(egress_service_name(tenant_id) + "."))  # fmt: skip
+
+
+def test_each_tenant_runs_unprivileged_under_its_own_uid(
+    swarm_driver: SwarmDriver, swarm_engine: docker.DockerClient, make_spec, container_fakes
+) -> None:
+    telegram, _ = container_fakes
+    specs = [make_spec(), make_spec()]
+    for spec in specs:
+        _deploy(swarm_driver, spec)
+    uids = []
+    for spec in specs:
+        runtime = _runtime_container(swarm_engine, spec.tenant_id)
+        status = _process_status(runtime)
+        uid = status["Uid"][0]
+        assert status["Uid"] == [uid] * 4 and status["Gid"] == [uid] * 4, status
+        assert status["Groups"] == [], status
+        assert int(uid) not in (0, 10001)
+        assert status["CapEff"] == status["CapBnd"] == status["CapPrm"] == ["0" * 16], status
+        assert status["NoNewPrivs"] == ["1"], status
+        home = runtime.exec_run(["stat", "-c", "%u %g", "/home/tinyagi"]).output.decode()
+        assert home.split() == [uid, uid]
+        # Files the runtime wrote at start (its seed) are its own too.
+        owners = runtime.exec_run(["find", "/home/tinyagi", "!", "-user", uid]).output.decode()
+        assert owners.strip() == "", owners
+        uids.append(uid)
+        egress = _process_status(_egress_container(swarm_engine, spec.tenant_id))
+        assert egress["NoNewPrivs"] == ["1"] and egress["CapEff"] == ["0" * 16], egress
+    assert uids[0] != uids[1]
+    # A new configuration keeps the tenant's UID (recorded on its service).
+    spec = specs[0]
+    token = bot_token_of(spec)
+    swarm_driver.ensure(spec.model_copy(update={"env": {**spec.env, "EXTRA_SETTING": "1"}}))
+    wait_healthy(_address(swarm_driver, spec.tenant_id), timeout=40)
+    after = _process_status(_runtime_container(swarm_engine, spec.tenant_id))
+    assert after["Uid"][0] == uids[0]
+    telegram.inject_message(token, OWNER_ID, "still me?")
+    reply = telegram.wait_for_messages(token, OWNER_ID, 1, timeout=20)[0]["text"]
+    assert reply == "echo: still me?"
 
 
 def test_runtime_cannot_reach_anything_but_its_allowlist(
