@@ -30,6 +30,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -296,8 +297,8 @@ def stop_all(
     server.stop()
     telegram.stop()
     _, driver = select_driver(settings)
-    for tid in bots:
-        driver.remove(tid)
+    with ThreadPoolExecutor(8) as pool:  # hundreds of bots after bench/density.py
+        list(pool.map(driver.remove, bots))
     if settings.runtime_driver == "docker":
         driver.warm.drain()  # type: ignore[attr-defined]
 

@@ -104,8 +104,12 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(5)  # let the stack settle before the first reading
             before, shims_before = mem_available(), set(shim_rss())
             t0 = time.perf_counter()
+            batches = []  # each batch's median deploy time: does it grow with the fleet?
             for i in range(0, args.n, args.batch):
-                await deploy_all(api, db, bots[i : i + args.batch])
+                batches.append(
+                    statistics.median(await deploy_all(api, db, bots[i : i + args.batch]))
+                )
+                print(f"  {i + args.batch} bots: batch median {batches[-1]:.1f} s", flush=True)
             deployed = time.perf_counter() - t0
         idle_from = cpu.snapshot()
         await asyncio.sleep(args.idle)  # idle: start-up garbage collected, caches settled
