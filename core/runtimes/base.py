@@ -25,6 +25,9 @@ from core.errors import NotFound, ServiceUnavailable
 RUNTIME_PORT = 3777
 HOME_IN_RUNTIME = "/home/tinyagi"
 RUNTIME_UID = 10001
+# Connections a driver keeps to its engine: as many as a burst of deploys makes at once
+# (the docker SDK's default of 10 opens and drops a connection for each call beyond it).
+DOCKER_CONNECTIONS = 64
 
 
 class RuntimeDriverError(ServiceUnavailable):

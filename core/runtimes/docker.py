@@ -19,6 +19,7 @@ from docker.types import LogConfig, Mount
 from core.runtimes import fence, identity
 from core.runtimes._home import build_tar, reset_flag_files, strip_top_dir
 from core.runtimes.base import (
+    DOCKER_CONNECTIONS,
     HOME_IN_RUNTIME,
     RUNTIME_PORT,
     ImageMissingError,
@@ -53,7 +54,6 @@ FENCE_VERSION = "fence2"
 # Given a tenant id, its full runtime environment (read again from the secret store).
 SecretsSource = Callable[[str], Mapping[str, str]]
 DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
-DOCKER_CONNECTIONS = 64
 # A start event this soon after the driver's own start is that start (see started_here).
 OWN_START_S = 60.0
 # Empties the home before a restore; runs as the runtime user in a throwaway container.

@@ -33,6 +33,7 @@ from core.runtimes import swarm_objects as so
 from core.runtimes import swarm_spec as sp
 from core.runtimes._home import reset_flag_files, strip_top_dir
 from core.runtimes.base import (
+    DOCKER_CONNECTIONS,
     HOME_IN_RUNTIME,
     ImageMissingError,
     RuntimeDriverError,
@@ -78,7 +79,7 @@ class SwarmDriver:
         secrets_source: SecretsSource | None = None,
     ) -> None:
         try:
-            self._client = client or docker.from_env()
+            self._client = client or docker.from_env(max_pool_size=DOCKER_CONNECTIONS)
             state = self._client.info().get("Swarm", {}).get("LocalNodeState")
         except DockerException as exc:
             raise RuntimeDriverError(f"docker engine unreachable: {type(exc).__name__}") from None
