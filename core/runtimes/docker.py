@@ -7,7 +7,6 @@ import io
 import logging
 import tarfile
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import docker
@@ -54,8 +53,6 @@ FENCE_VERSION = "fence2"
 # Given a tenant id, its full runtime environment (read again from the secret store).
 SecretsSource = Callable[[str], Mapping[str, str]]
 DEFAULT_FENCE_IMAGE = "tinyclaw/runtime:dev"
-# A start event this soon after the driver's own start is that start (see started_here).
-OWN_START_S = 60.0
 # Empties the home before a restore; runs as the runtime user in a throwaway container.
 _CLEAR_HOME = (
     "import os,shutil,sys;h=sys.argv[1]\n"
@@ -149,8 +146,9 @@ class DockerDriver:
         self._secrets_wait_s = secrets_wait_s
         # tenant -> (config label, runtime.json) of the last ensure(): memory only.
         self._payloads: dict[str, tuple[str, bytes]] = {}
-        # tenant -> when this driver last started its runtime (and delivered its secrets).
-        self._own_starts: dict[str, float] = {}
+        # tenant -> the container's StartedAt of the last start this driver made (and
+        # delivered the secrets to): its start event needs no second delivery.
+        self._own_starts: dict[str, str] = {}
         # Fences made ahead of deploys (warm.py); refilled in the background when idle.
         self.warm = WarmFences(
             self._client, image=fence_image, size=warm_fences, subnet=egress_subnet
@@ -186,8 +184,8 @@ class DockerDriver:
             # Always includes "." so the volume root belongs to the tenant's user.
             container.put_archive(HOME_IN_RUNTIME, build_tar(spec.files, uid=uid))
             if was_running:
-                self._own_starts[spec.tenant_id] = time.monotonic()
                 container.start()
+                self._note_own_start(spec.tenant_id, container)
                 self._deliver(spec.tenant_id, container)
 
     def start(self, tenant_id: str) -> None:
@@ -200,8 +198,8 @@ class DockerDriver:
             payload = None if legacy else self._payload_for(tenant_id, container)
             fence.start_egress(self._client, tenant_id)
             if container.status not in ("running", "restarting"):  # the policy starts it
-                self._own_starts[tenant_id] = time.monotonic()
                 container.start()
+                self._note_own_start(tenant_id, container)
             # The tmpfs starts empty on every start: the runtime waits for this file.
             if payload is not None:
                 self._deliver(tenant_id, container, payload)
@@ -219,10 +217,22 @@ class DockerDriver:
             return self._deliver(tenant_id, container, payload)
 
     def started_here(self, tenant_id: str) -> bool:
-        """Whether this driver started the tenant's runtime in the last minute (once per
-        start): its start event needs no second delivery, start() made one."""
-        at = self._own_starts.pop(tenant_id, None)
-        return at is not None and time.monotonic() - at < OWN_START_S
+        """Whether the runtime's current run is one this driver started (and so delivered
+        the secrets to); False once anything else started it again (``docker restart``,
+        the restart policy, an engine restart), whose run needs them again."""
+        own = self._own_starts.get(tenant_id)
+        if own is None:
+            return False
+        with _docker_errors("status"):
+            container = self._find(tenant_id)
+        started = container.attrs.get("State", {}).get("StartedAt") if container else None
+        return started == own
+
+    def _note_own_start(self, tenant_id: str, container: Container) -> None:
+        container.reload()
+        started = container.attrs.get("State", {}).get("StartedAt")
+        if started:
+            self._own_starts[tenant_id] = started
 
     def redeliver_if_waiting(self, tenant_id: str) -> bool:
         """Deliver the secrets when the runtime runs without its secrets file (True if so)."""
@@ -255,6 +265,7 @@ class DockerDriver:
             identity.remove_helpers(self._client, tenant_id, legacy)
             remove_secrets_volume(self._client, tenant_id)
             self._payloads.pop(tenant_id, None)
+            self._own_starts.pop(tenant_id, None)
             for network in networks:
                 with contextlib.suppress(NotFound):
                     network.remove()

@@ -46,6 +46,10 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+# How long a SIGKILLed runtime may take to go before stop() gives up.
+KILL_WAIT_S = 10.0
+
+
 class ProcessDriver:
     """RuntimeDriver with local subprocesses (see the module docstring: dev only)."""
 
@@ -147,10 +151,19 @@ class ProcessDriver:
         deadline = time.monotonic() + timeout
         while self._pid_alive(tenant_id) and time.monotonic() < deadline:
             time.sleep(0.05)
+        if self._state(tenant_id).get("pid") != pid:
+            return  # started again meanwhile (a restart in flight): not ours to kill
         if self._pid_alive(tenant_id):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while self._pid_alive(tenant_id):
+            # Bounded: a stop that never returns held a worker thread (and a test's
+            # teardown, on CI) for good; a process SIGKILL does not end is an error.
+            deadline = time.monotonic() + KILL_WAIT_S
+            while self._pid_alive(tenant_id) and self._state(tenant_id).get("pid") == pid:
+                if time.monotonic() > deadline:
+                    raise RuntimeDriverError(
+                        f"the runtime of tenant {tenant_id} (pid {pid}) outlived SIGKILL"
+                    )
                 time.sleep(0.02)
 
     def remove(self, tenant_id: str, keep_volume: bool = False) -> None:
