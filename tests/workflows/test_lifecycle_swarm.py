@@ -36,9 +36,9 @@ async def swarm_stack(
 
     async for stack in start_stack(
         tmp_path, temporal_env, fakes, "swarm", catalog=load_catalog(make_test_catalog(tmp_path)),
-        # The production default (60 s): at 30 s a resume on CI's busy engine timed out once
-        # in a full run while both Swarm tasks were still being created.
-        runtime_health_timeout_s=60, runtime_image=RUNTIME_IMAGE,  # the relay of this checkout
+        # Generous: in full runs on CI's busy 2-CPU engine a Swarm deploy or resume overran
+        # 30 s once and 60 s once (alone it takes 2-8 s; cause not found, see README).
+        runtime_health_timeout_s=120, runtime_image=RUNTIME_IMAGE,  # the relay of this checkout
     ):  # fmt: skip
         await wait_worker(stack)
         yield stack
