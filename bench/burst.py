@@ -258,11 +258,12 @@ async def main(args: argparse.Namespace) -> None:
             base_url=platform.api_url, headers=headers, timeout=60, limits=limits
         ) as api:
             if warm:
+                pool = warm_pool(settings)  # one client for the polls below
                 await deploy_all(api, db, bots[-1:])
-                await until(lambda: len(warm_entries(settings)) >= args.warm, within=300)
+                await until(lambda: len(pool.entries()) >= args.warm, within=300)
             alone = (await deploy_all(api, db, bots[:1]))[0]
             if warm:  # the pool is full again before the burst
-                await until(lambda: len(warm_entries(settings)) >= args.warm, within=300)
+                await until(lambda: len(pool.entries()) >= args.warm, within=300)
             t0, before = time.perf_counter(), cpu.snapshot()
             each = await deploy_all(api, db, bots[1 : args.n + 1])
             total, after = time.perf_counter() - t0, cpu.snapshot()
@@ -315,11 +316,11 @@ def claimed_fences(bots: list[str]) -> int:
     return on_warm
 
 
-def warm_entries(settings: Settings) -> list[str]:
-    """The unclaimed warm fences of this run's image (any allowlist)."""
+def warm_pool(settings: Settings) -> WarmFences:
+    """A view of the warm fences of this run's image (size 0: it never makes any)."""
     import docker
 
-    return WarmFences(docker.from_env(), image=settings.runtime_image, size=0).entries()
+    return WarmFences(docker.from_env(), image=settings.runtime_image, size=0)
 
 
 def report(

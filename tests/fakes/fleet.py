@@ -78,9 +78,10 @@ class _Status(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def answering_server() -> Iterator[str]:
-    """A runtime stand-in whose ``/api/status`` answers ``ok``; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Status)
+def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port in a thread; yields the base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True  # a request still sleeping does not hold up shutdown
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -88,6 +89,13 @@ def answering_server() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def answering_server() -> Iterator[str]:
+    """A runtime stand-in whose ``/api/status`` answers ``ok``; yields its base URL."""
+    with _serving(_Status) as url:
+        yield url
 
 
 @contextmanager
@@ -103,15 +111,8 @@ def slow_once_server(delay: float) -> Iterator[str]:
                 time.sleep(delay)
             super().do_GET()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowOnce)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _serving(_SlowOnce) as url:
+        yield url
 
 
 @contextmanager
